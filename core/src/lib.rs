@@ -1,0 +1,31 @@
+//! `leasedlock-core`: the sans-IO protocol core of leasedlock.
+//!
+//! Everything in this crate is a pure function or a pure state machine: inputs (MQTT messages as
+//! plain data, user commands, timer expiries) come in together with the current time, and outputs
+//! (messages to publish, subscriptions, completions, events, the next deadline) are drained with
+//! `poll_*` methods. The crate never reads a clock, never draws a random number from the OS and
+//! never performs I/O, so the same inputs always produce the same outputs.
+//!
+//! Layers, bottom up:
+//! - [`hex`], [`hlc`], [`resp3`]: wire codecs.
+//! - [`command`]: typed state-store requests and replies, with the service's error strings.
+//! - [`envelope`]: the MQTT 5 request/response/notification envelope as plain data.
+//! - [`client`]: the state-store client machine (in-flight table, timeouts, reconnects).
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod client;
+pub mod command;
+pub mod envelope;
+pub mod hex;
+pub mod hlc;
+pub mod resp3;
+pub mod rng;
+pub mod time;
+
+pub use time::{Duration, Instant, Now};
