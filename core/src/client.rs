@@ -154,6 +154,36 @@ pub enum ConfigError {
     ZeroCapacity,
 }
 
+/// What a lease, lock or leader machine needs from a state-store client: a way to start
+/// requests and (un)observe keys. [`Client`] implements it; machine tests may use a recording
+/// fake. Completions and notifications are routed back to the machines by the driver, matching
+/// [`RequestId`]s and keys.
+pub trait Requester {
+    /// See [`Client::request`].
+    fn request(
+        &mut self,
+        request: Request,
+        options: RequestOptions,
+        now: Now,
+    ) -> Result<RequestId, RequestError>;
+    /// See [`Client::observe`].
+    fn observe(
+        &mut self,
+        key: Bytes,
+        options: RequestOptions,
+        now: Now,
+    ) -> Result<RequestId, RequestError>;
+    /// See [`Client::unobserve`].
+    fn unobserve(
+        &mut self,
+        key: Bytes,
+        options: RequestOptions,
+        now: Now,
+    ) -> Result<RequestId, RequestError>;
+    /// The MQTT client id (the default lease holder value).
+    fn client_id(&self) -> &str;
+}
+
 /// The state-store client machine.
 #[derive(Debug)]
 pub struct Client {
