@@ -356,8 +356,11 @@ impl Client {
         if config.hlc_node.is_empty() {
             return Err(ConfigError::BadNodeId);
         }
-        let clock = HybridClock::new(Bytes::from(config.hlc_node.into_bytes()), config.max_drift_ms)
-            .map_err(|_| ConfigError::BadNodeId)?;
+        let clock = HybridClock::new(
+            Bytes::from(config.hlc_node.into_bytes()),
+            config.max_drift_ms,
+        )
+        .map_err(|_| ConfigError::BadNodeId)?;
         let capacity = config.max_in_flight + config.max_observed;
         let mut slots = Vec::with_capacity(capacity);
         slots.resize_with(capacity, || None);
@@ -478,7 +481,8 @@ impl Client {
     /// waiting (the MQTT layer redelivers them). Either way every observed key is registered
     /// again, because the store drops registrations with the connection.
     pub fn handle_connected(&mut self, session_present: bool, now: Now) {
-        self.outputs.push_back(Output::Connected { session_present });
+        self.outputs
+            .push_back(Output::Connected { session_present });
         self.connected = true;
         self.refused = false;
         if !session_present {
@@ -818,7 +822,8 @@ impl Client {
         let keys: Vec<Bytes> = self.observed.keys().cloned().collect();
         for key in keys {
             let queued = self.slots.iter().flatten().any(|e| {
-                e.sent_at.is_none() && matches!(&e.request, Request::KeyNotify { key: k } if *k == key)
+                e.sent_at.is_none()
+                    && matches!(&e.request, Request::KeyNotify { key: k } if *k == key)
             });
             if queued {
                 continue;
@@ -960,5 +965,1113 @@ impl Requester for Client {
 
     fn client_id(&self) -> &str {
         Client::client_id(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{NotifyPayload, SetCondition, SetOutcome};
+    use crate::envelope::prop;
+    use alloc::collections::BTreeMap;
+    use alloc::string::ToString;
+    use alloc::vec;
+    use proptest::prelude::*;
+
+    const CLIENT: &str = "client-1";
+    const WALL: u64 = 1_700_000_000_000;
+
+    fn config() -> ClientConfig {
+        ClientConfig {
+            client_id: CLIENT.to_string(),
+            seed: 7,
+            max_in_flight: 4,
+            max_observed: 3,
+            default_timeout: Duration::from_secs(5),
+            max_drift_ms: 60_000,
+            hlc_node: "node-1".to_string(),
+        }
+    }
+
+    fn t0() -> Now {
+        Now::new(Instant::from_millis(1_000), WALL)
+    }
+
+    fn drain(c: &mut Client) -> Vec<Output> {
+        core::iter::from_fn(|| c.poll_output()).collect()
+    }
+
+    fn publishes(outputs: &[Output]) -> Vec<Message> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Publish(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn completions(outputs: &[Output]) -> Vec<Completion> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Completion(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn only_publish(outputs: &[Output]) -> Message {
+        let p = publishes(outputs);
+        assert_eq!(p.len(), 1, "{outputs:?}");
+        p[0].clone()
+    }
+
+    fn only_completion(outputs: &[Output]) -> Completion {
+        assert_eq!(outputs.len(), 1, "{outputs:?}");
+        completions(outputs).remove(0)
+    }
+
+    /// A client that is connected with its response subscription granted.
+    fn ready_client(cfg: ClientConfig) -> Client {
+        let mut c = Client::new(cfg).unwrap();
+        c.handle_connected(false, t0());
+        let out = drain(&mut c);
+        assert_eq!(
+            out,
+            vec![
+                Output::Connected {
+                    session_present: false
+                },
+                Output::Subscribe(envelope::response_topic(CLIENT)),
+                Output::Subscribe(envelope::notification_filter(CLIENT)),
+            ]
+        );
+        c.handle_subscribed(&envelope::response_topic(CLIENT), true, t0());
+        c.handle_subscribed(&envelope::notification_filter(CLIENT), true, t0());
+        assert!(drain(&mut c).is_empty());
+        c
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn get(key: &str) -> Request {
+        Request::Get { key: b(key) }
+    }
+
+    fn set_nx(key: &str, value: &str, px: u64) -> Request {
+        Request::Set {
+            key: b(key),
+            value: b(value),
+            condition: SetCondition::NotExists,
+            px_ms: Some(px),
+        }
+    }
+
+    fn store_version(millis: u64, counter: u64) -> Hlc {
+        Hlc::new(millis, counter, "StateStore").unwrap()
+    }
+
+    fn reply(req: &Message, payload: &[u8], version: Option<&Hlc>) -> Message {
+        envelope::build_response(
+            req.response_topic.clone().unwrap(),
+            req.correlation_data.clone().unwrap(),
+            Some(5),
+            Bytes::copy_from_slice(payload),
+            version,
+        )
+    }
+
+    fn with_status(mut m: Message, status: &str, text: &str) -> Message {
+        m.user_properties
+            .retain(|(k, _)| k.as_ref() != prop::STATUS.as_bytes());
+        m.user_properties.push((b(prop::STATUS), b(status)));
+        m.user_properties.push((b(prop::STATUS_MESSAGE), b(text)));
+        m
+    }
+
+    fn encoded(r: &Request) -> Bytes {
+        let mut v = Vec::new();
+        r.encode(&mut v);
+        Bytes::from(v)
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let ok = Client::new(config()).unwrap();
+        assert_eq!(ok.client_id(), CLIENT);
+        for bad in ["", "a b", "a+b", "a#b", "a/b", "a{b", "a}b", "é", "a\tb"] {
+            let mut cfg = config();
+            cfg.client_id = bad.to_string();
+            assert_eq!(Client::new(cfg).unwrap_err(), ConfigError::BadClientId);
+        }
+        let mut cfg = config();
+        cfg.client_id = "x".repeat(MAX_CLIENT_ID_LEN + 1);
+        assert_eq!(Client::new(cfg).unwrap_err(), ConfigError::BadClientId);
+        for bad in ["", "a:b"] {
+            let mut cfg = config();
+            cfg.hlc_node = bad.to_string();
+            assert_eq!(Client::new(cfg).unwrap_err(), ConfigError::BadNodeId);
+        }
+        let mut cfg = config();
+        cfg.max_in_flight = 0;
+        assert_eq!(Client::new(cfg).unwrap_err(), ConfigError::ZeroCapacity);
+        let mut cfg = config();
+        cfg.max_observed = 0;
+        assert_eq!(Client::new(cfg).unwrap_err(), ConfigError::ZeroCapacity);
+        let mut cfg = config();
+        cfg.max_in_flight = MAX_CAPACITY + 1;
+        assert_eq!(Client::new(cfg).unwrap_err(), ConfigError::CapacityTooLarge);
+        let mut cfg = config();
+        cfg.default_timeout = Duration::ZERO;
+        assert_eq!(Client::new(cfg).unwrap_err(), ConfigError::ZeroTimeout);
+    }
+
+    #[test]
+    fn invalid_requests_are_refused_synchronously() {
+        let mut c = ready_client(config());
+        let now = t0();
+        let token = Some(store_version(WALL, 0));
+        let cases: Vec<(Request, RequestOptions)> = vec![
+            (get(""), RequestOptions::default()),
+            (
+                get("k"),
+                RequestOptions {
+                    fencing_token: token.clone(),
+                    ..Default::default()
+                },
+            ),
+            (
+                Request::KeyNotify { key: b("k") },
+                RequestOptions {
+                    fencing_token: token.clone(),
+                    ..Default::default()
+                },
+            ),
+            (
+                Request::Del { key: b("k") },
+                RequestOptions {
+                    persist: true,
+                    ..Default::default()
+                },
+            ),
+            (set_nx("k", "v", 0), RequestOptions::default()),
+            (
+                get("k"),
+                RequestOptions {
+                    timeout: Some(Duration::ZERO),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (r, o) in cases {
+            assert!(matches!(
+                c.request(r, o, now),
+                Err(RequestError::InvalidArgument(_))
+            ));
+        }
+        assert!(matches!(
+            c.observe(Bytes::new(), RequestOptions::default(), now),
+            Err(RequestError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            c.unobserve(
+                b("k"),
+                RequestOptions {
+                    fencing_token: token,
+                    ..Default::default()
+                },
+                now
+            ),
+            Err(RequestError::InvalidArgument(_))
+        ));
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.in_flight(), 0);
+        assert!(!c.is_observed(b"k"));
+    }
+
+    #[test]
+    fn request_publish_reply_completion() {
+        let mut c = ready_client(config());
+        let now = t0();
+        let token = store_version(WALL - 5, 3);
+        let request = Request::Set {
+            key: b("lock"),
+            value: b("holder"),
+            condition: SetCondition::NotExistsOrEqual,
+            px_ms: Some(5000),
+        };
+        let id = c
+            .request(
+                request.clone(),
+                RequestOptions {
+                    timeout: Some(Duration::from_millis(2500)),
+                    fencing_token: Some(token.clone()),
+                    persist: true,
+                },
+                now,
+            )
+            .unwrap();
+        assert_eq!(c.in_flight(), 1);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(now.mono + Duration::from_millis(2500))
+        );
+        let msg = only_publish(&drain(&mut c));
+        assert_eq!(msg.topic, b(envelope::REQUEST_TOPIC));
+        assert_eq!(
+            msg.response_topic,
+            Some(b(&envelope::response_topic(CLIENT)))
+        );
+        assert_eq!(msg.correlation_data.as_ref().map(Bytes::len), Some(16));
+        assert_eq!(msg.message_expiry_secs, Some(3));
+        assert_eq!(msg.user_property(prop::SOURCE_ID), Some(&b(CLIENT)));
+        assert_eq!(
+            msg.user_property(prop::FENCING_TOKEN),
+            Some(&token.to_bytes())
+        );
+        assert_eq!(msg.user_property(prop::PERSISTENCE), Some(&b("true")));
+        let ts = Hlc::parse(msg.user_property(prop::TIMESTAMP).unwrap()).unwrap();
+        assert_eq!((ts.millis, ts.counter, ts.node()), (WALL, 0, "node-1"));
+        assert_eq!(
+            msg.payload,
+            Bytes::from_static(
+                b"*6\r\n$3\r\nSET\r\n$4\r\nlock\r\n$6\r\nholder\r\n$3\r\nNEX\r\n$2\r\nPX\r\n$4\r\n5000\r\n"
+            )
+        );
+        assert_eq!(msg.payload, encoded(&request));
+
+        // The reply's version is ahead of our wall clock (within the drift limit).
+        let version = store_version(WALL + 40, 2);
+        let later = now.advanced(Duration::from_millis(10));
+        c.handle_publish(reply(&msg, b"+OK\r\n", Some(&version)), later);
+        let done = only_completion(&drain(&mut c));
+        assert_eq!(
+            done,
+            Completion {
+                id,
+                kind: RequestKind::Set,
+                sent_at: Some(now.mono),
+                result: Ok(Response::Set(SetOutcome::Applied)),
+                version: Some(version.clone()),
+            }
+        );
+        assert_eq!(c.in_flight(), 0);
+        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.stats(), ClientStats::default());
+
+        // The reply's version was folded into the application HLC.
+        c.request(get("lock"), RequestOptions::default(), later)
+            .unwrap();
+        let msg2 = only_publish(&drain(&mut c));
+        let ts2 = Hlc::parse(msg2.user_property(prop::TIMESTAMP).unwrap()).unwrap();
+        assert!(ts2 > version, "{ts2} <= {version}");
+        assert_eq!(msg2.user_property(prop::FENCING_TOKEN), None);
+        assert_eq!(msg2.user_property(prop::PERSISTENCE), None);
+        assert_eq!(msg2.message_expiry_secs, Some(5));
+        assert_ne!(msg2.correlation_data, msg.correlation_data);
+    }
+
+    #[test]
+    fn reply_forms_map_to_results() {
+        let cases: Vec<(Request, &[u8], Result<Response, RequestError>)> = vec![
+            (
+                get("k"),
+                b"$3\r\nabc\r\n",
+                Ok(Response::Get(Some(b("abc")))),
+            ),
+            (get("k"), b"$-1\r\n", Ok(Response::Get(None))),
+            (
+                set_nx("k", "v", 10),
+                b":-1\r\n",
+                Ok(Response::Set(SetOutcome::NotApplied)),
+            ),
+            (
+                set_nx("k", "v", 10),
+                b"-ERR syntax error\r\n",
+                Err(RequestError::Service(ServiceError::SyntaxError)),
+            ),
+            (get("k"), b"+OK\r\n", Err(RequestError::BadReply)),
+            (get("k"), b"\x00garbage", Err(RequestError::BadReply)),
+            (get("k"), b"", Err(RequestError::BadReply)),
+        ];
+        for (request, payload, expected) in cases {
+            let mut c = ready_client(config());
+            let id = c.request(request, RequestOptions::default(), t0()).unwrap();
+            let msg = only_publish(&drain(&mut c));
+            c.handle_publish(reply(&msg, payload, None), t0());
+            let done = only_completion(&drain(&mut c));
+            assert_eq!((done.id, done.result, done.version), (id, expected, None));
+            assert_eq!(c.in_flight(), 0);
+        }
+    }
+
+    #[test]
+    fn status_400_is_a_typed_error() {
+        let mut c = ready_client(config());
+        let id = c
+            .request(get("k"), RequestOptions::default(), t0())
+            .unwrap();
+        let msg = only_publish(&drain(&mut c));
+        let r = with_status(reply(&msg, b"", None), "400", "bad header");
+        c.handle_publish(r, t0());
+        let done = only_completion(&drain(&mut c));
+        assert_eq!(done.id, id);
+        assert_eq!(
+            done.result,
+            Err(RequestError::Status {
+                status: 400,
+                message: Some(b("bad header"))
+            })
+        );
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn clock_drift_in_a_reply_fails_the_request() {
+        let mut c = ready_client(config());
+        let id = c
+            .request(get("k"), RequestOptions::default(), t0())
+            .unwrap();
+        let msg = only_publish(&drain(&mut c));
+        let far = store_version(WALL + 120_000, 0);
+        c.handle_publish(reply(&msg, b"$-1\r\n", Some(&far)), t0());
+        let done = only_completion(&drain(&mut c));
+        assert_eq!((done.id, done.result), (id, Err(RequestError::ClockDrift)));
+        assert_eq!(c.in_flight(), 0);
+        // The clock was not moved: the next request is stamped near our wall clock.
+        c.request(get("k"), RequestOptions::default(), t0())
+            .unwrap();
+        let msg2 = only_publish(&drain(&mut c));
+        let ts = Hlc::parse(msg2.user_property(prop::TIMESTAMP).unwrap()).unwrap();
+        assert_eq!(ts.millis, WALL);
+    }
+
+    #[test]
+    fn tick_failure_completes_with_clock_drift() {
+        let mut c = ready_client(config());
+        c.request(get("k"), RequestOptions::default(), t0())
+            .unwrap();
+        drain(&mut c);
+        // The wall clock jumps back by more than the drift limit.
+        let back = Now::new(t0().mono, WALL - 61_000);
+        let id = c
+            .request(get("k"), RequestOptions::default(), back)
+            .unwrap();
+        let done = only_completion(&drain(&mut c));
+        assert_eq!(
+            (done.id, done.result, done.sent_at),
+            (id, Err(RequestError::ClockDrift), None)
+        );
+        assert_eq!(c.in_flight(), 1);
+    }
+
+    #[test]
+    fn late_and_duplicate_replies_are_counted_and_ignored() {
+        let mut c = ready_client(config());
+        let now = t0();
+        let id = c
+            .request(
+                get("k"),
+                RequestOptions {
+                    timeout: Some(Duration::from_millis(1500)),
+                    ..Default::default()
+                },
+                now,
+            )
+            .unwrap();
+        let msg = only_publish(&drain(&mut c));
+        c.handle_timeout(now.advanced(Duration::from_millis(1499)));
+        assert!(drain(&mut c).is_empty());
+        let late = now.advanced(Duration::from_millis(1500));
+        c.handle_timeout(late);
+        let done = only_completion(&drain(&mut c));
+        assert_eq!(
+            (done.id, done.result, done.sent_at),
+            (
+                id,
+                Err(RequestError::Timeout { sent: true }),
+                Some(now.mono)
+            )
+        );
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_publish(reply(&msg, b"$-1\r\n", None), late);
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.stats().unmatched_replies, 1);
+
+        // Duplicate: the first copy completes, the second is counted.
+        let id2 = c
+            .request(get("k"), RequestOptions::default(), late)
+            .unwrap();
+        let msg2 = only_publish(&drain(&mut c));
+        let r = reply(&msg2, b"$1\r\nv\r\n", None);
+        c.handle_publish(r.clone(), late);
+        c.handle_publish(r, late);
+        let done2 = only_completion(&drain(&mut c));
+        assert_eq!(
+            (done2.id, done2.result),
+            (id2, Ok(Response::Get(Some(b("v")))))
+        );
+        assert_eq!(c.stats().unmatched_replies, 2);
+
+        // A reply whose correlation id was never used.
+        let mut stranger = reply(&msg2, b"+OK\r\n", None);
+        stranger.correlation_data = Some(Bytes::from_static(&[9u8; 16]));
+        c.handle_publish(stranger, late);
+        assert_eq!(c.stats().unmatched_replies, 3);
+        assert!(drain(&mut c).is_empty());
+    }
+
+    #[test]
+    fn reconnect_without_session_makes_sent_requests_unknown() {
+        let mut c = ready_client(config());
+        let now = t0();
+        let a = c.request(get("a"), RequestOptions::default(), now).unwrap();
+        let b_ = c.request(get("b"), RequestOptions::default(), now).unwrap();
+        let sent = publishes(&drain(&mut c));
+        assert_eq!(sent.len(), 2);
+        let later = now.advanced(Duration::from_millis(100));
+        c.handle_disconnected(later);
+        assert_eq!(drain(&mut c), vec![Output::Disconnected]);
+        assert_eq!(c.in_flight(), 2);
+        // Queued while down.
+        let q = c
+            .request(get("q"), RequestOptions::default(), later)
+            .unwrap();
+        assert!(drain(&mut c).is_empty());
+        c.handle_connected(false, later);
+        let out = drain(&mut c);
+        assert_eq!(
+            out[0],
+            Output::Connected {
+                session_present: false
+            }
+        );
+        let done = completions(&out);
+        assert_eq!(done.len(), 2);
+        for (d, id) in done.iter().zip([a, b_]) {
+            assert_eq!(d.id, id);
+            assert_eq!(d.result, Err(RequestError::Unknown));
+            assert_eq!(d.sent_at, Some(now.mono));
+        }
+        assert!(out.contains(&Output::Subscribe(envelope::response_topic(CLIENT))));
+        assert!(publishes(&out).is_empty());
+        assert_eq!(c.in_flight(), 1);
+        // Late replies to the old requests are ignored.
+        c.handle_publish(reply(&sent[0], b"$-1\r\n", None), later);
+        assert_eq!(c.stats().unmatched_replies, 1);
+        c.handle_subscribed(&envelope::response_topic(CLIENT), true, later);
+        let msg = only_publish(&drain(&mut c));
+        assert_eq!(msg.payload, encoded(&get("q")));
+        c.handle_publish(reply(&msg, b"$-1\r\n", None), later);
+        let d = only_completion(&drain(&mut c));
+        assert_eq!(
+            (d.id, d.result, d.sent_at),
+            (q, Ok(Response::Get(None)), Some(later.mono))
+        );
+    }
+
+    #[test]
+    fn reconnect_with_session_keeps_waiting() {
+        let mut c = ready_client(config());
+        let now = t0();
+        let a = c.request(get("a"), RequestOptions::default(), now).unwrap();
+        let msg = only_publish(&drain(&mut c));
+        c.handle_disconnected(now);
+        let q = c.request(get("q"), RequestOptions::default(), now).unwrap();
+        c.handle_connected(true, now);
+        let out = drain(&mut c);
+        assert_eq!(
+            out[1],
+            Output::Connected {
+                session_present: true
+            }
+        );
+        // No re-subscribe, no completion, the queued request leaves at once.
+        assert!(!out.iter().any(|o| matches!(o, Output::Subscribe(_))));
+        assert!(completions(&out).is_empty());
+        let queued = only_publish(&out);
+        assert_eq!(queued.payload, encoded(&get("q")));
+        assert_eq!(c.in_flight(), 2);
+        c.handle_publish(reply(&msg, b"$1\r\nx\r\n", None), now);
+        c.handle_publish(reply(&queued, b"$-1\r\n", None), now);
+        let done = completions(&drain(&mut c));
+        assert_eq!(done.len(), 2);
+        assert_eq!(
+            (done[0].id, &done[0].result),
+            (a, &Ok(Response::Get(Some(b("x")))))
+        );
+        assert_eq!((done[1].id, &done[1].result), (q, &Ok(Response::Get(None))));
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn session_present_before_any_suback_subscribes_again() {
+        let mut c = Client::new(config()).unwrap();
+        c.handle_connected(true, t0());
+        let out = drain(&mut c);
+        assert!(out.contains(&Output::Subscribe(envelope::response_topic(CLIENT))));
+    }
+
+    #[test]
+    fn queued_request_leaves_after_the_response_subscription() {
+        let mut c = Client::new(config()).unwrap();
+        let now = t0();
+        let id = c.request(get("k"), RequestOptions::default(), now).unwrap();
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.poll_timeout(), Some(now.mono + Duration::from_secs(5)));
+        let later = now.advanced(Duration::from_millis(1200));
+        c.handle_connected(false, later);
+        assert!(publishes(&drain(&mut c)).is_empty());
+        c.handle_subscribed(&envelope::notification_filter(CLIENT), true, later);
+        assert!(drain(&mut c).is_empty());
+        c.handle_subscribed("some/other/filter", true, later);
+        assert!(drain(&mut c).is_empty());
+        c.handle_subscribed(&envelope::response_topic(CLIENT), true, later);
+        let msg = only_publish(&drain(&mut c));
+        // Expiry is the wait remaining: 3.8 s rounds up to 4.
+        assert_eq!(msg.message_expiry_secs, Some(4));
+        c.handle_publish(reply(&msg, b"$-1\r\n", None), later);
+        let d = only_completion(&drain(&mut c));
+        assert_eq!((d.id, d.sent_at), (id, Some(later.mono)));
+    }
+
+    #[test]
+    fn queued_request_times_out_unsent() {
+        let mut c = Client::new(config()).unwrap();
+        let now = t0();
+        let id = c.request(get("k"), RequestOptions::default(), now).unwrap();
+        let late = now.advanced(Duration::from_secs(5));
+        // Connecting after the deadline without a timer tick: it does not leave.
+        c.handle_connected(false, late);
+        c.handle_subscribed(&envelope::response_topic(CLIENT), true, late);
+        let out = drain(&mut c);
+        assert!(publishes(&out).is_empty());
+        let d = completions(&out).remove(0);
+        assert_eq!(
+            (d.id, d.result),
+            (id, Err(RequestError::Timeout { sent: false }))
+        );
+        assert_eq!(c.in_flight(), 0);
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn refused_subscription_fails_queued_and_new_requests() {
+        let mut c = Client::new(config()).unwrap();
+        let now = t0();
+        let a = c.request(get("a"), RequestOptions::default(), now).unwrap();
+        c.handle_connected(false, now);
+        drain(&mut c);
+        c.handle_subscribed(&envelope::response_topic(CLIENT), false, now);
+        let d = only_completion(&drain(&mut c));
+        assert_eq!(
+            (d.id, d.result),
+            (a, Err(RequestError::SubscriptionRefused))
+        );
+        let b_ = c.request(get("b"), RequestOptions::default(), now).unwrap();
+        let d = only_completion(&drain(&mut c));
+        assert_eq!(
+            (d.id, d.result),
+            (b_, Err(RequestError::SubscriptionRefused))
+        );
+        assert_eq!(c.in_flight(), 0);
+        // A new connection tries again.
+        c.handle_disconnected(now);
+        c.handle_connected(false, now);
+        c.handle_subscribed(&envelope::response_topic(CLIENT), true, now);
+        c.request(get("c"), RequestOptions::default(), now).unwrap();
+        assert_eq!(publishes(&drain(&mut c)).len(), 1);
+    }
+
+    #[test]
+    fn full_table_is_busy() {
+        let mut cfg = config();
+        cfg.max_in_flight = 2;
+        let mut c = ready_client(cfg);
+        let now = t0();
+        c.request(get("a"), RequestOptions::default(), now).unwrap();
+        c.request(get("b"), RequestOptions::default(), now).unwrap();
+        let sent = publishes(&drain(&mut c));
+        assert_eq!(
+            c.request(get("c"), RequestOptions::default(), now),
+            Err(RequestError::Busy)
+        );
+        assert_eq!(
+            c.observe(b("c"), RequestOptions::default(), now),
+            Err(RequestError::Busy)
+        );
+        assert!(!c.is_observed(b"c"));
+        assert_eq!(
+            c.unobserve(b("c"), RequestOptions::default(), now),
+            Err(RequestError::Busy)
+        );
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.in_flight(), 2);
+        c.handle_publish(reply(&sent[0], b"$-1\r\n", None), now);
+        drain(&mut c);
+        c.request(get("c"), RequestOptions::default(), now).unwrap();
+        assert_eq!(c.in_flight(), 2);
+    }
+
+    #[test]
+    fn observe_is_reference_counted() {
+        let mut c = ready_client(config());
+        let now = t0();
+        let first = c.observe(b("k"), RequestOptions::default(), now).unwrap();
+        let msg = only_publish(&drain(&mut c));
+        assert_eq!(msg.payload, encoded(&Request::KeyNotify { key: b("k") }));
+        let second = c.observe(b("k"), RequestOptions::default(), now).unwrap();
+        let d = only_completion(&drain(&mut c));
+        assert_eq!(
+            (d.id, d.kind, d.result, d.sent_at),
+            (
+                second,
+                RequestKind::KeyNotify,
+                Ok(Response::KeyNotify),
+                None
+            )
+        );
+        c.handle_publish(reply(&msg, b"+OK\r\n", None), now);
+        let d = only_completion(&drain(&mut c));
+        assert_eq!((d.id, d.result), (first, Ok(Response::KeyNotify)));
+
+        let u1 = c.unobserve(b("k"), RequestOptions::default(), now).unwrap();
+        let d = only_completion(&drain(&mut c));
+        assert_eq!((d.id, d.result), (u1, Ok(Response::KeyNotifyStop(true))));
+        assert!(c.is_observed(b"k"));
+        let u2 = c.unobserve(b("k"), RequestOptions::default(), now).unwrap();
+        assert!(!c.is_observed(b"k"));
+        let stop = only_publish(&drain(&mut c));
+        assert_eq!(
+            stop.payload,
+            encoded(&Request::KeyNotifyStop { key: b("k") })
+        );
+        c.handle_publish(reply(&stop, b"+OK\r\n", None), now);
+        let d = only_completion(&drain(&mut c));
+        assert_eq!(
+            (d.id, d.kind, d.result),
+            (
+                u2,
+                RequestKind::KeyNotifyStop,
+                Ok(Response::KeyNotifyStop(true))
+            )
+        );
+
+        // Unobserving a key that is not observed still sends STOP.
+        let u3 = c
+            .unobserve(b("never"), RequestOptions::default(), now)
+            .unwrap();
+        let stop = only_publish(&drain(&mut c));
+        c.handle_publish(reply(&stop, b":0\r\n", None), now);
+        let d = only_completion(&drain(&mut c));
+        assert_eq!((d.id, d.result), (u3, Ok(Response::KeyNotifyStop(false))));
+
+        // The observed set is bounded.
+        for k in ["a", "b", "c"] {
+            c.observe(b(k), RequestOptions::default(), now).unwrap();
+        }
+        assert_eq!(
+            c.observe(b("d"), RequestOptions::default(), now),
+            Err(RequestError::Busy)
+        );
+        // Another observer of an already observed key is fine.
+        c.observe(b("a"), RequestOptions::default(), now).unwrap();
+    }
+
+    fn observed_keys_registered(c: &mut Client, keys: &[&str], now: Now) {
+        for k in keys {
+            c.observe(b(k), RequestOptions::default(), now).unwrap();
+        }
+        for m in publishes(&drain(c)) {
+            c.handle_publish(reply(&m, b"+OK\r\n", None), now);
+        }
+        assert_eq!(completions(&drain(c)).len(), keys.len());
+    }
+
+    #[test]
+    fn observed_keys_are_registered_again_after_reconnect() {
+        let mut c = ready_client(config());
+        let now = t0();
+        observed_keys_registered(&mut c, &["a", "b"], now);
+
+        // Session survived: KEYNOTIFY is re-sent at once anyway.
+        c.handle_disconnected(now);
+        c.handle_connected(true, now);
+        let out = drain(&mut c);
+        let sent = publishes(&out);
+        let payloads: Vec<Bytes> = sent.iter().map(|m| m.payload.clone()).collect();
+        assert_eq!(
+            payloads,
+            vec![
+                encoded(&Request::KeyNotify { key: b("a") }),
+                encoded(&Request::KeyNotify { key: b("b") })
+            ]
+        );
+        assert_eq!(c.in_flight(), 0);
+        assert_eq!(c.reregistrations_in_flight(), 2);
+        c.handle_publish(reply(&sent[0], b"+OK\r\n", None), now);
+        c.handle_publish(reply(&sent[1], b"-ERR not authorized\r\n", None), now);
+        assert_eq!(
+            drain(&mut c),
+            vec![
+                Output::Reregistered {
+                    key: b("a"),
+                    result: Ok(())
+                },
+                Output::Reregistered {
+                    key: b("b"),
+                    result: Err(RequestError::Service(ServiceError::NotAuthorized))
+                },
+            ]
+        );
+        assert_eq!(c.reregistrations_in_flight(), 0);
+
+        // Session lost: after the new subscription.
+        c.handle_disconnected(now);
+        c.handle_connected(false, now);
+        assert!(publishes(&drain(&mut c)).is_empty());
+        c.handle_subscribed(&envelope::response_topic(CLIENT), true, now);
+        let sent = publishes(&drain(&mut c));
+        assert_eq!(sent.len(), 2);
+
+        // Reconnecting again before the answers: one re-registration per key, not two.
+        c.handle_disconnected(now);
+        c.handle_connected(true, now);
+        let again = publishes(&drain(&mut c));
+        assert_eq!(again.len(), 2);
+        assert_eq!(c.reregistrations_in_flight(), 2);
+        // The superseded ones' answers are unmatched.
+        c.handle_publish(reply(&sent[0], b"+OK\r\n", None), now);
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.stats().unmatched_replies, 1);
+
+        // Unobserving drops the pending re-registration silently.
+        c.unobserve(b("a"), RequestOptions::default(), now).unwrap();
+        assert_eq!(c.reregistrations_in_flight(), 1);
+        // Re-registrations time out like anything else.
+        c.handle_timeout(now.advanced(Duration::from_secs(5)));
+        let out = drain(&mut c);
+        assert!(out.contains(&Output::Reregistered {
+            key: b("b"),
+            result: Err(RequestError::Timeout { sent: true })
+        }));
+        assert_eq!(c.reregistrations_in_flight(), 0);
+        assert_eq!(c.in_flight(), 0);
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn queued_observe_is_not_doubled_on_connect() {
+        let mut c = Client::new(config()).unwrap();
+        let now = t0();
+        let id = c.observe(b("k"), RequestOptions::default(), now).unwrap();
+        c.handle_connected(false, now);
+        c.handle_subscribed(&envelope::response_topic(CLIENT), true, now);
+        let sent = publishes(&drain(&mut c));
+        assert_eq!(sent.len(), 1);
+        c.handle_publish(reply(&sent[0], b"+OK\r\n", None), now);
+        let d = only_completion(&drain(&mut c));
+        assert_eq!(d.id, id);
+    }
+
+    fn notification(key: &[u8], version: &Hlc, payload: &NotifyPayload) -> Message {
+        envelope::build_notification(CLIENT.as_bytes(), key, version, payload)
+    }
+
+    #[test]
+    fn notifications_are_routed_by_key() {
+        let mut c = ready_client(config());
+        let now = t0();
+        observed_keys_registered(&mut c, &["k"], now);
+        let v = store_version(WALL, 1);
+        c.handle_publish(
+            notification(b"k", &v, &NotifyPayload::Set { value: b("new") }),
+            now,
+        );
+        c.handle_publish(notification(b"k", &v, &NotifyPayload::Delete), now);
+        assert_eq!(
+            drain(&mut c),
+            vec![
+                Output::Notification(Notification {
+                    key: b("k"),
+                    value: Some(b("new")),
+                    version: v.clone()
+                }),
+                Output::Notification(Notification {
+                    key: b("k"),
+                    value: None,
+                    version: v.clone()
+                }),
+            ]
+        );
+        c.handle_publish(notification(b"other", &v, &NotifyPayload::Delete), now);
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.stats().unobserved_notifications, 1);
+
+        // A lower-case hex key segment is malformed, not a panic.
+        let mut lower = notification(b"\xab", &v, &NotifyPayload::Delete);
+        let topic = core::str::from_utf8(&lower.topic).unwrap().to_string();
+        assert!(topic.ends_with("/AB"), "{topic}");
+        lower.topic = b(&(topic[..topic.len() - 2].to_string() + "ab"));
+        c.handle_publish(lower, now);
+        // Too far in the future: dropped as malformed.
+        let far = store_version(WALL + 120_000, 0);
+        c.handle_publish(notification(b"k", &far, &NotifyPayload::Delete), now);
+        // Neither a response nor a notification topic.
+        c.handle_publish(
+            Message {
+                topic: b("some/topic"),
+                payload: b("x"),
+                ..Default::default()
+            },
+            now,
+        );
+        // A response without properties.
+        c.handle_publish(
+            Message {
+                topic: b(&envelope::response_topic(CLIENT)),
+                ..Default::default()
+            },
+            now,
+        );
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.stats().malformed_messages, 4);
+    }
+
+    // ---- every request ends in exactly one completion ----
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Request { kind: u8, key: u8, timeout_ms: u64 },
+        Observe(u8),
+        Unobserve(u8),
+        Reply { pick: usize, form: u8 },
+        Duplicate(usize),
+        Unknown,
+        Advance(u64),
+        Timeout,
+        Connect(bool),
+        Disconnect,
+        Subscribed(bool),
+        Notify(u8),
+        Garbage(Vec<u8>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..4, 0u8..4, 0u64..3000).prop_map(|(kind, key, timeout_ms)| Op::Request { kind, key, timeout_ms }),
+            2 => (0u8..4).prop_map(Op::Observe),
+            2 => (0u8..4).prop_map(Op::Unobserve),
+            5 => (any::<usize>(), 0u8..6).prop_map(|(pick, form)| Op::Reply { pick, form }),
+            1 => any::<usize>().prop_map(Op::Duplicate),
+            1 => Just(Op::Unknown),
+            2 => (0u64..2000).prop_map(Op::Advance),
+            2 => Just(Op::Timeout),
+            2 => any::<bool>().prop_map(Op::Connect),
+            2 => Just(Op::Disconnect),
+            2 => proptest::bool::weighted(0.85).prop_map(Op::Subscribed),
+            1 => (0u8..5).prop_map(Op::Notify),
+            1 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Garbage),
+        ]
+    }
+
+    struct Harness {
+        client: Client,
+        now: Now,
+        published: Vec<Message>,
+        replies: Vec<Message>,
+        completed: BTreeMap<RequestId, usize>,
+        issued: Vec<RequestId>,
+    }
+
+    impl Harness {
+        fn drain(&mut self) -> Result<(), TestCaseError> {
+            while let Some(o) = self.client.poll_output() {
+                match o {
+                    Output::Publish(m) => self.published.push(m),
+                    Output::Completion(c) => {
+                        prop_assert!(
+                            self.issued.contains(&c.id),
+                            "completion for unknown id {:?}",
+                            c.id
+                        );
+                        let n = self.completed.entry(c.id).or_insert(0);
+                        *n += 1;
+                        prop_assert_eq!(*n, 1, "{:?} completed twice", c.id);
+                    }
+                    _ => {}
+                }
+            }
+            prop_assert!(self.client.in_flight() <= 3);
+            Ok(())
+        }
+
+        fn issue(&mut self, r: Result<RequestId, RequestError>) -> Result<(), TestCaseError> {
+            match r {
+                Ok(id) => {
+                    prop_assert!(!self.issued.contains(&id));
+                    self.issued.push(id);
+                }
+                Err(e) => prop_assert!(
+                    matches!(e, RequestError::Busy | RequestError::InvalidArgument(_)),
+                    "{:?}",
+                    e
+                ),
+            }
+            Ok(())
+        }
+
+        fn step(&mut self, op: Op) -> Result<(), TestCaseError> {
+            let keys = ["a", "b", "c", "d", "e"];
+            let now = self.now;
+            match op {
+                Op::Request {
+                    kind,
+                    key,
+                    timeout_ms,
+                } => {
+                    let key = b(keys[usize::from(key)]);
+                    let request = match kind {
+                        0 => Request::Get { key },
+                        1 => Request::Set {
+                            key,
+                            value: b("v"),
+                            condition: SetCondition::NotExistsOrEqual,
+                            px_ms: Some(500),
+                        },
+                        2 => Request::Del { key },
+                        _ => Request::Vdel { key, value: b("v") },
+                    };
+                    let options = RequestOptions {
+                        timeout: Some(Duration::from_millis(timeout_ms)),
+                        ..Default::default()
+                    };
+                    let r = self.client.request(request, options, now);
+                    self.issue(r)?;
+                }
+                Op::Observe(k) => {
+                    let r = self.client.observe(
+                        b(keys[usize::from(k)]),
+                        RequestOptions::default(),
+                        now,
+                    );
+                    self.issue(r)?;
+                }
+                Op::Unobserve(k) => {
+                    let r = self.client.unobserve(
+                        b(keys[usize::from(k)]),
+                        RequestOptions::default(),
+                        now,
+                    );
+                    self.issue(r)?;
+                }
+                Op::Reply { pick, form } => {
+                    if !self.published.is_empty() {
+                        let req = self.published[pick % self.published.len()].clone();
+                        let m = match form {
+                            0 => reply(&req, b"+OK\r\n", Some(&store_version(now.wall_ms, 1))),
+                            1 => reply(&req, b"$-1\r\n", None),
+                            2 => reply(&req, b"*1\r\n:5\r\n", None),
+                            3 => with_status(reply(&req, b"", None), "500", "boom"),
+                            4 => reply(
+                                &req,
+                                b":0\r\n",
+                                Some(&store_version(now.wall_ms + 100_000, 0)),
+                            ),
+                            _ => {
+                                let mut m = reply(&req, b"+OK\r\n", None);
+                                m.correlation_data = Some(Bytes::from_static(b"short"));
+                                m
+                            }
+                        };
+                        self.replies.push(m.clone());
+                        self.client.handle_publish(m, now);
+                    }
+                }
+                Op::Duplicate(pick) => {
+                    if !self.replies.is_empty() {
+                        let m = self.replies[pick % self.replies.len()].clone();
+                        self.client.handle_publish(m, now);
+                    }
+                }
+                Op::Unknown => {
+                    let m = envelope::build_response(
+                        b(&envelope::response_topic(CLIENT)),
+                        Bytes::from_static(&[0x5a; 16]),
+                        None,
+                        b("+OK\r\n"),
+                        None,
+                    );
+                    self.client.handle_publish(m, now);
+                }
+                Op::Advance(ms) => self.now = now.advanced(Duration::from_millis(ms)),
+                Op::Timeout => self.client.handle_timeout(now),
+                Op::Connect(session) => self.client.handle_connected(session, now),
+                Op::Disconnect => self.client.handle_disconnected(now),
+                Op::Subscribed(granted) => {
+                    self.client
+                        .handle_subscribed(&envelope::response_topic(CLIENT), granted, now)
+                }
+                Op::Notify(k) => {
+                    let m = notification(
+                        keys[usize::from(k)].as_bytes(),
+                        &store_version(now.wall_ms, 2),
+                        &NotifyPayload::Delete,
+                    );
+                    self.client.handle_publish(m, now);
+                }
+                Op::Garbage(bytes) => {
+                    let mut m = reply(
+                        self.published.first().unwrap_or(&Message {
+                            response_topic: Some(b(&envelope::response_topic(CLIENT))),
+                            correlation_data: Some(Bytes::from_static(&[1; 16])),
+                            ..Default::default()
+                        }),
+                        &bytes,
+                        None,
+                    );
+                    if bytes.first().is_some_and(|b| b % 2 == 0) {
+                        m.topic = Bytes::from(bytes);
+                    }
+                    self.client.handle_publish(m, now);
+                }
+            }
+            self.drain()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_request_completes_exactly_once(ops in proptest::collection::vec(op(), 0..60)) {
+            let mut cfg = config();
+            cfg.max_in_flight = 3;
+            let mut h = Harness {
+                client: Client::new(cfg).unwrap(),
+                now: t0(),
+                published: Vec::new(),
+                replies: Vec::new(),
+                completed: BTreeMap::new(),
+                issued: Vec::new(),
+            };
+            for op in ops {
+                h.step(op)?;
+                if let Some(deadline) = h.client.poll_timeout() {
+                    // Deadlines are never further than the longest timeout.
+                    prop_assert!(deadline <= h.now.mono + Duration::from_secs(5));
+                }
+            }
+            let end = h.now.advanced(Duration::from_secs(6));
+            h.client.handle_timeout(end);
+            h.drain()?;
+            for id in &h.issued {
+                prop_assert_eq!(h.completed.get(id), Some(&1), "{:?} never completed", id);
+            }
+            prop_assert_eq!(h.client.in_flight(), 0);
+            prop_assert_eq!(h.client.reregistrations_in_flight(), 0);
+            prop_assert_eq!(h.client.poll_timeout(), None);
+        }
     }
 }
