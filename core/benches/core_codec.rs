@@ -1,6 +1,7 @@
-//! Core cost per operation: request encoding, reply decoding and one full client cycle, in
-//! nanoseconds (criterion) and in heap allocations (a counting global allocator; the counts are
-//! printed before the criterion runs).
+//! Core cost per operation, in nanoseconds (criterion) and in heap allocations (a counting
+//! global allocator; the counts are printed before the criterion runs): request encoding,
+//! server-side request parsing, reply and notification decoding on the payload shapes the lease
+//! machines use, and one full client cycle.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
@@ -11,10 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use leasedlock_core::client::{Client, ClientConfig, Output, RequestOptions};
-use leasedlock_core::command::{decode_reply, Request, RequestKind, SetCondition};
+use leasedlock_core::command::{decode_reply, NotifyPayload, Request, RequestKind, SetCondition};
 use leasedlock_core::envelope::{self, Message};
 use leasedlock_core::hlc::Hlc;
-use leasedlock_core::resp3::Limits;
+use leasedlock_core::resp3::{decode, Limits};
 use leasedlock_core::{Instant, Now};
 
 /// Counts every allocation (alloc, alloc_zeroed, realloc) made through the global allocator.
@@ -204,6 +205,37 @@ fn benches(c: &mut Criterion) {
     let limits = Limits::default();
     c.bench_function("decode_reply +OK", |b| {
         b.iter(|| black_box(decode_reply(RequestKind::Set, black_box(&payload), &limits)).ok())
+    });
+
+    let mut wire = Vec::with_capacity(128);
+    request.encode(&mut wire);
+    let set_wire = Bytes::from(wire);
+    c.bench_function("parse SET NEX PX (server)", |b| {
+        b.iter(|| Request::parse(black_box(&set_wire), &limits))
+    });
+    let hit = Bytes::from_static(b"$16\r\ncap-lease-holder\r\n");
+    c.bench_function("decode_reply GET hit", |b| {
+        b.iter(|| decode_reply(RequestKind::Get, black_box(&hit), &limits))
+    });
+    let err = Bytes::from_static(
+        b"-ERR the request fencing token is a lower version than the fencing token protecting the resource\r\n",
+    );
+    c.bench_function("decode_reply -ERR fencing", |b| {
+        b.iter(|| decode_reply(RequestKind::Set, black_box(&err), &limits))
+    });
+    let notify =
+        Bytes::from_static(b"*4\r\n$6\r\nNOTIFY\r\n$3\r\nSET\r\n$5\r\nVALUE\r\n$3\r\nabc\r\n");
+    c.bench_function("parse NOTIFY SET", |b| {
+        b.iter(|| NotifyPayload::parse(black_box(&notify), &limits))
+    });
+    let big = Bytes::from({
+        let mut v = b"$65536\r\n".to_vec();
+        v.resize(v.len() + 65536, b'x');
+        v.extend_from_slice(b"\r\n");
+        v
+    });
+    c.bench_function("decode 64 KiB blob", |b| {
+        b.iter(|| decode(black_box(&big), &limits))
     });
 
     let now = Now::new(Instant::from_millis(1), 1_700_000_000_000);
