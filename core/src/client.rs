@@ -1474,6 +1474,30 @@ mod tests {
     }
 
     #[test]
+    fn stale_reply_does_not_match_a_reused_slot() {
+        let mut c = ready_client(config());
+        let now = t0();
+        c.request(get("a"), RequestOptions::default(), now).unwrap();
+        let first = only_publish(&drain(&mut c));
+        let r = reply(&first, b"$-1\r\n", None);
+        c.handle_publish(r.clone(), now);
+        drain(&mut c);
+        c.handle_disconnected(now);
+        // Takes the slot the first request used; not sent.
+        let queued = c.request(get("b"), RequestOptions::default(), now).unwrap();
+        c.handle_publish(r, now);
+        assert_eq!(drain(&mut c), vec![Output::Disconnected]);
+        assert_eq!(c.stats().unmatched_replies, 1);
+        assert_eq!(c.in_flight(), 1);
+        c.handle_timeout(now.advanced(Duration::from_secs(5)));
+        let d = only_completion(&drain(&mut c));
+        assert_eq!(
+            (d.id, d.result),
+            (queued, Err(RequestError::Timeout { sent: false }))
+        );
+    }
+
+    #[test]
     fn reconnect_with_session_keeps_waiting() {
         let mut c = ready_client(config());
         let now = t0();
@@ -1898,6 +1922,19 @@ mod tests {
                             "completion for unknown id {:?}",
                             c.id
                         );
+                        // The outcome agrees with whether the request ever left.
+                        match &c.result {
+                            Err(RequestError::Timeout { sent }) => {
+                                prop_assert_eq!(*sent, c.sent_at.is_some());
+                            }
+                            Err(RequestError::SubscriptionRefused) => {
+                                prop_assert!(c.sent_at.is_none());
+                            }
+                            Err(RequestError::ClockDrift) => {}
+                            Ok(Response::KeyNotify | Response::KeyNotifyStop(true))
+                                if c.sent_at.is_none() => {}
+                            _ => prop_assert!(c.sent_at.is_some(), "{:?}", c),
+                        }
                         let n = self.completed.entry(c.id).or_insert(0);
                         *n += 1;
                         prop_assert_eq!(*n, 1, "{:?} completed twice", c.id);
@@ -2045,11 +2082,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn every_request_completes_exactly_once(ops in proptest::collection::vec(op(), 0..60)) {
+        fn every_request_completes_exactly_once(start_ready in any::<bool>(), ops in proptest::collection::vec(op(), 0..60)) {
             let mut cfg = config();
             cfg.max_in_flight = 3;
+            let client = if start_ready { ready_client(cfg) } else { Client::new(cfg).unwrap() };
             let mut h = Harness {
-                client: Client::new(cfg).unwrap(),
+                client,
                 now: t0(),
                 published: Vec::new(),
                 replies: Vec::new(),
