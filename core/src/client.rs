@@ -856,22 +856,38 @@ impl Client {
         }
     }
 
-    fn handle_response(&mut self, message: &Message, now: Now) {
-        let Ok(response) = envelope::parse_response(message) else {
-            self.stats.malformed_messages = self.stats.malformed_messages.saturating_add(1);
-            return;
-        };
-        let correlation = u128::from_le_bytes(response.correlation);
-        let slot = if correlation == NO_CORRELATION {
-            None
-        } else {
-            self.correlations.iter().position(|&c| c == correlation)
-        };
-        let kind = slot.and_then(|s| match self.slots.get(s) {
-            Some(Some(entry)) => Some((s, entry.request.kind())),
+    /// The slot of the published request with this correlation id, and its verb.
+    fn find_sent(&self, correlation: [u8; 16]) -> Option<(usize, RequestKind)> {
+        let correlation = u128::from_le_bytes(correlation);
+        if correlation == NO_CORRELATION {
+            return None;
+        }
+        let slot = self.correlations.iter().position(|&c| c == correlation)?;
+        match self.slots.get(slot) {
+            Some(Some(entry)) => Some((slot, entry.request.kind())),
             _ => None,
-        });
-        let Some((slot, kind)) = kind else {
+        }
+    }
+
+    fn handle_response(&mut self, message: &Message, now: Now) {
+        let response = match envelope::parse_response(message) {
+            Ok(response) => response,
+            Err(error) => {
+                self.stats.malformed_messages = self.stats.malformed_messages.saturating_add(1);
+                // It is the answer to a request of ours, only unusable: say so now rather
+                // than at the deadline.
+                let found = envelope::response_correlation(message).and_then(|c| self.find_sent(c));
+                if let Some((slot, _)) = found {
+                    let reason = match error {
+                        envelope::EnvelopeError::BadTimestamp(_) => RequestError::ClockDrift,
+                        _ => RequestError::BadReply,
+                    };
+                    self.finish(slot, Err(reason), None);
+                }
+                return;
+            }
+        };
+        let Some((slot, kind)) = self.find_sent(response.correlation) else {
             // Late (after a timeout or an `Unknown`), duplicate, or never ours.
             self.stats.unmatched_replies = self.stats.unmatched_replies.saturating_add(1);
             return;
@@ -1326,6 +1342,40 @@ mod tests {
                 message: Some(b("bad header"))
             })
         );
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn unusable_reply_fails_its_request_at_once() {
+        let mut c = ready_client(config());
+        let a = c
+            .request(get("a"), RequestOptions::default(), t0())
+            .unwrap();
+        let b_ = c
+            .request(get("b"), RequestOptions::default(), t0())
+            .unwrap();
+        let sent = publishes(&drain(&mut c));
+        let mut no_status = reply(&sent[0], b"$-1\r\n", None);
+        no_status
+            .user_properties
+            .retain(|(k, _)| k.as_ref() != prop::STATUS.as_bytes());
+        c.handle_publish(no_status, t0());
+        let mut bad_ts = reply(&sent[1], b"$-1\r\n", None);
+        bad_ts
+            .user_properties
+            .push((b(prop::TIMESTAMP), b("not-an-hlc")));
+        c.handle_publish(bad_ts, t0());
+        let done = completions(&drain(&mut c));
+        assert_eq!(
+            done.iter()
+                .map(|d| (d.id, d.result.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                (a, Err(RequestError::BadReply)),
+                (b_, Err(RequestError::ClockDrift))
+            ]
+        );
+        assert_eq!(c.stats().malformed_messages, 2);
         assert_eq!(c.in_flight(), 0);
     }
 
