@@ -1124,10 +1124,8 @@ impl Lease {
     }
 
     fn granted(&mut self, att: Attempt, token: Hlc, safe_until: Instant, now: Instant) {
-        let safe_until = match &self.phase {
-            Phase::Held(g) => later(g.safe_until, safe_until),
-            _ => safe_until,
-        };
+        // The new SET replaced the store's TTL: only its own send time counts, even if an older
+        // grant would have lasted longer (a manual re-acquire with a shorter duration).
         self.phase = Phase::Held(Grant {
             token: token.clone(),
             safe_until,
@@ -1372,3 +1370,6 @@ fn lost_reason(error: &LeaseError) -> LostReason {
         _ => LostReason::UnexpectedReply,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -35,4 +35,7 @@ pub mod resp3;
 pub mod rng;
 pub mod time;
 
+#[cfg(test)]
+mod testkit;
+
 pub use time::{Duration, Instant, Now};
