@@ -507,7 +507,6 @@ enum Observe {
     Off,
     Starting { id: RequestId, op: OpId },
     On,
-    Stopping { id: RequestId, op: OpId },
 }
 
 /// A request whose answer no longer matters (abandoned renewal, cleanup, ...).
@@ -535,6 +534,9 @@ pub struct Lease {
     ended: LeaseError,
     attempt: Option<Attempt>,
     observe: Observe,
+    /// KEYNOTIFY STOPs in flight. A new observation may start meanwhile: the client forgets
+    /// the key at once and the STOP reaches the store before the new KEYNOTIFY.
+    stops: Vec<(RequestId, OpId)>,
     queries: Vec<Query>,
     resync_again: bool,
     ignored: Vec<Ignored>,
@@ -582,6 +584,7 @@ impl Lease {
             ended: LeaseError::NoLease,
             attempt: None,
             observe: Observe::Off,
+            stops: Vec::new(),
             queries: Vec::new(),
             resync_again: false,
             ignored: Vec::new(),
@@ -801,7 +804,6 @@ impl Lease {
         }
         match self.observe.clone() {
             Observe::Off => return Err(LeaseError::NotObserving),
-            Observe::Stopping { .. } => return Err(LeaseError::Busy),
             Observe::Starting { id, op } => {
                 self.ignored.push(Ignored { id, cleanup: None });
                 self.events.push_back(LeaseEvent::ObserveStarted {
@@ -816,7 +818,7 @@ impl Lease {
             .unobserve(self.name.clone(), request_options(timeout), now)
             .map_err(LeaseError::Request)?;
         let op = self.next_op();
-        self.observe = Observe::Stopping { id, op };
+        self.stops.push((id, op));
         Ok(op)
     }
 
@@ -859,10 +861,8 @@ impl Lease {
     pub fn outstanding(&self) -> usize {
         usize::from(self.attempt.is_some())
             + usize::from(matches!(self.phase, Phase::Releasing { .. }))
-            + usize::from(matches!(
-                self.observe,
-                Observe::Starting { .. } | Observe::Stopping { .. }
-            ))
+            + usize::from(matches!(self.observe, Observe::Starting { .. }))
+            + self.stops.len()
             + self.queries.len()
             + self.ignored.len()
     }
@@ -871,7 +871,8 @@ impl Lease {
     pub fn owns(&self, id: RequestId) -> bool {
         self.attempt.as_ref().is_some_and(|a| a.id == id)
             || matches!(self.phase, Phase::Releasing { id: x, .. } if x == id)
-            || matches!(self.observe, Observe::Starting { id: x, .. } | Observe::Stopping { id: x, .. } if x == id)
+            || matches!(self.observe, Observe::Starting { id: x, .. } if x == id)
+            || self.stops.iter().any(|(x, _)| *x == id)
             || self.queries.iter().any(|q| q.id == id)
             || self.ignored.iter().any(|i| i.id == id)
     }
@@ -1016,6 +1017,17 @@ impl Lease {
                 return true;
             }
         }
+        if let Some(pos) = self.stops.iter().position(|(id, _)| *id == c.id) {
+            let (_, op) = self.stops.swap_remove(pos);
+            let result = match &c.result {
+                Ok(Response::KeyNotifyStop(registered)) => Ok(*registered),
+                Ok(_) => Err(LeaseError::UnexpectedReply),
+                Err(e) => Err(LeaseError::Request(e.clone())),
+            };
+            self.events
+                .push_back(LeaseEvent::ObserveStopped { op, result });
+            return true;
+        }
         if let Some(pos) = self.queries.iter().position(|q| q.id == c.id) {
             let q = self.queries.swap_remove(pos);
             self.on_get_reply(q, c, now.mono);
@@ -1056,17 +1068,6 @@ impl Lease {
                         });
                     }
                 }
-                true
-            }
-            Observe::Stopping { id, op } if id == c.id => {
-                self.observe = Observe::Off;
-                let result = match &c.result {
-                    Ok(Response::KeyNotifyStop(registered)) => Ok(*registered),
-                    Ok(_) => Err(LeaseError::UnexpectedReply),
-                    Err(e) => Err(LeaseError::Request(e.clone())),
-                };
-                self.events
-                    .push_back(LeaseEvent::ObserveStopped { op, result });
                 true
             }
             _ => false,

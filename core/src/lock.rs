@@ -645,3 +645,6 @@ fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
         (None, y) => y,
     }
 }
+
+#[cfg(test)]
+mod tests;
