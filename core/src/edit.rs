@@ -411,3 +411,197 @@ impl Edit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{RequestKind, VdelOutcome};
+    use crate::testkit::*;
+    use alloc::vec::Vec;
+
+    const LOCK: &[u8] = b"lock1";
+    const KEY: &[u8] = b"data";
+
+    fn opts() -> LockOptions {
+        LockOptions {
+            lease: LeaseOptions {
+                timeout: Some(Duration::from_millis(300)),
+                margin: Some(Duration::from_millis(100)),
+                ..LeaseOptions::default()
+            },
+            ..LockOptions::default()
+        }
+    }
+
+    fn answer(
+        e: &mut Edit,
+        r: &mut FakeRequester,
+        s: &Sent,
+        res: Result<Response, RequestError>,
+        v: Option<Hlc>,
+        t: u64,
+    ) {
+        let c = r.answer(s.id, res, v);
+        assert!(e.handle_completion(&c, r, at(t)));
+    }
+
+    fn drain(e: &mut Edit) -> Vec<EditEvent> {
+        core::iter::from_fn(|| e.poll_event()).collect()
+    }
+
+    /// Starts an edit and brings it to the decision with `current` stored.
+    fn deciding(current: Option<&'static [u8]>) -> (Edit, FakeRequester) {
+        let mut e = Edit::new(Bytes::from_static(LOCK), Bytes::from_static(KEY), 1).unwrap();
+        let mut r = FakeRequester::new("client1");
+        e.start(Duration::from_secs(1), &opts(), &mut r, at(0))
+            .unwrap();
+        let reg = r.last();
+        answer(&mut e, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
+        let set = r.last_of(RequestKind::Set);
+        answer(&mut e, &mut r, &set, ok_set(), Some(tok(5)), 2);
+        let g = r.last_of(RequestKind::Get);
+        assert_eq!(g.key, Bytes::from_static(KEY));
+        answer(&mut e, &mut r, &g, get(current), current.map(|_| tok(3)), 3);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Requested {
+                current: current.map(Bytes::from_static),
+                token: tok(5)
+            }]
+        );
+        (e, r)
+    }
+
+    fn finish_unlock(e: &mut Edit, r: &mut FakeRequester, t: u64) {
+        let v = r.last_of(RequestKind::Vdel);
+        assert_eq!(v.key, Bytes::from_static(LOCK));
+        answer(e, r, &v, vdel(VdelOutcome::Deleted), None, t);
+    }
+
+    #[test]
+    fn set_is_fenced_and_unlocks() {
+        let (mut e, mut r) = deciding(Some(b"old"));
+        e.decide(EditDecision::Set(Bytes::from_static(b"new")), &mut r, at(4))
+            .unwrap();
+        let w = r.last();
+        assert_eq!(w.kind, RequestKind::Set);
+        assert_eq!(w.value(), Some(&Bytes::from_static(b"new")));
+        assert_eq!(w.options.fencing_token, Some(tok(5)));
+        assert_eq!(w.px(), None);
+        answer(&mut e, &mut r, &w, ok_set(), Some(tok(6)), 5);
+        assert!(drain(&mut e).is_empty());
+        finish_unlock(&mut e, &mut r, 6);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Ok(EditOutcome::Set)
+            }]
+        );
+        assert!(!e.is_active());
+        let stop = r.last_of(RequestKind::KeyNotifyStop);
+        answer(
+            &mut e,
+            &mut r,
+            &stop,
+            Ok(Response::KeyNotifyStop(true)),
+            None,
+            7,
+        );
+        assert_eq!(e.outstanding(), 0);
+        assert!(r.open.is_empty());
+    }
+
+    /// Go 3 / .NET: deleting an absent key ends the edit instead of looping.
+    #[test]
+    fn edit_delete_absent_key_terminates() {
+        let (mut e, mut r) = deciding(None);
+        e.decide(EditDecision::Delete, &mut r, at(4)).unwrap();
+        let w = r.last();
+        assert_eq!(w.kind, RequestKind::Del);
+        assert_eq!(w.options.fencing_token, Some(tok(5)));
+        answer(&mut e, &mut r, &w, Ok(Response::Del(0)), None, 5);
+        finish_unlock(&mut e, &mut r, 6);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Ok(EditOutcome::Deleted { existed: false })
+            }]
+        );
+        assert_eq!(r.count(RequestKind::Del), 1);
+        assert_eq!(r.count(RequestKind::Set), 1);
+        for t in (10..5000).step_by(100) {
+            e.handle_timeout(&mut r, at(t));
+        }
+        assert_eq!(r.count(RequestKind::Del), 1);
+        assert_eq!(e.poll_timeout(), None);
+    }
+
+    #[test]
+    fn abort_writes_nothing_and_unlocks() {
+        let (mut e, mut r) = deciding(Some(b"v"));
+        e.decide(EditDecision::Abort, &mut r, at(4)).unwrap();
+        assert_eq!(r.last().kind, RequestKind::Vdel);
+        finish_unlock(&mut e, &mut r, 5);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Ok(EditOutcome::Aborted)
+            }]
+        );
+        assert_eq!(
+            e.decide(EditDecision::Delete, &mut r, at(6)),
+            Err(EditError::NotDeciding)
+        );
+    }
+
+    #[test]
+    fn lock_lost_before_the_decision_writes_nothing() {
+        let (mut e, mut r) = deciding(Some(b"v"));
+        // No renewal: the lock expires at 2 + 1000 - 100.
+        e.handle_timeout(&mut r, at(902));
+        assert_eq!(r.last().kind, RequestKind::Vdel);
+        finish_unlock(&mut e, &mut r, 903);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Err(EditError::Lost(LostReason::Expired))
+            }]
+        );
+        assert_eq!(r.count(RequestKind::Del), 0);
+        assert_eq!(r.count(RequestKind::Set), 1);
+    }
+
+    #[test]
+    fn failed_write_still_unlocks() {
+        let (mut e, mut r) = deciding(Some(b"v"));
+        e.decide(EditDecision::Set(Bytes::from_static(b"x")), &mut r, at(4))
+            .unwrap();
+        let w = r.last();
+        let err = RequestError::Service(crate::command::ServiceError::FencingTokenLowerVersion);
+        answer(&mut e, &mut r, &w, Err(err.clone()), None, 5);
+        finish_unlock(&mut e, &mut r, 6);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Err(EditError::Request(err))
+            }]
+        );
+    }
+
+    #[test]
+    fn failed_lock_is_reported() {
+        let mut e = Edit::new(Bytes::from_static(LOCK), Bytes::from_static(KEY), 1).unwrap();
+        let mut r = FakeRequester::new("client1");
+        let mut o = opts();
+        o.wait_timeout = Some(Duration::from_millis(50));
+        e.start(Duration::from_secs(1), &o, &mut r, at(0)).unwrap();
+        e.handle_timeout(&mut r, at(50));
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Err(EditError::Lock(LockError::Timeout))
+            }]
+        );
+        assert!(Edit::new(Bytes::from_static(LOCK), Bytes::new(), 1).is_err());
+    }
+}

@@ -378,3 +378,210 @@ pub fn suggested_lease_options(duration: Duration) -> LeaseOptions {
         margin: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::RequestError;
+    use crate::command::{RequestKind, Response, VdelOutcome};
+    use crate::testkit::*;
+    use alloc::vec::Vec;
+
+    const NAME: &[u8] = b"leader";
+    const DUR: Duration = Duration::from_millis(1000);
+
+    fn opts(recampaign: bool) -> LeaderOptions {
+        LeaderOptions {
+            lock: LockOptions {
+                lease: LeaseOptions {
+                    timeout: Some(Duration::from_millis(300)),
+                    renew: Some(Duration::from_millis(200)),
+                    margin: Some(Duration::from_millis(100)),
+                    ..LeaseOptions::default()
+                },
+                max_jitter: Some(Duration::from_millis(10)),
+                ..LockOptions::default()
+            },
+            recampaign,
+        }
+    }
+
+    fn answer(
+        l: &mut Leader,
+        r: &mut FakeRequester,
+        s: &Sent,
+        res: Result<Response, RequestError>,
+        v: Option<Hlc>,
+        t: u64,
+    ) {
+        let c = r.answer(s.id, res, v);
+        assert!(l.handle_completion(&c, r, at(t)));
+    }
+
+    fn drain(l: &mut Leader) -> Vec<LeaderEvent> {
+        core::iter::from_fn(|| l.poll_event()).collect()
+    }
+
+    fn elected(recampaign: bool) -> (Leader, FakeRequester) {
+        let mut l = Leader::new(Bytes::from_static(NAME), 3).unwrap();
+        let mut r = FakeRequester::new("c1");
+        l.campaign(DUR, &opts(recampaign), &mut r, at(0)).unwrap();
+        let reg = r.last();
+        answer(&mut l, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
+        let set = r.last();
+        answer(&mut l, &mut r, &set, ok_set(), Some(tok(1)), 2);
+        assert_eq!(
+            drain(&mut l),
+            [LeaderEvent::Elected {
+                token: tok(1),
+                safe_until: Instant::from_millis(901)
+            }]
+        );
+        (l, r)
+    }
+
+    #[test]
+    fn renew_interval_is_required() {
+        let mut l = Leader::new(Bytes::from_static(NAME), 3).unwrap();
+        let mut r = FakeRequester::new("c1");
+        let mut o = opts(true);
+        o.lock.lease.renew = None;
+        assert_eq!(
+            l.campaign(DUR, &o, &mut r, at(0)),
+            Err(LeaderError::InvalidConfig(
+                ConfigRule::RenewIntervalRequired
+            ))
+        );
+        assert!(r.log.is_empty());
+    }
+
+    #[test]
+    fn elected_leader_keeps_observing_and_renews() {
+        let (mut l, mut r) = elected(true);
+        // The observation is kept while leading (no STOP).
+        assert_eq!(r.count(RequestKind::KeyNotifyStop), 0);
+        assert!(l.is_leader(Instant::from_millis(10)));
+        l.handle_timeout(&mut r, at(201));
+        let renew = r.last();
+        answer(&mut l, &mut r, &renew, ok_set(), Some(tok(2)), 210);
+        assert_eq!(
+            drain(&mut l),
+            [LeaderEvent::Renewed {
+                token: tok(2),
+                safe_until: Instant::from_millis(1101)
+            }]
+        );
+    }
+
+    #[test]
+    fn candidate_learns_the_leader_and_dedups() {
+        let mut l = Leader::new(Bytes::from_static(NAME), 3).unwrap();
+        let mut r = FakeRequester::new("c1");
+        l.campaign(DUR, &opts(true), &mut r, at(0)).unwrap();
+        let reg = r.last();
+        answer(&mut l, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
+        let set = r.last();
+        answer(&mut l, &mut r, &set, refused_set(), Some(tok(1)), 2);
+        let g = r.last();
+        assert_eq!(g.kind, RequestKind::Get);
+        answer(&mut l, &mut r, &g, get(Some(b"c2")), Some(tok(1)), 3);
+        l.handle_notification(&note_set(NAME, b"c2", tok(2)), &mut r, at(4));
+        assert_eq!(
+            drain(&mut l),
+            [LeaderEvent::LeaderIs {
+                holder: Some(Bytes::from_static(b"c2"))
+            }]
+        );
+        // Resigning a candidate stops without Deposed (never elected).
+        l.resign(&mut r, at(5)).unwrap();
+        assert_eq!(drain(&mut l), [LeaderEvent::Stopped { error: None }]);
+        assert_eq!(r.last().kind, RequestKind::KeyNotifyStop);
+    }
+
+    #[test]
+    fn loss_deposes_then_campaigns_again() {
+        let (mut l, mut r) = elected(true);
+        l.handle_timeout(&mut r, at(201));
+        let renew = r.last();
+        answer(&mut l, &mut r, &renew, refused_set(), Some(tok(3)), 210);
+        assert_eq!(
+            drain(&mut l),
+            [LeaderEvent::Deposed {
+                reason: DeposedReason::Lost(LostReason::Taken)
+            }]
+        );
+        // Back to candidacy: observing already, so it attempts at once.
+        assert_eq!(r.last().kind, RequestKind::Set);
+        assert_eq!(r.count(RequestKind::Set), 3);
+    }
+
+    #[test]
+    fn loss_without_recampaign_stops() {
+        let (mut l, mut r) = elected(false);
+        l.handle_timeout(&mut r, at(901));
+        assert_eq!(
+            drain(&mut l),
+            [
+                LeaderEvent::Deposed {
+                    reason: DeposedReason::Lost(LostReason::Expired)
+                },
+                LeaderEvent::Stopped { error: None }
+            ]
+        );
+        assert_eq!(r.last().kind, RequestKind::KeyNotifyStop);
+    }
+
+    #[test]
+    fn resign_drains_then_releases() {
+        let (mut l, mut r) = elected(true);
+        l.resign(&mut r, at(50)).unwrap();
+        assert_eq!(drain(&mut l), [LeaderEvent::Draining]);
+        // Still leader and still renewing while draining.
+        assert!(l.is_leader(Instant::from_millis(60)));
+        assert_eq!(r.count(RequestKind::Vdel), 0);
+        l.drained(&mut r, at(100)).unwrap();
+        let v = r.last();
+        assert_eq!(v.kind, RequestKind::Vdel);
+        answer(&mut l, &mut r, &v, vdel(VdelOutcome::Deleted), None, 101);
+        assert_eq!(
+            drain(&mut l),
+            [
+                LeaderEvent::Deposed {
+                    reason: DeposedReason::Resigned
+                },
+                LeaderEvent::Stopped { error: None }
+            ]
+        );
+        assert_eq!(r.last().kind, RequestKind::KeyNotifyStop);
+        for t in (200..3000).step_by(100) {
+            l.handle_timeout(&mut r, at(t));
+        }
+        assert_eq!(r.count(RequestKind::Set), 1);
+        assert!(drain(&mut l).is_empty());
+    }
+
+    #[test]
+    fn loss_while_draining_deposes_once() {
+        let (mut l, mut r) = elected(true);
+        l.resign(&mut r, at(50)).unwrap();
+        l.handle_timeout(&mut r, at(1000));
+        l.drained(&mut r, at(1001)).unwrap();
+        let v = r.last_of(RequestKind::Vdel);
+        answer(&mut l, &mut r, &v, vdel(VdelOutcome::NotFound), None, 1002);
+        let events = drain(&mut l);
+        let deposed = events
+            .iter()
+            .filter(|e| matches!(e, LeaderEvent::Deposed { .. }))
+            .count();
+        assert_eq!(deposed, 1);
+        assert_eq!(events.last(), Some(&LeaderEvent::Stopped { error: None }));
+    }
+
+    #[test]
+    fn suggested_options_validate() {
+        for secs in [1, 10, 60] {
+            let d = Duration::from_secs(secs);
+            assert!(crate::lease::validate(d, &suggested_lease_options(d)).is_ok());
+        }
+    }
+}

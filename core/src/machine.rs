@@ -154,3 +154,61 @@ pub fn route_timeout(machines: &mut [&mut dyn Machine], r: &mut dyn Requester, n
 pub fn next_timeout(machines: &[&mut dyn Machine]) -> Option<Instant> {
     machines.iter().filter_map(|m| m.next_timeout()).min()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{RequestKind, Response};
+    use crate::lease::{LeaseEvent, LeaseOptions};
+    use crate::testkit::*;
+    use bytes::Bytes;
+    use core::time::Duration;
+
+    #[test]
+    fn completions_go_to_their_owner_and_notifications_to_all() {
+        let mut r = FakeRequester::new("c1");
+        let mut a = Lease::new(Bytes::from_static(b"a")).unwrap();
+        let mut b = Lease::new(Bytes::from_static(b"a")).unwrap();
+        let o = LeaseOptions {
+            margin: Some(Duration::from_millis(100)),
+            ..LeaseOptions::default()
+        };
+        b.acquire(Duration::from_secs(1), &o, &mut r, at(0))
+            .unwrap();
+        a.observe_start(None, &mut r, at(0)).unwrap();
+        b.observe_start(None, &mut r, at(0)).unwrap();
+        let set = r.last_of(RequestKind::Set);
+        let c = r.answer(set.id, ok_set(), Some(tok(1)));
+        {
+            let mut ms: [&mut dyn Machine; 2] = [&mut a, &mut b];
+            assert!(route_completion(&mut ms, &c, &mut r, at(1)));
+            let unknown = set.reply(ok_set(), None);
+            let unknown = crate::client::Completion {
+                id: crate::client::RequestId(999),
+                ..unknown
+            };
+            assert!(!route_completion(&mut ms, &unknown, &mut r, at(1)));
+            for s in r.open_sent() {
+                let c = r.answer(s.id, Ok(Response::KeyNotify), None);
+                assert!(route_completion(&mut ms, &c, &mut r, at(2)));
+            }
+            assert!(route_notification(
+                &mut ms,
+                &note_del(b"a", tok(0)),
+                &mut r,
+                at(3)
+            ));
+            assert_eq!(next_timeout(&ms), Some(crate::Instant::from_millis(900)));
+            route_timeout(&mut ms, &mut r, at(900));
+        }
+        assert!(matches!(b.poll_event(), Some(LeaseEvent::Acquired { .. })));
+        let changes = |l: &mut Lease| {
+            core::iter::from_fn(|| l.poll_event())
+                .filter(|e| matches!(e, LeaseEvent::Change { .. }))
+                .count()
+        };
+        assert_eq!(changes(&mut a), 1);
+        assert_eq!(changes(&mut b), 1);
+        assert!(b.token(crate::Instant::from_millis(900)).is_err());
+    }
+}

@@ -117,11 +117,6 @@ impl FakeRequester {
         Ok(id)
     }
 
-    /// The calls made since `from` (an index into the log).
-    pub fn since(&self, from: usize) -> &[Sent] {
-        self.log.get(from..).unwrap_or(&[])
-    }
-
     /// The last call.
     pub fn last(&self) -> Sent {
         self.log.last().cloned().expect("no request was made")

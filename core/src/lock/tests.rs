@@ -491,6 +491,10 @@ impl Checker {
         if l.is_held(now) {
             assert!(self.locked);
         }
+        // Never a lease the user does not know about (a cancelled attempt that succeeded).
+        if matches!(l.lease().state(now), LeaseState::Held { .. }) {
+            assert!(self.locked || self.waiting, "held behind the user's back");
+        }
         assert_eq!(self.waiting, l.is_waiting());
     }
 }
