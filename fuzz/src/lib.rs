@@ -7,4 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod message;
 pub mod seeds;
+pub mod world;
