@@ -11,6 +11,7 @@
 //! - [`command`]: typed state-store requests and replies, with the service's error strings.
 //! - [`envelope`]: the MQTT 5 request/response/notification envelope as plain data.
 //! - [`client`]: the state-store client machine (in-flight table, timeouts, reconnects).
+//! - [`server`]: the state store itself as a pure model (the emulator and simulator drive it).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,6 +27,7 @@ pub mod hex;
 pub mod hlc;
 pub mod resp3;
 pub mod rng;
+pub mod server;
 pub mod time;
 
 pub use time::{Duration, Instant, Now};
