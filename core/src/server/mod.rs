@@ -273,10 +273,12 @@ impl Store {
                 return;
             }
         };
-        if let Some(reply) = self
+        if let Some(mut reply) = self
             .cache
             .replay(&req.source_id, &req.correlation, now.mono)
         {
+            // Answer where this copy asks, in case only the original's topic differed.
+            reply.topic = req.response_topic;
             self.stats.replayed += 1;
             self.out.push_back(StoreOutput::Publish(reply));
             return;

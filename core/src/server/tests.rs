@@ -557,7 +557,7 @@ fn quotas_answer_with_the_quota_error() {
     let quota = err("the quota has been exceeded");
     let mut h = Harness::with(StoreConfig {
         max_keys: 2,
-        max_data_bytes: 20,
+        max_data_bytes: 19,
         max_key_len: 8,
         max_value_len: 8,
         max_registrations: 1,
@@ -578,7 +578,7 @@ fn quotas_answer_with_the_quota_error() {
     assert_eq!(
         h.call("c", &[b"SET", b"k2", b"12345678"]).payload(),
         &quota[..],
-        "20 data bytes"
+        "19 data bytes at most"
     );
     assert_eq!(h.call("c", &[b"KEYNOTIFY", b"a"]).payload(), OK);
     assert_eq!(h.call("c", &[b"KEYNOTIFY", b"a"]).payload(), OK);
