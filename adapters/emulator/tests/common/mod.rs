@@ -122,7 +122,8 @@ impl TestClient {
                         let _ = subtx.send(());
                     }
                     Ok(_) => {}
-                    Err(_) => {
+                    Err(e) => {
+                        eprintln!("test client connection error: {e}");
                         if rtx.is_closed() {
                             return;
                         }
