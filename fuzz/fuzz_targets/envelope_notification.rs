@@ -17,8 +17,13 @@ fuzz_target!(|input: (FuzzMessage, Vec<u8>, u64, u64, Option<Vec<u8>>)| {
     let (fuzz, key, millis, counter, value) = input;
     let msg = fuzz.to_message();
     if let Ok(n) = parse_notification(&msg, CLIENT_ID) {
-        assert_eq!(msg.topic, Bytes::from(notification_topic(CLIENT_ID, &n.key)));
-        let ts = msg.user_property(prop::TIMESTAMP).expect("__ts was required");
+        assert_eq!(
+            msg.topic,
+            Bytes::from(notification_topic(CLIENT_ID, &n.key))
+        );
+        let ts = msg
+            .user_property(prop::TIMESTAMP)
+            .expect("__ts was required");
         assert_eq!(Hlc::parse(ts).as_ref(), Ok(&n.version));
         match &n.payload {
             NotifyPayload::Set { value } => assert!(msg.payload.len() > value.len()),

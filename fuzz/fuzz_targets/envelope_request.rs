@@ -16,7 +16,15 @@ use leasedlock_core::hlc::Hlc;
 use leasedlock_fuzz::message::{ArbPayload, FuzzMessage, CLIENT_ID};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: (FuzzMessage, [u8; 16], ArbPayload, u64, Option<u64>, bool, u32)| {
+fuzz_target!(|input: (
+    FuzzMessage,
+    [u8; 16],
+    ArbPayload,
+    u64,
+    Option<u64>,
+    bool,
+    u32
+)| {
     let (fuzz, correlation, payload, ts_ms, ft_ms, persist, timeout_ms) = input;
     let msg = fuzz.to_message();
     match parse_request(&msg) {
@@ -25,7 +33,10 @@ fuzz_target!(|input: (FuzzMessage, [u8; 16], ArbPayload, u64, Option<u64>, bool,
             assert_eq!(Some(&req.response_topic), msg.response_topic.as_ref());
             assert_eq!(Some(&req.source_id), msg.user_property(prop::SOURCE_ID));
             assert_eq!(req.timestamp.as_ref(), msg.user_property(prop::TIMESTAMP));
-            assert_eq!(req.fencing_token.as_ref(), msg.user_property(prop::FENCING_TOKEN));
+            assert_eq!(
+                req.fencing_token.as_ref(),
+                msg.user_property(prop::FENCING_TOKEN)
+            );
             assert_eq!(req.payload, msg.payload);
             assert_eq!(Some(req.expiry_secs), msg.message_expiry_secs);
         }

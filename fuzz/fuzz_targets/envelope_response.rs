@@ -11,7 +11,13 @@ use leasedlock_core::hlc::Hlc;
 use leasedlock_fuzz::message::{ArbHlc, ArbPayload, FuzzMessage};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: (FuzzMessage, [u8; 16], ArbPayload, Option<ArbHlc>, Option<u32>)| {
+fuzz_target!(|input: (
+    FuzzMessage,
+    [u8; 16],
+    ArbPayload,
+    Option<ArbHlc>,
+    Option<u32>
+)| {
     let (fuzz, correlation, payload, version, expiry) = input;
     let msg = fuzz.to_message();
     match parse_response(&msg) {
@@ -20,14 +26,19 @@ fuzz_target!(|input: (FuzzMessage, [u8; 16], ArbPayload, Option<ArbHlc>, Option<
                 msg.correlation_data.as_deref(),
                 Some(env.correlation.as_slice())
             );
-            let status = msg.user_property(prop::STATUS).expect("status was required");
+            let status = msg
+                .user_property(prop::STATUS)
+                .expect("status was required");
             assert_eq!(status.as_ref(), env.status.to_string().as_bytes());
             assert_eq!(
                 env.timestamp,
                 msg.user_property(prop::TIMESTAMP)
                     .map(|t| Hlc::parse(t).expect("an accepted __ts parses"))
             );
-            assert_eq!(env.status_message.as_ref(), msg.user_property(prop::STATUS_MESSAGE));
+            assert_eq!(
+                env.status_message.as_ref(),
+                msg.user_property(prop::STATUS_MESSAGE)
+            );
             assert_eq!(env.payload, msg.payload);
         }
         Err(EnvelopeError::BadCorrelationData) => {

@@ -11,8 +11,15 @@ use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
 enum Step {
-    Tick { wall_ms: u64 },
-    Update { wall_ms: u64, millis: u64, counter: u64, same_node: bool },
+    Tick {
+        wall_ms: u64,
+    },
+    Update {
+        wall_ms: u64,
+        millis: u64,
+        counter: u64,
+        same_node: bool,
+    },
 }
 
 fuzz_target!(|input: (u16, Vec<Step>)| {

@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(matches!(decode(&payload, &limits), Ok(Value::Array(_))));
     assert!(!request.key().is_empty());
-    if let Request::Set { px_ms: Some(ms), .. } = &request {
+    if let Request::Set {
+        px_ms: Some(ms), ..
+    } = &request
+    {
         assert!(*ms > 0);
     }
     let mut wire = Vec::new();

@@ -33,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
     }
     for pair in results.windows(2) {
         if let Ok(tight) = &pair[0] {
-            assert_eq!(pair[1].as_ref(), Ok(tight), "looser limits changed the result");
+            assert_eq!(
+                pair[1].as_ref(),
+                Ok(tight),
+                "looser limits changed the result"
+            );
         }
     }
 });

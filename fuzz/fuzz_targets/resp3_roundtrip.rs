@@ -17,7 +17,10 @@ fuzz_target!(|input: (ArbValue, SmallLimits, u16, u8)| {
     if within(&value, &limits) {
         assert_eq!(decoded, Ok(value.clone()));
     } else {
-        assert!(decoded.is_err(), "a value over the limits was accepted: {value:?}");
+        assert!(
+            decoded.is_err(),
+            "a value over the limits was accepted: {value:?}"
+        );
         return;
     }
     let cut = usize::from(cut) % wire.len();

@@ -16,7 +16,9 @@
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use core::time::Duration;
-use leasedlock_core::command::{decode_reply, ReplyError, Request, Response, SetCondition, SetOutcome, VdelOutcome};
+use leasedlock_core::command::{
+    decode_reply, ReplyError, Request, Response, SetCondition, SetOutcome, VdelOutcome,
+};
 use leasedlock_core::envelope::{self, build_request, prop, RequestEnvelope};
 use leasedlock_core::hlc::Hlc;
 use leasedlock_core::resp3::Limits;
@@ -30,9 +32,15 @@ const CLIENTS: [&str; 3] = ["client-a", "client-b", "client-c"];
 #[derive(Debug, Arbitrary)]
 enum Stamp {
     /// Near the store's wall clock.
-    Near { delta_ms: i32, counter: u16 },
+    Near {
+        delta_ms: i32,
+        counter: u16,
+    },
     /// A version the store handed out earlier (by index), possibly bumped down or up.
-    Seen { index: u8, lower: bool },
+    Seen {
+        index: u8,
+        lower: bool,
+    },
     Text(ArbHlc),
 }
 
@@ -52,10 +60,16 @@ enum Op {
         expiry_s: u8,
     },
     Raw(FuzzMessage),
-    Advance { ms: u16 },
+    Advance {
+        ms: u16,
+    },
     ToDeadline,
-    WallStep { delta_ms: i32 },
-    Disconnect { client: u8 },
+    WallStep {
+        delta_ms: i32,
+    },
+    Disconnect {
+        client: u8,
+    },
 }
 
 struct Harness {
@@ -79,7 +93,9 @@ impl Harness {
             .map(|h| h.to_bytes())
             .unwrap_or_default(),
             Stamp::Seen { index, lower } => {
-                let Some(v) = self.versions.get(usize::from(*index) % self.versions.len().max(1))
+                let Some(v) = self
+                    .versions
+                    .get(usize::from(*index) % self.versions.len().max(1))
                 else {
                     return Bytes::from_static(b"0:0:none");
                 };
@@ -182,10 +198,14 @@ impl Harness {
             k.as_ref() != prop::TIMESTAMP.as_bytes() && k.as_ref() != prop::FENCING_TOKEN.as_bytes()
         });
         if let Some(ts) = &ts {
-            msg.user_properties.push((Bytes::from_static(prop::TIMESTAMP.as_bytes()), ts.clone()));
+            msg.user_properties
+                .push((Bytes::from_static(prop::TIMESTAMP.as_bytes()), ts.clone()));
         }
         if let Some(ft) = &ft {
-            msg.user_properties.push((Bytes::from_static(prop::FENCING_TOKEN.as_bytes()), ft.clone()));
+            msg.user_properties.push((
+                Bytes::from_static(prop::FENCING_TOKEN.as_bytes()),
+                ft.clone(),
+            ));
         }
         let key = request.key().clone();
         let before = self.store.get(&key);
@@ -205,14 +225,20 @@ impl Harness {
             .collect();
         assert_eq!(replies.len(), 1, "expected exactly one reply: {outs:?}");
         let reply = replies[0];
-        assert_eq!(reply.correlation_data.as_deref(), Some(correlation.as_slice()));
+        assert_eq!(
+            reply.correlation_data.as_deref(),
+            Some(correlation.as_slice())
+        );
         let env = envelope::parse_response(reply).expect("the store's reply must parse");
         if env.status != 200 || replayed {
             return;
         }
         let decoded = decode_reply(request.kind(), &env.payload, &Limits::default());
         assert!(
-            !matches!(decoded, Err(ReplyError::Decode(_)) | Err(ReplyError::Unexpected(_))),
+            !matches!(
+                decoded,
+                Err(ReplyError::Decode(_)) | Err(ReplyError::Unexpected(_))
+            ),
             "the client cannot understand the store's reply {:?} to {request:?}: {decoded:?}",
             env.payload
         );
@@ -220,23 +246,33 @@ impl Harness {
         let protected = before.as_ref().and_then(|b| b.fencing_token.clone());
         let wrote = matches!(
             decoded,
-            Ok(Response::Set(SetOutcome::Applied)) | Ok(Response::Del(1)) | Ok(Response::Vdel(VdelOutcome::Deleted))
+            Ok(Response::Set(SetOutcome::Applied))
+                | Ok(Response::Del(1))
+                | Ok(Response::Vdel(VdelOutcome::Deleted))
         );
         if wrote {
             if let Some(t) = &protected {
-                let ft = ft_hlc.as_ref().expect("a protected key was written without __ft");
+                let ft = ft_hlc
+                    .as_ref()
+                    .expect("a protected key was written without __ft");
                 assert!(ft >= t, "fencing accepted {ft} below {t}");
             }
         }
         if let Ok(Response::Set(SetOutcome::Applied)) = decoded {
-            let v = env.timestamp.clone().expect("a SET +OK carries its version");
+            let v = env
+                .timestamp
+                .clone()
+                .expect("a SET +OK carries its version");
             if let Some(ts) = ts.as_ref().and_then(|t| Hlc::parse(t).ok()) {
                 assert!(v > ts, "SET version {v} not above the request __ts {ts}");
             }
             if let Some(ft) = &ft_hlc {
                 assert!(&v >= ft, "SET version {v} below its __ft {ft}");
                 let now_token = self.store.get(&key).and_then(|i| i.fencing_token);
-                assert!(now_token.as_ref() >= Some(ft), "fenced SET did not keep the larger token");
+                assert!(
+                    now_token.as_ref() >= Some(ft),
+                    "fenced SET did not keep the larger token"
+                );
             }
             let stored = self.store.get(&key).expect("a SET key is stored");
             assert_eq!(stored.version, v);
@@ -262,7 +298,10 @@ fuzz_target!(|input: (u16, u32, Vec<Op>)| {
     };
     let mut h = Harness {
         store,
-        now: Now::new(Instant::from_millis(1), 1_600_000_000_000 + u64::from(wall_s) * 1_000),
+        now: Now::new(
+            Instant::from_millis(1),
+            1_600_000_000_000 + u64::from(wall_s) * 1_000,
+        ),
         versions: Vec::new(),
         max_version: None,
         correlations: Vec::new(),
@@ -271,7 +310,18 @@ fuzz_target!(|input: (u16, u32, Vec<Op>)| {
     };
     for op in ops.iter().take(256) {
         match op {
-            Op::Request { client, verb, key, value, px_ms, ts, ft, persist, redeliver, expiry_s } => {
+            Op::Request {
+                client,
+                verb,
+                key,
+                value,
+                px_ms,
+                ts,
+                ft,
+                persist,
+                redeliver,
+                expiry_s,
+            } => {
                 let key = key.bytes();
                 let value = Bytes::from(format!("v{}", value % 4));
                 let request = match verb % 6 {
@@ -293,7 +343,15 @@ fuzz_target!(|input: (u16, u32, Vec<Op>)| {
                 };
                 let ts = ts.as_ref().map(|s| h.stamp(s));
                 let ft = ft.as_ref().map(|s| h.stamp(s));
-                h.request(usize::from(client % 3), request, ts, ft, *persist, *redeliver, *expiry_s);
+                h.request(
+                    usize::from(client % 3),
+                    request,
+                    ts,
+                    ft,
+                    *persist,
+                    *redeliver,
+                    *expiry_s,
+                );
             }
             Op::Raw(m) => {
                 let clock_before = h.store.clock();
@@ -314,11 +372,18 @@ fuzz_target!(|input: (u16, u32, Vec<Op>)| {
                 h.drain();
             }
             Op::WallStep { delta_ms } => {
-                h.now = Now::new(h.now.mono, h.now.wall_ms.saturating_add_signed(i64::from(*delta_ms)));
+                h.now = Now::new(
+                    h.now.mono,
+                    h.now.wall_ms.saturating_add_signed(i64::from(*delta_ms)),
+                );
             }
             Op::Disconnect { client } => {
-                h.store.handle_client_disconnected(CLIENTS[usize::from(client % 3)].as_bytes());
-                assert!(h.store.registrations_of(CLIENTS[usize::from(client % 3)].as_bytes()).is_empty());
+                h.store
+                    .handle_client_disconnected(CLIENTS[usize::from(client % 3)].as_bytes());
+                assert!(h
+                    .store
+                    .registrations_of(CLIENTS[usize::from(client % 3)].as_bytes())
+                    .is_empty());
             }
         }
         h.check_bounds();

@@ -70,7 +70,11 @@ pub fn within(value: &Value, limits: &Limits) -> bool {
 pub fn check_resp3_round_trip(value: &Value, limits: &Limits) {
     assert!(within(value, limits), "decoded value exceeds the limits");
     let again = decode(&Bytes::from(encode(value)), limits);
-    assert_eq!(again.as_ref(), Ok(value), "canonical re-encoding changed the value");
+    assert_eq!(
+        again.as_ref(),
+        Ok(value),
+        "canonical re-encoding changed the value"
+    );
 }
 
 /// A RESP3 value tree built by the fuzzer; texts of `+`/`-` lines are kept free of CR and LF,

@@ -331,7 +331,9 @@ impl FuzzMessage {
             response_topic: self.response_topic.as_ref().map(ArbTopic::bytes),
             message_expiry_secs: self.expiry,
             content_type: self.content_type.as_ref().map(|c| match c {
-                ArbContentType::OctetStream => Bytes::from_static(envelope::CONTENT_TYPE.as_bytes()),
+                ArbContentType::OctetStream => {
+                    Bytes::from_static(envelope::CONTENT_TYPE.as_bytes())
+                }
                 ArbContentType::Raw(raw) => Bytes::from(raw.clone()),
             }),
             payload_format_indicator: self.payload_format,

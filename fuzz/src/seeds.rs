@@ -155,11 +155,15 @@ pub fn encoded_notifications() -> Vec<Vec<u8>> {
 
 /// Canonical HLC texts from the formatter.
 pub fn encoded_hlcs() -> Vec<Vec<u8>> {
-    [(0, 0, "n"), (1_696_374_425_000, 7, "StateStore"), (u64::MAX, u64::MAX, "")]
-        .iter()
-        .filter_map(|&(ms, c, node)| Hlc::new(ms, c, node).ok())
-        .map(|h| h.to_bytes().to_vec())
-        .collect()
+    [
+        (0, 0, "n"),
+        (1_696_374_425_000, 7, "StateStore"),
+        (u64::MAX, u64::MAX, ""),
+    ]
+    .iter()
+    .filter_map(|&(ms, c, node)| Hlc::new(ms, c, node).ok())
+    .map(|h| h.to_bytes().to_vec())
+    .collect()
 }
 
 /// `(target, seeds)` for every byte-level target.

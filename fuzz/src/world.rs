@@ -12,6 +12,7 @@ use core::time::Duration;
 use leasedlock_core::client::{
     Client, ClientConfig, Completion, Output, RequestError, RequestId, RequestOptions, Requester,
 };
+use leasedlock_core::command::NotifyPayload;
 use leasedlock_core::command::{Request, RequestKind, SetCondition};
 use leasedlock_core::edit::{Edit, EditDecision, EditEvent};
 use leasedlock_core::envelope::{self, build_notification, build_response, prop, Message};
@@ -20,7 +21,6 @@ use leasedlock_core::leader::{Leader, LeaderEvent, LeaderOptions};
 use leasedlock_core::lease::{Lease, LeaseEvent, LeaseOptions};
 use leasedlock_core::lock::{Lock, LockEvent, LockOptions};
 use leasedlock_core::machine::{self, Machine};
-use leasedlock_core::command::NotifyPayload;
 use leasedlock_core::{Instant, Now};
 
 use crate::message::{ArbHlc, ArbKey, ArbPayload, FuzzMessage, CLIENT_ID};
@@ -328,8 +328,12 @@ impl World {
             client,
             lease: Lease::new(Bytes::from_static(LEASE)).expect("lease"),
             lock: Lock::new(Bytes::from_static(LOCK), seed).expect("lock"),
-            edit: Edit::new(Bytes::from_static(EDIT_LOCK), Bytes::from_static(EDIT_KEY), seed)
-                .expect("edit"),
+            edit: Edit::new(
+                Bytes::from_static(EDIT_LOCK),
+                Bytes::from_static(EDIT_KEY),
+                seed,
+            )
+            .expect("edit"),
             leader: Leader::new(Bytes::from_static(LEADER), seed).expect("leader"),
             now: Now::new(Instant::from_millis(1_000), wall_ms),
             issued: BTreeSet::new(),
@@ -465,7 +469,9 @@ impl World {
                 let _ = self.tracked().request(request, options, now);
             }
             Op::Observe(key) => {
-                let _ = self.tracked().observe(key.bytes(), RequestOptions::default(), now);
+                let _ = self
+                    .tracked()
+                    .observe(key.bytes(), RequestOptions::default(), now);
             }
             Op::Unobserve(key) => {
                 let _ = self
@@ -673,15 +679,22 @@ impl World {
             self.client.handle_timeout(now);
         }
         if let Some(t) = self.client.poll_timeout() {
-            assert!(t > now.mono, "client deadline {t:?} still due after handle_timeout");
+            assert!(
+                t > now.mono,
+                "client deadline {t:?} still due after handle_timeout"
+            );
         }
         self.drain();
         let mut t = Tracked {
             client: &mut self.client,
             issued: &mut self.issued,
         };
-        let mut ms: [&mut dyn Machine; 4] =
-            [&mut self.lease, &mut self.lock, &mut self.edit, &mut self.leader];
+        let mut ms: [&mut dyn Machine; 4] = [
+            &mut self.lease,
+            &mut self.lock,
+            &mut self.edit,
+            &mut self.leader,
+        ];
         machine::route_timeout(&mut ms, &mut t, now);
     }
 
@@ -703,8 +716,12 @@ impl World {
                 client: &mut self.client,
                 issued: &mut self.issued,
             };
-            let mut ms: [&mut dyn Machine; 4] =
-                [&mut self.lease, &mut self.lock, &mut self.edit, &mut self.leader];
+            let mut ms: [&mut dyn Machine; 4] = [
+                &mut self.lease,
+                &mut self.lock,
+                &mut self.edit,
+                &mut self.leader,
+            ];
             match output {
                 Output::Publish(msg) => {
                     record_publish(&msg, &mut self.unanswered);
@@ -734,7 +751,8 @@ impl World {
         let now = self.now.mono;
         while let Some(e) = self.lease.poll_event() {
             match e {
-                LeaseEvent::Acquired { safe_until, .. } | LeaseEvent::Renewed { safe_until, .. } => {
+                LeaseEvent::Acquired { safe_until, .. }
+                | LeaseEvent::Renewed { safe_until, .. } => {
                     if matches!(e, LeaseEvent::Renewed { .. }) {
                         assert!(self.order.lease_held, "Renewed without Acquired");
                     }
@@ -805,7 +823,10 @@ impl World {
         );
         let now = self.now.mono;
         if let Ok(token) = self.lease.token(now) {
-            assert!(self.order.lease_held, "token {token} without an Acquired event");
+            assert!(
+                self.order.lease_held,
+                "token {token} without an Acquired event"
+            );
         }
     }
 
@@ -825,7 +846,9 @@ impl World {
                 .poll_timeout()
                 .unwrap_or(end)
                 .max(self.now.mono.saturating_add(Duration::from_millis(1)));
-            self.now = self.now.advanced(next.saturating_duration_since(self.now.mono));
+            self.now = self
+                .now
+                .advanced(next.saturating_duration_since(self.now.mono));
             self.timeouts();
             self.drain();
             self.check();
@@ -876,7 +899,10 @@ fn check_completion(
     issued: &BTreeSet<RequestId>,
     completed: &mut BTreeSet<RequestId>,
 ) {
-    assert!(issued.contains(&c.id), "completion for an id never handed out: {c:?}");
+    assert!(
+        issued.contains(&c.id),
+        "completion for an id never handed out: {c:?}"
+    );
     assert!(completed.insert(c.id), "second completion for {:?}", c.id);
 }
 
