@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# CI smoke run: builds every fuzz target and runs each for a short fixed time from the seed
-# corpora; fails on any crash, leak, timeout or OOM. Usage: fuzz/smoke.sh [SECONDS_PER_TARGET]
-# (default 15). FUZZ_SANITIZER=none runs without ASan (see README.md).
+# CI smoke run: builds every fuzz target, writes the seed corpora, and runs each target for a
+# short fixed time (default 15 s, FUZZ_JOBS=2 at a time); fails on any crash, leak, timeout or
+# OOM. Usage: fuzz/smoke.sh [SECONDS_PER_TARGET]. FUZZ_SANITIZER=none runs without ASan (see
+# README.md). Installs cargo-fuzz only if it is missing.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/fuzz-lib.sh"
 
 SECONDS_PER_TARGET="${1:-15}"
+JOBS="${FUZZ_JOBS:-2}"
 ensure_cargo_fuzz
 write_seeds
 dict=$(merged_dict)
 cfuzz build
-failed=()
-for target in $(all_targets); do
+mkdir -p "$FUZZ_DIR/target/smoke"
+
+# Runs one target; prints its numbers, or FAIL plus the crash summary and exits non-zero.
+smoke_one() {
+    local target="$1" log="$FUZZ_DIR/target/smoke/$1.log"
     mkdir -p "$FUZZ_DIR/corpus/$target"
-    log="$FUZZ_DIR/target/smoke-$target.log"
     # Without ASan there are no malloc hooks, so the per-allocation limit is not enforced; the
     # RSS limit still catches unbounded growth.
     if cfuzz run "$target" -- -max_total_time="$SECONDS_PER_TARGET" -dict="$dict" \
@@ -23,11 +27,26 @@ for target in $(all_targets); do
     else
         echo "FAIL $target (log: $log)"
         grep -E "panicked at|ERROR: libFuzzer|SUMMARY|Test unit written" "$log" | head -5 || true
-        failed+=("$target")
+        return 1
+    fi
+}
+
+failed=0
+running=0
+for target in $(all_targets); do
+    smoke_one "$target" &
+    running=$((running + 1))
+    if ((running >= JOBS)); then
+        wait -n || failed=$((failed + 1))
+        running=$((running - 1))
     fi
 done
-if ((${#failed[@]})); then
-    echo "fuzz smoke: ${#failed[@]} target(s) failed: ${failed[*]}" >&2
+while ((running > 0)); do
+    wait -n || failed=$((failed + 1))
+    running=$((running - 1))
+done
+if ((failed)); then
+    echo "fuzz smoke: $failed target(s) failed" >&2
     exit 1
 fi
 echo "fuzz smoke: all targets passed"
