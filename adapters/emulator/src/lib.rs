@@ -18,6 +18,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// Writes one line to stderr; a closed stderr is ignored (`eprintln!` would panic).
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "leasedlock-emulator: {}", format_args!($($arg)*));
+    }};
+}
+
 pub mod convert;
 pub mod persist;
 
@@ -276,12 +284,12 @@ fn restore(d: &Durable, store: &mut Store, now: Now, verbose: bool) -> Result<()
                 Ok(false) => d.remove(&rec.key).map_err(EmulatorError::Persist)?,
                 Err(e) => {
                     if verbose {
-                        eprintln!("leasedlock-emulator: not restoring a key: {e}");
+                        log!("not restoring a key: {e}");
                     }
                 }
             },
             Err(key) => {
-                eprintln!("leasedlock-emulator: dropping an unreadable record");
+                log!("dropping an unreadable record");
                 d.remove(&key).map_err(EmulatorError::Persist)?;
             }
         }
@@ -351,12 +359,12 @@ async fn network_task(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(50);
                 if verbose {
-                    eprintln!("leasedlock-emulator: connected; subscribing to {REQUEST_TOPIC}");
+                    log!("connected; subscribing to {REQUEST_TOPIC}");
                 }
                 // rumqttc never resubscribes by itself. The request channel is empty right after
                 // a (re)connect, so this cannot fail for lack of room.
                 if let Err(e) = client.try_subscribe(REQUEST_TOPIC, QoS::AtLeastOnce) {
-                    eprintln!("leasedlock-emulator: subscribe failed: {e}");
+                    log!("subscribe failed: {e}");
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -428,21 +436,21 @@ async fn store_task(
                         .await
                     {
                         if verbose {
-                            eprintln!("leasedlock-emulator: publish refused: {e}");
+                            log!("publish refused: {e}");
                         }
                     }
                 }
                 StoreOutput::Persist(rec) => {
                     if let Some(d) = &durable {
                         if let Err(e) = d.put(&rec) {
-                            eprintln!("leasedlock-emulator: persisting a key failed: {e}");
+                            log!("persisting a key failed: {e}");
                         }
                     }
                 }
                 StoreOutput::Forget(key) => {
                     if let Some(d) = &durable {
                         if let Err(e) = d.remove(&key) {
-                            eprintln!("leasedlock-emulator: forgetting a key failed: {e}");
+                            log!("forgetting a key failed: {e}");
                         }
                     }
                 }

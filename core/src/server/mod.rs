@@ -273,35 +273,43 @@ impl Store {
                 return;
             }
         };
-        if let Some(mut reply) = self
+        if let Some(cached) = self
             .cache
             .replay(&req.source_id, &req.correlation, now.mono)
         {
-            // Answer where this copy asks, in case only the original's topic differed.
-            reply.topic = req.response_topic;
             self.stats.replayed += 1;
+            let version = cached.version.map(|v| self.hlc(v));
+            // Answer where this copy asks, in case only the original's topic differed.
+            let reply = envelope::build_response(
+                req.response_topic,
+                req.correlation,
+                Some(cached.remaining_secs),
+                cached.payload,
+                version.as_ref(),
+            );
             self.out.push_back(StoreOutput::Publish(reply));
             return;
         }
         let (outcome, cacheable) = self.execute(&req, now);
         let expiry = (req.expiry_secs > 0).then_some(req.expiry_secs);
         let version = outcome.version.map(|v| self.hlc(v));
-        let reply = envelope::build_response(
-            req.response_topic.clone(),
-            req.correlation.clone(),
-            expiry,
-            outcome.payload,
-            version.as_ref(),
-        );
         if cacheable {
             self.cache.insert(
-                Bytes::copy_from_slice(&req.source_id),
-                Bytes::copy_from_slice(&req.correlation),
-                reply.clone(),
+                &req.source_id,
+                &req.correlation,
+                outcome.payload.clone(),
+                outcome.version,
                 now.mono,
                 Duration::from_secs(u64::from(req.expiry_secs)),
             );
         }
+        let reply = envelope::build_response(
+            req.response_topic,
+            req.correlation,
+            expiry,
+            outcome.payload,
+            version.as_ref(),
+        );
         self.out.push_back(StoreOutput::Publish(reply));
         match outcome.change {
             Some(Change::Set { key, value }) => {

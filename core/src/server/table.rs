@@ -182,6 +182,12 @@ impl KeyTable {
         if (self.entries.len() + 1) * 2 > self.index.len() {
             self.grow();
         }
+        if self.entries.len() == self.entries.capacity() {
+            // Grow by a quarter rather than doubling: entries are most of the table's memory,
+            // and the emulator's target is under 3x the raw key+value bytes.
+            let extra = (self.entries.capacity() / 4).max(16);
+            self.entries.reserve_exact(extra);
+        }
         let idx = self.entries.len() as u32;
         self.place(entry.key(), idx);
         self.entries.push(entry);
