@@ -30,6 +30,7 @@ pub mod convert;
 pub mod persist;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -74,6 +75,9 @@ pub struct EmulatorConfig {
     pub keep_alive: Duration,
     /// Requests queued between the network task and the store before new ones are shed.
     pub queue_len: usize,
+    /// Payload bytes queued between the network task and the store before new requests are
+    /// shed.
+    pub queue_bytes: usize,
     /// The store model's configuration (node id, bounds).
     pub store: StoreConfig,
     /// Log connection events and dropped requests to stderr.
@@ -92,6 +96,7 @@ impl EmulatorConfig {
             data_dir: None,
             keep_alive: Duration::from_secs(30),
             queue_len: 10_000,
+            queue_bytes: 64 << 20,
             store: StoreConfig {
                 node_id: Bytes::from_static(b"leasedlock-emulator"),
                 hash_seed: random_seed(),
@@ -160,7 +165,7 @@ pub struct Emulator {
     stop: watch::Sender<bool>,
     net: JoinHandle<()>,
     store: JoinHandle<()>,
-    snapshot: Arc<Mutex<Snapshot>>,
+    ctx: Arc<Ctx>,
 }
 
 /// How long [`Emulator::start`] waits for the broker to accept the subscription.
@@ -190,7 +195,14 @@ impl Emulator {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (req_tx, req_rx) = mpsc::channel(config.queue_len.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
-        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let ctx = Arc::new(Ctx {
+            snapshot: Mutex::new(Snapshot::default()),
+            queued: Queued {
+                bytes: AtomicUsize::new(0),
+                max: config.queue_bytes,
+            },
+            verbose: config.verbose,
+        });
 
         let net = tokio::spawn(network_task(
             eventloop,
@@ -198,8 +210,7 @@ impl Emulator {
             req_tx,
             ready_tx,
             stop_rx.clone(),
-            snapshot.clone(),
-            config.verbose,
+            ctx.clone(),
         ));
         let store_task = tokio::spawn(store_task(
             store,
@@ -208,14 +219,13 @@ impl Emulator {
             client,
             req_rx,
             stop_rx,
-            snapshot.clone(),
-            config.verbose,
+            ctx.clone(),
         ));
         let emulator = Emulator {
             stop: stop_tx,
             net,
             store: store_task,
-            snapshot,
+            ctx,
         };
         match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
             Ok(Ok(())) => Ok(emulator),
@@ -235,7 +245,7 @@ impl Emulator {
 
     /// The store's counters and sizes as of the last handled event.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.lock().map(|s| *s).unwrap_or_default()
+        self.ctx.snapshot.lock().map(|s| *s).unwrap_or_default()
     }
 
     /// Stops serving: the store task ends, the connection is closed with a DISCONNECT.
@@ -301,7 +311,14 @@ fn mqtt_options(config: &EmulatorConfig) -> Result<MqttOptions, EmulatorError> {
     let mut o = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     o.set_keep_alive(config.keep_alive);
     o.set_clean_start(true);
-    o.set_max_packet_size(Some(256 * 1024 * 1024));
+    // The broker drops larger packets for us instead of sending them: no request can be bigger
+    // than the largest key and value the store accepts, plus room for properties.
+    let largest = config
+        .store
+        .max_value_len
+        .saturating_add(config.store.max_key_len)
+        .saturating_add(1 << 20);
+    o.set_max_packet_size(Some(u32::try_from(largest).unwrap_or(u32::MAX)));
     if let Some((user, pass)) = &config.credentials {
         o.set_credentials(user.clone(), pass.clone());
     }
@@ -338,9 +355,9 @@ async fn network_task(
     requests: mpsc::Sender<rumqttc::v5::mqttbytes::v5::Publish>,
     ready: oneshot::Sender<()>,
     mut stop: watch::Receiver<bool>,
-    snapshot: Arc<Mutex<Snapshot>>,
-    verbose: bool,
+    ctx: Arc<Ctx>,
 ) {
+    let (queued, verbose) = (&ctx.queued, ctx.verbose);
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -373,8 +390,17 @@ async fn network_task(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Err(mpsc::error::TrySendError::Full(_)) = requests.try_send(p) {
-                    if let Ok(mut s) = snapshot.lock() {
+                let len = p.payload.len();
+                let accepted = if !queued.reserve(len) {
+                    false
+                } else if requests.try_send(p).is_err() {
+                    queued.release(len);
+                    false
+                } else {
+                    true
+                };
+                if !accepted {
+                    if let Ok(mut s) = ctx.snapshot.lock() {
                         s.shed += 1;
                     }
                 }
@@ -398,7 +424,6 @@ async fn network_task(
 
 /// Owns the store: feeds it requests and timer expiries, and carries out its outputs in order
 /// (durable writes before the reply that follows them).
-#[allow(clippy::too_many_arguments)]
 async fn store_task(
     mut store: Store,
     clock: Clock,
@@ -406,9 +431,9 @@ async fn store_task(
     client: AsyncClient,
     mut requests: mpsc::Receiver<rumqttc::v5::mqttbytes::v5::Publish>,
     mut stop: watch::Receiver<bool>,
-    snapshot: Arc<Mutex<Snapshot>>,
-    verbose: bool,
+    ctx: Arc<Ctx>,
 ) {
+    let (queued, verbose) = (&ctx.queued, ctx.verbose);
     loop {
         let deadline = store.poll_timeout().map(|at| clock.deadline(at));
         tokio::select! {
@@ -417,6 +442,7 @@ async fn store_task(
             _ = sleep_until(deadline) => store.handle_timeout(clock.now()),
             p = requests.recv() => match p {
                 Some(p) => {
+                    queued.release(p.payload.len());
                     let msg = convert::to_message(&p);
                     store.handle_request(&msg, clock.now());
                 }
@@ -457,11 +483,44 @@ async fn store_task(
                 _ => {}
             }
         }
-        if let Ok(mut s) = snapshot.lock() {
+        if let Ok(mut s) = ctx.snapshot.lock() {
             s.stats = store.stats();
             s.keys = store.len();
             s.registrations = store.registration_count();
         }
+    }
+}
+
+/// State the emulator's tasks share.
+struct Ctx {
+    snapshot: Mutex<Snapshot>,
+    queued: Queued,
+    verbose: bool,
+}
+
+/// Payload bytes waiting between the network task and the store.
+struct Queued {
+    bytes: AtomicUsize,
+    max: usize,
+}
+
+impl Queued {
+    /// Counts `len` more bytes; `false` (and nothing counted) if that would pass the bound.
+    fn reserve(&self, len: usize) -> bool {
+        self.bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                let n = b.checked_add(len)?;
+                (n <= self.max).then_some(n)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, len: usize) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_sub(len))
+            });
     }
 }
 
