@@ -5,7 +5,7 @@
 //! "additional invariants"). Entries live for the request's Message Expiry and the cache is
 //! bounded by count and bytes: past a bound the entry closest to its deadline is evicted.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use bytes::Bytes;
@@ -38,18 +38,19 @@ pub(crate) struct CachedReply {
 #[derive(Debug, Clone)]
 struct Cached {
     deadline: Instant,
-    seq: u64,
-    size: usize,
     payload: Bytes,
     version: Option<Version>,
+}
+
+fn size_of(key: &[u8], payload: &[u8]) -> usize {
+    ENTRY_OVERHEAD + key.len() + payload.len()
 }
 
 /// Bounded (source id, correlation data) → reply map with deadlines.
 #[derive(Debug, Clone)]
 pub(crate) struct ReplyCache {
     by_key: BTreeMap<CacheKey, Cached>,
-    by_deadline: BTreeMap<(Instant, u64), CacheKey>,
-    seq: u64,
+    by_deadline: BTreeSet<(Instant, CacheKey)>,
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
@@ -57,14 +58,13 @@ pub(crate) struct ReplyCache {
 
 /// Per-entry overhead counted against the byte bound, on top of key and payload: both index
 /// slots, the shared key's header and the entry itself.
-const ENTRY_OVERHEAD: usize = 160;
+const ENTRY_OVERHEAD: usize = 128;
 
 impl ReplyCache {
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> ReplyCache {
         ReplyCache {
             by_key: BTreeMap::new(),
-            by_deadline: BTreeMap::new(),
-            seq: 0,
+            by_deadline: BTreeSet::new(),
             bytes: 0,
             max_entries,
             max_bytes,
@@ -77,18 +77,16 @@ impl ReplyCache {
 
     /// Drops entries whose deadline has passed.
     pub(crate) fn purge(&mut self, now: Instant) {
-        while let Some((&(deadline, seq), _)) = self.by_deadline.first_key_value() {
-            if deadline > now {
-                break;
-            }
-            self.evict((deadline, seq));
+        while self.by_deadline.first().is_some_and(|(d, _)| *d <= now) {
+            self.evict_first();
         }
     }
 
-    fn evict(&mut self, at: (Instant, u64)) {
-        if let Some(key) = self.by_deadline.remove(&at) {
+    /// Drops the entry closest to its deadline.
+    fn evict_first(&mut self) {
+        if let Some((_, key)) = self.by_deadline.pop_first() {
             if let Some(c) = self.by_key.remove(&key) {
-                self.bytes = self.bytes.saturating_sub(c.size);
+                self.bytes = self.bytes.saturating_sub(size_of(&key, &c.payload));
             }
         }
     }
@@ -131,30 +129,26 @@ impl ReplyCache {
         let Some(key) = cache_key(source, correlation) else {
             return;
         };
-        let size = ENTRY_OVERHEAD + key.len() + payload.len();
+        let size = size_of(&key, &payload);
         if size > self.max_bytes {
             return;
         }
-        if let Some(old) = self.by_key.get(&key) {
-            let at = (old.deadline, old.seq);
-            self.evict(at);
+        if let Some(old) = self.by_key.remove(&key) {
+            self.by_deadline.remove(&(old.deadline, key.clone()));
+            self.bytes = self.bytes.saturating_sub(size_of(&key, &old.payload));
         }
-        while self.by_key.len() >= self.max_entries || self.bytes + size > self.max_bytes {
-            match self.by_deadline.first_key_value() {
-                Some((&at, _)) => self.evict(at),
-                None => break,
-            }
+        while !self.by_key.is_empty()
+            && (self.by_key.len() >= self.max_entries || self.bytes + size > self.max_bytes)
+        {
+            self.evict_first();
         }
         let deadline = now + ttl;
-        self.seq = self.seq.wrapping_add(1);
-        self.by_deadline.insert((deadline, self.seq), key.clone());
+        self.by_deadline.insert((deadline, key.clone()));
         self.bytes += size;
         self.by_key.insert(
             key,
             Cached {
                 deadline,
-                seq: self.seq,
-                size,
                 payload,
                 version,
             },

@@ -372,11 +372,13 @@ impl Store {
         };
         self.clock.observe(version.millis, u64::from(counter));
         let mut e = Entry::new(&rec.key, &rec.value, version);
-        e.fence = rec.fencing_token.clone().map(Box::new);
         e.set_persisted(true);
-        if let Some(ms) = remaining_ms {
-            let at = now.mono + Duration::from_millis(ms);
-            e.expires_nanos = at.as_nanos();
+        let expires = remaining_ms.map(|ms| now.mono + Duration::from_millis(ms));
+        e.set_expiry_and_fence(
+            expires.map_or(NO_EXPIRY, Instant::as_nanos),
+            rec.fencing_token.clone(),
+        );
+        if let Some(at) = expires {
             self.expiry.insert((at, Box::from(&rec.key[..])));
         }
         self.data_bytes += new_len;
@@ -441,9 +443,9 @@ impl Store {
         KeyInfo {
             value: Bytes::copy_from_slice(e.value()),
             version: self.hlc(e.version()),
-            fencing_token: e.fence.as_deref().cloned(),
-            expires_at: (e.expires_nanos != NO_EXPIRY)
-                .then(|| Instant::from_nanos(e.expires_nanos)),
+            fencing_token: e.fence().cloned(),
+            expires_at: (e.expires_nanos() != NO_EXPIRY)
+                .then(|| Instant::from_nanos(e.expires_nanos())),
             persisted: e.persisted(),
         }
     }
@@ -477,9 +479,9 @@ impl Store {
     fn remove_key(&mut self, key: &[u8], forget: bool) -> Option<Entry> {
         let e = self.keys.remove(key)?;
         self.data_bytes = self.data_bytes.saturating_sub(e.data_len());
-        if e.expires_nanos != NO_EXPIRY {
+        if e.expires_nanos() != NO_EXPIRY {
             self.expiry
-                .remove(&(Instant::from_nanos(e.expires_nanos), Box::from(key)));
+                .remove(&(Instant::from_nanos(e.expires_nanos()), Box::from(key)));
         }
         if forget && e.persisted() {
             self.out
@@ -580,7 +582,7 @@ impl Store {
 
     /// Fencing rule (spec §4, steps 3–5) for a key that exists.
     fn fencing_refusal(e: &Entry, ft: Option<&Hlc>) -> Option<ServiceError> {
-        let stored = e.fence.as_deref()?;
+        let stored = e.fence()?;
         match ft {
             None => Some(ServiceError::MissingFencingToken),
             Some(f) if f < stored => Some(ServiceError::FencingTokenLowerVersion),
@@ -615,12 +617,12 @@ impl Store {
                 return Outcome::fixed(reply::NOT_APPLIED, Some(e.version()));
             }
             // Keep the larger of the stored token and the request's.
-            if let Some(stored) = e.fence.as_deref() {
+            if let Some(stored) = e.fence() {
                 if fence.as_ref().is_none_or(|f| f < stored) {
                     fence = Some(stored.clone());
                 }
             }
-            old = Some((e.data_len(), e.expires_nanos, e.persisted()));
+            old = Some((e.data_len(), e.expires_nanos(), e.persisted()));
         }
         let old_len = old.map_or(0, |o| o.0);
         let new_len = key.len() + value.len();
@@ -641,19 +643,16 @@ impl Store {
         // Redis semantics: a SET without PX clears an earlier TTL.
         let expires = px_ms.map(|ms| now.mono + Duration::from_millis(ms));
         let expires_nanos = expires.map_or(NO_EXPIRY, Instant::as_nanos);
-        let fence_box = fence.clone().map(Box::new);
         match self.keys.get_mut(&key) {
             Some(e) => {
                 e.set_value(&value);
                 e.set_version(version);
-                e.fence = fence_box;
-                e.expires_nanos = expires_nanos;
+                e.set_expiry_and_fence(expires_nanos, fence.clone());
                 e.set_persisted(persist);
             }
             None => {
                 let mut e = Entry::new(&key, &value, version);
-                e.fence = fence_box;
-                e.expires_nanos = expires_nanos;
+                e.set_expiry_and_fence(expires_nanos, fence.clone());
                 e.set_persisted(persist);
                 self.keys.insert_new(e);
             }
