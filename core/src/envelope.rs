@@ -1208,9 +1208,7 @@ mod tests {
 
     // ---- parse_notification / build_notification with the payload codec ----
 
-    // NEEDS-NOTIFY-CODEC: calls NotifyPayload::parse.
     #[test]
-    #[ignore = "needs the NotifyPayload codec from the command branch; remove after merge"]
     fn notification_parses_spec_row_34() {
         let n = parse_notification(&valid_notification(), "client-id1").unwrap();
         assert_eq!(n.key.as_ref(), b"SOMEKEY");
@@ -1218,9 +1216,7 @@ mod tests {
         assert_eq!(n.payload, NotifyPayload::Set { value: b("abc") });
     }
 
-    // NEEDS-NOTIFY-CODEC: calls NotifyPayload::parse.
     #[test]
-    #[ignore = "needs the NotifyPayload codec from the command branch; remove after merge"]
     fn notification_delete_at_qos0_without_content_type_parses() {
         let msg = Message {
             qos: QoS::AtMostOnce,
@@ -1232,9 +1228,7 @@ mod tests {
         assert_eq!(n.payload, NotifyPayload::Delete);
     }
 
-    // NEEDS-NOTIFY-CODEC: calls NotifyPayload::parse.
     #[test]
-    #[ignore = "needs the NotifyPayload codec from the command branch; remove after merge"]
     fn notification_with_other_payload_is_rejected() {
         for payload in [
             &b"+OK\r\n"[..],
@@ -1256,9 +1250,7 @@ mod tests {
         }
     }
 
-    // NEEDS-NOTIFY-CODEC: calls NotifyPayload::encode.
     #[test]
-    #[ignore = "needs the NotifyPayload codec from the command branch; remove after merge"]
     fn build_notification_matches_spec_row_34() {
         let version = hlc(1_696_374_425_000, 1, "StateStore");
         let msg = build_notification(
@@ -1943,16 +1935,13 @@ mod tests {
         }
     }
 
-    // NEEDS-NOTIFY-CODEC: every branch below reaches NotifyPayload::parse / encode.
     proptest! {
         #[test]
-        #[ignore = "needs the NotifyPayload codec from the command branch; remove after merge"]
         fn random_notifications_never_panic(msg in arb_message()) {
             let _ = parse_notification(&msg, "client-id1");
         }
 
         #[test]
-        #[ignore = "needs the NotifyPayload codec from the command branch; remove after merge"]
         fn mutated_notifications_never_panic(muts in proptest::collection::vec(arb_mutation(), 0..6)) {
             let mut msg = valid_notification();
             let untouched = muts.is_empty();
@@ -1966,7 +1955,6 @@ mod tests {
         }
 
         #[test]
-        #[ignore = "needs the NotifyPayload codec from the command branch; remove after merge"]
         fn notification_round_trips(
             client in "\\PC{0,12}",
             key in proptest::collection::vec(any::<u8>(), 1..64),
