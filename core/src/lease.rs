@@ -439,6 +439,8 @@ fn classify(e: &RequestError) -> Class {
         RequestError::Timeout { sent } => (true, *sent),
         RequestError::Unknown => (true, true),
         RequestError::Busy => (true, false),
+        // Never sent; the next connection may be granted the subscription.
+        RequestError::SubscriptionRefused => (true, false),
         RequestError::Status { status, .. } => match status {
             // Rejected before running.
             400 | 415 | 505 => (false, false),
