@@ -78,11 +78,15 @@ async fn raw_round_trip(iters: usize) -> Vec<Duration> {
     let (echo, echo_el) = AsyncClient::new(mqtt_options(&format!("bench-echo-{tag}")), 1024);
     let (echo_tx, mut echo_rx) = mpsc::unbounded_channel();
     pump(echo_el, echo_tx);
-    echo.subscribe(req_topic.clone(), QoS::AtLeastOnce).await.unwrap();
+    echo.subscribe(req_topic.clone(), QoS::AtLeastOnce)
+        .await
+        .unwrap();
     tokio::spawn(async move {
         while let Some(p) = echo_rx.recv().await {
             let props = p.properties.unwrap_or_default();
-            let Some(topic) = props.response_topic else { continue };
+            let Some(topic) = props.response_topic else {
+                continue;
+            };
             let reply = PublishProperties {
                 correlation_data: props.correlation_data,
                 user_properties: vec![("__stat".into(), "200".into())],
@@ -97,7 +101,9 @@ async fn raw_round_trip(iters: usize) -> Vec<Duration> {
     let (req, req_el) = AsyncClient::new(mqtt_options(&format!("bench-req-{tag}")), 1024);
     let (req_tx, mut replies) = mpsc::unbounded_channel();
     pump(req_el, req_tx);
-    req.subscribe(resp_topic.clone(), QoS::AtLeastOnce).await.unwrap();
+    req.subscribe(resp_topic.clone(), QoS::AtLeastOnce)
+        .await
+        .unwrap();
     // Let both SUBACKs land.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -113,9 +119,15 @@ async fn raw_round_trip(iters: usize) -> Vec<Duration> {
             ..Default::default()
         };
         let start = Instant::now();
-        req.publish_with_properties(req_topic.clone(), QoS::AtLeastOnce, false, payload.clone(), props)
-            .await
-            .unwrap();
+        req.publish_with_properties(
+            req_topic.clone(),
+            QoS::AtLeastOnce,
+            false,
+            payload.clone(),
+            props,
+        )
+        .await
+        .unwrap();
         loop {
             let p = replies.recv().await.expect("echo reply");
             if p.properties.and_then(|pp| pp.correlation_data) == Some(corr.clone()) {
@@ -149,7 +161,13 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let raw = summarize(raw_round_trip(iters).await);
-        println!("{:<34} {:>10} {:>10} {:>10}", "measure (µs)", "p50", "p99", "mean");
-        println!("{:<34} {:>10.1} {:>10.1} {:>10.1}", "raw MQTT request/reply RTT", raw.p50, raw.p99, raw.mean);
+        println!(
+            "{:<34} {:>10} {:>10} {:>10}",
+            "measure (µs)", "p50", "p99", "mean"
+        );
+        println!(
+            "{:<34} {:>10.1} {:>10.1} {:>10.1}",
+            "raw MQTT request/reply RTT", raw.p50, raw.p99, raw.mean
+        );
     });
 }

@@ -13,8 +13,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::driver::{Command, Driver};
+use crate::leader::{Leader, LeaderError};
+use crate::lease::{Lease, LeaseError};
+use crate::lock::{Lock, LockError};
 use crate::options::{ConnectionOptions, OptionsError};
 use crate::state_store::{StateStore, StoreError};
+use bytes::Bytes;
 
 /// The connection's state as the driver last saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +76,8 @@ pub(crate) struct Shared {
     client_id: String,
     ids: AtomicU64,
     pub(crate) notification_buffer: usize,
+    pub(crate) request_timeout: std::time::Duration,
+    task: tokio::task::AbortHandle,
 }
 
 impl Shared {
@@ -172,7 +178,7 @@ impl Connection {
         let (state_tx, state) = watch::channel(ConnectionState::Connecting);
         let span = tracing::info_span!("leasedlock", client_id = %options.client_id);
         let driver = Driver::new(client, mqtt, &options, seed, command_rx, state_tx);
-        tokio::spawn(driver.run().instrument(span));
+        let task = tokio::spawn(driver.run().instrument(span)).abort_handle();
         Ok(Connection {
             shared: Arc::new(Shared {
                 commands,
@@ -180,6 +186,8 @@ impl Connection {
                 client_id: options.client_id.clone(),
                 ids: AtomicU64::new(1),
                 notification_buffer: options.notification_buffer,
+                request_timeout: options.request_timeout,
+                task,
             }),
         })
     }
@@ -219,7 +227,19 @@ impl Connection {
 
     /// The current connection state.
     pub fn state(&self) -> ConnectionState {
+        if self.shared.state.has_changed().is_err() {
+            // The driver is gone (closed or aborted).
+            return ConnectionState::Closed;
+        }
         self.shared.state.borrow().clone()
+    }
+
+    /// Stops the connection task at once, as a crash would: nothing is released or
+    /// unregistered and no DISCONNECT is sent, so the broker sees the connection drop and the
+    /// store lets leases expire. Meant for failover tests and fatal-error paths; prefer
+    /// [`Connection::close`].
+    pub fn abort(&self) {
+        self.shared.task.abort();
     }
 
     /// The MQTT client id (also the default lease holder name).
@@ -230,6 +250,40 @@ impl Connection {
     /// A handle for the raw state-store operations.
     pub fn state_store(&self) -> StateStore {
         StateStore::new(self.shared.clone())
+    }
+
+    /// A handle for the lease `name`, held as this client id.
+    pub fn lease(&self, name: impl Into<Bytes>) -> Result<Lease, LeaseError> {
+        Lease::create(self.shared.clone(), name.into(), None)
+    }
+
+    /// A handle for the lease `name`, held as `clientId:sessionId` so that several leases of
+    /// one connection stay distinct.
+    pub fn lease_with_session(
+        &self,
+        name: impl Into<Bytes>,
+        session_id: impl Into<String>,
+    ) -> Result<Lease, LeaseError> {
+        Lease::create(self.shared.clone(), name.into(), Some(session_id.into()))
+    }
+
+    /// A handle for the lock `name`, held as this client id.
+    pub fn lock(&self, name: impl Into<Bytes>) -> Result<Lock, LockError> {
+        Lock::create(self.shared.clone(), name.into(), None)
+    }
+
+    /// A handle for the lock `name`, held as `clientId:sessionId`.
+    pub fn lock_with_session(
+        &self,
+        name: impl Into<Bytes>,
+        session_id: impl Into<String>,
+    ) -> Result<Lock, LockError> {
+        Lock::create(self.shared.clone(), name.into(), Some(session_id.into()))
+    }
+
+    /// A participant in the election `name` (call [`Leader::campaign`] to run).
+    pub fn leader(&self, name: impl Into<Bytes>) -> Result<Leader, LeaderError> {
+        Leader::create(self.shared.clone(), name.into())
     }
 
     /// Closes the connection: lets requests in flight (and pending unregistrations) finish

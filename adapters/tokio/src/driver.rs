@@ -25,6 +25,7 @@ use crate::clock::Clock;
 use crate::connection::ConnectionState;
 use crate::convert::{self, OutgoingPublish};
 use crate::fanout::{self, Action, Fanout};
+use crate::host::{Hosted, MachineKind, Op};
 use crate::options::{apply_credentials, Authentication, ConnectionOptions};
 use crate::state_store::{Reply, StoreError};
 use crate::subscriptions::{SubOp, Subscriptions};
@@ -47,6 +48,10 @@ pub(crate) enum Command {
     },
     /// Observation stream `id` of `key` is gone.
     Unobserve { key: Bytes, id: u64 },
+    /// A handle was made: host its machine.
+    Create { id: u64, kind: MachineKind },
+    /// An operation on a handle's machine.
+    Machine { id: u64, op: Op },
     /// Finish what is in flight, disconnect and stop.
     Close { reply: oneshot::Sender<()> },
 }
@@ -112,6 +117,8 @@ pub(crate) struct Driver {
     clock: Clock,
     routes: HashMap<RequestId, Route>,
     fanout: Fanout,
+    machines: HashMap<u64, Hosted>,
+    seed: u64,
     state: watch::Sender<ConnectionState>,
     backoff: Backoff,
     refresh_auth: Option<Authentication>,
@@ -147,6 +154,8 @@ impl Driver {
             clock: Clock::new(),
             routes: HashMap::new(),
             fanout: Fanout::default(),
+            machines: HashMap::new(),
+            seed,
             state,
             backoff: Backoff::new(options.reconnect_min, options.reconnect_max, seed),
             refresh_auth,
@@ -165,11 +174,12 @@ impl Driver {
         let mut commands_open = true;
         loop {
             if let Some((_, until)) = &self.closing {
-                if self.client.in_flight() == 0 || tokio::time::Instant::now() >= *until {
+                let idle = self.client.in_flight() == 0 && self.machines.is_empty();
+                if idle || tokio::time::Instant::now() >= *until {
                     break;
                 }
             }
-            let deadline = self.client.poll_timeout().map(|t| self.clock.to_tokio(t));
+            let deadline = self.next_deadline().map(|t| self.clock.to_tokio(t));
             let close_deadline = self.closing.as_ref().map(|(_, until)| *until);
             tokio::select! {
                 (mut el, result) = &mut poll => {
@@ -187,16 +197,31 @@ impl Driver {
                 () = sleep_until(deadline) => {
                     let now = self.clock.now();
                     self.client.handle_timeout(now);
+                    for m in self.machines.values_mut() {
+                        m.on_timeout(&mut self.client, now);
+                    }
                 }
                 () = sleep_until(close_deadline) => {}
             }
-            self.drain();
+            self.step();
             self.flush_outbox();
         }
         self.finish(poll).await;
     }
 
     fn start_closing(&mut self, reply: Option<oneshot::Sender<()>>) {
+        if self.closing.is_none() {
+            // Closing releases what the handles hold, as dropping them would.
+            let now = self.clock.now();
+            for m in self.machines.values_mut() {
+                m.op(
+                    Op::Drop { release: true },
+                    &mut self.client,
+                    now,
+                    self.request_timeout,
+                );
+            }
+        }
         let grace = tokio::time::Instant::now() + self.request_timeout;
         let (waiters, _) = self.closing.get_or_insert_with(|| (Vec::new(), grace));
         waiters.extend(reply);
@@ -245,6 +270,10 @@ impl Driver {
             match command {
                 Command::Unobserve { key, id } => self.remove_stream(key, id),
                 Command::Close { reply } => self.start_closing(Some(reply)),
+                Command::Machine {
+                    id,
+                    op: op @ (Op::Drop { .. } | Op::Abandon { .. }),
+                } => self.machine_op(id, op, now),
                 _ => {}
             }
             return;
@@ -281,8 +310,57 @@ impl Driver {
                 }
             }
             Command::Unobserve { key, id } => self.remove_stream(key, id),
+            Command::Create { id, kind } => {
+                let seed = self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                if let Some(m) = Hosted::new(kind, seed, &mut self.client, now) {
+                    self.machines.insert(id, m);
+                }
+            }
+            Command::Machine { id, op } => self.machine_op(id, op, now),
             Command::Close { reply } => self.start_closing(Some(reply)),
         }
+    }
+
+    fn machine_op(&mut self, id: u64, op: Op, now: leasedlock_core::Now) {
+        // A machine that is gone answers nothing: the dropped reply reports `Closed`.
+        if let Some(m) = self.machines.get_mut(&id) {
+            m.op(op, &mut self.client, now, self.request_timeout);
+        }
+    }
+
+    /// The earliest deadline of the client and every machine.
+    fn next_deadline(&mut self) -> Option<leasedlock_core::Instant> {
+        let machines = self
+            .machines
+            .values_mut()
+            .filter_map(|m| m.next_timeout())
+            .min();
+        match (self.client.poll_timeout(), machines) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Drains the client and the machines until neither has anything left to say.
+    fn step(&mut self) {
+        loop {
+            let outputs = self.drain();
+            let events = self.pump_machines();
+            if !outputs && !events {
+                break;
+            }
+        }
+    }
+
+    /// Hands every machine's events to the waiting handles and removes finished machines.
+    fn pump_machines(&mut self) -> bool {
+        let now = self.clock.now();
+        let mut any = false;
+        for m in self.machines.values_mut() {
+            any |= m.events(&mut self.client, now, self.clock, self.request_timeout);
+        }
+        self.machines.retain(|_, m| !m.finished(now));
+        any
     }
 
     fn remove_stream(&mut self, key: Bytes, id: u64) {
@@ -324,11 +402,10 @@ impl Driver {
                 self.subs.on_connected();
                 self.client.handle_connected(ack.session_present, now);
                 // The core's own (re-)subscriptions go first; then what was deferred.
-                self.drain();
+                self.step();
                 for op in self.subs.take_deferred() {
                     self.outbox.push_back(Outbound::Sub(op));
                 }
-                self.resync_observations();
                 self.state.send_replace(ConnectionState::Connected);
                 None
             }
@@ -384,27 +461,28 @@ impl Driver {
         }
     }
 
-    /// After a reconnect, read every observed key again so that a change missed while the
-    /// registration was down is still reported.
-    fn resync_observations(&mut self) {
+    /// After a reconnect the store had dropped the registration of `key`; the client renewed
+    /// it. Read the key so that a change missed meanwhile still reaches the streams.
+    fn resync(&mut self, key: Bytes) {
+        if !self.fanout.is_registered(&key) {
+            return;
+        }
         let now = self.clock.now();
-        for key in self.fanout.registered_keys() {
-            match self.client.request(
-                Request::Get { key: key.clone() },
-                RequestOptions::default(),
-                now,
-            ) {
-                Ok(id) => {
-                    self.routes.insert(id, Route::Resync(key));
-                }
-                Err(e) => warn!(error = ?e, "resync GET could not be started"),
+        let get = Request::Get { key: key.clone() };
+        match self.client.request(get, RequestOptions::default(), now) {
+            Ok(id) => {
+                self.routes.insert(id, Route::Resync(key));
             }
+            Err(e) => warn!(error = ?e, "resync GET could not be started"),
         }
     }
 
-    /// Drains the core's outputs.
-    fn drain(&mut self) {
+    /// Drains the core's outputs; returns whether there were any.
+    fn drain(&mut self) -> bool {
+        let mut any = false;
         while let Some(output) = self.client.poll_output() {
+            any = true;
+            let now = self.clock.now();
             match output {
                 Output::Publish(message) => match convert::to_publish(message) {
                     Ok(publish) => self.outbox.push_back(Outbound::Publish(publish)),
@@ -420,19 +498,49 @@ impl Driver {
                         self.outbox.push_back(Outbound::Sub(op));
                     }
                 }
-                Output::Completion(completion) => self.on_completion(completion),
+                Output::Completion(completion) => self.on_completion(completion, now),
                 Output::Notification(n) => {
+                    for m in self.machines.values_mut() {
+                        m.on_notification(&n, &mut self.client, now);
+                    }
                     if self.fanout.deliver(&n.key, n.value, n.version) == Action::Unregister {
                         self.unregister(n.key);
                     }
                 }
+                Output::Connected { .. } => {
+                    for m in self.machines.values_mut() {
+                        m.on_connected(&mut self.client, now);
+                    }
+                }
+                Output::Reregistered { key, result } => {
+                    let ok = result.is_ok();
+                    if !ok {
+                        warn!(key = ?key, error = ?result, "re-registration failed");
+                    }
+                    for m in self.machines.values_mut() {
+                        m.on_reregistered(&key, ok, &mut self.client, now);
+                    }
+                    self.resync(key);
+                }
+                Output::Disconnected => {}
                 other => debug!(output = ?other, "unhandled core output"),
             }
         }
+        any
     }
 
-    fn on_completion(&mut self, completion: leasedlock_core::client::Completion) {
+    fn on_completion(
+        &mut self,
+        completion: leasedlock_core::client::Completion,
+        now: leasedlock_core::Now,
+    ) {
         let Some(route) = self.routes.remove(&completion.id) else {
+            // Not a direct caller's: one of the machines' (or nobody's, e.g. a late reply).
+            for m in self.machines.values_mut() {
+                if m.on_completion(&completion, &mut self.client, now) {
+                    break;
+                }
+            }
             return;
         };
         match route {

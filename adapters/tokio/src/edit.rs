@@ -111,12 +111,18 @@ impl Lock {
     ///
     /// Do not call it while this handle holds the lock: the edit takes the same lock (same
     /// holder value) and unlocks it at the end, as Go's `Edit` does.
-    pub async fn edit<F, Fut>(&self, key: impl Into<Bytes>, duration: Duration, decide: F) -> Result<EditOutcome, EditError>
+    pub async fn edit<F, Fut>(
+        &self,
+        key: impl Into<Bytes>,
+        duration: Duration,
+        decide: F,
+    ) -> Result<EditOutcome, EditError>
     where
         F: FnOnce(Option<Bytes>) -> Fut,
         Fut: Future<Output = EditDecision>,
     {
-        self.edit_with(key, duration, &LockOptions::new(), decide).await
+        self.edit_with(key, duration, &LockOptions::new(), decide)
+            .await
     }
 
     /// [`Lock::edit`] with explicit lock options (wait timeout, renew interval...).
@@ -151,7 +157,7 @@ impl Lock {
                     lock_name: self.name.clone(),
                     key,
                     duration,
-                    options,
+                    options: Box::new(options),
                     events,
                 },
             })

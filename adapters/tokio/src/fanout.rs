@@ -218,13 +218,9 @@ impl Fanout {
         entry.subscribers.retain_mut(|s| s.deliver(&change));
     }
 
-    /// Keys with a completed registration (to resync after a reconnect).
-    pub(crate) fn registered_keys(&self) -> Vec<Bytes> {
-        self.keys
-            .iter()
-            .filter(|(_, e)| e.registered)
-            .map(|(k, _)| k.clone())
-            .collect()
+    /// Whether `key` has a completed registration (to resync after a reconnect).
+    pub(crate) fn is_registered(&self, key: &Bytes) -> bool {
+        self.keys.get(key).is_some_and(|e| e.registered)
     }
 
     /// Number of observed keys.

@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
-use crate::edit::EditError;
 use crate::leader::{LeaderError, LeaderView, Term};
 use crate::lease::{Change, LeaseError};
 use crate::lock::LockError;
@@ -55,7 +54,7 @@ pub(crate) enum MachineKind {
         lock_name: Bytes,
         key: Bytes,
         duration: Duration,
-        options: LockOptions,
+        options: Box<LockOptions>,
         events: mpsc::UnboundedSender<EditEvent>,
     },
     Leader {
@@ -306,7 +305,9 @@ impl LeaseHost {
                         }
                     }
                 }
-                LeaseEvent::Renewed { token, .. } => debug!(lease = ?self.m.name(), %token, "renewed"),
+                LeaseEvent::Renewed { token, .. } => {
+                    debug!(lease = ?self.m.name(), %token, "renewed")
+                }
                 LeaseEvent::Lost { reason } => warn!(lease = ?self.m.name(), %reason, "lost"),
                 other => debug!(event = ?other, "lease event"),
             }
@@ -321,8 +322,7 @@ impl LeaseHost {
     }
 
     fn idle(&self, now: Now) -> bool {
-        !self.m.is_observing()
-            && matches!(self.m.state(now.mono), LeaseState::Idle)
+        !self.m.is_observing() && matches!(self.m.state(now.mono), LeaseState::Idle)
     }
 }
 
@@ -410,7 +410,9 @@ impl LockHost {
                         result.map_err(|e| LockError::Lease(e.into())),
                     );
                 }
-                LockEvent::Renewed { token, .. } => debug!(lock = ?self.m.lease().name(), %token, "renewed"),
+                LockEvent::Renewed { token, .. } => {
+                    debug!(lock = ?self.m.lease().name(), %token, "renewed")
+                }
                 LockEvent::Lost { reason } => warn!(lock = ?self.m.lease().name(), %reason, "lost"),
                 other => debug!(event = ?other, "lock event"),
             }
@@ -694,7 +696,13 @@ impl Hosted {
 
     /// Answers futures and updates status from the machine's events; returns whether there
     /// were any.
-    pub(crate) fn events(&mut self, r: &mut Client, now: Now, clock: Clock, timeout: Duration) -> bool {
+    pub(crate) fn events(
+        &mut self,
+        r: &mut Client,
+        now: Now,
+        clock: Clock,
+        timeout: Duration,
+    ) -> bool {
         match &mut self.kind {
             Kind::Lease(h) => h.events(now, clock),
             Kind::Lock(h) => h.events(r, now, clock, timeout),

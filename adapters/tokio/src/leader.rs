@@ -156,7 +156,12 @@ pub struct Term {
 }
 
 impl Term {
-    pub(crate) fn new(token: Hlc, safe_until: tokio::time::Instant, cancel: CancellationToken, number: u64) -> Term {
+    pub(crate) fn new(
+        token: Hlc,
+        safe_until: tokio::time::Instant,
+        cancel: CancellationToken,
+        number: u64,
+    ) -> Term {
         Term {
             token,
             safe_until,

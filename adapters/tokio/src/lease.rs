@@ -104,7 +104,10 @@ impl LeaseError {
         match self {
             LeaseError::Request(e) => matches!(
                 e,
-                StoreError::Timeout { .. } | StoreError::Unknown | StoreError::Busy
+                StoreError::Timeout { .. }
+                    | StoreError::Unknown
+                    | StoreError::Busy
+                    | StoreError::SubscriptionRefused
             ),
             LeaseError::Busy
             | LeaseError::MissingToken
@@ -179,7 +182,11 @@ impl AcquireOptions {
         self
     }
 
-    pub(crate) fn to_core(&self, default_timeout: Duration, session_id: Option<&str>) -> LeaseOptions {
+    pub(crate) fn to_core(
+        &self,
+        default_timeout: Duration,
+        session_id: Option<&str>,
+    ) -> LeaseOptions {
         LeaseOptions {
             timeout: Some(self.timeout.unwrap_or(default_timeout)),
             renew: self.renew,
@@ -329,8 +336,10 @@ impl Lease {
         let (status_tx, status_rx) = watch::channel(Status::NotHeld(LeaseError::NoLease));
         shared.send(Command::Create {
             id,
-            kind: MachineKind::Lease { name: name.clone() },
-            status: status_tx,
+            kind: MachineKind::Lease {
+                name: name.clone(),
+                status: status_tx,
+            },
         })?;
         Ok(Lease {
             shared,
@@ -359,7 +368,11 @@ impl Lease {
     /// One acquisition attempt (`SET name holder NEX PX duration`): `true` when held, `false`
     /// when someone else holds it. With [`AcquireOptions::renew`] the lease then renews itself
     /// until released or lost. While held without auto-renew, this renews manually.
-    pub async fn acquire(&self, duration: Duration, options: &AcquireOptions) -> Result<bool, LeaseError> {
+    pub async fn acquire(
+        &self,
+        duration: Duration,
+        options: &AcquireOptions,
+    ) -> Result<bool, LeaseError> {
         let seq = self.shared.next_id();
         let mut guard = AbandonGuard::new(self.shared.clone(), self.id, seq);
         let options = self.options(options);
@@ -409,7 +422,12 @@ impl Lease {
         let (tx, rx) = mpsc::channel(self.shared.notification_buffer);
         let seq = self.shared.next_id();
         let mut guard = AbandonGuard::new(self.shared.clone(), self.id, seq);
-        let result = call(&self.shared, self.id, |reply| Op::ObserveStart { seq, tx, reply }).await;
+        let result = call(&self.shared, self.id, |reply| Op::ObserveStart {
+            seq,
+            tx,
+            reply,
+        })
+        .await;
         guard.disarm();
         result??;
         Ok(LeaseObservation {
@@ -422,7 +440,11 @@ impl Lease {
     /// honestly what the store found.
     pub async fn release(&self) -> Result<ReleaseOutcome, LeaseError> {
         let options = self.options(&AcquireOptions::new());
-        call(&self.shared, self.id, |reply| Op::Release { options, reply }).await?
+        call(&self.shared, self.id, |reply| Op::Release {
+            options,
+            reply,
+        })
+        .await?
     }
 
     /// Gives up the handle without releasing: a held lease stops renewing and expires on the

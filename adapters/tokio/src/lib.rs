@@ -6,7 +6,8 @@
 //! logic lives. Handles are cheap to clone and `Send + Sync`; dropping any future leaves no
 //! state behind on the server.
 //!
-//! Start with a [`Connection`]; from it make [`StateStore`] handles for the raw operations.
+//! Start with a [`Connection`]; from it make [`Lease`], [`Lock`] and [`Leader`] handles, or
+//! [`StateStore`] handles for the raw operations.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -15,13 +16,24 @@ mod clock;
 mod connection;
 mod convert;
 mod driver;
+pub mod edit;
 mod fanout;
+mod host;
+pub mod leader;
+pub mod lease;
+pub mod lock;
 mod options;
 pub mod state_store;
 mod subscriptions;
 
 pub use connection::{ConnectError, Connection, ConnectionState};
+pub use edit::{EditDecision, EditError, EditOutcome};
+pub use leader::{DeposedReason, Leader, LeaderError, LeaderOptions, Term};
+pub use lease::{
+    AcquireOptions, Change, Lease, LeaseError, LeaseObservation, LostReason, ReleaseOutcome,
+};
 pub use leasedlock_core::hlc::Hlc;
+pub use lock::{Lock, LockError, LockOptions};
 pub use options::{
     Authentication, ConnectionOptions, OptionsError, Secret, TlsOptions, K8S_SAT_METHOD,
 };

@@ -135,7 +135,11 @@ impl LockOptions {
         self
     }
 
-    pub(crate) fn to_core(&self, default_timeout: Duration, session_id: Option<&str>) -> core_lock::LockOptions {
+    pub(crate) fn to_core(
+        &self,
+        default_timeout: Duration,
+        session_id: Option<&str>,
+    ) -> core_lock::LockOptions {
         core_lock::LockOptions {
             lease: self.acquire.to_core(default_timeout, session_id),
             wait_timeout: self.wait_timeout,
@@ -223,7 +227,8 @@ impl Lock {
     /// Releases the lock (stop renewing, clear the token, VDEL) and reports what the store
     /// found.
     pub async fn unlock(&self) -> Result<ReleaseOutcome, LockError> {
-        let options = AcquireOptions::new().to_core(self.shared.request_timeout, self.session_id.as_deref());
+        let options =
+            AcquireOptions::new().to_core(self.shared.request_timeout, self.session_id.as_deref());
         call(&self.shared, self.id, |reply| Op::Unlock { options, reply }).await?
     }
 

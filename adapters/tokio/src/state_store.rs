@@ -63,6 +63,8 @@ pub enum StoreError {
     Busy,
     /// The request is invalid (the rule it breaks).
     InvalidArgument(&'static str),
+    /// The broker refused the response-topic subscription, so no reply can arrive.
+    SubscriptionRefused,
     /// The connection was closed.
     Closed,
     /// A failure the core reported that this version does not know (its description).
@@ -89,6 +91,7 @@ impl std::fmt::Display for StoreError {
             StoreError::BadReply => write!(f, "malformed reply"),
             StoreError::Busy => write!(f, "too many requests in flight"),
             StoreError::InvalidArgument(rule) => write!(f, "invalid argument: {rule}"),
+            StoreError::SubscriptionRefused => write!(f, "response subscription refused"),
             StoreError::Closed => write!(f, "connection closed"),
             StoreError::Other(what) => write!(f, "{what}"),
         }
@@ -111,6 +114,8 @@ impl From<RequestError> for StoreError {
             RequestError::BadReply => StoreError::BadReply,
             RequestError::Busy => StoreError::Busy,
             RequestError::InvalidArgument(rule) => StoreError::InvalidArgument(rule),
+            RequestError::SubscriptionRefused => StoreError::SubscriptionRefused,
+            #[allow(unreachable_patterns)]
             other => StoreError::Other(format!("{other:?}")),
         }
     }
