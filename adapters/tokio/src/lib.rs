@@ -41,3 +41,18 @@ pub use state_store::{
     DelOptions, KeyChange, Observation, ObserveError, SetOptions, SetResult, StateStore,
     StoreError, VdelOutcome, Versioned,
 };
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handles_are_send_sync_and_cheap_to_share() {
+        fn check<T: Send + Sync>() {}
+        check::<crate::Connection>();
+        check::<crate::StateStore>();
+        check::<crate::Lease>();
+        check::<crate::Lock>();
+        check::<crate::Leader>();
+        check::<crate::Observation>();
+        check::<crate::LeaseObservation>();
+    }
+}
