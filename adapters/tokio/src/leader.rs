@@ -94,6 +94,15 @@ impl From<StoreError> for LeaderError {
 }
 
 /// Options of a campaign.
+///
+/// ```
+/// use std::time::Duration;
+/// use leasedlock_tokio::LeaderOptions;
+///
+/// // A 9 s term lease renewed every 3 s; do not campaign again after a loss.
+/// let options = LeaderOptions::new(Duration::from_secs(9)).recampaign(false);
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderOptions {
     pub(crate) duration: Duration,
@@ -147,6 +156,22 @@ impl LeaderOptions {
 
 /// One leadership term. Its cancellation token is cancelled when the term ends (deposed,
 /// resigning, or the campaign stopped): scope leader work to it.
+///
+/// ```no_run
+/// # async fn demo(leader: leasedlock_tokio::Leader) -> Result<(), leasedlock_tokio::LeaderError> {
+/// let term = leader.elected().await?;
+/// let work = tokio::spawn({
+///     let stop = term.cancellation().clone();
+///     async move {
+///         while !stop.is_cancelled() {
+///             tokio::time::sleep(std::time::Duration::from_millis(100)).await; // leader work
+///         }
+///     }
+/// });
+/// term.cancelled().await; // deposed or resigning
+/// let _ = work.await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Term {
     token: Hlc,
@@ -218,6 +243,20 @@ pub(crate) struct LeaderView {
 
 /// A participant in the election of one name. Dropping it resigns (releasing the lease if it
 /// leads).
+///
+/// ```no_run
+/// # async fn demo(conn: leasedlock_tokio::Connection) -> Result<(), leasedlock_tokio::LeaderError> {
+/// use std::time::Duration;
+/// use leasedlock_tokio::LeaderOptions;
+///
+/// let leader = conn.leader("ingest-coordinator")?;
+/// leader.campaign(&LeaderOptions::new(Duration::from_secs(9))).await?;
+/// println!("current leader: {:?}", leader.leader());
+/// let term = leader.elected().await?;
+/// // ... lead until term.cancelled() ...
+/// leader.resign_after(async { /* wait for leader work to wind down */ }).await?;
+/// # let _ = term; Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Leader {
     shared: Arc<Shared>,

@@ -152,6 +152,17 @@ impl From<StoreError> for LeaseError {
 }
 
 /// Options of [`Lease::acquire`] (and of a lock's acquisition).
+///
+/// ```
+/// use std::time::Duration;
+/// use leasedlock_tokio::AcquireOptions;
+///
+/// // Renew every 3 s; each request may take 2 s; the lease duration must exceed 3 + 2 + margin.
+/// let options = AcquireOptions::new()
+///     .renew(Duration::from_secs(3))
+///     .timeout(Duration::from_secs(2));
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AcquireOptions {
     pub(crate) timeout: Option<Duration>,
@@ -306,6 +317,23 @@ pub(crate) async fn call<T>(
 }
 
 /// A named lease held by this client (or by `clientId:sessionId`).
+///
+/// ```no_run
+/// # async fn demo(conn: leasedlock_tokio::Connection) -> Result<(), leasedlock_tokio::LeaseError> {
+/// use std::time::Duration;
+/// use leasedlock_tokio::AcquireOptions;
+///
+/// let lease = conn.lease_with_session("db-migration", "replica-2")?;
+/// let options = AcquireOptions::new().renew(Duration::from_secs(5));
+/// if lease.acquire(Duration::from_secs(15), &options).await? {
+///     tokio::select! {
+///         reason = lease.lost() => eprintln!("lost the lease: {reason}"),
+///         _ = async { /* migrate, fencing writes with lease.token() */ } => {}
+///     }
+///     lease.release().await?;
+/// }
+/// # Ok(()) }
+/// ```
 ///
 /// Dropping a handle whose lease is held (or may be held) releases it with a bounded
 /// fire-and-forget VDEL; [`Lease::detach`] leaves it to expire instead. Every method is safe to
@@ -467,6 +495,15 @@ impl Drop for Lease {
 
 /// The stream of [`Change`]s of an observed lease. Dropping it stops the observation (KEYNOTIFY
 /// STOP with its own timeout).
+///
+/// ```no_run
+/// # async fn demo(lease: leasedlock_tokio::Lease) -> Result<(), leasedlock_tokio::LeaseError> {
+/// let mut changes = lease.observe().await?;
+/// while let Some(change) = changes.next().await {
+///     println!("held: {}, by {:?}", change.held, change.holder);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct LeaseObservation {
     rx: mpsc::Receiver<Change>,

@@ -96,6 +96,16 @@ impl From<StoreError> for LockError {
 }
 
 /// Options of [`Lock::lock`].
+///
+/// ```
+/// use std::time::Duration;
+/// use leasedlock_tokio::LockOptions;
+///
+/// let options = LockOptions::new()
+///     .wait_timeout(Duration::from_secs(30))
+///     .renew(Duration::from_secs(2));
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LockOptions {
     pub(crate) acquire: AcquireOptions,
@@ -152,6 +162,20 @@ impl LockOptions {
 
 /// A named lock. Dropping a handle that holds the lock unlocks it (bounded, fire and forget)
 /// unless [`Lock::detach`]ed.
+///
+/// ```no_run
+/// # async fn demo(conn: leasedlock_tokio::Connection) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use leasedlock_tokio::{LockOptions, SetOptions};
+///
+/// let lock = conn.lock("accounts/42/lock")?;
+/// let token = lock.lock(Duration::from_secs(10), &LockOptions::new()).await?;
+/// conn.state_store()
+///     .set("accounts/42", "balance=10", &SetOptions::new().fencing_token(token))
+///     .await?;
+/// lock.unlock().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Lock {
     pub(crate) shared: Arc<Shared>,

@@ -83,6 +83,16 @@ impl std::fmt::Debug for Secret {
 }
 
 /// How the client authenticates to the broker.
+///
+/// ```
+/// use leasedlock_tokio::{Authentication, ConnectionOptions};
+///
+/// let sat = Authentication::K8sServiceAccountToken {
+///     token_file: "/var/run/secrets/tokens/broker-sat".into(),
+/// };
+/// let options = ConnectionOptions::new("aio-broker", 18883, "worker-1").authentication(sat);
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Authentication {
@@ -111,6 +121,16 @@ pub enum Authentication {
 
 /// TLS settings: rustls with the platform's roots or a custom CA, and an optional client
 /// certificate.
+///
+/// ```
+/// use leasedlock_tokio::{ConnectionOptions, TlsOptions};
+///
+/// let tls = TlsOptions::new()
+///     .ca_file("/etc/aio/ca.pem")
+///     .client_cert("/etc/aio/client.pem", "/etc/aio/client.key");
+/// let options = ConnectionOptions::new("aio-broker", 8883, "worker-1").tls(tls);
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsOptions {
     ca_file: Option<PathBuf>,

@@ -122,6 +122,15 @@ impl From<RequestError> for StoreError {
 }
 
 /// Options of a SET.
+///
+/// ```
+/// use std::time::Duration;
+/// use leasedlock_tokio::SetOptions;
+///
+/// // Create the key only if absent, expiring after 30 s.
+/// let options = SetOptions::new().if_absent().expiry(Duration::from_secs(30));
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetOptions {
     pub(crate) condition: SetCondition,
@@ -169,6 +178,15 @@ impl SetOptions {
 }
 
 /// Options of a DEL or VDEL.
+///
+/// ```no_run
+/// # async fn demo(lock: leasedlock_tokio::Lock, store: leasedlock_tokio::StateStore) -> Result<(), Box<dyn std::error::Error>> {
+/// use leasedlock_tokio::DelOptions;
+///
+/// // Delete a key protected by the lock's fencing token.
+/// store.del("orders/42", &DelOptions::new().fencing_token(lock.token()?)).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DelOptions {
     pub(crate) timeout: Option<Duration>,
@@ -247,6 +265,17 @@ impl std::fmt::Display for ObserveError {
 impl std::error::Error for ObserveError {}
 
 /// Handle for state-store operations; cheap to clone, `Send + Sync`.
+///
+/// ```no_run
+/// # async fn demo(conn: leasedlock_tokio::Connection) -> Result<(), leasedlock_tokio::StoreError> {
+/// use leasedlock_tokio::{SetOptions, VdelOutcome};
+///
+/// let store = conn.state_store();
+/// store.set("session/7", "alice", &SetOptions::new()).await?;
+/// assert_eq!(store.vdel("session/7", "bob", &Default::default()).await?, VdelOutcome::Mismatch);
+/// assert_eq!(store.vdel("session/7", "alice", &Default::default()).await?, VdelOutcome::Deleted);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct StateStore {
     shared: Arc<Shared>,
@@ -406,6 +435,18 @@ impl Drop for ObserveGuard {
 }
 
 /// A stream of changes of one observed key. Drop it to stop observing.
+///
+/// ```no_run
+/// # async fn demo(store: leasedlock_tokio::StateStore) -> Result<(), leasedlock_tokio::StoreError> {
+/// let mut changes = store.observe("config/feature-x").await?;
+/// while let Some(change) = changes.next().await {
+///     match change {
+///         Ok(c) => println!("now {:?} (resync: {})", c.value, c.resync),
+///         Err(lag) => println!("{lag}"),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Observation {
     key: Bytes,
