@@ -13,6 +13,7 @@
 //! - [`client`]: the state-store client machine (in-flight table, timeouts, reconnects).
 //! - [`lease`], [`lock`], [`edit`], [`leader`]: lease, lock, edit-under-lock and leader-election
 //!   machines driven through [`client::Requester`]; [`machine`] routes client outputs to them.
+//! - [`server`]: the state store itself as a pure model (the emulator and simulator drive it).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ pub mod lock;
 pub mod machine;
 pub mod resp3;
 pub mod rng;
+pub mod server;
 pub mod time;
 
 #[cfg(test)]
