@@ -2,11 +2,16 @@
 //! against the adapter's lease acquire+release cycle and lock handover, in one run.
 //!
 //! `cargo bench -p leasedlock-tokio --bench latency` with Mosquitto on `LEASEDLOCK_TEST_BROKER`
-//! (default 127.0.0.1:1883). Iterations: `LEASEDLOCK_BENCH_ITERS` (default 2000).
+//! (default 127.0.0.1:1883; `bash scripts/mosquitto.sh start`). The state store is an emulator
+//! started in-process. Iterations: `LEASEDLOCK_BENCH_ITERS` (default 2000; handovers a tenth).
+//!
+//! Nothing else may serve the state-store request topic on that broker during the run.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use leasedlock_emulator::{Emulator, EmulatorConfig};
+use leasedlock_tokio::{AcquireOptions, Connection, ConnectionOptions, LockOptions};
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
@@ -149,6 +154,89 @@ fn leasedlock_bench_nonce() -> u64 {
         .unwrap_or(0)
 }
 
+async fn connect(prefix: &str) -> Connection {
+    let (host, port) = broker();
+    let id = format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        leasedlock_bench_nonce()
+    );
+    Connection::connect(ConnectionOptions::new(host, port, id))
+        .await
+        .expect("connect")
+}
+
+/// Acquire and release of a free lease: (acquire latency, whole cycle latency).
+async fn acquire_release(iters: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let conn = connect("bench-lease").await;
+    let lease = conn
+        .lease(format!("bench-lease-{}", leasedlock_bench_nonce()))
+        .unwrap();
+    let options = AcquireOptions::new();
+    let (mut acquire, mut cycle) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
+    for i in 0..iters + iters / 10 {
+        let start = Instant::now();
+        assert!(lease
+            .acquire(Duration::from_secs(10), &options)
+            .await
+            .unwrap());
+        let acquired = start.elapsed();
+        lease.release().await.unwrap();
+        if i >= iters / 10 {
+            acquire.push(acquired);
+            cycle.push(start.elapsed());
+        }
+    }
+    conn.close().await;
+    (acquire, cycle)
+}
+
+/// Release by one client to acquisition by a client waiting in `lock()`.
+async fn handover(iters: usize, jitter: Option<Duration>) -> Vec<Duration> {
+    let a = connect("bench-holder").await;
+    let b = connect("bench-waiter").await;
+    let name = format!("bench-lock-{}", leasedlock_bench_nonce());
+    let la = a.lock(name.clone()).unwrap();
+    let lb = std::sync::Arc::new(b.lock(name).unwrap());
+    let mut options = LockOptions::new().wait_timeout(Duration::from_secs(10));
+    if let Some(j) = jitter {
+        options = options.max_jitter(j);
+    }
+    let mut samples = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        la.lock(Duration::from_secs(10), &options).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let waiter = lb.clone();
+        let opts = options.clone();
+        tokio::spawn(async move {
+            let r = waiter.lock(Duration::from_secs(10), &opts).await;
+            let _ = tx.send((r, Instant::now()));
+        });
+        // Let the waiter register, be refused and settle into waiting.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let released = Instant::now();
+        la.unlock().await.unwrap();
+        let (r, got) = rx.await.unwrap();
+        r.expect("waiter gets the lock");
+        samples.push(got.duration_since(released));
+        lb.unlock().await.unwrap();
+    }
+    a.close().await;
+    b.close().await;
+    samples
+}
+
+fn row(name: &str, s: &Summary, raw: &Summary) {
+    println!(
+        "{:<40} {:>9.1} {:>9.1} {:>9.1} {:>9.2}x",
+        name,
+        s.p50,
+        s.p99,
+        s.mean,
+        s.p50 / raw.p50
+    );
+}
+
 fn main() {
     let iters: usize = std::env::var("LEASEDLOCK_BENCH_ITERS")
         .ok()
@@ -160,14 +248,27 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
+        let (host, port) = broker();
+        let mut config = EmulatorConfig::new(host, port);
+        config.client_id = format!("bench-emulator-{}", std::process::id());
+        let emulator = Emulator::start(config).await.expect("emulator starts");
+
         let raw = summarize(raw_round_trip(iters).await);
+        let (acquire, cycle) = acquire_release(iters).await;
+        let (acquire, cycle) = (summarize(acquire), summarize(cycle));
+        let handovers = (iters / 10).max(20);
+        let hand_nojitter = summarize(handover(handovers, Some(Duration::ZERO)).await);
+        let hand_default = summarize(handover(handovers, None).await);
+
         println!(
-            "{:<34} {:>10} {:>10} {:>10}",
-            "measure (µs)", "p50", "p99", "mean"
+            "{:<40} {:>9} {:>9} {:>9} {:>10}",
+            "measure (µs)", "p50", "p99", "mean", "p50/raw"
         );
-        println!(
-            "{:<34} {:>10.1} {:>10.1} {:>10.1}",
-            "raw MQTT request/reply RTT", raw.p50, raw.p99, raw.mean
-        );
+        row("raw MQTT request/reply RTT (echo)", &raw, &raw);
+        row("lease acquire", &acquire, &raw);
+        row("lease acquire + release cycle", &cycle, &raw);
+        row("lock handover (no jitter)", &hand_nojitter, &raw);
+        row("lock handover (default jitter)", &hand_default, &raw);
+        emulator.shutdown().await;
     });
 }

@@ -15,12 +15,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let conn = Connection::connect(ConnectionOptions::new(host, port, id)).await?;
     let lock = conn.lock("examples/counter-lock")?;
     for _ in 0..10 {
-        lock.edit("examples/counter", Duration::from_secs(5), |current| async move {
-            let n: u64 = current
-                .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
-                .unwrap_or(0);
-            EditDecision::Set((n + 1).to_string().into())
-        })
+        lock.edit(
+            "examples/counter",
+            Duration::from_secs(5),
+            |current| async move {
+                let n: u64 = current
+                    .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+                    .unwrap_or(0);
+                EditDecision::Set((n + 1).to_string().into())
+            },
+        )
         .await?;
         let value = conn.state_store().get("examples/counter", None).await?;
         println!("counter is now {:?}", value.map(|v| v.value));

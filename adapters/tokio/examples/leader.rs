@@ -15,7 +15,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let id = format!("leader-{}", std::process::id());
     let conn = Connection::connect(ConnectionOptions::new(host, port, id.clone())).await?;
     let leader = conn.leader("examples/scheduler")?;
-    leader.campaign(&LeaderOptions::new(Duration::from_secs(6))).await?;
+    leader
+        .campaign(&LeaderOptions::new(Duration::from_secs(6)))
+        .await?;
     println!("{id}: campaigning; current leader {:?}", leader.leader());
 
     loop {
@@ -23,7 +25,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             term = leader.elected() => term?,
             _ = tokio::signal::ctrl_c() => break,
         };
-        println!("{id}: elected (term {}, token {})", term.number(), term.token());
+        println!(
+            "{id}: elected (term {}, token {})",
+            term.number(),
+            term.token()
+        );
         let mut ticks = 0u64;
         loop {
             tokio::select! {

@@ -15,13 +15,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let conn = Connection::connect(ConnectionOptions::new(host, port, id)).await?;
     let lease = conn.lease("examples/nightly-report")?;
 
-    if !lease.acquire(Duration::from_secs(10), &AcquireOptions::new()).await? {
+    if !lease
+        .acquire(Duration::from_secs(10), &AcquireOptions::new())
+        .await?
+    {
         let holder = lease.holder().await?;
         println!("someone else runs the job: {holder:?}");
         return Ok(());
     }
     let token = lease.token()?;
-    println!("got the lease (fencing token {token}); working until {:?}", lease.safe_until());
+    println!(
+        "got the lease (fencing token {token}); working until {:?}",
+        lease.safe_until()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!("released: {:?}", lease.release().await?);
     conn.close().await;

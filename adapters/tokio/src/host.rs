@@ -143,6 +143,15 @@ fn status_of(lease: &Lease, now: Now, clock: Clock) -> Status {
     }
 }
 
+/// Updates a status watch, waking watchers only on a change.
+fn publish(tx: &watch::Sender<Status>, status: Status) {
+    tx.send_if_modified(|s| {
+        let changed = *s != status;
+        *s = status;
+        changed
+    });
+}
+
 fn release_options(timeout: Duration) -> LeaseOptions {
     LeaseOptions {
         timeout: Some(timeout),
@@ -259,6 +268,8 @@ impl LeaseHost {
     }
 
     fn events(&mut self, now: Now, clock: Clock) -> bool {
+        // Status first: a caller woken by an answer below must already see the new state.
+        publish(&self.status, status_of(&self.m, now, clock));
         let mut any = false;
         while let Some(event) = self.m.poll_event() {
             any = true;
@@ -312,12 +323,6 @@ impl LeaseHost {
                 other => debug!(event = ?other, "lease event"),
             }
         }
-        let status = status_of(&self.m, now, clock);
-        self.status.send_if_modified(|s| {
-            let changed = *s != status;
-            *s = status;
-            changed
-        });
         any
     }
 
@@ -389,6 +394,7 @@ impl LockHost {
     }
 
     fn events(&mut self, r: &mut Client, now: Now, clock: Clock, timeout: Duration) -> bool {
+        publish(&self.status, status_of(self.m.lease(), now, clock));
         let mut any = false;
         while let Some(event) = self.m.poll_event() {
             any = true;
@@ -417,12 +423,8 @@ impl LockHost {
                 other => debug!(event = ?other, "lock event"),
             }
         }
-        let status = status_of(self.m.lease(), now, clock);
-        self.status.send_if_modified(|s| {
-            let changed = *s != status;
-            *s = status;
-            changed
-        });
+        // Answers above may have changed the state (an unlock of an unwanted lock).
+        publish(&self.status, status_of(self.m.lease(), now, clock));
         any
     }
 

@@ -57,8 +57,12 @@ fn pki(dir: &Path) -> Pki {
         .unwrap();
     let client_key = KeyPair::generate().unwrap();
     let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params.distinguished_name.push(DnType::CommonName, "tls-client");
-    let client = client_params.signed_by(&client_key, &ca_cert, &ca_key).unwrap();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "tls-client");
+    let client = client_params
+        .signed_by(&client_key, &ca_cert, &ca_key)
+        .unwrap();
     Pki {
         ca: write(dir, "ca.pem", &ca_cert.pem()),
         other_ca: write(dir, "other-ca.pem", &other.pem()),
@@ -80,7 +84,11 @@ fn mosquitto_bin() -> PathBuf {
 }
 
 fn start_tls_broker(dir: &Path, pki: &Pki) -> (Broker, u16) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let conf = format!(
         "listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence false\n\
          cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nlog_type error\n",
@@ -124,7 +132,9 @@ async fn tls_with_custom_ca_and_client_certificate() {
     let good = TlsOptions::new()
         .ca_file(&pki.ca)
         .client_cert(&pki.client_cert, &pki.client_key);
-    let conn = Connection::connect(options("tls-ok", good)).await.expect("TLS connects");
+    let conn = Connection::connect(options("tls-ok", good))
+        .await
+        .expect("TLS connects");
     assert_eq!(conn.state(), ConnectionState::Connected);
     conn.close().await;
 
@@ -139,7 +149,10 @@ async fn tls_with_custom_ca_and_client_certificate() {
         .client_cert(&pki.client_cert, &pki.client_key);
     let r = Connection::connect(options("tls-wrongca", wrong_ca)).await;
     match r {
-        Err(ConnectError::Timeout(Some(e))) => assert!(e.to_lowercase().contains("tls") || e.contains("certificate"), "{e}"),
+        Err(ConnectError::Timeout(Some(e))) => assert!(
+            e.to_lowercase().contains("tls") || e.contains("certificate"),
+            "{e}"
+        ),
         other => panic!("untrusted server accepted: {other:?}"),
     }
 }
