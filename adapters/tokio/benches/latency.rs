@@ -147,6 +147,117 @@ async fn raw_round_trip(iters: usize) -> Vec<Duration> {
     samples
 }
 
+/// The raw state-store round trip: a bare rumqttc client sends a GET (built with the core's
+/// envelope) to the emulator and waits for the reply, with no adapter in between. The
+/// difference to the echo is the store's own cost; the difference to an adapter call is the
+/// adapter's.
+async fn raw_store_round_trip(iters: usize) -> Vec<Duration> {
+    use leasedlock_core::command::Request;
+    use leasedlock_core::envelope::{build_request, response_topic, RequestEnvelope};
+    use leasedlock_core::hlc::{HybridClock, DEFAULT_MAX_DRIFT_MS};
+
+    let id = format!(
+        "bench-raw-store-{}-{}",
+        std::process::id(),
+        leasedlock_bench_nonce()
+    );
+    let (client, el) = AsyncClient::new(mqtt_options(&id), 1024);
+    let (tx, mut replies) = mpsc::unbounded_channel();
+    pump(el, tx);
+    let resp = response_topic(&id);
+    client
+        .subscribe(resp.clone(), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut clock =
+        HybridClock::new(Bytes::from_static(b"bench-node"), DEFAULT_MAX_DRIFT_MS).unwrap();
+    let mut payload = Vec::new();
+    Request::Get {
+        key: Bytes::from_static(b"bench-raw-key"),
+    }
+    .encode(&mut payload);
+    let payload = Bytes::from(payload);
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..iters + iters / 10 {
+        let mut correlation = [0u8; 16];
+        correlation[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let ts = clock.tick(leasedlock_bench_wall_ms()).unwrap();
+        let msg = build_request(&RequestEnvelope {
+            client_id: &id,
+            response_topic: &resp,
+            correlation,
+            timestamp: &ts,
+            fencing_token: None,
+            persist: false,
+            timeout: Duration::from_secs(10),
+            payload: payload.clone(),
+        });
+        let props = PublishProperties {
+            message_expiry_interval: msg.message_expiry_secs,
+            response_topic: msg
+                .response_topic
+                .map(|t| String::from_utf8_lossy(&t).into_owned()),
+            correlation_data: msg.correlation_data,
+            content_type: msg
+                .content_type
+                .map(|t| String::from_utf8_lossy(&t).into_owned()),
+            payload_format_indicator: msg.payload_format_indicator,
+            user_properties: msg
+                .user_properties
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(k).into_owned(),
+                        String::from_utf8_lossy(v).into_owned(),
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let topic = String::from_utf8_lossy(&msg.topic).into_owned();
+        let start = Instant::now();
+        client
+            .publish_with_properties(topic, QoS::AtLeastOnce, false, msg.payload, props)
+            .await
+            .unwrap();
+        let want = Bytes::copy_from_slice(&correlation);
+        loop {
+            let p = replies.recv().await.expect("store reply");
+            if p.properties.and_then(|pp| pp.correlation_data) == Some(want.clone()) {
+                break;
+            }
+        }
+        if i >= iters / 10 {
+            samples.push(start.elapsed());
+        }
+    }
+    samples
+}
+
+fn leasedlock_bench_wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A state-store GET through the adapter (the same request as the raw store round trip).
+async fn adapter_get(iters: usize) -> Vec<Duration> {
+    let conn = connect("bench-get").await;
+    let store = conn.state_store();
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..iters + iters / 10 {
+        let start = Instant::now();
+        store.get("bench-raw-key", None).await.unwrap();
+        if i >= iters / 10 {
+            samples.push(start.elapsed());
+        }
+    }
+    conn.close().await;
+    samples
+}
+
 fn leasedlock_bench_nonce() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -191,8 +302,9 @@ async fn acquire_release(iters: usize) -> (Vec<Duration>, Vec<Duration>) {
     (acquire, cycle)
 }
 
-/// Release by one client to acquisition by a client waiting in `lock()`.
-async fn handover(iters: usize, jitter: Option<Duration>) -> Vec<Duration> {
+/// Release by one client to acquisition by a client waiting in `lock()`; also how long the
+/// releasing `unlock()` itself took.
+async fn handover(iters: usize, jitter: Option<Duration>) -> (Vec<Duration>, Vec<Duration>) {
     let a = connect("bench-holder").await;
     let b = connect("bench-waiter").await;
     let name = format!("bench-lock-{}", leasedlock_bench_nonce());
@@ -203,6 +315,7 @@ async fn handover(iters: usize, jitter: Option<Duration>) -> Vec<Duration> {
         options = options.max_jitter(j);
     }
     let mut samples = Vec::with_capacity(iters);
+    let mut unlocks = Vec::with_capacity(iters);
     for _ in 0..iters {
         la.lock(Duration::from_secs(10), &options).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -216,6 +329,7 @@ async fn handover(iters: usize, jitter: Option<Duration>) -> Vec<Duration> {
         tokio::time::sleep(Duration::from_millis(30)).await;
         let released = Instant::now();
         la.unlock().await.unwrap();
+        unlocks.push(released.elapsed());
         let (r, got) = rx.await.unwrap();
         r.expect("waiter gets the lock");
         samples.push(got.duration_since(released));
@@ -223,7 +337,7 @@ async fn handover(iters: usize, jitter: Option<Duration>) -> Vec<Duration> {
     }
     a.close().await;
     b.close().await;
-    samples
+    (samples, unlocks)
 }
 
 fn row(name: &str, s: &Summary, raw: &Summary) {
@@ -254,19 +368,25 @@ fn main() {
         let emulator = Emulator::start(config).await.expect("emulator starts");
 
         let raw = summarize(raw_round_trip(iters).await);
+        let raw_store = summarize(raw_store_round_trip(iters).await);
+        let get = summarize(adapter_get(iters).await);
         let (acquire, cycle) = acquire_release(iters).await;
         let (acquire, cycle) = (summarize(acquire), summarize(cycle));
         let handovers = (iters / 10).max(20);
-        let hand_nojitter = summarize(handover(handovers, Some(Duration::ZERO)).await);
-        let hand_default = summarize(handover(handovers, None).await);
+        let (hand_nojitter, unlock) = handover(handovers, Some(Duration::ZERO)).await;
+        let (hand_nojitter, unlock) = (summarize(hand_nojitter), summarize(unlock));
+        let hand_default = summarize(handover(handovers, None).await.0);
 
         println!(
             "{:<40} {:>9} {:>9} {:>9} {:>10}",
             "measure (µs)", "p50", "p99", "mean", "p50/raw"
         );
         row("raw MQTT request/reply RTT (echo)", &raw, &raw);
+        row("raw state-store GET (bare rumqttc)", &raw_store, &raw);
+        row("adapter GET", &get, &raw);
         row("lease acquire", &acquire, &raw);
         row("lease acquire + release cycle", &cycle, &raw);
+        row("unlock (VDEL) by the holder", &unlock, &raw);
         row("lock handover (no jitter)", &hand_nojitter, &raw);
         row("lock handover (default jitter)", &hand_default, &raw);
         emulator.shutdown().await;

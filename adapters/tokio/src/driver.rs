@@ -179,6 +179,7 @@ impl Driver {
                     break;
                 }
             }
+            self.run_due_timers();
             let deadline = self.next_deadline().map(|t| self.clock.to_tokio(t));
             let close_deadline = self.closing.as_ref().map(|(_, until)| *until);
             tokio::select! {
@@ -194,19 +195,38 @@ impl Driver {
                         self.start_closing(None);
                     }
                 },
-                () = sleep_until(deadline) => {
-                    let now = self.clock.now();
-                    self.client.handle_timeout(now);
-                    for m in self.machines.values_mut() {
-                        m.on_timeout(&mut self.client, now);
-                    }
-                }
+                () = sleep_until(deadline) => self.on_timers(self.clock.now()),
                 () = sleep_until(close_deadline) => {}
             }
             self.step();
             self.flush_outbox();
         }
         self.finish(poll).await;
+    }
+
+    fn on_timers(&mut self, now: leasedlock_core::Now) {
+        self.client.handle_timeout(now);
+        for m in self.machines.values_mut() {
+            m.on_timeout(&mut self.client, now);
+        }
+    }
+
+    /// Runs deadlines that are already due without going through tokio's timer, whose
+    /// millisecond resolution would delay a zero-delay timer (a waiter's jitter of 0, a retry
+    /// at once) to the next tick. Bounded, so a machine that keeps a deadline in the past
+    /// cannot starve the rest of the loop.
+    fn run_due_timers(&mut self) {
+        for _ in 0..16 {
+            let now = self.clock.now();
+            match self.next_deadline() {
+                Some(due) if due <= now.mono => {
+                    self.on_timers(now);
+                    self.step();
+                    self.flush_outbox();
+                }
+                _ => return,
+            }
+        }
     }
 
     fn start_closing(&mut self, reply: Option<oneshot::Sender<()>>) {
