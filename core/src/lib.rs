@@ -11,6 +11,9 @@
 //! - [`command`]: typed state-store requests and replies, with the service's error strings.
 //! - [`envelope`]: the MQTT 5 request/response/notification envelope as plain data.
 //! - [`client`]: the state-store client machine (in-flight table, timeouts, reconnects).
+//! - [`lease`], [`lock`], [`edit`], [`leader`]: lease, lock, edit-under-lock and leader-election
+//!   machines driven through [`client::Requester`]; [`machine`] routes client outputs to them.
+//! - [`server`]: the state store itself as a pure model (the emulator and simulator drive it).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -21,11 +24,20 @@ extern crate std;
 
 pub mod client;
 pub mod command;
+pub mod edit;
 pub mod envelope;
 pub mod hex;
 pub mod hlc;
+pub mod leader;
+pub mod lease;
+pub mod lock;
+pub mod machine;
 pub mod resp3;
 pub mod rng;
+pub mod server;
 pub mod time;
+
+#[cfg(test)]
+mod testkit;
 
 pub use time::{Duration, Instant, Now};
