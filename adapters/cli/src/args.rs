@@ -90,6 +90,17 @@ pub struct GlobalOptions {
     )]
     pub password_file: Option<PathBuf>,
 
+    /// File holding a Kubernetes service-account token for the AIO broker's `K8S-SAT`
+    /// authentication (read again before every connection attempt)
+    #[arg(
+        long,
+        global = true,
+        env = "LEASEDLOCK_SAT_FILE",
+        value_name = "FILE",
+        conflicts_with = "username"
+    )]
+    pub sat_file: Option<PathBuf>,
+
     /// Give up after this long: per request [default: 10s]; for `lock`, the whole wait for the
     /// lock [default: wait forever]. Units: ms, s, m, h
     #[arg(long, global = true, env = "LEASEDLOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
@@ -261,9 +272,6 @@ pub struct ElectArgs {
     /// Exit (status 123) when deposed instead of campaigning again
     #[arg(long)]
     pub once: bool,
-    /// Session id appended to the holder value
-    #[arg(long, value_name = "ID")]
-    pub session: Option<String>,
     /// The command and its arguments (after `--`)
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -5,8 +5,8 @@ use std::process::ExitStatus;
 /// Success; for `lock` and `elect`, the command exited 0.
 pub const OK: u8 = 0;
 /// The operation ran and the answer is "no": `acquire` found the lease held by another,
-/// `holder` found no holder, `get` found no key, `release` found another holder (or none);
-/// `demo` saw an overlap or a token that did not increase.
+/// `holder` found no holder, `get` found no key, `release` found another holder (or none),
+/// `set --nx/--nex` did not apply; `demo` saw a violation; `serve` could not start.
 pub const NO: u8 = 1;
 /// Bad arguments or usage (clap uses the same number).
 pub const USAGE: u8 = 2;
@@ -30,8 +30,9 @@ pub const HELP: &str = "\
 EXIT CODES:
   0      success (lock/elect: the command exited 0)
   1      the answer is \"no\": acquire found the lease held by another, holder found no holder,
-         get found no key, release found another holder or none; demo saw an overlap or a
-         token that did not strictly increase
+         get found no key, release found another holder or none, set --nx/--nex did not
+         apply; demo saw an overlap, a token that did not strictly increase or a fencing
+         failure; serve could not start
   2      bad arguments or usage
   3      the broker or the state store could not be reached, or a request timed out
   4      the state store refused the request (service or protocol error)

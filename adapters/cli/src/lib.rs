@@ -10,6 +10,7 @@ pub mod args;
 pub mod duration;
 pub mod embedded_broker;
 pub mod exit;
+pub mod stats;
 pub mod supervise;
 
 mod commands;

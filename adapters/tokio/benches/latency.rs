@@ -1,0 +1,394 @@
+//! Latency over a real broker: the raw MQTT 5 request/reply round trip (a bare rumqttc echo)
+//! against the adapter's lease acquire+release cycle and lock handover, in one run.
+//!
+//! `cargo bench -p leasedlock-tokio --bench latency` with Mosquitto on `LEASEDLOCK_TEST_BROKER`
+//! (default 127.0.0.1:1883; `bash scripts/mosquitto.sh start`). The state store is an emulator
+//! started in-process. Iterations: `LEASEDLOCK_BENCH_ITERS` (default 2000; handovers a tenth).
+//!
+//! Nothing else may serve the state-store request topic on that broker during the run.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use leasedlock_emulator::{Emulator, EmulatorConfig};
+use leasedlock_tokio::{AcquireOptions, Connection, ConnectionOptions, LockOptions};
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use tokio::sync::mpsc;
+
+fn broker() -> (String, u16) {
+    let addr = std::env::var("LEASEDLOCK_TEST_BROKER").unwrap_or_else(|_| "127.0.0.1:1883".into());
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "1883"));
+    (host.to_string(), port.parse().unwrap_or(1883))
+}
+
+fn mqtt_options(id: &str) -> MqttOptions {
+    let (host, port) = broker();
+    let mut o = MqttOptions::new(id, host, port);
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    o.set_network_options(net);
+    o
+}
+
+/// Percentiles of a sample, in microseconds.
+struct Summary {
+    p50: f64,
+    p99: f64,
+    mean: f64,
+}
+
+fn summarize(mut samples: Vec<Duration>) -> Summary {
+    samples.sort();
+    let at = |q: f64| {
+        let idx = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[idx].as_secs_f64() * 1e6
+    };
+    let mean = samples.iter().map(|d| d.as_secs_f64()).sum::<f64>() / samples.len() as f64 * 1e6;
+    Summary {
+        p50: at(0.50),
+        p99: at(0.99),
+        mean,
+    }
+}
+
+/// Polls an event loop forever, forwarding incoming publishes.
+fn pump(mut el: EventLoop, tx: mpsc::UnboundedSender<rumqttc::v5::mqttbytes::v5::Publish>) {
+    tokio::spawn(async move {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("bench connection error: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+}
+
+/// The raw MQTT request/reply round trip: QoS 1 request with response topic and correlation
+/// data, echoed by a bare rumqttc client at QoS 1; the same shape as a state-store call.
+async fn raw_round_trip(iters: usize) -> Vec<Duration> {
+    let tag = format!("{}-{}", std::process::id(), leasedlock_bench_nonce());
+    let req_topic = format!("leasedlock-bench/{tag}/req");
+    let resp_topic = format!("leasedlock-bench/{tag}/resp");
+
+    let (echo, echo_el) = AsyncClient::new(mqtt_options(&format!("bench-echo-{tag}")), 1024);
+    let (echo_tx, mut echo_rx) = mpsc::unbounded_channel();
+    pump(echo_el, echo_tx);
+    echo.subscribe(req_topic.clone(), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Some(p) = echo_rx.recv().await {
+            let props = p.properties.unwrap_or_default();
+            let Some(topic) = props.response_topic else {
+                continue;
+            };
+            let reply = PublishProperties {
+                correlation_data: props.correlation_data,
+                user_properties: vec![("__stat".into(), "200".into())],
+                ..Default::default()
+            };
+            let _ = echo
+                .publish_with_properties(topic, QoS::AtLeastOnce, false, p.payload, reply)
+                .await;
+        }
+    });
+
+    let (req, req_el) = AsyncClient::new(mqtt_options(&format!("bench-req-{tag}")), 1024);
+    let (req_tx, mut replies) = mpsc::unbounded_channel();
+    pump(req_el, req_tx);
+    req.subscribe(resp_topic.clone(), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    // Let both SUBACKs land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let payload = Bytes::from_static(b"*2\r\n$3\r\nGET\r\n$9\r\nbench-key\r\n");
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..iters + iters / 10 {
+        let corr = Bytes::from((i as u128).to_le_bytes().to_vec());
+        let props = PublishProperties {
+            response_topic: Some(resp_topic.clone()),
+            correlation_data: Some(corr.clone()),
+            message_expiry_interval: Some(10),
+            content_type: Some("application/octet-stream".into()),
+            ..Default::default()
+        };
+        let start = Instant::now();
+        req.publish_with_properties(
+            req_topic.clone(),
+            QoS::AtLeastOnce,
+            false,
+            payload.clone(),
+            props,
+        )
+        .await
+        .unwrap();
+        loop {
+            let p = replies.recv().await.expect("echo reply");
+            if p.properties.and_then(|pp| pp.correlation_data) == Some(corr.clone()) {
+                break;
+            }
+        }
+        // The first tenth warms up connections and caches.
+        if i >= iters / 10 {
+            samples.push(start.elapsed());
+        }
+    }
+    samples
+}
+
+/// The raw state-store round trip: a bare rumqttc client sends a GET (built with the core's
+/// envelope) to the emulator and waits for the reply, with no adapter in between. The
+/// difference to the echo is the store's own cost; the difference to an adapter call is the
+/// adapter's.
+async fn raw_store_round_trip(iters: usize) -> Vec<Duration> {
+    use leasedlock_core::command::Request;
+    use leasedlock_core::envelope::{build_request, response_topic, RequestEnvelope};
+    use leasedlock_core::hlc::{HybridClock, DEFAULT_MAX_DRIFT_MS};
+
+    let id = format!(
+        "bench-raw-store-{}-{}",
+        std::process::id(),
+        leasedlock_bench_nonce()
+    );
+    let (client, el) = AsyncClient::new(mqtt_options(&id), 1024);
+    let (tx, mut replies) = mpsc::unbounded_channel();
+    pump(el, tx);
+    let resp = response_topic(&id);
+    client
+        .subscribe(resp.clone(), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut clock =
+        HybridClock::new(Bytes::from_static(b"bench-node"), DEFAULT_MAX_DRIFT_MS).unwrap();
+    let mut payload = Vec::new();
+    Request::Get {
+        key: Bytes::from_static(b"bench-raw-key"),
+    }
+    .encode(&mut payload);
+    let payload = Bytes::from(payload);
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..iters + iters / 10 {
+        let mut correlation = [0u8; 16];
+        correlation[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let ts = clock.tick(leasedlock_bench_wall_ms()).unwrap();
+        let msg = build_request(&RequestEnvelope {
+            client_id: &id,
+            response_topic: &resp,
+            correlation,
+            timestamp: &ts,
+            fencing_token: None,
+            persist: false,
+            timeout: Duration::from_secs(10),
+            payload: payload.clone(),
+        });
+        let props = PublishProperties {
+            message_expiry_interval: msg.message_expiry_secs,
+            response_topic: msg
+                .response_topic
+                .map(|t| String::from_utf8_lossy(&t).into_owned()),
+            correlation_data: msg.correlation_data,
+            content_type: msg
+                .content_type
+                .map(|t| String::from_utf8_lossy(&t).into_owned()),
+            payload_format_indicator: msg.payload_format_indicator,
+            user_properties: msg
+                .user_properties
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(k).into_owned(),
+                        String::from_utf8_lossy(v).into_owned(),
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let topic = String::from_utf8_lossy(&msg.topic).into_owned();
+        let start = Instant::now();
+        client
+            .publish_with_properties(topic, QoS::AtLeastOnce, false, msg.payload, props)
+            .await
+            .unwrap();
+        let want = Bytes::copy_from_slice(&correlation);
+        loop {
+            let p = replies.recv().await.expect("store reply");
+            if p.properties.and_then(|pp| pp.correlation_data) == Some(want.clone()) {
+                break;
+            }
+        }
+        if i >= iters / 10 {
+            samples.push(start.elapsed());
+        }
+    }
+    samples
+}
+
+fn leasedlock_bench_wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A state-store GET through the adapter (the same request as the raw store round trip).
+async fn adapter_get(iters: usize) -> Vec<Duration> {
+    let conn = connect("bench-get").await;
+    let store = conn.state_store();
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..iters + iters / 10 {
+        let start = Instant::now();
+        store.get("bench-raw-key", None).await.unwrap();
+        if i >= iters / 10 {
+            samples.push(start.elapsed());
+        }
+    }
+    conn.close().await;
+    samples
+}
+
+fn leasedlock_bench_nonce() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+}
+
+async fn connect(prefix: &str) -> Connection {
+    let (host, port) = broker();
+    let id = format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        leasedlock_bench_nonce()
+    );
+    Connection::connect(ConnectionOptions::new(host, port, id))
+        .await
+        .expect("connect")
+}
+
+/// Acquire and release of a free lease: (acquire latency, whole cycle latency).
+async fn acquire_release(iters: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let conn = connect("bench-lease").await;
+    let lease = conn
+        .lease(format!("bench-lease-{}", leasedlock_bench_nonce()))
+        .unwrap();
+    let options = AcquireOptions::new();
+    let (mut acquire, mut cycle) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
+    for i in 0..iters + iters / 10 {
+        let start = Instant::now();
+        assert!(lease
+            .acquire(Duration::from_secs(10), &options)
+            .await
+            .unwrap());
+        let acquired = start.elapsed();
+        lease.release().await.unwrap();
+        if i >= iters / 10 {
+            acquire.push(acquired);
+            cycle.push(start.elapsed());
+        }
+    }
+    conn.close().await;
+    (acquire, cycle)
+}
+
+/// Release by one client to acquisition by a client waiting in `lock()`; also how long the
+/// releasing `unlock()` itself took.
+async fn handover(iters: usize, jitter: Option<Duration>) -> (Vec<Duration>, Vec<Duration>) {
+    let a = connect("bench-holder").await;
+    let b = connect("bench-waiter").await;
+    let name = format!("bench-lock-{}", leasedlock_bench_nonce());
+    let la = a.lock(name.clone()).unwrap();
+    let lb = std::sync::Arc::new(b.lock(name).unwrap());
+    let mut options = LockOptions::new().wait_timeout(Duration::from_secs(10));
+    if let Some(j) = jitter {
+        options = options.max_jitter(j);
+    }
+    let mut samples = Vec::with_capacity(iters);
+    let mut unlocks = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        la.lock(Duration::from_secs(10), &options).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let waiter = lb.clone();
+        let opts = options.clone();
+        tokio::spawn(async move {
+            let r = waiter.lock(Duration::from_secs(10), &opts).await;
+            let _ = tx.send((r, Instant::now()));
+        });
+        // Let the waiter register, be refused and settle into waiting.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let released = Instant::now();
+        la.unlock().await.unwrap();
+        unlocks.push(released.elapsed());
+        let (r, got) = rx.await.unwrap();
+        r.expect("waiter gets the lock");
+        samples.push(got.duration_since(released));
+        lb.unlock().await.unwrap();
+    }
+    a.close().await;
+    b.close().await;
+    (samples, unlocks)
+}
+
+fn row(name: &str, s: &Summary, raw: &Summary) {
+    println!(
+        "{:<40} {:>9.1} {:>9.1} {:>9.1} {:>9.2}x",
+        name,
+        s.p50,
+        s.p99,
+        s.mean,
+        s.p50 / raw.p50
+    );
+}
+
+fn main() {
+    let iters: usize = std::env::var("LEASEDLOCK_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (host, port) = broker();
+        let mut config = EmulatorConfig::new(host, port);
+        config.client_id = format!("bench-emulator-{}", std::process::id());
+        let emulator = Emulator::start(config).await.expect("emulator starts");
+
+        let raw = summarize(raw_round_trip(iters).await);
+        let raw_store = summarize(raw_store_round_trip(iters).await);
+        let get = summarize(adapter_get(iters).await);
+        let (acquire, cycle) = acquire_release(iters).await;
+        let (acquire, cycle) = (summarize(acquire), summarize(cycle));
+        let handovers = (iters / 10).max(20);
+        let (hand_nojitter, unlock) = handover(handovers, Some(Duration::ZERO)).await;
+        let (hand_nojitter, unlock) = (summarize(hand_nojitter), summarize(unlock));
+        let hand_default = summarize(handover(handovers, None).await.0);
+
+        println!(
+            "{:<40} {:>9} {:>9} {:>9} {:>10}",
+            "measure (µs)", "p50", "p99", "mean", "p50/raw"
+        );
+        row("raw MQTT request/reply RTT (echo)", &raw, &raw);
+        row("raw state-store GET (bare rumqttc)", &raw_store, &raw);
+        row("adapter GET", &get, &raw);
+        row("lease acquire", &acquire, &raw);
+        row("lease acquire + release cycle", &cycle, &raw);
+        row("unlock (VDEL) by the holder", &unlock, &raw);
+        row("lock handover (no jitter)", &hand_nojitter, &raw);
+        row("lock handover (default jitter)", &hand_default, &raw);
+        emulator.shutdown().await;
+    });
+}

@@ -1,0 +1,189 @@
+//! Editing one key under a lock ([`Lock::edit`]): lock, read, let the application decide, write
+//! fenced with the lock's token, unlock — always unlock.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use leasedlock_tokio::{Connection, ConnectionOptions, EditDecision};
+//!
+//! let conn = Connection::connect(ConnectionOptions::new("127.0.0.1", 1883, "worker-1")).await?;
+//! let lock = conn.lock("counter-lock")?;
+//! lock.edit("counter", Duration::from_secs(5), |current| async move {
+//!     let n: u64 = current
+//!         .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+//!         .unwrap_or(0);
+//!     EditDecision::Set((n + 1).to_string().into())
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use leasedlock_core::edit::{self as core_edit, EditEvent};
+use tokio::sync::mpsc;
+
+pub use leasedlock_core::edit::{EditDecision, EditOutcome};
+pub use leasedlock_core::lease::LostReason;
+
+use crate::connection::Shared;
+use crate::driver::Command;
+use crate::host::{MachineKind, Op};
+use crate::lock::{Lock, LockError, LockOptions};
+use crate::state_store::StoreError;
+
+/// Why an edit failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EditError {
+    /// The key is empty.
+    EmptyKey,
+    /// The lock could not be taken.
+    Lock(LockError),
+    /// The lock was lost before the write was sent.
+    Lost(LostReason),
+    /// The GET or the write failed (a fencing rejection is `Request(Service(..))`).
+    Request(StoreError),
+    /// The store sent a reply the command cannot have.
+    UnexpectedReply,
+    /// The edit was cancelled before the write.
+    Cancelled,
+    /// The connection was closed.
+    Closed,
+}
+
+impl std::fmt::Display for EditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EditError::EmptyKey => write!(f, "the key must not be empty"),
+            EditError::Lock(e) => write!(f, "{e}"),
+            EditError::Lost(reason) => write!(f, "lock lost during the edit: {reason}"),
+            EditError::Request(e) => write!(f, "state store request failed: {e}"),
+            EditError::UnexpectedReply => write!(f, "unexpected reply"),
+            EditError::Cancelled => write!(f, "edit cancelled"),
+            EditError::Closed => write!(f, "connection closed"),
+        }
+    }
+}
+
+impl std::error::Error for EditError {}
+
+impl From<core_edit::EditError> for EditError {
+    fn from(e: core_edit::EditError) -> Self {
+        use core_edit::EditError as C;
+        match e {
+            C::EmptyKey => EditError::EmptyKey,
+            C::Lock(l) => EditError::Lock(l.into()),
+            C::Lost(reason) => EditError::Lost(reason),
+            C::Request(r) => EditError::Request(r.into()),
+            C::UnexpectedReply => EditError::UnexpectedReply,
+            C::Cancelled => EditError::Cancelled,
+            other => EditError::Request(StoreError::Other(format!("{other:?}"))),
+        }
+    }
+}
+
+/// Cancels the edit's machine when the `edit()` future is dropped before it finished.
+struct EditGuard {
+    shared: Arc<Shared>,
+    id: u64,
+    finished: bool,
+}
+
+impl Drop for EditGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.shared.send(Command::Machine {
+                id: self.id,
+                op: Op::Drop { release: true },
+            });
+        }
+    }
+}
+
+impl Lock {
+    /// Edits `key` under this lock with the default [`LockOptions`]: lock for `duration`, read
+    /// the key, call `decide` with its value (`None` when absent), write the decision fenced
+    /// with the lock's token, unlock. Deleting an absent key succeeds.
+    ///
+    /// Do not call it while this handle holds the lock: the edit takes the same lock (same
+    /// holder value) and unlocks it at the end, as Go's `Edit` does.
+    pub async fn edit<F, Fut>(
+        &self,
+        key: impl Into<Bytes>,
+        duration: Duration,
+        decide: F,
+    ) -> Result<EditOutcome, EditError>
+    where
+        F: FnOnce(Option<Bytes>) -> Fut,
+        Fut: Future<Output = EditDecision>,
+    {
+        self.edit_with(key, duration, &LockOptions::new(), decide)
+            .await
+    }
+
+    /// [`Lock::edit`] with explicit lock options (wait timeout, renew interval...).
+    pub async fn edit_with<F, Fut>(
+        &self,
+        key: impl Into<Bytes>,
+        duration: Duration,
+        options: &LockOptions,
+        decide: F,
+    ) -> Result<EditOutcome, EditError>
+    where
+        F: FnOnce(Option<Bytes>) -> Fut,
+        Fut: Future<Output = EditDecision>,
+    {
+        let key = key.into();
+        if key.is_empty() {
+            return Err(EditError::EmptyKey);
+        }
+        let shared = self.shared.clone();
+        let id = shared.next_id();
+        let (events, mut rx) = mpsc::unbounded_channel();
+        let options = options.to_core(shared.request_timeout, self.session_id.as_deref());
+        let mut guard = EditGuard {
+            shared: shared.clone(),
+            id,
+            finished: false,
+        };
+        shared
+            .send(Command::Create {
+                id,
+                kind: MachineKind::Edit {
+                    lock_name: self.name.clone(),
+                    key,
+                    duration,
+                    options: Box::new(options),
+                    events,
+                },
+            })
+            .map_err(|_| EditError::Closed)?;
+        let mut decide = Some(decide);
+        loop {
+            match rx.recv().await {
+                None => return Err(EditError::Closed),
+                Some(EditEvent::Requested { current, .. }) => {
+                    let decision = match decide.take() {
+                        Some(f) => f(current).await,
+                        None => EditDecision::Abort,
+                    };
+                    shared
+                        .send(Command::Machine {
+                            id,
+                            op: Op::EditDecide { decision },
+                        })
+                        .map_err(|_| EditError::Closed)?;
+                }
+                Some(EditEvent::Done { result }) => {
+                    guard.finished = true;
+                    return result.map_err(EditError::from);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}

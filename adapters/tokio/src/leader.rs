@@ -1,0 +1,427 @@
+//! [`Leader`]: leader election on a lease, with a [`CancellationToken`] scoped to each term.
+//!
+//! Campaigning waits for the lease (the lock machine's herd control and fallback), renews it
+//! automatically, reports every leader seen, and campaigns again after a loss unless told
+//! otherwise. Resigning is "drain, then release": the term's token is cancelled first, the
+//! application's leader work stops, and only then is the lease released.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use leasedlock_tokio::{Connection, ConnectionOptions, LeaderOptions};
+//!
+//! let conn = Connection::connect(ConnectionOptions::new("127.0.0.1", 1883, "node-a")).await?;
+//! let leader = conn.leader("scheduler")?;
+//! leader.campaign(&LeaderOptions::new(Duration::from_secs(9))).await?;
+//! let term = leader.elected().await?;
+//! tokio::select! {
+//!     _ = term.cancelled() => println!("deposed; stop leader work"),
+//!     _ = async { /* leader work, fenced with term.token() */ } => {}
+//! }
+//! leader.resign().await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use leasedlock_core::hlc::Hlc;
+use leasedlock_core::leader as core_leader;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use leasedlock_core::leader::DeposedReason;
+
+use crate::connection::Shared;
+use crate::driver::Command;
+use crate::host::{MachineKind, Op};
+use crate::lease::{call, AcquireOptions, ConfigRule};
+use crate::lock::LockError;
+use crate::state_store::StoreError;
+
+/// Why a leader operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaderError {
+    /// `campaign` while campaigning or leading; `resign` while already resigning.
+    Busy,
+    /// `resign` with no campaign.
+    NotCampaigning,
+    /// The options break a configuration rule.
+    InvalidConfig(ConfigRule),
+    /// The lock underneath failed in a way retrying will not fix.
+    Lock(LockError),
+    /// The connection was closed.
+    Closed,
+}
+
+impl std::fmt::Display for LeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeaderError::Busy => write!(f, "already campaigning"),
+            LeaderError::NotCampaigning => write!(f, "not campaigning"),
+            LeaderError::InvalidConfig(rule) => write!(f, "invalid leader configuration: {rule}"),
+            LeaderError::Lock(e) => write!(f, "{e}"),
+            LeaderError::Closed => write!(f, "connection closed"),
+        }
+    }
+}
+
+impl std::error::Error for LeaderError {}
+
+impl From<core_leader::LeaderError> for LeaderError {
+    fn from(e: core_leader::LeaderError) -> Self {
+        use core_leader::LeaderError as C;
+        match e {
+            C::Busy => LeaderError::Busy,
+            C::NotCampaigning => LeaderError::NotCampaigning,
+            C::InvalidConfig(rule) => LeaderError::InvalidConfig(rule),
+            C::Lock(l) => LeaderError::Lock(l.into()),
+            other => LeaderError::Lock(LockError::from(StoreError::Other(format!("{other:?}")))),
+        }
+    }
+}
+
+impl From<StoreError> for LeaderError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Closed => LeaderError::Closed,
+            other => LeaderError::Lock(LockError::from(other)),
+        }
+    }
+}
+
+/// Options of a campaign.
+///
+/// ```
+/// use std::time::Duration;
+/// use leasedlock_tokio::LeaderOptions;
+///
+/// // A 9 s term lease renewed every 3 s; do not campaign again after a loss.
+/// let options = LeaderOptions::new(Duration::from_secs(9)).recampaign(false);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderOptions {
+    pub(crate) duration: Duration,
+    pub(crate) acquire: AcquireOptions,
+    pub(crate) recampaign: bool,
+    pub(crate) max_jitter: Option<Duration>,
+}
+
+impl LeaderOptions {
+    /// A term lease of `duration`, renewed every third of it with requests timing out after a
+    /// quarter of it; campaign again after a loss.
+    pub fn new(duration: Duration) -> LeaderOptions {
+        let suggested = core_leader::suggested_lease_options(duration);
+        let mut acquire = AcquireOptions::new();
+        acquire.timeout = suggested.timeout;
+        acquire.renew = suggested.renew;
+        LeaderOptions {
+            duration,
+            acquire,
+            recampaign: true,
+            max_jitter: None,
+        }
+    }
+    /// Renew interval, request timeout and margin of the term lease (renew is required).
+    pub fn acquire(mut self, acquire: AcquireOptions) -> LeaderOptions {
+        self.acquire = acquire;
+        self
+    }
+    /// Campaign again after losing the lease (default `true`).
+    pub fn recampaign(mut self, again: bool) -> LeaderOptions {
+        self.recampaign = again;
+        self
+    }
+    /// Upper bound of the random delay before attempting after a release (herd control).
+    pub fn max_jitter(mut self, jitter: Duration) -> LeaderOptions {
+        self.max_jitter = Some(jitter);
+        self
+    }
+
+    fn to_core(&self, default_timeout: Duration) -> core_leader::LeaderOptions {
+        core_leader::LeaderOptions {
+            lock: leasedlock_core::lock::LockOptions {
+                lease: self.acquire.to_core(default_timeout, None),
+                max_jitter: self.max_jitter,
+                ..Default::default()
+            },
+            recampaign: self.recampaign,
+        }
+    }
+}
+
+/// One leadership term. Its cancellation token is cancelled when the term ends (deposed,
+/// resigning, or the campaign stopped): scope leader work to it.
+///
+/// ```no_run
+/// # async fn demo(leader: leasedlock_tokio::Leader) -> Result<(), leasedlock_tokio::LeaderError> {
+/// let term = leader.elected().await?;
+/// let work = tokio::spawn({
+///     let stop = term.cancellation().clone();
+///     async move {
+///         while !stop.is_cancelled() {
+///             tokio::time::sleep(std::time::Duration::from_millis(100)).await; // leader work
+///         }
+///     }
+/// });
+/// term.cancelled().await; // deposed or resigning
+/// let _ = work.await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Term {
+    token: Hlc,
+    safe_until: tokio::time::Instant,
+    cancel: CancellationToken,
+    number: u64,
+}
+
+impl Term {
+    pub(crate) fn new(
+        token: Hlc,
+        safe_until: tokio::time::Instant,
+        cancel: CancellationToken,
+        number: u64,
+    ) -> Term {
+        Term {
+            token,
+            safe_until,
+            cancel,
+            number,
+        }
+    }
+
+    pub(crate) fn renewed(&mut self, token: Hlc, safe_until: tokio::time::Instant) {
+        self.token = token;
+        self.safe_until = safe_until;
+    }
+
+    /// The fencing token (as of the last renewal this snapshot saw).
+    pub fn token(&self) -> &Hlc {
+        &self.token
+    }
+
+    /// Until when acting as leader is safe (as of this snapshot).
+    pub fn safe_until(&self) -> tokio::time::Instant {
+        self.safe_until
+    }
+
+    /// Counts the terms of this handle: 1 for the first election, and so on.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The token cancelled when the term ends.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Resolves when the term ends.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+}
+
+/// What the driver publishes about a leader handle.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LeaderView {
+    /// Terms so far.
+    pub(crate) terms: u64,
+    /// The current term.
+    pub(crate) term: Option<Term>,
+    /// The last term that ended, and why.
+    pub(crate) deposed: Option<(u64, DeposedReason)>,
+    /// The leader seen in the store.
+    pub(crate) leader: Option<Bytes>,
+    /// Set when the campaign stopped (with its error, if any).
+    pub(crate) stopped: Option<Option<LeaderError>>,
+}
+
+/// A participant in the election of one name. Dropping it resigns (releasing the lease if it
+/// leads).
+///
+/// ```no_run
+/// # async fn demo(conn: leasedlock_tokio::Connection) -> Result<(), leasedlock_tokio::LeaderError> {
+/// use std::time::Duration;
+/// use leasedlock_tokio::LeaderOptions;
+///
+/// let leader = conn.leader("ingest-coordinator")?;
+/// leader.campaign(&LeaderOptions::new(Duration::from_secs(9))).await?;
+/// println!("current leader: {:?}", leader.leader());
+/// let term = leader.elected().await?;
+/// // ... lead until term.cancelled() ...
+/// leader.resign_after(async { /* wait for leader work to wind down */ }).await?;
+/// # let _ = term; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Leader {
+    shared: Arc<Shared>,
+    id: u64,
+    name: Bytes,
+    view: watch::Receiver<LeaderView>,
+}
+
+impl Leader {
+    pub(crate) fn create(shared: Arc<Shared>, name: Bytes) -> Result<Leader, LeaderError> {
+        if name.is_empty() {
+            return Err(LeaderError::Lock(LockError::Lease(
+                crate::lease::LeaseError::InvalidArgument("election name must not be empty"),
+            )));
+        }
+        let id = shared.next_id();
+        let (view_tx, view) = watch::channel(LeaderView {
+            stopped: Some(None),
+            ..LeaderView::default()
+        });
+        shared.send(Command::Create {
+            id,
+            kind: MachineKind::Leader {
+                name: name.clone(),
+                view: view_tx,
+            },
+        })?;
+        Ok(Leader {
+            shared,
+            id,
+            name,
+            view,
+        })
+    }
+
+    /// The election's lease key.
+    pub fn name(&self) -> &Bytes {
+        &self.name
+    }
+
+    /// Starts campaigning (returns once the campaign started; see [`Leader::elected`]).
+    pub async fn campaign(&self, options: &LeaderOptions) -> Result<(), LeaderError> {
+        let duration = options.duration;
+        let options = options.to_core(self.shared.request_timeout);
+        call(&self.shared, self.id, |reply| Op::Campaign {
+            duration,
+            options,
+            reply,
+        })
+        .await?
+    }
+
+    /// Waits until this participant leads and returns the term. Fails when the campaign
+    /// stops before that.
+    pub async fn elected(&self) -> Result<Term, LeaderError> {
+        let mut view = self.view.clone();
+        loop {
+            {
+                let v = view.borrow_and_update();
+                if let Some(term) = &v.term {
+                    return Ok(term.clone());
+                }
+                if let Some(stopped) = &v.stopped {
+                    return Err(stopped.clone().unwrap_or(LeaderError::NotCampaigning));
+                }
+            }
+            view.changed().await.map_err(|_| LeaderError::Closed)?;
+        }
+    }
+
+    /// Waits until the current term (or, when not leading, the next one) ends and says why.
+    pub async fn deposed(&self) -> Result<DeposedReason, LeaderError> {
+        let mut view = self.view.clone();
+        let target = {
+            let v = view.borrow_and_update();
+            match &v.term {
+                Some(t) => t.number(),
+                None => v.terms + 1,
+            }
+        };
+        loop {
+            {
+                let v = view.borrow_and_update();
+                if let Some((n, reason)) = &v.deposed {
+                    if *n >= target {
+                        return Ok(reason.clone());
+                    }
+                }
+                if v.term.is_none() {
+                    if let Some(stopped) = &v.stopped {
+                        return Err(stopped.clone().unwrap_or(LeaderError::NotCampaigning));
+                    }
+                }
+            }
+            view.changed().await.map_err(|_| LeaderError::Closed)?;
+        }
+    }
+
+    /// The current term, if leading.
+    pub fn term(&self) -> Option<Term> {
+        self.view.borrow().term.clone()
+    }
+
+    /// Whether this participant leads now (`now < safe_until`).
+    pub fn is_leader(&self) -> bool {
+        self.view
+            .borrow()
+            .term
+            .as_ref()
+            .is_some_and(|t| tokio::time::Instant::now() < t.safe_until)
+    }
+
+    /// The leader last seen in the store (`None`: nobody).
+    pub fn leader(&self) -> Option<Bytes> {
+        self.view.borrow().leader.clone()
+    }
+
+    /// Waits until the leader seen in the store changes and returns the new one.
+    pub async fn leader_changed(&self) -> Result<Option<Bytes>, LeaderError> {
+        let mut view = self.view.clone();
+        let current = view.borrow_and_update().leader.clone();
+        loop {
+            view.changed().await.map_err(|_| LeaderError::Closed)?;
+            let now = view.borrow_and_update().leader.clone();
+            if now != current {
+                return Ok(now);
+            }
+        }
+    }
+
+    /// Resigns: cancels the term's token, releases the lease at once, and waits until the
+    /// campaign stopped. While only campaigning, the wait is cancelled.
+    pub async fn resign(&self) -> Result<(), LeaderError> {
+        call(&self.shared, self.id, |reply| Op::Resign {
+            drain_now: true,
+            reply,
+        })
+        .await?
+    }
+
+    /// Drain, then release: cancels the term's token, waits for `drain` (the application's
+    /// leader work winding down; the lease keeps being renewed meanwhile), then releases.
+    pub async fn resign_after<F: Future>(&self, drain: F) -> Result<(), LeaderError> {
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        self.shared.send(Command::Machine {
+            id: self.id,
+            op: Op::Resign {
+                drain_now: false,
+                reply,
+            },
+        })?;
+        drain.await;
+        self.shared.send(Command::Machine {
+            id: self.id,
+            op: Op::Drained,
+        })?;
+        wait.await.map_err(|_| LeaderError::Closed)?
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        let _ = self.shared.send(Command::Machine {
+            id: self.id,
+            op: Op::Drop { release: true },
+        });
+    }
+}

@@ -1,0 +1,526 @@
+//! [`Lease`]: one named lease on the state store, the way Go's `leasedlock.Lease` works, in
+//! async Rust.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use leasedlock_tokio::{AcquireOptions, Connection, ConnectionOptions};
+//!
+//! let conn = Connection::connect(ConnectionOptions::new("127.0.0.1", 1883, "worker-1")).await?;
+//! let lease = conn.lease("jobs/nightly")?;
+//! if lease.acquire(Duration::from_secs(10), &AcquireOptions::new()).await? {
+//!     let token = lease.token()?; // fence writes with it
+//!     println!("holding with token {token}");
+//!     lease.release().await?;
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use leasedlock_core::hlc::Hlc;
+use leasedlock_core::lease::{self as core_lease, LeaseOptions};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use leasedlock_core::lease::{ConfigRule, LostReason, ReleaseOutcome};
+
+use crate::connection::Shared;
+use crate::driver::Command;
+use crate::host::{MachineKind, Op, Status};
+use crate::state_store::StoreError;
+
+/// Why a lease operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseError {
+    /// No lease: never acquired, refused, or released (Go's `ErrNoLease`).
+    NoLease,
+    /// The lease is already auto-renewing (Go's `ErrRenewing`).
+    Renewing,
+    /// A conflicting operation (acquire, release, observe start/stop) is in progress.
+    Busy,
+    /// `observe` while this handle already observes.
+    AlreadyObserving,
+    /// Stopping an observation that is not running.
+    NotObserving,
+    /// The duration and options break a configuration rule.
+    InvalidConfig(ConfigRule),
+    /// An argument is invalid (the rule).
+    InvalidArgument(&'static str),
+    /// A state-store request failed.
+    Request(StoreError),
+    /// The SET succeeded without a `__ts`: there is no fencing token.
+    MissingToken,
+    /// The SET succeeded, but its reply came after `safe_until`: not a hold.
+    ReplyTooLate,
+    /// The store sent a reply the command cannot have.
+    UnexpectedReply,
+    /// The held lease was lost.
+    Lost(LostReason),
+    /// The operation was superseded (e.g. a release while acquiring).
+    Cancelled,
+    /// The connection was closed.
+    Closed,
+}
+
+impl std::fmt::Display for LeaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeaseError::Request(e) => write!(f, "state store request failed: {e}"),
+            LeaseError::Closed => write!(f, "connection closed"),
+            LeaseError::InvalidConfig(rule) => write!(f, "invalid lease configuration: {rule}"),
+            LeaseError::Lost(reason) => write!(f, "lease lost: {reason}"),
+            other => write!(f, "{}", to_core_text(other)),
+        }
+    }
+}
+
+fn to_core_text(e: &LeaseError) -> String {
+    let core = match e {
+        LeaseError::NoLease => core_lease::LeaseError::NoLease,
+        LeaseError::Renewing => core_lease::LeaseError::Renewing,
+        LeaseError::Busy => core_lease::LeaseError::Busy,
+        LeaseError::AlreadyObserving => core_lease::LeaseError::AlreadyObserving,
+        LeaseError::NotObserving => core_lease::LeaseError::NotObserving,
+        LeaseError::InvalidArgument(a) => core_lease::LeaseError::InvalidArgument(a),
+        LeaseError::MissingToken => core_lease::LeaseError::MissingToken,
+        LeaseError::ReplyTooLate => core_lease::LeaseError::ReplyTooLate,
+        LeaseError::UnexpectedReply => core_lease::LeaseError::UnexpectedReply,
+        LeaseError::Cancelled => core_lease::LeaseError::Cancelled,
+        _ => return format!("{e:?}"),
+    };
+    core.to_string()
+}
+
+impl std::error::Error for LeaseError {}
+
+impl LeaseError {
+    /// Whether retrying later may succeed (timeouts, disconnects, busy, late replies).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LeaseError::Request(e) => matches!(
+                e,
+                StoreError::Timeout { .. }
+                    | StoreError::Unknown
+                    | StoreError::Busy
+                    | StoreError::SubscriptionRefused
+            ),
+            LeaseError::Busy
+            | LeaseError::MissingToken
+            | LeaseError::ReplyTooLate
+            | LeaseError::UnexpectedReply
+            | LeaseError::Lost(_)
+            | LeaseError::Cancelled => true,
+            _ => false,
+        }
+    }
+}
+
+impl From<core_lease::LeaseError> for LeaseError {
+    fn from(e: core_lease::LeaseError) -> Self {
+        use core_lease::LeaseError as C;
+        match e {
+            C::NoLease => LeaseError::NoLease,
+            C::Renewing => LeaseError::Renewing,
+            C::Busy => LeaseError::Busy,
+            C::AlreadyObserving => LeaseError::AlreadyObserving,
+            C::NotObserving => LeaseError::NotObserving,
+            C::InvalidConfig(rule) => LeaseError::InvalidConfig(rule),
+            C::InvalidArgument(a) => LeaseError::InvalidArgument(a),
+            C::Request(r) => LeaseError::Request(r.into()),
+            C::MissingToken => LeaseError::MissingToken,
+            C::ReplyTooLate => LeaseError::ReplyTooLate,
+            C::UnexpectedReply => LeaseError::UnexpectedReply,
+            C::Lost(reason) => LeaseError::Lost(reason),
+            C::Cancelled => LeaseError::Cancelled,
+            other => LeaseError::Request(StoreError::Other(format!("{other:?}"))),
+        }
+    }
+}
+
+impl From<StoreError> for LeaseError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Closed => LeaseError::Closed,
+            other => LeaseError::Request(other),
+        }
+    }
+}
+
+/// Options of [`Lease::acquire`] (and of a lock's acquisition).
+///
+/// ```
+/// use std::time::Duration;
+/// use leasedlock_tokio::AcquireOptions;
+///
+/// // Renew every 3 s; each request may take 2 s; the lease duration must exceed 3 + 2 + margin.
+/// let options = AcquireOptions::new()
+///     .renew(Duration::from_secs(3))
+///     .timeout(Duration::from_secs(2));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AcquireOptions {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) renew: Option<Duration>,
+    pub(crate) margin: Option<Duration>,
+}
+
+impl AcquireOptions {
+    /// One attempt with the connection's request timeout, no auto-renew, the default margin.
+    pub fn new() -> AcquireOptions {
+        AcquireOptions::default()
+    }
+    /// Per-request timeout.
+    pub fn timeout(mut self, timeout: Duration) -> AcquireOptions {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// Renew automatically every `interval` while held. The lease duration must exceed
+    /// interval + request timeout + margin.
+    pub fn renew(mut self, interval: Duration) -> AcquireOptions {
+        self.renew = Some(interval);
+        self
+    }
+    /// Safety margin subtracted from the duration to get `safe_until` (covers clock-rate
+    /// drift; default 5 % of the duration, at least 100 ms).
+    pub fn margin(mut self, margin: Duration) -> AcquireOptions {
+        self.margin = Some(margin);
+        self
+    }
+
+    pub(crate) fn to_core(
+        &self,
+        default_timeout: Duration,
+        session_id: Option<&str>,
+    ) -> LeaseOptions {
+        LeaseOptions {
+            timeout: Some(self.timeout.unwrap_or(default_timeout)),
+            renew: self.renew,
+            session_id: session_id.map(str::to_string),
+            margin: self.margin,
+        }
+    }
+}
+
+/// A change of the observed lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Whether someone holds the lease.
+    pub held: bool,
+    /// The holder value, if held.
+    pub holder: Option<Bytes>,
+}
+
+/// The holding state a handle shares with the driver, readable without a round trip.
+#[derive(Debug, Clone)]
+pub(crate) struct StatusView {
+    rx: watch::Receiver<Status>,
+}
+
+impl StatusView {
+    pub(crate) fn new(rx: watch::Receiver<Status>) -> StatusView {
+        StatusView { rx }
+    }
+
+    /// The token while `now < safe_until`: an expired hold is never reported, even if the
+    /// driver has not processed the expiry yet.
+    pub(crate) fn token(&self) -> Result<Hlc, LeaseError> {
+        match &*self.rx.borrow() {
+            Status::Held { token, safe_until } if tokio::time::Instant::now() < *safe_until => {
+                Ok(token.clone())
+            }
+            Status::Held { .. } => Err(LeaseError::Lost(LostReason::Expired)),
+            Status::NotHeld(e) => Err(e.clone()),
+        }
+    }
+
+    pub(crate) fn safe_until(&self) -> Option<tokio::time::Instant> {
+        match &*self.rx.borrow() {
+            Status::Held { safe_until, .. } if tokio::time::Instant::now() < *safe_until => {
+                Some(*safe_until)
+            }
+            _ => None,
+        }
+    }
+
+    /// Waits until the current hold ends (at once when not held) and says why.
+    pub(crate) async fn ended(&self) -> LeaseError {
+        let mut rx = self.rx.clone();
+        loop {
+            let deadline = match &*rx.borrow_and_update() {
+                Status::NotHeld(e) => return e.clone(),
+                Status::Held { safe_until, .. } => *safe_until,
+            };
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() {
+                    return LeaseError::Closed;
+                },
+                // The driver raises `Lost` at safe_until too; this only makes the answer not
+                // depend on the driver being scheduled.
+                () = tokio::time::sleep_until(deadline) => {
+                    return LeaseError::Lost(LostReason::Expired);
+                }
+            }
+        }
+    }
+}
+
+/// Arms on creation; if the future owning it is dropped before the operation's answer was
+/// taken, tells the driver so that nothing is left behind on the server.
+#[derive(Debug)]
+pub(crate) struct AbandonGuard {
+    shared: Arc<Shared>,
+    id: u64,
+    seq: u64,
+    armed: bool,
+}
+
+impl AbandonGuard {
+    pub(crate) fn new(shared: Arc<Shared>, id: u64, seq: u64) -> AbandonGuard {
+        AbandonGuard {
+            shared,
+            id,
+            seq,
+            armed: true,
+        }
+    }
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.shared.send(Command::Machine {
+                id: self.id,
+                op: Op::Abandon { seq: self.seq },
+            });
+        }
+    }
+}
+
+/// Sends `op` to machine `id` and waits for its answer.
+pub(crate) async fn call<T>(
+    shared: &Shared,
+    id: u64,
+    op: impl FnOnce(oneshot::Sender<T>) -> Op,
+) -> Result<T, StoreError> {
+    let (reply, wait) = oneshot::channel();
+    shared.send(Command::Machine { id, op: op(reply) })?;
+    wait.await.map_err(|_| StoreError::Closed)
+}
+
+/// A named lease held by this client (or by `clientId:sessionId`).
+///
+/// ```no_run
+/// # async fn demo(conn: leasedlock_tokio::Connection) -> Result<(), leasedlock_tokio::LeaseError> {
+/// use std::time::Duration;
+/// use leasedlock_tokio::AcquireOptions;
+///
+/// let lease = conn.lease_with_session("db-migration", "replica-2")?;
+/// let options = AcquireOptions::new().renew(Duration::from_secs(5));
+/// if lease.acquire(Duration::from_secs(15), &options).await? {
+///     tokio::select! {
+///         reason = lease.lost() => eprintln!("lost the lease: {reason}"),
+///         _ = async { /* migrate, fencing writes with lease.token() */ } => {}
+///     }
+///     lease.release().await?;
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// Dropping a handle whose lease is held (or may be held) releases it with a bounded
+/// fire-and-forget VDEL; [`Lease::detach`] leaves it to expire instead. Every method is safe to
+/// cancel: an abandoned acquisition is released.
+#[derive(Debug)]
+pub struct Lease {
+    shared: Arc<Shared>,
+    id: u64,
+    name: Bytes,
+    session_id: Option<String>,
+    status: StatusView,
+    detached: bool,
+}
+
+impl Lease {
+    pub(crate) fn create(
+        shared: Arc<Shared>,
+        name: Bytes,
+        session_id: Option<String>,
+    ) -> Result<Lease, LeaseError> {
+        if name.is_empty() {
+            return Err(LeaseError::InvalidArgument("lease name must not be empty"));
+        }
+        if session_id.as_deref() == Some("") {
+            return Err(LeaseError::InvalidConfig(ConfigRule::SessionIdNonEmpty));
+        }
+        let id = shared.next_id();
+        let (status_tx, status_rx) = watch::channel(Status::NotHeld(LeaseError::NoLease));
+        shared.send(Command::Create {
+            id,
+            kind: MachineKind::Lease {
+                name: name.clone(),
+                status: status_tx,
+            },
+        })?;
+        Ok(Lease {
+            shared,
+            id,
+            name,
+            session_id,
+            status: StatusView::new(status_rx),
+            detached: false,
+        })
+    }
+
+    /// The lease key.
+    pub fn name(&self) -> &Bytes {
+        &self.name
+    }
+
+    /// The value this handle stores as holder: `clientId` or `clientId:sessionId`.
+    pub fn holder_value(&self) -> Bytes {
+        core_lease::holder_value(self.shared.client_id(), self.session_id.as_deref())
+    }
+
+    fn options(&self, options: &AcquireOptions) -> LeaseOptions {
+        options.to_core(self.shared.request_timeout, self.session_id.as_deref())
+    }
+
+    /// One acquisition attempt (`SET name holder NEX PX duration`): `true` when held, `false`
+    /// when someone else holds it. With [`AcquireOptions::renew`] the lease then renews itself
+    /// until released or lost. While held without auto-renew, this renews manually.
+    pub async fn acquire(
+        &self,
+        duration: Duration,
+        options: &AcquireOptions,
+    ) -> Result<bool, LeaseError> {
+        let seq = self.shared.next_id();
+        let mut guard = AbandonGuard::new(self.shared.clone(), self.id, seq);
+        let options = self.options(options);
+        let result = call(&self.shared, self.id, |reply| Op::Acquire {
+            seq,
+            duration,
+            options,
+            reply,
+        })
+        .await;
+        guard.disarm();
+        result?
+    }
+
+    /// The current fencing token, or why there is none (`NoLease` when never acquired,
+    /// refused or released; `Lost` after a loss). Never returns a token past `safe_until`.
+    pub fn token(&self) -> Result<Hlc, LeaseError> {
+        self.status.token()
+    }
+
+    /// Whether the lease is held now (`now < safe_until`).
+    pub fn is_held(&self) -> bool {
+        self.status.safe_until().is_some()
+    }
+
+    /// Until when acting as the holder is safe, while held.
+    pub fn safe_until(&self) -> Option<tokio::time::Instant> {
+        self.status.safe_until()
+    }
+
+    /// Waits until the current hold ends and returns why: `Lost(..)` (raised at `safe_until`
+    /// at the latest when no renewal succeeded) or `NoLease` after a release. Returns at once
+    /// when not held.
+    pub async fn lost(&self) -> LeaseError {
+        self.status.ended().await
+    }
+
+    /// Who holds the lease (`GET`): `None` when free.
+    pub async fn holder(&self) -> Result<Option<Bytes>, LeaseError> {
+        let timeout = Some(self.shared.request_timeout);
+        call(&self.shared, self.id, |reply| Op::Holder { timeout, reply }).await?
+    }
+
+    /// Starts observing the lease (KEYNOTIFY): a stream of [`Change`]s (a release or an expiry
+    /// arrives as `held = false`). Drop the stream to stop observing.
+    pub async fn observe(&self) -> Result<LeaseObservation, LeaseError> {
+        let (tx, rx) = mpsc::channel(self.shared.notification_buffer);
+        let seq = self.shared.next_id();
+        let mut guard = AbandonGuard::new(self.shared.clone(), self.id, seq);
+        let result = call(&self.shared, self.id, |reply| Op::ObserveStart {
+            seq,
+            tx,
+            reply,
+        })
+        .await;
+        guard.disarm();
+        result??;
+        Ok(LeaseObservation {
+            rx,
+            _stop: AbandonGuard::new(self.shared.clone(), self.id, seq),
+        })
+    }
+
+    /// Releases: stops renewing and clears the token first, then `VDEL name holder`. Reports
+    /// honestly what the store found.
+    pub async fn release(&self) -> Result<ReleaseOutcome, LeaseError> {
+        let options = self.options(&AcquireOptions::new());
+        call(&self.shared, self.id, |reply| Op::Release {
+            options,
+            reply,
+        })
+        .await?
+    }
+
+    /// Gives up the handle without releasing: a held lease stops renewing and expires on the
+    /// store by itself.
+    pub fn detach(mut self) {
+        self.detached = true;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = self.shared.send(Command::Machine {
+            id: self.id,
+            op: Op::Drop {
+                release: !self.detached,
+            },
+        });
+    }
+}
+
+/// The stream of [`Change`]s of an observed lease. Dropping it stops the observation (KEYNOTIFY
+/// STOP with its own timeout).
+///
+/// ```no_run
+/// # async fn demo(lease: leasedlock_tokio::Lease) -> Result<(), leasedlock_tokio::LeaseError> {
+/// let mut changes = lease.observe().await?;
+/// while let Some(change) = changes.next().await {
+///     println!("held: {}, by {:?}", change.held, change.holder);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct LeaseObservation {
+    rx: mpsc::Receiver<Change>,
+    _stop: AbandonGuard,
+}
+
+impl LeaseObservation {
+    /// The next change; `None` when the lease handle or the connection is gone.
+    pub async fn next(&mut self) -> Option<Change> {
+        self.rx.recv().await
+    }
+}
+
+impl futures_core::Stream for LeaseObservation {
+    type Item = Change;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
+        self.rx.poll_recv(cx)
+    }
+}

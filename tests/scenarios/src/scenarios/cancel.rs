@@ -1,0 +1,104 @@
+//! Dropped futures and streams leave nothing behind on the server.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use leasedlock_core::edit::EditDecision;
+
+use super::{connect, until_absent};
+use crate::adapter::{Conn, LeaseApi, LockApi, Runtime};
+use crate::env::Env;
+use crate::util::{eventually, must, unique, within};
+
+const T: Duration = Duration::from_secs(5);
+
+/// A dropped `lock()` wait, `edit()` wait, key observation, lease observation, `observe()` call
+/// and `acquire()` call each leave no KEYNOTIFY registration and no lease on the store.
+pub async fn dropped_futures_leave_nothing_behind<R: Runtime>(rt: &R, env: &Env) {
+    let a = connect(rt, env, "cancel-a").await;
+    let b = connect(rt, env, "cancel-b").await;
+    let baseline = env.registrations();
+    let settled = |what: &'static str| async move {
+        assert!(
+            eventually(rt, Duration::from_secs(3), || env.registrations()
+                == baseline)
+            .await,
+            "{what}: registrations {} != baseline {baseline}",
+            env.registrations()
+        );
+    };
+
+    let name = Bytes::from(unique("cancel-lock"));
+    let la = a.lock(name.clone()).unwrap();
+    must(rt, T, "lock", la.lock(Duration::from_secs(10), None, None))
+        .await
+        .unwrap();
+    let lb = b.lock(name.clone()).unwrap();
+    // A waiting lock() dropped mid-wait.
+    assert!(within(
+        rt,
+        Duration::from_millis(300),
+        lb.lock(Duration::from_secs(10), None, None)
+    )
+    .await
+    .is_none());
+    settled("dropped lock wait").await;
+    let (holder, _) = must(rt, T, "get", b.get(name.clone()))
+        .await
+        .unwrap()
+        .expect("still held");
+    assert_eq!(
+        holder,
+        Bytes::from(a.client_id()),
+        "the abandoned wait took nothing"
+    );
+    // A waiting edit() dropped mid-wait.
+    let key = Bytes::from(unique("cancel-edit"));
+    let edit = lb.edit(
+        key.clone(),
+        Duration::from_secs(10),
+        Box::new(|_| EditDecision::Set(Bytes::from_static(b"x"))),
+    );
+    assert!(within(rt, Duration::from_millis(300), edit).await.is_none());
+    settled("dropped edit wait").await;
+    assert_eq!(
+        must(rt, T, "get", b.get(key)).await,
+        Ok(None),
+        "the abandoned edit wrote nothing"
+    );
+
+    // Observations dropped after and before their registration completed.
+    let k = Bytes::from(unique("cancel-obs"));
+    let obs = must(rt, T, "observe", b.observe(k.clone())).await.unwrap();
+    assert!(eventually(rt, T, || env.registrations() == baseline + 1).await);
+    drop(obs);
+    settled("dropped key observation").await;
+    assert!(within(rt, Duration::ZERO, b.observe(k)).await.is_none());
+    settled("dropped observe() call").await;
+    let lease = b.lease(name.clone(), None).unwrap();
+    let changes = must(rt, T, "observe lease", lease.observe()).await.unwrap();
+    assert!(eventually(rt, T, || env.registrations() == baseline + 1).await);
+    drop(changes);
+    settled("dropped lease observation").await;
+
+    // An acquire dropped before its answer: whatever it took is released.
+    let free = Bytes::from(unique("cancel-acquire"));
+    let lease = b.lease(free.clone(), None).unwrap();
+    assert!(within(
+        rt,
+        Duration::ZERO,
+        lease.acquire(Duration::from_secs(30), None)
+    )
+    .await
+    .is_none());
+    assert!(
+        until_absent(rt, &a, &free, T).await,
+        "an abandoned acquire is released"
+    );
+    drop(lease);
+
+    must(rt, T, "unlock", la.unlock()).await.unwrap();
+    settled("after unlock").await;
+    a.close().await;
+    b.close().await;
+}
