@@ -364,19 +364,19 @@ impl View {
             return;
         }
         let holder = board.holder.map(name).unwrap_or_else(|| "(none)".into());
+        // Milliseconds and counter identify the token; the node id would overflow 80 columns.
         let token = board
             .token
             .as_ref()
-            .map(|t| t.to_string())
+            .map(|t| format!("{}:{}", t.millis, t.counter))
             .unwrap_or_default();
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r\x1b[K  {:>5.1}s/{}s  holder {holder:<8} token {token:<44} handovers {:<5} fenced writes {:<6} overlaps {}",
+            "\r\x1b[K {:>4.1}s/{}s  holder {holder:<7} token {token:<16} handovers {:<5} overlaps {}",
             elapsed.as_secs_f64(),
             total.as_secs(),
             board.handovers,
-            board.fenced_writes,
             board.overlaps
         );
         let _ = err.flush();
