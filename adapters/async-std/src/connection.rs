@@ -18,6 +18,10 @@ use crate::driver::{self, Driver};
 use crate::options::{ConnectionOptions, OptionsError};
 use crate::state_store::{KeyChange, ObserveError, StateStore, StoreError};
 
+/// The longest [`Connection::close`] waits for the driver to say goodbye (it flushes a
+/// DISCONNECT for at most a second) before detaching.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// The connection's state as the driver last saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -144,6 +148,13 @@ impl Shared {
         }
     }
 
+    /// Gives up on the driver: no command reaches it any more (it ends when it next runs and
+    /// finds its inbox closed) and the state is `Closed` for good.
+    pub(crate) fn detach(&self) {
+        self.commands.close();
+        self.set_state(ConnectionState::Closed);
+    }
+
     /// Waits until connected or closed.
     async fn wait_connected(&self) -> Result<(), ConnectError> {
         loop {
@@ -252,10 +263,28 @@ impl Connection {
     /// Leaves: releases nothing by itself (handles do that when dropped), sends DISCONNECT with
     /// Session Expiry 0 so the broker forgets the session, and stops the driver. Requests still
     /// waiting end with [`StoreError::Closed`].
+    ///
+    /// Bounded: if the driver has not finished within [`CLOSE_GRACE`] (a stuck peer, a starved
+    /// executor), the connection is detached instead: every handle fails with
+    /// [`StoreError::Closed`] from then on and the driver stops as soon as it runs again.
     pub async fn close(&self) {
         let (done, wait) = oneshot::channel();
         if self.shared.send(Command::Close { done }).is_ok() {
-            let _ = wait.await;
+            let finished = async {
+                let _ = wait.await;
+                true
+            };
+            let expired = async {
+                async_io::Timer::after(CLOSE_GRACE).await;
+                false
+            };
+            if !futures_lite::future::or(finished, expired).await {
+                tracing::warn!("driver did not finish closing in time; detaching");
+                self.shared.detach();
+            }
+        } else {
+            // Already closed (or the driver is gone): make sure the state says so.
+            self.shared.detach();
         }
     }
 }
@@ -305,6 +334,45 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err, ConnectError::Options(OptionsError::BadClientId));
+    }
+
+    /// A connection whose driver never runs (stuck or starved): `inbox` is kept alive and
+    /// never read.
+    fn stuck_connection() -> (Connection, async_channel::Receiver<Command>) {
+        let (commands, inbox) = async_channel::unbounded();
+        let shared = Arc::new(Shared {
+            commands,
+            state: Mutex::new(ConnectionState::Connected),
+            state_changed: Event::new(),
+            client_id: "stuck".into(),
+            ids: AtomicU64::new(0),
+            notification_buffer: 4,
+        });
+        let conn = Connection {
+            shared,
+            connect_timeout: Duration::from_secs(1),
+        };
+        (conn, inbox)
+    }
+
+    #[async_std::test]
+    async fn close_detaches_from_a_driver_that_does_not_answer() {
+        let (conn, inbox) = stuck_connection();
+        let started = std::time::Instant::now();
+        conn.close().await;
+        let took = started.elapsed();
+        assert!(took >= CLOSE_GRACE && took < CLOSE_GRACE * 2, "{took:?}");
+        assert_eq!(conn.state(), ConnectionState::Closed);
+        // Handles fail fast from now on, and the driver would find its inbox closed after
+        // the `Close` it never read.
+        let err = conn.state_store().get("k", None).await.unwrap_err();
+        assert_eq!(err, StoreError::Closed);
+        assert!(matches!(inbox.recv().await, Ok(Command::Close { .. })));
+        assert!(inbox.recv().await.is_err());
+        // Closing again returns at once.
+        let started = std::time::Instant::now();
+        conn.close().await;
+        assert!(started.elapsed() < CLOSE_GRACE);
     }
 
     #[async_std::test]

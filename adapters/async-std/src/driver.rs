@@ -39,6 +39,9 @@ const TOKEN_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a closing link may take to flush before its socket is shut down.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// Loop turns between two voluntary yields to the executor.
+const YIELD_EVERY: u32 = 16;
+
 /// Why the driver could not be built.
 #[derive(Debug)]
 pub(crate) enum BuildError {
@@ -260,7 +263,15 @@ impl Driver {
         let mut attempt: Option<Attempt> = Some(self.attempt());
         let mut retry_at: Option<std::time::Instant> = None;
         let mut closing: Option<oneshot::Sender<()>> = None;
+        let mut turns: u32 = 0;
         loop {
+            // A wake that is always ready (a due timer, a busy socket) would otherwise keep this
+            // task on its executor thread for good; async-std has only one per core, so other
+            // connections' drivers, and the `Close` they wait for, would starve.
+            turns = turns.wrapping_add(1);
+            if turns % YIELD_EVERY == 0 {
+                future::yield_now().await;
+            }
             let deadline = [
                 self.next_deadline(),
                 retry_at,

@@ -19,7 +19,7 @@ mod options;
 pub mod state_store;
 mod transport;
 
-pub use connection::{ConnectError, Connection, ConnectionState};
+pub use connection::{ConnectError, Connection, ConnectionState, CLOSE_GRACE};
 pub use leasedlock_core::hlc::Hlc;
 pub use options::{
     Authentication, ConnectionOptions, OptionsError, Secret, TlsOptions, K8S_SAT_METHOD,

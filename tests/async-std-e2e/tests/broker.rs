@@ -1,0 +1,135 @@
+//! The transport against a real Mosquitto with no state store behind it: connecting, request
+//! outcomes when nobody serves the store, closing, and `Connection::close` completing promptly
+//! whatever the connection is doing (connected, broker gone, broker restarting). Each test runs
+//! on its own private Mosquitto, so restarting it disturbs nobody and no other test binary's
+//! emulator answers its requests.
+
+use std::time::{Duration, Instant};
+
+use leasedlock_async_std::{
+    Connection, ConnectionOptions, ConnectionState, SetOptions, StoreError, CLOSE_GRACE,
+};
+use leasedlock_scenarios::PrivateBroker;
+
+/// What a close may take: the driver's grace plus scheduling slack.
+const CLOSE_BOUND: Duration = Duration::from_millis(CLOSE_GRACE.as_millis() as u64 + 1000);
+
+fn options(port: u16, id: &str) -> ConnectionOptions {
+    ConnectionOptions::new("127.0.0.1", port, format!("{id}-{}", std::process::id()))
+        .connect_timeout(Duration::from_secs(2))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .request_timeout(Duration::from_millis(800))
+}
+
+async fn close_bounded(conn: &Connection) {
+    let started = Instant::now();
+    let closed = async {
+        conn.close().await;
+        true
+    };
+    let hung = async {
+        async_std::task::sleep(CLOSE_BOUND * 2).await;
+        false
+    };
+    assert!(
+        futures_lite::future::or(closed, hung).await,
+        "close() did not complete"
+    );
+    assert!(started.elapsed() <= CLOSE_BOUND, "{:?}", started.elapsed());
+    assert_eq!(conn.state(), ConnectionState::Closed);
+}
+
+#[async_std::test]
+async fn close_while_the_broker_is_down() {
+    let mut broker = PrivateBroker::start();
+    let conn = Connection::connect(options(broker.port(), "as-close-down"))
+        .await
+        .unwrap();
+    broker.stop();
+    // Let the driver notice and go through a few reconnect attempts and back-offs.
+    async_std::task::sleep(Duration::from_millis(500)).await;
+    close_bounded(&conn).await;
+}
+
+#[async_std::test]
+async fn close_while_the_broker_restarts() {
+    let mut broker = PrivateBroker::start();
+    let conn = Connection::connect(options(broker.port(), "as-close-restart"))
+        .await
+        .unwrap();
+    for round in 0..5u64 {
+        broker.stop();
+        async_std::task::sleep(Duration::from_millis(30 * round)).await;
+        broker.resume();
+        async_std::task::sleep(Duration::from_millis(20 * round)).await;
+    }
+    close_bounded(&conn).await;
+}
+
+#[async_std::test]
+async fn stress_close_around_restarts() {
+    let mut broker = PrivateBroker::start();
+    for i in 0..40u64 {
+        let conn = Connection::start(options(broker.port(), &format!("as-stress-{i}")))
+            .await
+            .unwrap();
+        async_std::task::sleep(Duration::from_millis(i % 7 * 3)).await;
+        if i % 2 == 0 {
+            broker.stop();
+        }
+        async_std::task::sleep(Duration::from_millis(i % 5 * 4)).await;
+        close_bounded(&conn).await;
+        if i % 2 == 0 {
+            broker.resume();
+        }
+    }
+}
+
+#[async_std::test]
+async fn connects_and_closes() {
+    let broker = PrivateBroker::start();
+    let conn = Connection::connect(options(broker.port(), "as-connect"))
+        .await
+        .unwrap();
+    assert_eq!(conn.state(), ConnectionState::Connected);
+    close_bounded(&conn).await;
+    // A closed connection refuses work with a typed error.
+    let err = conn.state_store().get("k", None).await.unwrap_err();
+    assert_eq!(err, StoreError::Closed);
+}
+
+#[async_std::test]
+async fn request_without_a_store_times_out_after_being_sent() {
+    // A private broker: on the shared one another binary's emulator may serve the store.
+    let broker = PrivateBroker::start();
+    let conn = Connection::connect(options(broker.port(), "as-nostore"))
+        .await
+        .unwrap();
+    let err = conn
+        .state_store()
+        .set(
+            "k",
+            "v",
+            &SetOptions::new().timeout(Duration::from_millis(500)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::Timeout { sent: true });
+    close_bounded(&conn).await;
+}
+
+#[async_std::test]
+async fn dropped_handles_stop_the_driver() {
+    let broker = PrivateBroker::start();
+    let conn = Connection::connect(options(broker.port(), "as-drop"))
+        .await
+        .unwrap();
+    let store = conn.state_store();
+    drop(conn);
+    // The store handle keeps the driver alive.
+    let err = store
+        .get("k", Some(Duration::from_millis(300)))
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::Timeout { sent: true });
+}

@@ -1,0 +1,35 @@
+//! `Connection::close` stays bounded when the driver cannot run: here every executor thread
+//! of async-std is blocked by other (misbehaving) tasks, as a busy test process or a runaway
+//! task would do. Its own binary, because it stalls the whole executor for a few seconds.
+
+use std::time::{Duration, Instant};
+
+use leasedlock_async_std::{Connection, ConnectionOptions, ConnectionState, CLOSE_GRACE};
+use leasedlock_scenarios::PrivateBroker;
+
+#[async_std::test]
+async fn close_is_bounded_while_the_executor_is_starved() {
+    let broker = PrivateBroker::start();
+    let options = ConnectionOptions::new(
+        "127.0.0.1",
+        broker.port(),
+        format!("as-starved-{}", std::process::id()),
+    );
+    let conn = Connection::connect(options).await.unwrap();
+    // More blockers than executor threads: the driver gets no thread until they finish.
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let blocked_for = CLOSE_GRACE + Duration::from_secs(2);
+    let blockers: Vec<_> = (0..threads)
+        .map(|_| async_std::task::spawn(async move { std::thread::sleep(blocked_for) }))
+        .collect();
+    // Let the blockers take the threads.
+    async_std::task::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    conn.close().await;
+    let took = started.elapsed();
+    assert!(took < CLOSE_GRACE + Duration::from_secs(1), "{took:?}");
+    assert_eq!(conn.state(), ConnectionState::Closed);
+    for b in blockers {
+        b.await;
+    }
+}
