@@ -18,10 +18,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// Writes one line to stderr; a closed stderr is ignored (`eprintln!` would panic).
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "leasedlock-emulator: {}", format_args!($($arg)*));
+    }};
+}
+
 pub mod convert;
 pub mod persist;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +75,9 @@ pub struct EmulatorConfig {
     pub keep_alive: Duration,
     /// Requests queued between the network task and the store before new ones are shed.
     pub queue_len: usize,
+    /// Payload bytes queued between the network task and the store before new requests are
+    /// shed.
+    pub queue_bytes: usize,
     /// The store model's configuration (node id, bounds).
     pub store: StoreConfig,
     /// Log connection events and dropped requests to stderr.
@@ -84,6 +96,7 @@ impl EmulatorConfig {
             data_dir: None,
             keep_alive: Duration::from_secs(30),
             queue_len: 10_000,
+            queue_bytes: 64 << 20,
             store: StoreConfig {
                 node_id: Bytes::from_static(b"leasedlock-emulator"),
                 hash_seed: random_seed(),
@@ -152,7 +165,7 @@ pub struct Emulator {
     stop: watch::Sender<bool>,
     net: JoinHandle<()>,
     store: JoinHandle<()>,
-    snapshot: Arc<Mutex<Snapshot>>,
+    ctx: Arc<Ctx>,
 }
 
 /// How long [`Emulator::start`] waits for the broker to accept the subscription.
@@ -182,7 +195,14 @@ impl Emulator {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (req_tx, req_rx) = mpsc::channel(config.queue_len.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
-        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let ctx = Arc::new(Ctx {
+            snapshot: Mutex::new(Snapshot::default()),
+            queued: Queued {
+                bytes: AtomicUsize::new(0),
+                max: config.queue_bytes,
+            },
+            verbose: config.verbose,
+        });
 
         let net = tokio::spawn(network_task(
             eventloop,
@@ -190,8 +210,7 @@ impl Emulator {
             req_tx,
             ready_tx,
             stop_rx.clone(),
-            snapshot.clone(),
-            config.verbose,
+            ctx.clone(),
         ));
         let store_task = tokio::spawn(store_task(
             store,
@@ -200,14 +219,13 @@ impl Emulator {
             client,
             req_rx,
             stop_rx,
-            snapshot.clone(),
-            config.verbose,
+            ctx.clone(),
         ));
         let emulator = Emulator {
             stop: stop_tx,
             net,
             store: store_task,
-            snapshot,
+            ctx,
         };
         match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
             Ok(Ok(())) => Ok(emulator),
@@ -227,7 +245,7 @@ impl Emulator {
 
     /// The store's counters and sizes as of the last handled event.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.lock().map(|s| *s).unwrap_or_default()
+        self.ctx.snapshot.lock().map(|s| *s).unwrap_or_default()
     }
 
     /// Stops serving: the store task ends, the connection is closed with a DISCONNECT.
@@ -276,12 +294,12 @@ fn restore(d: &Durable, store: &mut Store, now: Now, verbose: bool) -> Result<()
                 Ok(false) => d.remove(&rec.key).map_err(EmulatorError::Persist)?,
                 Err(e) => {
                     if verbose {
-                        eprintln!("leasedlock-emulator: not restoring a key: {e}");
+                        log!("not restoring a key: {e}");
                     }
                 }
             },
             Err(key) => {
-                eprintln!("leasedlock-emulator: dropping an unreadable record");
+                log!("dropping an unreadable record");
                 d.remove(&key).map_err(EmulatorError::Persist)?;
             }
         }
@@ -293,7 +311,14 @@ fn mqtt_options(config: &EmulatorConfig) -> Result<MqttOptions, EmulatorError> {
     let mut o = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     o.set_keep_alive(config.keep_alive);
     o.set_clean_start(true);
-    o.set_max_packet_size(Some(256 * 1024 * 1024));
+    // The broker drops larger packets for us instead of sending them: no request can be bigger
+    // than the largest key and value the store accepts, plus room for properties.
+    let largest = config
+        .store
+        .max_value_len
+        .saturating_add(config.store.max_key_len)
+        .saturating_add(1 << 20);
+    o.set_max_packet_size(Some(u32::try_from(largest).unwrap_or(u32::MAX)));
     if let Some((user, pass)) = &config.credentials {
         o.set_credentials(user.clone(), pass.clone());
     }
@@ -330,9 +355,9 @@ async fn network_task(
     requests: mpsc::Sender<rumqttc::v5::mqttbytes::v5::Publish>,
     ready: oneshot::Sender<()>,
     mut stop: watch::Receiver<bool>,
-    snapshot: Arc<Mutex<Snapshot>>,
-    verbose: bool,
+    ctx: Arc<Ctx>,
 ) {
+    let (queued, verbose) = (&ctx.queued, ctx.verbose);
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -351,12 +376,12 @@ async fn network_task(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(50);
                 if verbose {
-                    eprintln!("leasedlock-emulator: connected; subscribing to {REQUEST_TOPIC}");
+                    log!("connected; subscribing to {REQUEST_TOPIC}");
                 }
                 // rumqttc never resubscribes by itself. The request channel is empty right after
                 // a (re)connect, so this cannot fail for lack of room.
                 if let Err(e) = client.try_subscribe(REQUEST_TOPIC, QoS::AtLeastOnce) {
-                    eprintln!("leasedlock-emulator: subscribe failed: {e}");
+                    log!("subscribe failed: {e}");
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -365,8 +390,17 @@ async fn network_task(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Err(mpsc::error::TrySendError::Full(_)) = requests.try_send(p) {
-                    if let Ok(mut s) = snapshot.lock() {
+                let len = p.payload.len();
+                let accepted = if !queued.reserve(len) {
+                    false
+                } else if requests.try_send(p).is_err() {
+                    queued.release(len);
+                    false
+                } else {
+                    true
+                };
+                if !accepted {
+                    if let Ok(mut s) = ctx.snapshot.lock() {
                         s.shed += 1;
                     }
                 }
@@ -390,7 +424,6 @@ async fn network_task(
 
 /// Owns the store: feeds it requests and timer expiries, and carries out its outputs in order
 /// (durable writes before the reply that follows them).
-#[allow(clippy::too_many_arguments)]
 async fn store_task(
     mut store: Store,
     clock: Clock,
@@ -398,9 +431,9 @@ async fn store_task(
     client: AsyncClient,
     mut requests: mpsc::Receiver<rumqttc::v5::mqttbytes::v5::Publish>,
     mut stop: watch::Receiver<bool>,
-    snapshot: Arc<Mutex<Snapshot>>,
-    verbose: bool,
+    ctx: Arc<Ctx>,
 ) {
+    let (queued, verbose) = (&ctx.queued, ctx.verbose);
     loop {
         let deadline = store.poll_timeout().map(|at| clock.deadline(at));
         tokio::select! {
@@ -409,6 +442,7 @@ async fn store_task(
             _ = sleep_until(deadline) => store.handle_timeout(clock.now()),
             p = requests.recv() => match p {
                 Some(p) => {
+                    queued.release(p.payload.len());
                     let msg = convert::to_message(&p);
                     store.handle_request(&msg, clock.now());
                 }
@@ -428,32 +462,65 @@ async fn store_task(
                         .await
                     {
                         if verbose {
-                            eprintln!("leasedlock-emulator: publish refused: {e}");
+                            log!("publish refused: {e}");
                         }
                     }
                 }
                 StoreOutput::Persist(rec) => {
                     if let Some(d) = &durable {
                         if let Err(e) = d.put(&rec) {
-                            eprintln!("leasedlock-emulator: persisting a key failed: {e}");
+                            log!("persisting a key failed: {e}");
                         }
                     }
                 }
                 StoreOutput::Forget(key) => {
                     if let Some(d) = &durable {
                         if let Err(e) = d.remove(&key) {
-                            eprintln!("leasedlock-emulator: forgetting a key failed: {e}");
+                            log!("forgetting a key failed: {e}");
                         }
                     }
                 }
                 _ => {}
             }
         }
-        if let Ok(mut s) = snapshot.lock() {
+        if let Ok(mut s) = ctx.snapshot.lock() {
             s.stats = store.stats();
             s.keys = store.len();
             s.registrations = store.registration_count();
         }
+    }
+}
+
+/// State the emulator's tasks share.
+struct Ctx {
+    snapshot: Mutex<Snapshot>,
+    queued: Queued,
+    verbose: bool,
+}
+
+/// Payload bytes waiting between the network task and the store.
+struct Queued {
+    bytes: AtomicUsize,
+    max: usize,
+}
+
+impl Queued {
+    /// Counts `len` more bytes; `false` (and nothing counted) if that would pass the bound.
+    fn reserve(&self, len: usize) -> bool {
+        self.bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                let n = b.checked_add(len)?;
+                (n <= self.max).then_some(n)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, len: usize) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_sub(len))
+            });
     }
 }
 

@@ -9,6 +9,14 @@ use bytes::Bytes;
 use clap::Parser;
 use leasedlock_emulator::{Emulator, EmulatorConfig, TlsOptions};
 
+/// Writes one line to stderr; a closed stderr is ignored (`eprintln!` would panic).
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "leasedlock-emulator: {}", format_args!($($arg)*));
+    }};
+}
+
 /// An Azure IoT Operations state store emulator on a standard MQTT 5 broker.
 #[derive(Debug, Parser)]
 #[command(name = "leasedlock-emulator", version)]
@@ -130,12 +138,14 @@ async fn wait_for_signal() {
     }
 }
 
-#[tokio::main]
+/// One thread: the store is sequential anyway, and hand-offs between worker threads cost more
+/// than they save on a loaded machine.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = match config(Args::parse()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("leasedlock-emulator: {e}");
+            log!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -143,11 +153,11 @@ async fn main() -> ExitCode {
     let emulator = match Emulator::start(config).await {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("leasedlock-emulator: {e}");
+            log!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("leasedlock-emulator: serving the state store on {broker}");
+    log!("serving the state store on {broker}");
     wait_for_signal().await;
     let snap = emulator.snapshot();
     let _ = tokio::time::timeout(Duration::from_secs(5), emulator.shutdown()).await;

@@ -273,35 +273,43 @@ impl Store {
                 return;
             }
         };
-        if let Some(mut reply) = self
+        if let Some(cached) = self
             .cache
             .replay(&req.source_id, &req.correlation, now.mono)
         {
-            // Answer where this copy asks, in case only the original's topic differed.
-            reply.topic = req.response_topic;
             self.stats.replayed += 1;
+            let version = cached.version.map(|v| self.hlc(v));
+            // Answer where this copy asks, in case only the original's topic differed.
+            let reply = envelope::build_response(
+                req.response_topic,
+                req.correlation,
+                Some(cached.remaining_secs),
+                cached.payload,
+                version.as_ref(),
+            );
             self.out.push_back(StoreOutput::Publish(reply));
             return;
         }
         let (outcome, cacheable) = self.execute(&req, now);
         let expiry = (req.expiry_secs > 0).then_some(req.expiry_secs);
         let version = outcome.version.map(|v| self.hlc(v));
-        let reply = envelope::build_response(
-            req.response_topic.clone(),
-            req.correlation.clone(),
-            expiry,
-            outcome.payload,
-            version.as_ref(),
-        );
         if cacheable {
             self.cache.insert(
-                Bytes::copy_from_slice(&req.source_id),
-                Bytes::copy_from_slice(&req.correlation),
-                reply.clone(),
+                &req.source_id,
+                &req.correlation,
+                outcome.payload.clone(),
+                outcome.version,
                 now.mono,
                 Duration::from_secs(u64::from(req.expiry_secs)),
             );
         }
+        let reply = envelope::build_response(
+            req.response_topic,
+            req.correlation,
+            expiry,
+            outcome.payload,
+            version.as_ref(),
+        );
         self.out.push_back(StoreOutput::Publish(reply));
         match outcome.change {
             Some(Change::Set { key, value }) => {
@@ -364,11 +372,13 @@ impl Store {
         };
         self.clock.observe(version.millis, u64::from(counter));
         let mut e = Entry::new(&rec.key, &rec.value, version);
-        e.fence = rec.fencing_token.clone().map(Box::new);
         e.set_persisted(true);
-        if let Some(ms) = remaining_ms {
-            let at = now.mono + Duration::from_millis(ms);
-            e.expires_nanos = at.as_nanos();
+        let expires = remaining_ms.map(|ms| now.mono + Duration::from_millis(ms));
+        e.set_expiry_and_fence(
+            expires.map_or(NO_EXPIRY, Instant::as_nanos),
+            rec.fencing_token.clone(),
+        );
+        if let Some(at) = expires {
             self.expiry.insert((at, Box::from(&rec.key[..])));
         }
         self.data_bytes += new_len;
@@ -433,9 +443,9 @@ impl Store {
         KeyInfo {
             value: Bytes::copy_from_slice(e.value()),
             version: self.hlc(e.version()),
-            fencing_token: e.fence.as_deref().cloned(),
-            expires_at: (e.expires_nanos != NO_EXPIRY)
-                .then(|| Instant::from_nanos(e.expires_nanos)),
+            fencing_token: e.fence().cloned(),
+            expires_at: (e.expires_nanos() != NO_EXPIRY)
+                .then(|| Instant::from_nanos(e.expires_nanos())),
             persisted: e.persisted(),
         }
     }
@@ -469,9 +479,9 @@ impl Store {
     fn remove_key(&mut self, key: &[u8], forget: bool) -> Option<Entry> {
         let e = self.keys.remove(key)?;
         self.data_bytes = self.data_bytes.saturating_sub(e.data_len());
-        if e.expires_nanos != NO_EXPIRY {
+        if e.expires_nanos() != NO_EXPIRY {
             self.expiry
-                .remove(&(Instant::from_nanos(e.expires_nanos), Box::from(key)));
+                .remove(&(Instant::from_nanos(e.expires_nanos()), Box::from(key)));
         }
         if forget && e.persisted() {
             self.out
@@ -572,7 +582,7 @@ impl Store {
 
     /// Fencing rule (spec §4, steps 3–5) for a key that exists.
     fn fencing_refusal(e: &Entry, ft: Option<&Hlc>) -> Option<ServiceError> {
-        let stored = e.fence.as_deref()?;
+        let stored = e.fence()?;
         match ft {
             None => Some(ServiceError::MissingFencingToken),
             Some(f) if f < stored => Some(ServiceError::FencingTokenLowerVersion),
@@ -607,12 +617,12 @@ impl Store {
                 return Outcome::fixed(reply::NOT_APPLIED, Some(e.version()));
             }
             // Keep the larger of the stored token and the request's.
-            if let Some(stored) = e.fence.as_deref() {
+            if let Some(stored) = e.fence() {
                 if fence.as_ref().is_none_or(|f| f < stored) {
                     fence = Some(stored.clone());
                 }
             }
-            old = Some((e.data_len(), e.expires_nanos, e.persisted()));
+            old = Some((e.data_len(), e.expires_nanos(), e.persisted()));
         }
         let old_len = old.map_or(0, |o| o.0);
         let new_len = key.len() + value.len();
@@ -633,19 +643,16 @@ impl Store {
         // Redis semantics: a SET without PX clears an earlier TTL.
         let expires = px_ms.map(|ms| now.mono + Duration::from_millis(ms));
         let expires_nanos = expires.map_or(NO_EXPIRY, Instant::as_nanos);
-        let fence_box = fence.clone().map(Box::new);
         match self.keys.get_mut(&key) {
             Some(e) => {
                 e.set_value(&value);
                 e.set_version(version);
-                e.fence = fence_box;
-                e.expires_nanos = expires_nanos;
+                e.set_expiry_and_fence(expires_nanos, fence.clone());
                 e.set_persisted(persist);
             }
             None => {
                 let mut e = Entry::new(&key, &value, version);
-                e.fence = fence_box;
-                e.expires_nanos = expires_nanos;
+                e.set_expiry_and_fence(expires_nanos, fence.clone());
                 e.set_persisted(persist);
                 self.keys.insert_new(e);
             }

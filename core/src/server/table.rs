@@ -1,7 +1,7 @@
 //! The store's key table: a compact hash table from key bytes to [`Entry`].
 //!
 //! Memory matters here (the emulator's target is under 3x the raw key+value bytes), so each key
-//! costs one allocation holding the key and value back to back, a 48-byte [`Entry`] in a dense
+//! costs one allocation holding the key and value back to back, a 40-byte [`Entry`] in a dense
 //! vector, and a 4-byte slot in an open-addressing index kept at most half full. Deletion swaps the
 //! last entry into the hole and shifts the probe run back, so there are no tombstones. The hash is
 //! SipHash keyed by a caller-supplied seed, so a hostile client cannot force long probe runs
@@ -24,6 +24,13 @@ pub(crate) struct Version {
 /// Marks "no PX deadline" in [`Entry::expires_nanos`].
 pub(crate) const NO_EXPIRY: u64 = u64::MAX;
 
+/// The fields most keys do not use, kept out of line so a plain key costs 8 bytes for both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Extra {
+    expires_nanos: u64,
+    fence: Option<Hlc>,
+}
+
 const PERSISTED_BIT: u32 = 1 << 31;
 
 /// One stored key.
@@ -32,8 +39,8 @@ pub(crate) struct Entry {
     /// Key bytes followed by value bytes.
     kv: Box<[u8]>,
     pub(crate) millis: u64,
-    pub(crate) expires_nanos: u64,
-    pub(crate) fence: Option<Box<Hlc>>,
+    /// PX deadline and fencing token, when either is set.
+    extra: Option<Box<Extra>>,
     pub(crate) counter: u32,
     /// Key length; the top bit says the key was written with `aio-persistence: true`.
     key_len_flags: u32,
@@ -48,8 +55,7 @@ impl Entry {
         Entry {
             kv: kv.into_boxed_slice(),
             millis: version.millis,
-            expires_nanos: NO_EXPIRY,
-            fence: None,
+            extra: None,
             counter: version.counter,
             key_len_flags: (key.len() as u32) & !PERSISTED_BIT,
         }
@@ -77,6 +83,26 @@ impl Entry {
         kv.extend_from_slice(self.key());
         kv.extend_from_slice(value);
         self.kv = kv.into_boxed_slice();
+    }
+
+    /// The PX deadline (monotonic nanoseconds) or [`NO_EXPIRY`].
+    pub(crate) fn expires_nanos(&self) -> u64 {
+        self.extra.as_ref().map_or(NO_EXPIRY, |x| x.expires_nanos)
+    }
+
+    /// The fencing token protecting the key.
+    pub(crate) fn fence(&self) -> Option<&Hlc> {
+        self.extra.as_ref().and_then(|x| x.fence.as_ref())
+    }
+
+    /// Sets both out-of-line fields.
+    pub(crate) fn set_expiry_and_fence(&mut self, expires_nanos: u64, fence: Option<Hlc>) {
+        self.extra = (expires_nanos != NO_EXPIRY || fence.is_some()).then(|| {
+            Box::new(Extra {
+                expires_nanos,
+                fence,
+            })
+        });
     }
 
     pub(crate) fn version(&self) -> Version {
@@ -181,6 +207,12 @@ impl KeyTable {
     pub(crate) fn insert_new(&mut self, entry: Entry) {
         if (self.entries.len() + 1) * 2 > self.index.len() {
             self.grow();
+        }
+        if self.entries.len() == self.entries.capacity() {
+            // Grow by a quarter rather than doubling: entries are most of the table's memory,
+            // and the emulator's target is under 3x the raw key+value bytes.
+            let extra = (self.entries.capacity() / 4).max(16);
+            self.entries.reserve_exact(extra);
         }
         let idx = self.entries.len() as u32;
         self.place(entry.key(), idx);
@@ -304,7 +336,13 @@ mod tests {
         );
         e.set_persisted(false);
         assert!(!e.persisted());
-        assert_eq!(core::mem::size_of::<Entry>(), 48);
+        assert_eq!(core::mem::size_of::<Entry>(), 40);
+        assert_eq!((e.expires_nanos(), e.fence()), (NO_EXPIRY, None));
+        let token = Hlc::new(1, 2, "n").unwrap();
+        e.set_expiry_and_fence(7, Some(token.clone()));
+        assert_eq!((e.expires_nanos(), e.fence()), (7, Some(&token)));
+        e.set_expiry_and_fence(NO_EXPIRY, None);
+        assert!(e.extra.is_none());
     }
 
     #[test]

@@ -1,0 +1,77 @@
+//! Test support: the emulator running on its own tokio runtime thread, so async-std tests can
+//! use it without tokio in the adapter.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use leasedlock_emulator::{Emulator, EmulatorConfig, Snapshot};
+
+/// The broker port (`LEASEDLOCK_MQTT_PORT`, default 1883).
+pub fn port() -> u16 {
+    std::env::var("LEASEDLOCK_MQTT_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1883)
+}
+
+/// The emulator of this test process. One per process: two emulators on one broker would both
+/// answer every request from their own stores.
+pub fn store() -> &'static TestStore {
+    static STORE: OnceLock<TestStore> = OnceLock::new();
+    STORE.get_or_init(|| TestStore::start("shared"))
+}
+
+/// A running emulator with a private client id; stopped when dropped.
+pub struct TestStore {
+    runtime: Option<tokio::runtime::Runtime>,
+    emulator: Option<Emulator>,
+}
+
+impl TestStore {
+    /// Starts an emulator against the test broker.
+    pub fn start(name: &str) -> TestStore {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let mut config = EmulatorConfig::new("127.0.0.1", port());
+        config.client_id = format!("emu-{name}-{}", std::process::id());
+        let emulator = runtime
+            .block_on(Emulator::start(config))
+            .expect("emulator must start (is Mosquitto running? scripts/mosquitto.sh start)");
+        TestStore {
+            runtime: Some(runtime),
+            emulator: Some(emulator),
+        }
+    }
+
+    /// The store's counters.
+    pub fn snapshot(&self) -> Snapshot {
+        self.emulator
+            .as_ref()
+            .map(Emulator::snapshot)
+            .unwrap_or_default()
+    }
+
+    /// Waits (up to 5 s) until `check` holds for the snapshot.
+    pub async fn wait_for(&self, check: impl Fn(&Snapshot) -> bool) -> Snapshot {
+        for _ in 0..100 {
+            let s = self.snapshot();
+            if check(&s) {
+                return s;
+            }
+            async_std::task::sleep(Duration::from_millis(50)).await;
+        }
+        self.snapshot()
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let (Some(rt), Some(emu)) = (self.runtime.take(), self.emulator.take()) {
+            rt.block_on(emu.shutdown());
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
