@@ -11,6 +11,8 @@
 //! - [`command`]: typed state-store requests and replies, with the service's error strings.
 //! - [`envelope`]: the MQTT 5 request/response/notification envelope as plain data.
 //! - [`client`]: the state-store client machine (in-flight table, timeouts, reconnects).
+//! - `sim` (feature `sim`): a deterministic simulator that runs many clients against the store
+//!   model over a faulty network in virtual time and checks the safety invariants.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,6 +28,8 @@ pub mod hex;
 pub mod hlc;
 pub mod resp3;
 pub mod rng;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod time;
 
 pub use time::{Duration, Instant, Now};
