@@ -11,6 +11,8 @@
 //! - [`command`]: typed state-store requests and replies, with the service's error strings.
 //! - [`envelope`]: the MQTT 5 request/response/notification envelope as plain data.
 //! - [`client`]: the state-store client machine (in-flight table, timeouts, reconnects).
+//! - [`lease`], [`lock`], [`edit`], [`leader`]: lease, lock, edit-under-lock and leader-election
+//!   machines driven through [`client::Requester`]; [`machine`] routes client outputs to them.
 //! - `sim` (feature `sim`): a deterministic simulator that runs many clients against the store
 //!   model over a faulty network in virtual time and checks the safety invariants.
 #![no_std]
@@ -23,13 +25,21 @@ extern crate std;
 
 pub mod client;
 pub mod command;
+pub mod edit;
 pub mod envelope;
 pub mod hex;
 pub mod hlc;
+pub mod leader;
+pub mod lease;
+pub mod lock;
+pub mod machine;
 pub mod resp3;
 pub mod rng;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod time;
+
+#[cfg(test)]
+mod testkit;
 
 pub use time::{Duration, Instant, Now};

@@ -1,0 +1,607 @@
+//! The edit machine (sans-IO): change one key under a lock.
+//!
+//! lock → `GET key` → [`EditEvent::Requested`] (the current value goes out) → the user answers
+//! with [`Edit::decide`] (set, delete or abort) → fenced `SET`/`DEL` with `__ft` = the lock's
+//! token → unlock, always → [`EditEvent::Done`]. Deleting a key that is absent (`DEL` → 0) is
+//! success: the official Go and .NET helpers loop forever there (spec §6.4).
+
+use alloc::collections::VecDeque;
+use bytes::Bytes;
+use core::fmt;
+use core::time::Duration;
+
+use crate::client::{Completion, Notification, RequestError, RequestId, RequestOptions, Requester};
+use crate::command::{Request, Response, SetCondition, SetOutcome};
+use crate::hlc::Hlc;
+use crate::lease::{LeaseOptions, LostReason};
+use crate::lock::{Lock, LockError, LockEvent, LockOptions};
+use crate::time::{Instant, Now};
+
+/// The user's answer to [`EditEvent::Requested`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EditDecision {
+    /// Store this value.
+    Set(Bytes),
+    /// Delete the key.
+    Delete,
+    /// Change nothing.
+    Abort,
+}
+
+/// What a finished edit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EditOutcome {
+    /// The new value was stored.
+    Set,
+    /// The key is gone; `existed` tells whether there was one to delete.
+    Deleted {
+        /// Whether DEL removed a key (1) or found none (0).
+        existed: bool,
+    },
+    /// The user aborted; nothing was written.
+    Aborted,
+}
+
+/// Errors of the edit machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EditError {
+    /// An edit is already in progress.
+    Busy,
+    /// `decide` while no decision is awaited.
+    NotDeciding,
+    /// The key is empty.
+    EmptyKey,
+    /// The lock could not be taken.
+    Lock(LockError),
+    /// The lock was lost before the write was sent.
+    Lost(LostReason),
+    /// A GET or the write failed (a fencing rejection arrives as a service error).
+    Request(RequestError),
+    /// The store sent a reply this command cannot have.
+    UnexpectedReply,
+    /// The edit was cancelled before the write.
+    Cancelled,
+}
+
+impl fmt::Display for EditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EditError::Busy => f.write_str("an edit is already in progress"),
+            EditError::NotDeciding => f.write_str("no edit decision is awaited"),
+            EditError::EmptyKey => f.write_str("the key must not be empty"),
+            EditError::Lock(e) => write!(f, "{e}"),
+            EditError::Lost(reason) => write!(f, "lock lost during the edit: {reason}"),
+            EditError::Request(e) => write!(f, "state store request failed: {e:?}"),
+            EditError::UnexpectedReply => f.write_str("unexpected reply"),
+            EditError::Cancelled => f.write_str("edit cancelled"),
+        }
+    }
+}
+
+/// What the edit machine reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EditEvent {
+    /// The lock is held and the key read: answer with [`Edit::decide`].
+    Requested {
+        /// The current value, `None` when the key is absent.
+        current: Option<Bytes>,
+        /// The lock's fencing token (the write will carry it).
+        token: Hlc,
+    },
+    /// The edit finished and the lock was released (or its release was attempted).
+    Done {
+        /// What was done, or why not.
+        result: Result<EditOutcome, EditError>,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Idle,
+    Locking,
+    Reading {
+        id: RequestId,
+        token: Hlc,
+    },
+    Deciding {
+        token: Hlc,
+    },
+    Writing {
+        id: RequestId,
+        delete: bool,
+    },
+    Unlocking {
+        result: Result<EditOutcome, EditError>,
+    },
+}
+
+/// The edit machine. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Edit {
+    lock: Lock,
+    key: Bytes,
+    timeout: Option<Duration>,
+    phase: Phase,
+    lost: Option<LostReason>,
+    events: VecDeque<EditEvent>,
+}
+
+impl Edit {
+    /// An edit of `key` under the lock `lock_name`; `seed` drives the lock's jitter.
+    pub fn new(lock_name: Bytes, key: Bytes, seed: u64) -> Result<Edit, EditError> {
+        if key.is_empty() {
+            return Err(EditError::EmptyKey);
+        }
+        Ok(Edit {
+            lock: Lock::new(lock_name, seed).map_err(EditError::Lock)?,
+            key,
+            timeout: None,
+            phase: Phase::Idle,
+            lost: None,
+            events: VecDeque::new(),
+        })
+    }
+
+    /// The lock used (token, state...).
+    pub fn lock(&self) -> &Lock {
+        &self.lock
+    }
+
+    /// Whether an edit is in progress.
+    pub fn is_active(&self) -> bool {
+        !matches!(self.phase, Phase::Idle)
+    }
+
+    /// Starts an edit: take the lock for `duration`, then read the key.
+    pub fn start<R: Requester + ?Sized>(
+        &mut self,
+        duration: Duration,
+        options: &LockOptions,
+        r: &mut R,
+        now: Now,
+    ) -> Result<(), EditError> {
+        if self.is_active() {
+            return Err(EditError::Busy);
+        }
+        self.lock
+            .lock(duration, options, r, now)
+            .map_err(EditError::Lock)?;
+        self.timeout = Some(options.lease.request_timeout());
+        self.lost = None;
+        self.phase = Phase::Locking;
+        self.pump(r, now);
+        Ok(())
+    }
+
+    /// The user's decision on the value handed out by [`EditEvent::Requested`].
+    pub fn decide<R: Requester + ?Sized>(
+        &mut self,
+        decision: EditDecision,
+        r: &mut R,
+        now: Now,
+    ) -> Result<(), EditError> {
+        let Phase::Deciding { token } = &self.phase else {
+            return Err(EditError::NotDeciding);
+        };
+        let token = token.clone();
+        // The token is only good while the lock is: do not write with an expired one.
+        if let Some(reason) = self.lost.clone() {
+            self.finish(Err(EditError::Lost(reason)), r, now);
+            self.pump(r, now);
+            return Ok(());
+        }
+        if !self.lock.is_held(now.mono) {
+            self.finish(Err(EditError::Lost(LostReason::Expired)), r, now);
+            self.pump(r, now);
+            return Ok(());
+        }
+        let (request, delete) = match decision {
+            EditDecision::Abort => {
+                self.finish(Ok(EditOutcome::Aborted), r, now);
+                self.pump(r, now);
+                return Ok(());
+            }
+            EditDecision::Set(value) => (
+                Request::Set {
+                    key: self.key.clone(),
+                    value,
+                    condition: SetCondition::Always,
+                    px_ms: None,
+                },
+                false,
+            ),
+            EditDecision::Delete => (
+                Request::Del {
+                    key: self.key.clone(),
+                },
+                true,
+            ),
+        };
+        let options = RequestOptions {
+            timeout: self.timeout,
+            fencing_token: Some(token),
+            persist: false,
+        };
+        match r.request(request, options, now) {
+            Ok(id) => self.phase = Phase::Writing { id, delete },
+            Err(e) => self.finish(Err(EditError::Request(e)), r, now),
+        }
+        self.pump(r, now);
+        Ok(())
+    }
+
+    /// Cancels the edit unless its write is already in flight. Returns whether it did.
+    pub fn cancel<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) -> bool {
+        let cancelled = match self.phase {
+            Phase::Locking => self.lock.cancel(r, now),
+            Phase::Reading { .. } | Phase::Deciding { .. } => {
+                self.finish(Err(EditError::Cancelled), r, now);
+                true
+            }
+            _ => false,
+        };
+        self.pump(r, now);
+        cancelled
+    }
+
+    /// Number of requests whose completion this machine still awaits.
+    pub fn outstanding(&self) -> usize {
+        self.lock.outstanding()
+            + usize::from(matches!(
+                self.phase,
+                Phase::Reading { .. } | Phase::Writing { .. }
+            ))
+    }
+
+    /// The next event, or `None` when drained.
+    pub fn poll_event(&mut self) -> Option<EditEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest instant at which [`Edit::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.lock.poll_timeout()
+    }
+
+    /// Time passed.
+    pub fn handle_timeout<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        self.lock.handle_timeout(r, now);
+        self.pump(r, now);
+    }
+
+    /// A completion; returns whether it was ours.
+    pub fn handle_completion<R: Requester + ?Sized>(
+        &mut self,
+        c: &Completion,
+        r: &mut R,
+        now: Now,
+    ) -> bool {
+        match self.phase.clone() {
+            Phase::Reading { id, token } if id == c.id => {
+                match (&c.result, self.lost.clone()) {
+                    (_, Some(reason)) => self.finish(Err(EditError::Lost(reason)), r, now),
+                    (Ok(Response::Get(current)), None) => {
+                        self.phase = Phase::Deciding {
+                            token: token.clone(),
+                        };
+                        self.events.push_back(EditEvent::Requested {
+                            current: current.clone(),
+                            token,
+                        });
+                    }
+                    (Ok(_), None) => self.finish(Err(EditError::UnexpectedReply), r, now),
+                    (Err(e), None) => self.finish(Err(EditError::Request(e.clone())), r, now),
+                }
+                self.pump(r, now);
+                true
+            }
+            Phase::Writing { id, delete } if id == c.id => {
+                let result = match (&c.result, delete) {
+                    (Ok(Response::Set(SetOutcome::Applied)), false) => Ok(EditOutcome::Set),
+                    // Deleting an absent key is success, not a reason to loop.
+                    (Ok(Response::Del(n)), true) => Ok(EditOutcome::Deleted { existed: *n > 0 }),
+                    (Ok(_), _) => Err(EditError::UnexpectedReply),
+                    (Err(e), _) => Err(EditError::Request(e.clone())),
+                };
+                self.finish(result, r, now);
+                self.pump(r, now);
+                true
+            }
+            _ => {
+                let mine = self.lock.handle_completion(c, r, now);
+                self.pump(r, now);
+                mine
+            }
+        }
+    }
+
+    /// A key notification; returns whether it was for the lock.
+    pub fn handle_notification<R: Requester + ?Sized>(
+        &mut self,
+        n: &Notification,
+        r: &mut R,
+        now: Now,
+    ) -> bool {
+        let mine = self.lock.handle_notification(n, r, now);
+        self.pump(r, now);
+        mine
+    }
+
+    /// The connection is up again.
+    pub fn handle_connected<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        self.lock.handle_connected(r, now);
+        self.pump(r, now);
+    }
+
+    /// The client re-registered `key` after a reconnect; returns whether it was the lock's.
+    pub fn handle_reregistered<R: Requester + ?Sized>(
+        &mut self,
+        key: &[u8],
+        ok: bool,
+        r: &mut R,
+        now: Now,
+    ) -> bool {
+        let mine = self.lock.handle_reregistered(key, ok, r, now);
+        self.pump(r, now);
+        mine
+    }
+
+    /// Ends the edit: unlock, always, then report.
+    fn finish<R: Requester + ?Sized>(
+        &mut self,
+        result: Result<EditOutcome, EditError>,
+        r: &mut R,
+        now: Now,
+    ) {
+        let options = LeaseOptions {
+            timeout: self.timeout,
+            ..Default::default()
+        };
+        match self.lock.unlock(&options, r, now) {
+            Ok(()) => self.phase = Phase::Unlocking { result },
+            Err(_) => {
+                self.phase = Phase::Idle;
+                self.events.push_back(EditEvent::Done { result });
+            }
+        }
+    }
+
+    fn pump<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        while let Some(ev) = self.lock.poll_event() {
+            match ev {
+                LockEvent::Locked { token, .. } if matches!(self.phase, Phase::Locking) => {
+                    let get = Request::Get {
+                        key: self.key.clone(),
+                    };
+                    let options = RequestOptions {
+                        timeout: self.timeout,
+                        ..RequestOptions::default()
+                    };
+                    match r.request(get, options, now) {
+                        Ok(id) => self.phase = Phase::Reading { id, token },
+                        Err(e) => self.finish(Err(EditError::Request(e)), r, now),
+                    }
+                }
+                LockEvent::LockFailed { error } if matches!(self.phase, Phase::Locking) => {
+                    self.phase = Phase::Idle;
+                    self.events.push_back(EditEvent::Done {
+                        result: Err(EditError::Lock(error)),
+                    });
+                }
+                LockEvent::Lost { reason } => match self.phase {
+                    Phase::Deciding { .. } => {
+                        self.finish(Err(EditError::Lost(reason)), r, now);
+                    }
+                    // A GET in flight finishes first; a write in flight is fenced by the store.
+                    _ => self.lost = Some(reason),
+                },
+                LockEvent::Unlocked { .. } if matches!(self.phase, Phase::Unlocking { .. }) => {
+                    if let Phase::Unlocking { result } =
+                        core::mem::replace(&mut self.phase, Phase::Idle)
+                    {
+                        self.events.push_back(EditEvent::Done { result });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{RequestKind, VdelOutcome};
+    use crate::testkit::*;
+    use alloc::vec::Vec;
+
+    const LOCK: &[u8] = b"lock1";
+    const KEY: &[u8] = b"data";
+
+    fn opts() -> LockOptions {
+        LockOptions {
+            lease: LeaseOptions {
+                timeout: Some(Duration::from_millis(300)),
+                margin: Some(Duration::from_millis(100)),
+                ..LeaseOptions::default()
+            },
+            ..LockOptions::default()
+        }
+    }
+
+    fn answer(
+        e: &mut Edit,
+        r: &mut FakeRequester,
+        s: &Sent,
+        res: Result<Response, RequestError>,
+        v: Option<Hlc>,
+        t: u64,
+    ) {
+        let c = r.answer(s.id, res, v);
+        assert!(e.handle_completion(&c, r, at(t)));
+    }
+
+    fn drain(e: &mut Edit) -> Vec<EditEvent> {
+        core::iter::from_fn(|| e.poll_event()).collect()
+    }
+
+    /// Starts an edit and brings it to the decision with `current` stored.
+    fn deciding(current: Option<&'static [u8]>) -> (Edit, FakeRequester) {
+        let mut e = Edit::new(Bytes::from_static(LOCK), Bytes::from_static(KEY), 1).unwrap();
+        let mut r = FakeRequester::new("client1");
+        e.start(Duration::from_secs(1), &opts(), &mut r, at(0))
+            .unwrap();
+        let reg = r.last();
+        answer(&mut e, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
+        let set = r.last_of(RequestKind::Set);
+        answer(&mut e, &mut r, &set, ok_set(), Some(tok(5)), 2);
+        let g = r.last_of(RequestKind::Get);
+        assert_eq!(g.key, Bytes::from_static(KEY));
+        answer(&mut e, &mut r, &g, get(current), current.map(|_| tok(3)), 3);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Requested {
+                current: current.map(Bytes::from_static),
+                token: tok(5)
+            }]
+        );
+        (e, r)
+    }
+
+    fn finish_unlock(e: &mut Edit, r: &mut FakeRequester, t: u64) {
+        let v = r.last_of(RequestKind::Vdel);
+        assert_eq!(v.key, Bytes::from_static(LOCK));
+        answer(e, r, &v, vdel(VdelOutcome::Deleted), None, t);
+    }
+
+    #[test]
+    fn set_is_fenced_and_unlocks() {
+        let (mut e, mut r) = deciding(Some(b"old"));
+        e.decide(EditDecision::Set(Bytes::from_static(b"new")), &mut r, at(4))
+            .unwrap();
+        let w = r.last();
+        assert_eq!(w.kind, RequestKind::Set);
+        assert_eq!(w.value(), Some(&Bytes::from_static(b"new")));
+        assert_eq!(w.options.fencing_token, Some(tok(5)));
+        assert_eq!(w.px(), None);
+        answer(&mut e, &mut r, &w, ok_set(), Some(tok(6)), 5);
+        assert!(drain(&mut e).is_empty());
+        finish_unlock(&mut e, &mut r, 6);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Ok(EditOutcome::Set)
+            }]
+        );
+        assert!(!e.is_active());
+        let stop = r.last_of(RequestKind::KeyNotifyStop);
+        answer(
+            &mut e,
+            &mut r,
+            &stop,
+            Ok(Response::KeyNotifyStop(true)),
+            None,
+            7,
+        );
+        assert_eq!(e.outstanding(), 0);
+        assert!(r.open.is_empty());
+    }
+
+    /// Go 3 / .NET: deleting an absent key ends the edit instead of looping.
+    #[test]
+    fn edit_delete_absent_key_terminates() {
+        let (mut e, mut r) = deciding(None);
+        e.decide(EditDecision::Delete, &mut r, at(4)).unwrap();
+        let w = r.last();
+        assert_eq!(w.kind, RequestKind::Del);
+        assert_eq!(w.options.fencing_token, Some(tok(5)));
+        answer(&mut e, &mut r, &w, Ok(Response::Del(0)), None, 5);
+        finish_unlock(&mut e, &mut r, 6);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Ok(EditOutcome::Deleted { existed: false })
+            }]
+        );
+        assert_eq!(r.count(RequestKind::Del), 1);
+        assert_eq!(r.count(RequestKind::Set), 1);
+        for t in (10..5000).step_by(100) {
+            e.handle_timeout(&mut r, at(t));
+        }
+        assert_eq!(r.count(RequestKind::Del), 1);
+        assert_eq!(e.poll_timeout(), None);
+    }
+
+    #[test]
+    fn abort_writes_nothing_and_unlocks() {
+        let (mut e, mut r) = deciding(Some(b"v"));
+        e.decide(EditDecision::Abort, &mut r, at(4)).unwrap();
+        assert_eq!(r.last().kind, RequestKind::Vdel);
+        finish_unlock(&mut e, &mut r, 5);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Ok(EditOutcome::Aborted)
+            }]
+        );
+        assert_eq!(
+            e.decide(EditDecision::Delete, &mut r, at(6)),
+            Err(EditError::NotDeciding)
+        );
+    }
+
+    #[test]
+    fn lock_lost_before_the_decision_writes_nothing() {
+        let (mut e, mut r) = deciding(Some(b"v"));
+        // No renewal: the lock expires at 2 + 1000 - 100.
+        e.handle_timeout(&mut r, at(902));
+        assert_eq!(r.last().kind, RequestKind::Vdel);
+        finish_unlock(&mut e, &mut r, 903);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Err(EditError::Lost(LostReason::Expired))
+            }]
+        );
+        assert_eq!(r.count(RequestKind::Del), 0);
+        assert_eq!(r.count(RequestKind::Set), 1);
+    }
+
+    #[test]
+    fn failed_write_still_unlocks() {
+        let (mut e, mut r) = deciding(Some(b"v"));
+        e.decide(EditDecision::Set(Bytes::from_static(b"x")), &mut r, at(4))
+            .unwrap();
+        let w = r.last();
+        let err = RequestError::Service(crate::command::ServiceError::FencingTokenLowerVersion);
+        answer(&mut e, &mut r, &w, Err(err.clone()), None, 5);
+        finish_unlock(&mut e, &mut r, 6);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Err(EditError::Request(err))
+            }]
+        );
+    }
+
+    #[test]
+    fn failed_lock_is_reported() {
+        let mut e = Edit::new(Bytes::from_static(LOCK), Bytes::from_static(KEY), 1).unwrap();
+        let mut r = FakeRequester::new("client1");
+        let mut o = opts();
+        o.wait_timeout = Some(Duration::from_millis(50));
+        e.start(Duration::from_secs(1), &o, &mut r, at(0)).unwrap();
+        e.handle_timeout(&mut r, at(50));
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Err(EditError::Lock(LockError::Timeout))
+            }]
+        );
+        assert!(Edit::new(Bytes::from_static(LOCK), Bytes::new(), 1).is_err());
+    }
+}

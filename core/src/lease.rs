@@ -1,0 +1,1378 @@
+//! The lease machine (sans-IO): one named lease on the state store, held by `clientId` or
+//! `clientId:sessionId` (spec §6.1).
+//!
+//! What it does:
+//! - [`Lease::acquire`]: one attempt, `SET name holder NEX PX ms`, answered by
+//!   [`LeaseEvent::Acquired`], [`LeaseEvent::NotAcquired`] or [`LeaseEvent::AcquireFailed`].
+//! - auto-renew: a timer inside the machine re-sends the same SET (same holder, same duration).
+//!   A renewal that fails for a transient reason is retried until `safe_until`.
+//! - [`Lease::release`]: stops renewing and clears the token *before* sending `VDEL`, and reports
+//!   honestly what the store did.
+//! - [`Lease::holder`] (GET), [`Lease::observe_start`] / [`Lease::observe_stop`] (KEYNOTIFY) and
+//!   the [`LeaseEvent::Change`] stream.
+//!
+//! Safety model: `safe_until = issue_time + duration − margin`, where `issue_time` is the
+//! monotonic time at which this machine handed the SET to the client. The store starts its TTL
+//! when it runs the SET, which is never before that instant, so `safe_until` never runs past the
+//! store's expiry as long as the clock-rate difference stays within `margin`. The completion's
+//! `sent_at` is deliberately not used: it is the *last* publish, and a redelivered request may
+//! have been applied at the first one. [`LeaseEvent::Lost`] is raised at `safe_until` whether or
+//! not a reply ever comes. An acquire whose outcome is unknown leaves the lease
+//! [`LeaseState::MaybeHeld`]: never reported held (no token) nor free until the store proves it.
+//!
+//! Inputs are routed by the driver: completions whose [`RequestId`] this machine got from the
+//! [`Requester`] ([`Lease::handle_completion`] returns whether it consumed one), notifications
+//! for its key, reconnects, re-registrations and timeouts.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use bytes::{BufMut, Bytes, BytesMut};
+use core::fmt;
+use core::time::Duration;
+
+use crate::client::{Completion, Notification, RequestError, RequestId, RequestOptions, Requester};
+use crate::command::{Request, Response, SetCondition, SetOutcome, VdelOutcome};
+use crate::hlc::Hlc;
+use crate::time::{Instant, Now};
+
+/// Per-request timeout used when [`LeaseOptions::timeout`] is `None` (the Go and .NET default).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The smallest default safety margin.
+pub const DEFAULT_MIN_MARGIN: Duration = Duration::from_millis(100);
+
+/// The default safety margin is at least `duration / DEFAULT_MARGIN_DIVISOR` (5 %).
+pub const DEFAULT_MARGIN_DIVISOR: u32 = 20;
+
+/// The slowest a failed renewal is retried (it is retried sooner for short renew intervals).
+pub const MAX_RENEW_RETRY: Duration = Duration::from_secs(1);
+
+/// Identifies one user operation (acquire, release, holder, observe start/stop) so that the
+/// event answering it can be matched. Every operation gets exactly one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(pub u64);
+
+/// Options of lease operations. Shared by the lock, edit and leader machines and the adapters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeaseOptions {
+    /// Per-request timeout; `None` means [`DEFAULT_REQUEST_TIMEOUT`].
+    pub timeout: Option<Duration>,
+    /// Auto-renew interval (acquire only); `None` means no auto-renew.
+    pub renew: Option<Duration>,
+    /// Session id: the holder becomes `clientId:sessionId`, so two leases on one connection
+    /// stay distinct. Kept for every renewal and used by release.
+    pub session_id: Option<alloc::string::String>,
+    /// Safety margin subtracted from the lease duration; `None` means
+    /// [`default_margin`]`(duration)`.
+    pub margin: Option<Duration>,
+}
+
+impl LeaseOptions {
+    /// The effective per-request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+    }
+}
+
+/// The default safety margin for a lease of `duration`: 5 % of it, at least
+/// [`DEFAULT_MIN_MARGIN`].
+pub fn default_margin(duration: Duration) -> Duration {
+    let fraction = duration / DEFAULT_MARGIN_DIVISOR;
+    if fraction > DEFAULT_MIN_MARGIN {
+        fraction
+    } else {
+        DEFAULT_MIN_MARGIN
+    }
+}
+
+/// The holder value stored in the lease key: `clientId`, or `clientId:sessionId` (the Go and
+/// .NET format).
+pub fn holder_value(client_id: &str, session_id: Option<&str>) -> Bytes {
+    match session_id {
+        None => Bytes::copy_from_slice(client_id.as_bytes()),
+        Some(s) => {
+            let mut b = BytesMut::with_capacity(client_id.len() + 1 + s.len());
+            b.put_slice(client_id.as_bytes());
+            b.put_u8(b':');
+            b.put_slice(s.as_bytes());
+            b.freeze()
+        }
+    }
+}
+
+/// A configuration rule that a lease's options broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigRule {
+    /// The lease duration must be at least 1 ms (PX is whole milliseconds).
+    DurationAtLeastOneMs,
+    /// The lease duration in milliseconds must fit in a `u64`.
+    DurationTooLong,
+    /// The per-request timeout must not be zero.
+    TimeoutNonZero,
+    /// The renew interval must not be zero.
+    RenewIntervalNonZero,
+    /// The lease duration must be greater than the safety margin.
+    DurationAboveMargin,
+    /// The lease duration must be greater than renew interval + request timeout + margin, so
+    /// that a renewal which takes its whole timeout still lands before `safe_until`.
+    DurationAboveRenewPlusTimeoutPlusMargin,
+    /// A session id, when given, must not be empty.
+    SessionIdNonEmpty,
+    /// The leader machine needs an auto-renew interval.
+    RenewIntervalRequired,
+}
+
+impl fmt::Display for ConfigRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConfigRule::DurationAtLeastOneMs => "lease duration must be at least 1 ms",
+            ConfigRule::DurationTooLong => "lease duration in milliseconds must fit in u64",
+            ConfigRule::TimeoutNonZero => "request timeout must not be zero",
+            ConfigRule::RenewIntervalNonZero => "renew interval must not be zero",
+            ConfigRule::DurationAboveMargin => "lease duration must be greater than the margin",
+            ConfigRule::DurationAboveRenewPlusTimeoutPlusMargin => {
+                "lease duration must be greater than renew interval + request timeout + margin"
+            }
+            ConfigRule::SessionIdNonEmpty => "session id must not be empty",
+            ConfigRule::RenewIntervalRequired => "an auto-renew interval is required",
+        })
+    }
+}
+
+/// Validated timing of one acquisition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// `PX` in milliseconds.
+    pub px_ms: u64,
+    /// The lease duration actually requested (`px_ms` milliseconds).
+    pub duration: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Safety margin.
+    pub margin: Duration,
+    /// Auto-renew interval, if any.
+    pub renew: Option<Duration>,
+}
+
+impl Timing {
+    /// The request timeout rounded up to whole seconds: the Message Expiry, after which the
+    /// broker no longer delivers the request.
+    fn expiry(&self) -> Duration {
+        let secs = self.timeout.as_secs();
+        if self.timeout.subsec_nanos() > 0 {
+            Duration::from_secs(secs.saturating_add(1))
+        } else {
+            self.timeout
+        }
+    }
+
+    fn retry_delay(&self) -> Duration {
+        let base = self.renew.unwrap_or(MAX_RENEW_RETRY) / 4;
+        base.clamp(Duration::from_millis(1), MAX_RENEW_RETRY)
+    }
+}
+
+/// Checks a lease duration and options against the configuration rules.
+pub fn validate(duration: Duration, options: &LeaseOptions) -> Result<Timing, ConfigRule> {
+    let px_ms = u64::try_from(duration.as_millis()).map_err(|_| ConfigRule::DurationTooLong)?;
+    if px_ms == 0 {
+        return Err(ConfigRule::DurationAtLeastOneMs);
+    }
+    let duration = Duration::from_millis(px_ms);
+    let timeout = options.request_timeout();
+    if timeout.is_zero() {
+        return Err(ConfigRule::TimeoutNonZero);
+    }
+    if options.session_id.as_deref() == Some("") {
+        return Err(ConfigRule::SessionIdNonEmpty);
+    }
+    let margin = options.margin.unwrap_or_else(|| default_margin(duration));
+    if duration <= margin {
+        return Err(ConfigRule::DurationAboveMargin);
+    }
+    if let Some(renew) = options.renew {
+        if renew.is_zero() {
+            return Err(ConfigRule::RenewIntervalNonZero);
+        }
+        let needed = renew.saturating_add(timeout).saturating_add(margin);
+        if duration <= needed {
+            return Err(ConfigRule::DurationAboveRenewPlusTimeoutPlusMargin);
+        }
+    }
+    Ok(Timing {
+        px_ms,
+        duration,
+        timeout,
+        margin,
+        renew: options.renew,
+    })
+}
+
+/// Why a held lease ended without being released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// `safe_until` passed without a successful renewal.
+    Expired,
+    /// The store says someone else holds it (a renewal was refused, or a notification or GET
+    /// showed another holder).
+    Taken,
+    /// A notification or GET showed the key deleted.
+    Deleted,
+    /// A renewal failed for a reason that retrying will not fix.
+    RequestFailed(RequestError),
+    /// A renewal succeeded without a `__ts`, so there is no fencing token.
+    MissingToken,
+    /// The store answered a renewal with a reply that a SET cannot have.
+    UnexpectedReply,
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LostReason::Expired => f.write_str("lease expired without a successful renewal"),
+            LostReason::Taken => f.write_str("lease taken by another holder"),
+            LostReason::Deleted => f.write_str("lease key deleted"),
+            LostReason::RequestFailed(e) => write!(f, "renewal failed: {e:?}"),
+            LostReason::MissingToken => f.write_str("renewal reply carried no fencing token"),
+            LostReason::UnexpectedReply => f.write_str("unexpected reply to a renewal"),
+        }
+    }
+}
+
+/// What `VDEL name holder` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReleaseOutcome {
+    /// `:1`: we were the holder; the key is deleted.
+    Deleted,
+    /// `:0`: nothing was there.
+    NotFound,
+    /// `:-1`: someone else holds it; nothing was deleted.
+    HeldByOther,
+}
+
+/// Errors of the lease machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseError {
+    /// No lease: never acquired, refused, or released (Go's `ErrNoLease`).
+    NoLease,
+    /// The lease is already auto-renewing (Go's `ErrRenewing`).
+    Renewing,
+    /// An operation that conflicts with this one is in progress (an acquire, a release, or an
+    /// observe start/stop).
+    Busy,
+    /// `observe_start` while already observing.
+    AlreadyObserving,
+    /// `observe_stop` while not observing.
+    NotObserving,
+    /// The options break a configuration rule.
+    InvalidConfig(ConfigRule),
+    /// An argument is invalid (empty name, holder differing from the held lease's...).
+    InvalidArgument(&'static str),
+    /// A state-store request failed.
+    Request(RequestError),
+    /// The SET succeeded but its reply carried no `__ts`, so there is no fencing token. The
+    /// store holds the lease for us until it expires.
+    MissingToken,
+    /// The SET succeeded, but its reply arrived after `safe_until`: not a hold.
+    ReplyTooLate,
+    /// The store sent a reply this command cannot have.
+    UnexpectedReply,
+    /// The held lease was lost.
+    Lost(LostReason),
+    /// The operation was superseded (a release while acquiring, an observe stop while
+    /// starting).
+    Cancelled,
+}
+
+impl LeaseError {
+    /// Whether retrying the operation later may succeed (timeouts, disconnects, a full
+    /// in-flight table, late or token-less replies). Rejections by the store and invalid
+    /// arguments are not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LeaseError::Request(e) => classify(e).transient,
+            LeaseError::Busy
+            | LeaseError::MissingToken
+            | LeaseError::ReplyTooLate
+            | LeaseError::UnexpectedReply
+            | LeaseError::Lost(_)
+            | LeaseError::Cancelled => true,
+            LeaseError::NoLease
+            | LeaseError::Renewing
+            | LeaseError::AlreadyObserving
+            | LeaseError::NotObserving
+            | LeaseError::InvalidConfig(_)
+            | LeaseError::InvalidArgument(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for LeaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LeaseError::NoLease => f.write_str("no lease"),
+            LeaseError::Renewing => f.write_str("lease is already renewing"),
+            LeaseError::Busy => f.write_str("a conflicting lease operation is in progress"),
+            LeaseError::AlreadyObserving => f.write_str("already observing"),
+            LeaseError::NotObserving => f.write_str("not observing"),
+            LeaseError::InvalidConfig(rule) => write!(f, "invalid lease configuration: {rule}"),
+            LeaseError::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            LeaseError::Request(e) => write!(f, "state store request failed: {e:?}"),
+            LeaseError::MissingToken => f.write_str("SET reply carried no fencing token"),
+            LeaseError::ReplyTooLate => f.write_str("SET reply arrived after safe_until"),
+            LeaseError::UnexpectedReply => f.write_str("unexpected reply"),
+            LeaseError::Lost(reason) => write!(f, "lease lost: {reason}"),
+            LeaseError::Cancelled => f.write_str("operation cancelled"),
+        }
+    }
+}
+
+/// The lease as this machine knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseState {
+    /// Not held by us, as far as the store has shown.
+    Idle,
+    /// The first SET is in flight.
+    Acquiring,
+    /// Held until `safe_until` (a renewal may be in flight).
+    Held {
+        /// Fencing token.
+        token: Hlc,
+        /// Until when acting as the holder is safe.
+        safe_until: Instant,
+    },
+    /// A SET of ours may have been applied (outcome unknown): neither held nor free.
+    MaybeHeld,
+    /// The VDEL of a release is in flight.
+    Releasing,
+}
+
+/// What the lease machine reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseEvent {
+    /// Answer to `acquire`: held.
+    Acquired {
+        /// The operation.
+        op: OpId,
+        /// Fencing token (`__ts` of the SET reply).
+        token: Hlc,
+        /// Until when acting as the holder is safe.
+        safe_until: Instant,
+    },
+    /// Answer to `acquire`: someone else holds it.
+    NotAcquired {
+        /// The operation.
+        op: OpId,
+    },
+    /// Answer to `acquire`: failed. The lease is then [`LeaseState::Idle`] or, if the SET may
+    /// have been applied, [`LeaseState::MaybeHeld`].
+    AcquireFailed {
+        /// The operation.
+        op: OpId,
+        /// Why.
+        error: LeaseError,
+    },
+    /// An automatic renewal succeeded.
+    Renewed {
+        /// The new fencing token.
+        token: Hlc,
+        /// The new safe-until.
+        safe_until: Instant,
+    },
+    /// The held lease ended without a release.
+    Lost {
+        /// Why.
+        reason: LostReason,
+    },
+    /// Answer to `release`.
+    Released {
+        /// The operation.
+        op: OpId,
+        /// What the VDEL found, or why it failed.
+        result: Result<ReleaseOutcome, LeaseError>,
+    },
+    /// Answer to `holder`: the current holder, `None` when free.
+    Holder {
+        /// The operation.
+        op: OpId,
+        /// The holder, or why the GET failed.
+        result: Result<Option<Bytes>, LeaseError>,
+    },
+    /// Answer to `observe_start`.
+    ObserveStarted {
+        /// The operation.
+        op: OpId,
+        /// Whether KEYNOTIFY was accepted.
+        result: Result<(), LeaseError>,
+    },
+    /// Answer to `observe_stop`: `Ok(true)` when the store had a registration.
+    ObserveStopped {
+        /// The operation.
+        op: OpId,
+        /// The STOP reply, or why it failed.
+        result: Result<bool, LeaseError>,
+    },
+    /// The observed lease changed (a notification, or a GET after re-registration).
+    Change {
+        /// Whether someone holds it.
+        held: bool,
+        /// The holder value, if held.
+        holder: Option<Bytes>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Class {
+    transient: bool,
+    maybe_applied: bool,
+}
+
+/// How a request failure is treated: can a retry help, and may the request have run?
+fn classify(e: &RequestError) -> Class {
+    let (transient, maybe_applied) = match e {
+        RequestError::Timeout { sent } => (true, *sent),
+        RequestError::Unknown => (true, true),
+        RequestError::Busy => (true, false),
+        // Never sent; the next connection may be granted the subscription.
+        RequestError::SubscriptionRefused => (true, false),
+        RequestError::Status { status, .. } => match status {
+            // Rejected before running.
+            400 | 415 | 505 => (false, false),
+            408 | 503 => (true, true),
+            _ => (false, true),
+        },
+        RequestError::ClockDrift | RequestError::BadReply => (false, true),
+        RequestError::Service(_) | RequestError::InvalidArgument(_) => (false, false),
+    };
+    Class {
+        transient,
+        maybe_applied,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Acquire(OpId),
+    Renew,
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    id: RequestId,
+    issued: Instant,
+    purpose: Purpose,
+    timing: Timing,
+    holder: Bytes,
+}
+
+#[derive(Debug, Clone)]
+struct Grant {
+    token: Hlc,
+    safe_until: Instant,
+    /// When the reply of the SET that made this grant arrived: the store ran it before then.
+    acked_at: Instant,
+    timing: Timing,
+    holder: Bytes,
+    renew_at: Option<Instant>,
+    renew_failed: bool,
+}
+
+impl Grant {
+    fn renewing(&self) -> bool {
+        self.timing.renew.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Idle,
+    Acquiring,
+    Held(Grant),
+    MaybeHeld {
+        until: Instant,
+    },
+    Releasing {
+        op: OpId,
+        id: RequestId,
+        issued: Instant,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Observe {
+    Off,
+    Starting { id: RequestId, op: OpId },
+    On,
+}
+
+/// A request whose answer no longer matters (abandoned renewal, cleanup, ...).
+#[derive(Debug, Clone)]
+struct Ignored {
+    id: RequestId,
+    /// For an abandoned SET dropped by a release: the holder and timing, so that a late
+    /// success can be deleted again.
+    cleanup: Option<(Bytes, Timing)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Query {
+    id: RequestId,
+    op: Option<OpId>,
+    issued: Instant,
+}
+
+/// The lease machine. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    name: Bytes,
+    phase: Phase,
+    /// What `token()` reports when not held.
+    ended: LeaseError,
+    attempt: Option<Attempt>,
+    observe: Observe,
+    /// KEYNOTIFY STOPs in flight. A new observation may start meanwhile: the client forgets
+    /// the key at once and the STOP reaches the store before the new KEYNOTIFY.
+    stops: Vec<(RequestId, OpId)>,
+    queries: Vec<Query>,
+    resync_again: bool,
+    ignored: Vec<Ignored>,
+    /// No SET of ours whose outcome is unknown can be applied by the store after this instant.
+    unknown_apply_until: Instant,
+    /// No grant of ours can still exist on the store after this instant.
+    maybe_until: Instant,
+    last_holder: Option<Bytes>,
+    events: VecDeque<LeaseEvent>,
+    op_seq: u64,
+}
+
+fn later(a: Instant, b: Instant) -> Instant {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if x < y { x } else { y }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn request_options(timeout: Duration) -> RequestOptions {
+    RequestOptions {
+        timeout: Some(timeout),
+        ..RequestOptions::default()
+    }
+}
+
+impl Lease {
+    /// A lease machine for the key `name` (non-empty).
+    pub fn new(name: Bytes) -> Result<Lease, LeaseError> {
+        if name.is_empty() {
+            return Err(LeaseError::InvalidArgument("lease name must not be empty"));
+        }
+        Ok(Lease {
+            name,
+            phase: Phase::Idle,
+            ended: LeaseError::NoLease,
+            attempt: None,
+            observe: Observe::Off,
+            stops: Vec::new(),
+            queries: Vec::new(),
+            resync_again: false,
+            ignored: Vec::new(),
+            unknown_apply_until: Instant::ZERO,
+            maybe_until: Instant::ZERO,
+            last_holder: None,
+            events: VecDeque::new(),
+            op_seq: 0,
+        })
+    }
+
+    /// The lease key.
+    pub fn name(&self) -> &Bytes {
+        &self.name
+    }
+
+    /// The holder value of the last acquisition, if any.
+    pub fn last_holder(&self) -> Option<&Bytes> {
+        self.last_holder.as_ref()
+    }
+
+    fn next_op(&mut self) -> OpId {
+        self.op_seq = self.op_seq.wrapping_add(1);
+        OpId(self.op_seq)
+    }
+
+    /// One acquisition attempt: `SET name holder NEX PX duration`. With `options.renew` the
+    /// machine renews automatically once held. While held without auto-renew this is a manual
+    /// renewal. Errors at once with `Renewing` while auto-renewing, `Busy` while an acquire or
+    /// release is in flight, `InvalidConfig` when the options break a rule.
+    pub fn acquire<R: Requester + ?Sized>(
+        &mut self,
+        duration: Duration,
+        options: &LeaseOptions,
+        r: &mut R,
+        now: Now,
+    ) -> Result<OpId, LeaseError> {
+        self.expire(now.mono);
+        let timing = validate(duration, options).map_err(LeaseError::InvalidConfig)?;
+        let holder = holder_value(r.client_id(), options.session_id.as_deref());
+        match &self.phase {
+            Phase::Releasing { .. } => return Err(LeaseError::Busy),
+            Phase::Held(g) if g.renewing() => return Err(LeaseError::Renewing),
+            Phase::Held(g) if g.holder != holder => {
+                return Err(LeaseError::InvalidArgument(
+                    "the lease is held under another session id",
+                ))
+            }
+            _ => {}
+        }
+        if self.attempt.is_some() {
+            return Err(LeaseError::Busy);
+        }
+        if holder.is_empty() {
+            return Err(LeaseError::InvalidArgument("holder must not be empty"));
+        }
+        let id = r
+            .request(
+                self.set_request(&holder, &timing),
+                request_options(timing.timeout),
+                now,
+            )
+            .map_err(LeaseError::Request)?;
+        let op = self.next_op();
+        self.attempt = Some(Attempt {
+            id,
+            issued: now.mono,
+            purpose: Purpose::Acquire(op),
+            timing,
+            holder: holder.clone(),
+        });
+        self.last_holder = Some(holder);
+        if !matches!(self.phase, Phase::Held(_)) {
+            self.phase = Phase::Acquiring;
+        }
+        Ok(op)
+    }
+
+    fn set_request(&self, holder: &Bytes, timing: &Timing) -> Request {
+        Request::Set {
+            key: self.name.clone(),
+            value: holder.clone(),
+            condition: SetCondition::NotExistsOrEqual,
+            px_ms: Some(timing.px_ms),
+        }
+    }
+
+    /// Releases: stops renewing and clears the token first, then sends `VDEL name holder`
+    /// (the holder of the current lease, else the one built from `options.session_id`). An
+    /// acquire in flight is answered `Cancelled`. Answered by [`LeaseEvent::Released`].
+    pub fn release<R: Requester + ?Sized>(
+        &mut self,
+        options: &LeaseOptions,
+        r: &mut R,
+        now: Now,
+    ) -> Result<OpId, LeaseError> {
+        self.expire(now.mono);
+        if matches!(self.phase, Phase::Releasing { .. }) {
+            return Err(LeaseError::Busy);
+        }
+        let timeout = options.request_timeout();
+        if timeout.is_zero() {
+            return Err(LeaseError::InvalidConfig(ConfigRule::TimeoutNonZero));
+        }
+        let holder = match (&self.phase, options.session_id.as_deref()) {
+            (Phase::Held(g), _) => g.holder.clone(),
+            (_, Some(session)) => holder_value(r.client_id(), Some(session)),
+            (_, None) => self
+                .last_holder
+                .clone()
+                .unwrap_or_else(|| holder_value(r.client_id(), None)),
+        };
+        // Stop renewing and clear the token before anything is sent: a renewal can no longer
+        // start, and one in flight is abandoned (its late success is deleted again).
+        if let Phase::Held(g) = &self.phase {
+            let bound = g.acked_at + g.timing.duration + g.timing.margin;
+            self.maybe_until = later(self.maybe_until, bound);
+        }
+        self.phase = Phase::Idle;
+        self.ended = LeaseError::NoLease;
+        let abandoned = self.attempt.take();
+        if let Some(att) = abandoned {
+            self.abandon(&att, now.mono, true);
+            if let Purpose::Acquire(op) = att.purpose {
+                self.events.push_back(LeaseEvent::AcquireFailed {
+                    op,
+                    error: LeaseError::Cancelled,
+                });
+            }
+        }
+        let request = Request::Vdel {
+            key: self.name.clone(),
+            value: holder,
+        };
+        match r.request(request, request_options(timeout), now) {
+            Ok(id) => {
+                let op = self.next_op();
+                self.phase = Phase::Releasing {
+                    op,
+                    id,
+                    issued: now.mono,
+                };
+                Ok(op)
+            }
+            Err(e) => {
+                self.settle_without_proof(now.mono);
+                Err(LeaseError::Request(e))
+            }
+        }
+    }
+
+    /// Asks the store who holds the lease (`GET name`). Answered by [`LeaseEvent::Holder`].
+    pub fn holder<R: Requester + ?Sized>(
+        &mut self,
+        timeout: Option<Duration>,
+        r: &mut R,
+        now: Now,
+    ) -> Result<OpId, LeaseError> {
+        self.expire(now.mono);
+        let timeout = timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        if timeout.is_zero() {
+            return Err(LeaseError::InvalidConfig(ConfigRule::TimeoutNonZero));
+        }
+        let id = r
+            .request(
+                Request::Get {
+                    key: self.name.clone(),
+                },
+                request_options(timeout),
+                now,
+            )
+            .map_err(LeaseError::Request)?;
+        let op = self.next_op();
+        self.queries.push(Query {
+            id,
+            op: Some(op),
+            issued: now.mono,
+        });
+        Ok(op)
+    }
+
+    /// Starts observing the lease key (KEYNOTIFY). Answered by [`LeaseEvent::ObserveStarted`];
+    /// changes then arrive as [`LeaseEvent::Change`].
+    pub fn observe_start<R: Requester + ?Sized>(
+        &mut self,
+        timeout: Option<Duration>,
+        r: &mut R,
+        now: Now,
+    ) -> Result<OpId, LeaseError> {
+        if !matches!(self.observe, Observe::Off) {
+            return Err(LeaseError::AlreadyObserving);
+        }
+        let timeout = timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        if timeout.is_zero() {
+            return Err(LeaseError::InvalidConfig(ConfigRule::TimeoutNonZero));
+        }
+        let id = r
+            .observe(self.name.clone(), request_options(timeout), now)
+            .map_err(LeaseError::Request)?;
+        let op = self.next_op();
+        self.observe = Observe::Starting { id, op };
+        Ok(op)
+    }
+
+    /// Stops observing (KEYNOTIFY STOP with its own `timeout`). A start still in flight is
+    /// answered `Cancelled`. Answered by [`LeaseEvent::ObserveStopped`]. If the STOP cannot
+    /// even be started the machine stops reporting changes anyway and returns the error.
+    pub fn observe_stop<R: Requester + ?Sized>(
+        &mut self,
+        timeout: Option<Duration>,
+        r: &mut R,
+        now: Now,
+    ) -> Result<OpId, LeaseError> {
+        let timeout = timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        if timeout.is_zero() {
+            return Err(LeaseError::InvalidConfig(ConfigRule::TimeoutNonZero));
+        }
+        match self.observe.clone() {
+            Observe::Off => return Err(LeaseError::NotObserving),
+            Observe::Starting { id, op } => {
+                self.ignored.push(Ignored { id, cleanup: None });
+                self.events.push_back(LeaseEvent::ObserveStarted {
+                    op,
+                    result: Err(LeaseError::Cancelled),
+                });
+            }
+            Observe::On => {}
+        }
+        self.observe = Observe::Off;
+        let id = r
+            .unobserve(self.name.clone(), request_options(timeout), now)
+            .map_err(LeaseError::Request)?;
+        let op = self.next_op();
+        self.stops.push((id, op));
+        Ok(op)
+    }
+
+    /// Whether KEYNOTIFY is registered or being registered.
+    pub fn is_observing(&self) -> bool {
+        matches!(self.observe, Observe::Starting { .. } | Observe::On)
+    }
+
+    /// Whether auto-renew is active.
+    pub fn is_renewing(&self) -> bool {
+        matches!(&self.phase, Phase::Held(g) if g.renewing())
+    }
+
+    /// The current fencing token, or the error that ended the lease ([`LeaseError::NoLease`]
+    /// when never acquired, refused or released).
+    pub fn token(&self, now: Instant) -> Result<Hlc, LeaseError> {
+        match &self.phase {
+            Phase::Held(g) if now < g.safe_until => Ok(g.token.clone()),
+            Phase::Held(_) => Err(LeaseError::Lost(LostReason::Expired)),
+            Phase::Releasing { .. } => Err(LeaseError::NoLease),
+            _ => Err(self.ended.clone()),
+        }
+    }
+
+    /// The state at `now` (held only while `now < safe_until`).
+    pub fn state(&self, now: Instant) -> LeaseState {
+        match &self.phase {
+            Phase::Idle => LeaseState::Idle,
+            Phase::Acquiring => LeaseState::Acquiring,
+            Phase::Held(g) if now < g.safe_until => LeaseState::Held {
+                token: g.token.clone(),
+                safe_until: g.safe_until,
+            },
+            Phase::Held(_) | Phase::MaybeHeld { .. } => LeaseState::MaybeHeld,
+            Phase::Releasing { .. } => LeaseState::Releasing,
+        }
+    }
+
+    /// Number of requests whose completion this machine still awaits.
+    pub fn outstanding(&self) -> usize {
+        usize::from(self.attempt.is_some())
+            + usize::from(matches!(self.phase, Phase::Releasing { .. }))
+            + usize::from(matches!(self.observe, Observe::Starting { .. }))
+            + self.stops.len()
+            + self.queries.len()
+            + self.ignored.len()
+    }
+
+    /// Whether `id` is a request this machine awaits.
+    pub fn owns(&self, id: RequestId) -> bool {
+        self.attempt.as_ref().is_some_and(|a| a.id == id)
+            || matches!(self.phase, Phase::Releasing { id: x, .. } if x == id)
+            || matches!(self.observe, Observe::Starting { id: x, .. } if x == id)
+            || self.stops.iter().any(|(x, _)| *x == id)
+            || self.queries.iter().any(|q| q.id == id)
+            || self.ignored.iter().any(|i| i.id == id)
+    }
+
+    /// The next event, or `None` when drained.
+    pub fn poll_event(&mut self) -> Option<LeaseEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest instant at which [`Lease::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Held(g) => {
+                let renew = if self.attempt.is_none() {
+                    g.renew_at
+                } else {
+                    None
+                };
+                earliest(Some(g.safe_until), renew)
+            }
+            Phase::MaybeHeld { until } => Some(*until),
+            _ => None,
+        }
+    }
+
+    /// Time passed: raises `Lost` at `safe_until`, starts due renewals, ends `MaybeHeld` once
+    /// no grant of ours can remain.
+    pub fn handle_timeout<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        self.expire(now.mono);
+        let due = match &self.phase {
+            Phase::Held(g) => self.attempt.is_none() && g.renew_at.is_some_and(|t| now.mono >= t),
+            _ => false,
+        };
+        if due {
+            self.start_renew(r, now);
+        }
+    }
+
+    /// The connection is up again: a renewal that failed meanwhile is retried at once.
+    pub fn handle_connected<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        self.expire(now.mono);
+        let retry = match &mut self.phase {
+            Phase::Held(g) if g.renewing() && g.renew_failed && self.attempt.is_none() => {
+                g.renew_at = Some(now.mono);
+                true
+            }
+            _ => false,
+        };
+        if retry {
+            self.start_renew(r, now);
+        }
+    }
+
+    /// The client re-registered `key` after a reconnect (`ok` = the KEYNOTIFY succeeded).
+    /// When it is our key and we observe it, the machine GETs the key and reports the current
+    /// holder as a [`LeaseEvent::Change`], since notifications may have been missed while
+    /// disconnected. Returns whether the key is ours.
+    pub fn handle_reregistered<R: Requester + ?Sized>(
+        &mut self,
+        key: &[u8],
+        ok: bool,
+        r: &mut R,
+        now: Now,
+    ) -> bool {
+        // Even when the registration failed, a GET tells where things stand; the lock's
+        // fallback timer covers the notifications that may then be missed.
+        let _ = ok;
+        if key != self.name.as_ref() || !matches!(self.observe, Observe::On) {
+            return false;
+        }
+        self.expire(now.mono);
+        if self.queries.iter().any(|q| q.op.is_none()) {
+            self.resync_again = true;
+        } else {
+            self.start_resync(r, now);
+        }
+        true
+    }
+
+    fn start_resync<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        let get = Request::Get {
+            key: self.name.clone(),
+        };
+        if let Ok(id) = r.request(get, request_options(DEFAULT_REQUEST_TIMEOUT), now) {
+            self.queries.push(Query {
+                id,
+                op: None,
+                issued: now.mono,
+            });
+        }
+    }
+
+    /// A key notification. Consumed (returns true) when it is for our key while observing:
+    /// reported as [`LeaseEvent::Change`]; if it shows our held lease deleted or taken (with a
+    /// version not older than our token) the lease is `Lost` first.
+    pub fn handle_notification(&mut self, n: &Notification, now: Now) -> bool {
+        if n.key != self.name || !self.is_observing() {
+            return false;
+        }
+        self.expire(now.mono);
+        let reason = match &self.phase {
+            Phase::Held(g) if n.version >= g.token => match &n.value {
+                None => Some(LostReason::Deleted),
+                Some(v) if *v != g.holder => Some(LostReason::Taken),
+                Some(_) => None,
+            },
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.lose(reason, now.mono);
+        }
+        self.events.push_back(LeaseEvent::Change {
+            held: n.value.is_some(),
+            holder: n.value.clone(),
+        });
+        true
+    }
+
+    /// A completion. Returns whether it answered a request of this machine.
+    pub fn handle_completion<R: Requester + ?Sized>(
+        &mut self,
+        c: &Completion,
+        r: &mut R,
+        now: Now,
+    ) -> bool {
+        // Expire first: a renewal reply that arrives after safe_until is not a hold.
+        self.expire(now.mono);
+        if let Some(pos) = self.ignored.iter().position(|i| i.id == c.id) {
+            let ignored = self.ignored.swap_remove(pos);
+            self.on_ignored(ignored, c, r, now);
+            return true;
+        }
+        if self.attempt.as_ref().is_some_and(|a| a.id == c.id) {
+            if let Some(att) = self.attempt.take() {
+                self.on_set_reply(att, c, now.mono);
+            }
+            return true;
+        }
+        if let Phase::Releasing { op, id, issued } = self.phase {
+            if id == c.id {
+                self.on_release_reply(op, issued, c, now.mono);
+                return true;
+            }
+        }
+        if let Some(pos) = self.stops.iter().position(|(id, _)| *id == c.id) {
+            let (_, op) = self.stops.swap_remove(pos);
+            let result = match &c.result {
+                Ok(Response::KeyNotifyStop(registered)) => Ok(*registered),
+                Ok(_) => Err(LeaseError::UnexpectedReply),
+                Err(e) => Err(LeaseError::Request(e.clone())),
+            };
+            self.events
+                .push_back(LeaseEvent::ObserveStopped { op, result });
+            return true;
+        }
+        if let Some(pos) = self.queries.iter().position(|q| q.id == c.id) {
+            let q = self.queries.swap_remove(pos);
+            self.on_get_reply(q, c, now.mono);
+            if q.op.is_none() && self.resync_again {
+                self.resync_again = false;
+                self.start_resync(r, now);
+            }
+            return true;
+        }
+        match self.observe {
+            Observe::Starting { id, op } if id == c.id => {
+                match &c.result {
+                    Ok(Response::KeyNotify) => {
+                        self.observe = Observe::On;
+                        self.events
+                            .push_back(LeaseEvent::ObserveStarted { op, result: Ok(()) });
+                    }
+                    other => {
+                        let error = match other {
+                            Err(e) => LeaseError::Request(e.clone()),
+                            Ok(_) => LeaseError::UnexpectedReply,
+                        };
+                        self.observe = Observe::Off;
+                        // The client may still remember the key: make it forget.
+                        if let Ok(stop) = r.unobserve(
+                            self.name.clone(),
+                            request_options(DEFAULT_REQUEST_TIMEOUT),
+                            now,
+                        ) {
+                            self.ignored.push(Ignored {
+                                id: stop,
+                                cleanup: None,
+                            });
+                        }
+                        self.events.push_back(LeaseEvent::ObserveStarted {
+                            op,
+                            result: Err(error),
+                        });
+                    }
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn on_ignored<R: Requester + ?Sized>(
+        &mut self,
+        ignored: Ignored,
+        c: &Completion,
+        r: &mut R,
+        now: Now,
+    ) {
+        let Some((holder, timing)) = ignored.cleanup else {
+            return;
+        };
+        if !matches!(c.result, Ok(Response::Set(SetOutcome::Applied))) {
+            return;
+        }
+        // A renewal abandoned by a release was applied anyway. Unless the user has since
+        // started using the lease again, delete it once more so it does not linger.
+        let bound = now.mono + timing.duration + timing.margin;
+        self.maybe_until = later(self.maybe_until, bound);
+        if self.attempt.is_none() && matches!(self.phase, Phase::Idle | Phase::MaybeHeld { .. }) {
+            let vdel = Request::Vdel {
+                key: self.name.clone(),
+                value: holder,
+            };
+            if let Ok(id) = r.request(vdel, request_options(timing.timeout), now) {
+                self.ignored.push(Ignored { id, cleanup: None });
+            }
+        }
+        if matches!(self.phase, Phase::Idle) {
+            self.settle_without_proof(now.mono);
+        }
+    }
+
+    fn on_set_reply(&mut self, att: Attempt, c: &Completion, now: Instant) {
+        match (&c.result, &c.version) {
+            (Ok(Response::Set(SetOutcome::Applied)), Some(token)) => {
+                let safe_until = (att.issued + att.timing.duration) - att.timing.margin;
+                if now >= safe_until {
+                    self.set_failed(att, LeaseError::ReplyTooLate, now);
+                } else {
+                    self.granted(att, token.clone(), safe_until, now);
+                }
+            }
+            (Ok(Response::Set(SetOutcome::Applied)), None) => {
+                self.set_failed(att, LeaseError::MissingToken, now);
+            }
+            (Ok(Response::Set(SetOutcome::NotApplied)), _) => self.refused(att, now),
+            (Ok(_), _) => self.set_failed(att, LeaseError::UnexpectedReply, now),
+            (Err(e), _) => self.set_failed(att, LeaseError::Request(e.clone()), now),
+        }
+    }
+
+    fn granted(&mut self, att: Attempt, token: Hlc, safe_until: Instant, now: Instant) {
+        // The new SET replaced the store's TTL: only its own send time counts, even if an older
+        // grant would have lasted longer (a manual re-acquire with a shorter duration).
+        self.phase = Phase::Held(Grant {
+            token: token.clone(),
+            safe_until,
+            acked_at: now,
+            timing: att.timing,
+            holder: att.holder,
+            renew_at: att.timing.renew.map(|i| att.issued + i),
+            renew_failed: false,
+        });
+        self.ended = LeaseError::NoLease;
+        self.events.push_back(match att.purpose {
+            Purpose::Acquire(op) => LeaseEvent::Acquired {
+                op,
+                token,
+                safe_until,
+            },
+            Purpose::Renew => LeaseEvent::Renewed { token, safe_until },
+        });
+    }
+
+    fn refused(&mut self, att: Attempt, now: Instant) {
+        if matches!(self.phase, Phase::Held(_)) {
+            self.lose(LostReason::Taken, now);
+        } else {
+            self.ended = LeaseError::NoLease;
+        }
+        if let Purpose::Acquire(op) = att.purpose {
+            self.events.push_back(LeaseEvent::NotAcquired { op });
+        }
+        // The refusal proves our value was not there when the SET ran (after `issued`).
+        self.settle_with_proof(att.issued, now);
+    }
+
+    fn set_failed(&mut self, att: Attempt, error: LeaseError, now: Instant) {
+        let (transient, applied, maybe_applied) = match &error {
+            LeaseError::Request(e) => {
+                let class = classify(e);
+                (class.transient, false, class.maybe_applied)
+            }
+            LeaseError::MissingToken | LeaseError::ReplyTooLate => (false, true, true),
+            _ => (false, false, true),
+        };
+        let t = att.timing;
+        if applied {
+            // The store ran it before now, so its TTL ends before now + duration (+ margin for
+            // clock-rate differences).
+            self.maybe_until = later(self.maybe_until, now + t.duration + t.margin);
+        } else if maybe_applied {
+            let apply_until = now + t.expiry();
+            self.unknown_apply_until = later(self.unknown_apply_until, apply_until);
+            self.maybe_until = later(self.maybe_until, apply_until + t.duration + t.margin);
+        }
+        let held = matches!(self.phase, Phase::Held(_));
+        if held {
+            if transient {
+                if let Phase::Held(g) = &mut self.phase {
+                    g.renew_failed = true;
+                    g.renew_at = g.timing.renew.map(|_| now + g.timing.retry_delay());
+                }
+            } else {
+                self.lose(lost_reason(&error), now);
+            }
+        } else {
+            self.ended = error.clone();
+            self.settle_without_proof(now);
+        }
+        if let Purpose::Acquire(op) = att.purpose {
+            self.events
+                .push_back(LeaseEvent::AcquireFailed { op, error });
+        }
+    }
+
+    fn start_renew<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        let Phase::Held(g) = &self.phase else {
+            return;
+        };
+        let (holder, timing) = (g.holder.clone(), g.timing);
+        // The renewal carries the very holder of the grant: the session id is never dropped.
+        match r.request(
+            self.set_request(&holder, &timing),
+            request_options(timing.timeout),
+            now,
+        ) {
+            Ok(id) => {
+                if let Phase::Held(g) = &mut self.phase {
+                    g.renew_at = None;
+                }
+                self.attempt = Some(Attempt {
+                    id,
+                    issued: now.mono,
+                    purpose: Purpose::Renew,
+                    timing,
+                    holder,
+                });
+            }
+            Err(e) => {
+                if classify(&e).transient {
+                    if let Phase::Held(g) = &mut self.phase {
+                        g.renew_failed = true;
+                        g.renew_at = Some(now.mono + timing.retry_delay());
+                    }
+                } else {
+                    self.lose(LostReason::RequestFailed(e), now.mono);
+                }
+            }
+        }
+    }
+
+    fn on_release_reply(&mut self, op: OpId, issued: Instant, c: &Completion, now: Instant) {
+        let result = match &c.result {
+            Ok(Response::Vdel(VdelOutcome::Deleted)) => Ok(ReleaseOutcome::Deleted),
+            Ok(Response::Vdel(VdelOutcome::NotFound)) => Ok(ReleaseOutcome::NotFound),
+            Ok(Response::Vdel(VdelOutcome::Mismatch)) => Ok(ReleaseOutcome::HeldByOther),
+            Ok(_) => Err(LeaseError::UnexpectedReply),
+            Err(e) => Err(LeaseError::Request(e.clone())),
+        };
+        self.phase = Phase::Idle;
+        if result.is_ok() {
+            self.settle_with_proof(issued, now);
+        } else {
+            self.settle_without_proof(now);
+        }
+        self.events.push_back(LeaseEvent::Released { op, result });
+    }
+
+    fn on_get_reply(&mut self, q: Query, c: &Completion, now: Instant) {
+        let result = match &c.result {
+            Ok(Response::Get(value)) => Ok(value.clone()),
+            Ok(_) => Err(LeaseError::UnexpectedReply),
+            Err(e) => Err(LeaseError::Request(e.clone())),
+        };
+        if let Ok(value) = &result {
+            match &self.phase {
+                // Only a GET issued after the grant's reply arrived ran after the grant.
+                Phase::Held(g) if g.acked_at <= q.issued => match value {
+                    None => self.lose(LostReason::Deleted, now),
+                    Some(v) if *v != g.holder => self.lose(LostReason::Taken, now),
+                    Some(_) => {}
+                },
+                // Our value there does not tell its expiry: only its absence resolves.
+                Phase::MaybeHeld { .. }
+                    if self.attempt.is_none() && value.as_ref() != self.last_holder.as_ref() =>
+                {
+                    self.settle_with_proof(q.issued, now);
+                }
+                _ => {}
+            }
+        }
+        match q.op {
+            Some(op) => self.events.push_back(LeaseEvent::Holder { op, result }),
+            None => {
+                if let Ok(value) = result {
+                    if self.is_observing() {
+                        self.events.push_back(LeaseEvent::Change {
+                            held: value.is_some(),
+                            holder: value,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives up on an in-flight SET: its completion is swallowed, and since it may still be
+    /// applied, it bounds `MaybeHeld`.
+    fn abandon(&mut self, att: &Attempt, now: Instant, cleanup: bool) {
+        let t = att.timing;
+        let apply_until = later(att.issued + t.timeout, now) + t.expiry();
+        self.unknown_apply_until = later(self.unknown_apply_until, apply_until);
+        self.maybe_until = later(self.maybe_until, apply_until + t.duration + t.margin);
+        self.ignored.push(Ignored {
+            id: att.id,
+            cleanup: cleanup.then(|| (att.holder.clone(), t)),
+        });
+    }
+
+    fn expire(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Held(ref g) if now >= g.safe_until => self.lose(LostReason::Expired, now),
+            Phase::MaybeHeld { until } if now >= until => self.phase = Phase::Idle,
+            _ => {}
+        }
+    }
+
+    /// Ends a held grant: the renewal in flight is abandoned (no `Renewed` after `Lost`); a
+    /// manual acquire in flight stays and may bring a new hold.
+    fn lose(&mut self, reason: LostReason, now: Instant) {
+        let Phase::Held(g) = core::mem::replace(&mut self.phase, Phase::Idle) else {
+            return;
+        };
+        let bound = g.acked_at + g.timing.duration + g.timing.margin;
+        self.maybe_until = later(self.maybe_until, bound);
+        if self
+            .attempt
+            .as_ref()
+            .is_some_and(|a| a.purpose == Purpose::Renew)
+        {
+            if let Some(att) = self.attempt.take() {
+                self.abandon(&att, now, false);
+            }
+        }
+        self.ended = LeaseError::Lost(reason.clone());
+        self.events.push_back(LeaseEvent::Lost { reason });
+        self.settle_without_proof(now);
+    }
+
+    fn settle_without_proof(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Held(_) | Phase::Releasing { .. }) {
+            return;
+        }
+        self.phase = if self.attempt.is_some() {
+            Phase::Acquiring
+        } else if now < self.maybe_until {
+            Phase::MaybeHeld {
+                until: self.maybe_until,
+            }
+        } else {
+            Phase::Idle
+        };
+    }
+
+    /// The store showed, for a request issued at `issued`, that our value is not there. That
+    /// settles it unless a SET of ours may still be applied after that.
+    fn settle_with_proof(&mut self, issued: Instant, now: Instant) {
+        if matches!(self.phase, Phase::Held(_) | Phase::Releasing { .. }) {
+            return;
+        }
+        if issued >= self.unknown_apply_until && self.attempt.is_none() {
+            self.maybe_until = Instant::ZERO;
+            self.phase = Phase::Idle;
+        } else {
+            self.settle_without_proof(now);
+        }
+    }
+}
+
+fn lost_reason(error: &LeaseError) -> LostReason {
+    match error {
+        LeaseError::Request(e) => LostReason::RequestFailed(e.clone()),
+        LeaseError::MissingToken => LostReason::MissingToken,
+        LeaseError::ReplyTooLate => LostReason::Expired,
+        _ => LostReason::UnexpectedReply,
+    }
+}
+
+#[cfg(test)]
+mod tests;
