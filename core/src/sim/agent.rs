@@ -54,6 +54,24 @@ pub trait Workload {
     fn quiet_window(&self) -> Option<core::time::Duration>;
 }
 
+impl<W: Workload + ?Sized> Workload for Box<W> {
+    fn agent(&mut self, node: usize, incarnation: u32, seed: u64) -> Box<dyn Agent> {
+        (**self).agent(node, incarnation, seed)
+    }
+
+    fn lease_keys(&self) -> Vec<Bytes> {
+        (**self).lease_keys()
+    }
+
+    fn liveness_bound(&self) -> Option<core::time::Duration> {
+        (**self).liveness_bound()
+    }
+
+    fn quiet_window(&self) -> Option<core::time::Duration> {
+        (**self).quiet_window()
+    }
+}
+
 /// What an agent tells the checkers. Instants are on the reporting node's monotonic clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

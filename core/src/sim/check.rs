@@ -35,6 +35,8 @@ pub enum Invariant {
     Leak,
     /// A shared counter edited under a lock ends equal to the number of committed edits.
     Counter,
+    /// The run could not be set up (invalid configuration).
+    Setup,
 }
 
 impl fmt::Display for Invariant {
@@ -49,6 +51,7 @@ impl fmt::Display for Invariant {
             Invariant::Outcome => "exactly one outcome per request",
             Invariant::Leak => "no leaked request, timer or store entry",
             Invariant::Counter => "counter equals committed edits",
+            Invariant::Setup => "valid configuration",
         })
     }
 }

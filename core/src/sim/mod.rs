@@ -40,7 +40,9 @@ mod check;
 mod clock;
 mod config;
 mod queue;
+mod scenario;
 mod trace;
+pub mod workload;
 mod world;
 
 #[cfg(test)]
@@ -53,6 +55,7 @@ pub use agent::{Agent, Ctx, Report, TrackedRequester, Workload, WriteOutcome};
 pub use check::{CheckStats, Invariant};
 pub use clock::{NodeClock, BASE_WALL_MS};
 pub use config::{ClockConfig, FaultConfig, FaultMix, NetworkConfig, Recurring};
+pub use scenario::{Replay, Scenario, ScenarioParseError, WorkloadKind};
 pub use trace::{Dir, Loss, TraceEntry, TraceKind};
 pub use world::{StoreHook, Summary, Violation};
 
@@ -148,7 +151,7 @@ impl Sim {
             .map_err(|message| {
                 Box::new(Violation {
                     seed: self.config.seed,
-                    invariant: Invariant::Outcome,
+                    invariant: Invariant::Setup,
                     message,
                     event: 0,
                     time: Duration::ZERO,
