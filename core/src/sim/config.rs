@@ -83,6 +83,11 @@ pub struct FaultConfig {
     /// Per-message independent delays, so messages overtake each other (overrides
     /// [`NetworkConfig::fifo`] while faults are active).
     pub reorder: bool,
+    /// Probability that a message gets an extra delay (a heavy tail), uniform up to
+    /// `tail_delay`: a request can land after its sender's lease ended.
+    pub tail: f64,
+    /// Largest extra delay of the tail.
+    pub tail_delay: Duration,
     /// Probability that a key notification is lost.
     pub notification_loss: f64,
     /// Probability that a reply is held back until after the request's timeout.
@@ -209,6 +214,12 @@ impl FaultMix {
             drop: p(self.drop, 0.02),
             duplicate: p(self.duplicate, 0.02),
             reorder: self.reorder,
+            tail: p(self.reorder, 0.05),
+            tail_delay: if self.reorder {
+                lease / 2
+            } else {
+                Duration::ZERO
+            },
             notification_loss: p(self.notification_loss, 0.2),
             late_reply: p(self.late_reply, 0.01),
             partition: rec(self.partition, lease / 4, lease * 2),

@@ -186,9 +186,9 @@ struct Node {
     session: u32,
     session_kept: bool,
     /// Broker → client messages held in the session while disconnected.
-    held: Vec<Box<Message>>,
+    held: Vec<Message>,
     /// Client → broker messages to publish again after a reconnect with session.
-    resend: Vec<Box<Message>>,
+    resend: Vec<Message>,
     paused_until: u64,
     timer: Option<u64>,
     timer_gen: u64,
@@ -621,10 +621,10 @@ impl World {
         let held = core::mem::take(&mut nd.held);
         let resend = core::mem::take(&mut nd.resend);
         for msg in held {
-            self.schedule_to_client(node, msg, false);
+            self.schedule_to_client(node, Box::new(msg), false);
         }
         for msg in resend {
-            self.schedule_to_store(node, msg, self.now);
+            self.schedule_to_store(node, Box::new(msg), self.now);
         }
         if !self.nodes[node].started && !self.stopping {
             self.nodes[node].started = true;
@@ -883,9 +883,16 @@ impl World {
         }
     }
 
-    fn delay(&mut self) -> u64 {
+    fn delay(&mut self, node: usize) -> u64 {
         let net = &self.cfg.network;
-        nanos(net.min_delay) + self.rng.below(nanos(net.jitter).max(1))
+        let base = nanos(net.min_delay) + self.rng.below(nanos(net.jitter).max(1));
+        let p = self.cfg.faults.tail;
+        if self.chance(p) {
+            self.disturb(node);
+            base + self.rng.below(nanos(self.cfg.faults.tail_delay).max(1))
+        } else {
+            base
+        }
     }
 
     fn chance(&mut self, p: f64) -> bool {
@@ -940,7 +947,7 @@ impl World {
     }
 
     fn schedule_to_store(&mut self, node: usize, msg: Box<Message>, sent_at: u64) {
-        let mut at = self.now.saturating_add(self.delay());
+        let mut at = self.now.saturating_add(self.delay(node));
         let reorder = self.faults_on && self.cfg.faults.reorder;
         let nd = &mut self.nodes[node];
         if self.cfg.network.fifo && !reorder {
@@ -1007,7 +1014,7 @@ impl World {
                 }
             } else if !nd.connected {
                 // Unacknowledged: the client publishes it again after reconnecting.
-                nd.resend.push(msg);
+                nd.resend.push(*msg);
                 return Ok(());
             }
         }
@@ -1156,7 +1163,10 @@ impl World {
         duplicate: bool,
         extra: u64,
     ) {
-        let mut at = self.now.saturating_add(self.delay()).saturating_add(extra);
+        let mut at = self
+            .now
+            .saturating_add(self.delay(node))
+            .saturating_add(extra);
         let reorder = self.faults_on && self.cfg.faults.reorder;
         let nd = &mut self.nodes[node];
         if self.cfg.network.fifo && !reorder && extra == 0 {
@@ -1213,7 +1223,7 @@ impl World {
         }
         if !nd.connected {
             // The broker keeps it in the session until the client is back.
-            nd.held.push(msg);
+            nd.held.push(*msg);
             return Ok(());
         }
         let now = nd.clock.now(self.now);

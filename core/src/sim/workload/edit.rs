@@ -28,6 +28,8 @@ pub struct EditCounter {
     pub timing: Timing,
     /// Lock options (built from the timings).
     pub options: LockOptions,
+    /// L1 bound (see [`Workload::liveness_bound`]); `None` disables the check.
+    pub liveness: Option<Duration>,
     /// Hooks for broken variants.
     pub tamper: Tamper<EditEvent>,
 }
@@ -45,6 +47,7 @@ impl EditCounter {
             key,
             timing,
             options,
+            liveness: Some(timing.liveness_bound()),
             tamper: Tamper::default(),
         })
     }
@@ -249,7 +252,7 @@ impl Workload for EditCounter {
     }
 
     fn liveness_bound(&self) -> Option<Duration> {
-        Some(self.timing.liveness_bound())
+        self.liveness
     }
 
     fn quiet_window(&self) -> Option<Duration> {

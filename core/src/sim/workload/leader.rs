@@ -24,6 +24,8 @@ pub struct LeaderElection {
     pub timing: Timing,
     /// Campaign options (built from the timings).
     pub options: LeaderOptions,
+    /// L1 bound (see [`Workload::liveness_bound`]); `None` disables the check.
+    pub liveness: Option<Duration>,
     /// Hooks for broken variants.
     pub tamper: Tamper<LeaderEvent>,
 }
@@ -43,6 +45,7 @@ impl LeaderElection {
             key,
             timing,
             options,
+            liveness: Some(timing.liveness_bound()),
             tamper: Tamper::default(),
         })
     }
@@ -227,7 +230,7 @@ impl Workload for LeaderElection {
     }
 
     fn liveness_bound(&self) -> Option<Duration> {
-        Some(self.timing.liveness_bound())
+        self.liveness
     }
 
     fn quiet_window(&self) -> Option<Duration> {

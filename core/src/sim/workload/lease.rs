@@ -20,6 +20,8 @@ pub struct LeaseContention {
     proto: Lease,
     /// Timings.
     pub timing: Timing,
+    /// L1 bound (see [`Workload::liveness_bound`]); `None` disables the check.
+    pub liveness: Option<Duration>,
     /// Hooks for broken variants.
     pub tamper: Tamper<LeaseEvent>,
 }
@@ -31,6 +33,7 @@ impl LeaseContention {
             proto: Lease::new(key.clone())?,
             key,
             timing,
+            liveness: Some(timing.liveness_bound()),
             tamper: Tamper::default(),
         })
     }
@@ -205,7 +208,7 @@ impl Workload for LeaseContention {
     }
 
     fn liveness_bound(&self) -> Option<Duration> {
-        Some(self.timing.liveness_bound())
+        self.liveness
     }
 
     fn quiet_window(&self) -> Option<Duration> {

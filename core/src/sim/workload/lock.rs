@@ -25,6 +25,8 @@ pub struct LockContention {
     pub timing: Timing,
     /// Lock options (built from the timings; tests may change them, e.g. the fallback).
     pub options: LockOptions,
+    /// L1 bound (see [`Workload::liveness_bound`]); `None` disables the check.
+    pub liveness: Option<Duration>,
     /// Hooks for broken variants.
     pub tamper: Tamper<LockEvent>,
 }
@@ -45,6 +47,7 @@ impl LockContention {
             resource,
             timing,
             options,
+            liveness: Some(timing.liveness_bound()),
             tamper: Tamper::default(),
         })
     }
@@ -304,7 +307,7 @@ impl Workload for LockContention {
     }
 
     fn liveness_bound(&self) -> Option<Duration> {
-        Some(self.timing.liveness_bound())
+        self.liveness
     }
 
     fn quiet_window(&self) -> Option<Duration> {

@@ -33,7 +33,7 @@ use crate::machine::Machine;
 use crate::time::Now;
 
 /// Timing shared by the workloads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
     /// Lease duration (PX).
     pub lease: Duration,
@@ -79,12 +79,18 @@ impl Timing {
     }
 }
 
+/// An event hook: sees each machine event (and the node's time); `false` drops it.
+pub type EventHook<E> = Rc<dyn Fn(&mut E, Now) -> bool>;
+
+/// A request hook: sees (and may change) each request and its options.
+pub type RequestHook = Rc<dyn Fn(&mut Request, &mut RequestOptions)>;
+
 /// Hooks that break a machine from the outside (tests of the checkers).
 pub struct Tamper<E> {
     /// Sees each machine event before the agent; returning `false` drops it.
-    pub event: Option<Rc<dyn Fn(&mut E, Now) -> bool>>,
+    pub event: Option<EventHook<E>>,
     /// Sees each request the machine sends (and may change it, or its options).
-    pub request: Option<Rc<dyn Fn(&mut Request, &mut RequestOptions)>>,
+    pub request: Option<RequestHook>,
 }
 
 impl<E> Clone for Tamper<E> {
@@ -114,7 +120,7 @@ impl<E> Tamper<E> {
 /// A requester that lets a [`Tamper`] rewrite requests on their way out.
 struct Tampered<'x, 'a> {
     inner: &'x mut TrackedRequester<'a>,
-    hook: Option<&'x Rc<dyn Fn(&mut Request, &mut RequestOptions)>>,
+    hook: Option<&'x RequestHook>,
 }
 
 impl Requester for Tampered<'_, '_> {
@@ -155,7 +161,7 @@ impl Requester for Tampered<'_, '_> {
 
 /// The node's requester with the request hook applied (borrows the hook, not the agent).
 fn tampered<'x, 'a>(
-    hook: &'x Option<Rc<dyn Fn(&mut Request, &mut RequestOptions)>>,
+    hook: &'x Option<RequestHook>,
     ctx: &'x mut super::agent::Ctx<'a>,
 ) -> Tampered<'x, 'a> {
     Tampered {
