@@ -1,0 +1,465 @@
+//! `leasedlock-emulator`: the Azure IoT Operations state store served by an MQTT 5 client on a
+//! standard broker (Mosquitto in tests and CI).
+//!
+//! The emulator subscribes to the state-store request topic and drives
+//! [`leasedlock_core::server::Store`], the pure model of the store: every PUBLISH that arrives
+//! is handed to it with the current time, replies and notifications it produces are published,
+//! and its next PX deadline arms a timer so expiry `DELETE` notifications leave on time. The
+//! adapter itself only moves bytes and time.
+//!
+//! Start one with [`Emulator::start`] (the `leasedlock-emulator` binary and the CLI's `serve` do
+//! exactly that) and stop it with [`Emulator::shutdown`].
+//!
+//! Limits of an emulator that is a *client* of a standard broker (the real state store lives
+//! inside the AIO broker): it learns callers only from `__srcId`; it cannot see disconnects, so
+//! KEYNOTIFY registrations outlive their client's connection; and it can only deliver
+//! notifications to clients subscribed to their notification topic (the official Rust client
+//! is; the official Go and .NET clients rely on the broker pushing them, spec §5).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod convert;
+pub mod persist;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use leasedlock_core::envelope::REQUEST_TOPIC;
+use leasedlock_core::server::{Store, StoreConfig, StoreError, StoreOutput, StoreStats};
+use leasedlock_core::{Instant as CoreInstant, Now};
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use persist::Durable;
+
+/// TLS settings for the broker connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM file with the CA certificate(s) to trust; `None` uses the platform's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Everything the emulator needs.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// MQTT client id of the emulator's own connection.
+    pub client_id: String,
+    /// Username and password, if the broker wants them.
+    pub credentials: Option<(String, String)>,
+    /// TLS, if the broker wants it.
+    pub tls: Option<TlsOptions>,
+    /// Keep keys written with `aio-persistence: true` in this directory across restarts.
+    pub data_dir: Option<PathBuf>,
+    /// MQTT keep-alive of the emulator's connection.
+    pub keep_alive: Duration,
+    /// Requests queued between the network task and the store before new ones are shed.
+    pub queue_len: usize,
+    /// The store model's configuration (node id, bounds).
+    pub store: StoreConfig,
+    /// Log connection events and dropped requests to stderr.
+    pub verbose: bool,
+}
+
+impl EmulatorConfig {
+    /// Defaults for a broker at `host:port`, with a random hash seed.
+    pub fn new(host: impl Into<String>, port: u16) -> EmulatorConfig {
+        EmulatorConfig {
+            host: host.into(),
+            port,
+            client_id: format!("leasedlock-emulator-{}", std::process::id()),
+            credentials: None,
+            tls: None,
+            data_dir: None,
+            keep_alive: Duration::from_secs(30),
+            queue_len: 10_000,
+            store: StoreConfig {
+                node_id: Bytes::from_static(b"leasedlock-emulator"),
+                hash_seed: random_seed(),
+                ..StoreConfig::default()
+            },
+            verbose: false,
+        }
+    }
+}
+
+/// A seed nobody outside this process can predict (std's per-process SipHash keys).
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// Why the emulator could not start or stopped with an error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EmulatorError {
+    /// The store configuration is invalid.
+    Store(StoreError),
+    /// The data directory could not be opened or read.
+    Persist(persist::PersistError),
+    /// A TLS file could not be read.
+    Tls(std::io::Error),
+    /// The broker did not accept the connection and subscription in time.
+    NotReady(String),
+}
+
+impl std::fmt::Display for EmulatorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmulatorError::Store(e) => write!(f, "store configuration: {e}"),
+            EmulatorError::Persist(e) => write!(f, "data directory: {e}"),
+            EmulatorError::Tls(e) => write!(f, "TLS files: {e}"),
+            EmulatorError::NotReady(e) => write!(f, "broker connection: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EmulatorError {}
+
+/// A snapshot of the running store, for tests and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// The store's counters.
+    pub stats: StoreStats,
+    /// Stored keys.
+    pub keys: usize,
+    /// KEYNOTIFY registrations.
+    pub registrations: usize,
+    /// Requests shed because the store's queue was full.
+    pub shed: u64,
+}
+
+/// A running emulator.
+pub struct Emulator {
+    stop: watch::Sender<bool>,
+    net: JoinHandle<()>,
+    store: JoinHandle<()>,
+    snapshot: Arc<Mutex<Snapshot>>,
+}
+
+/// How long [`Emulator::start`] waits for the broker to accept the subscription.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Emulator {
+    /// Connects to the broker, restores persisted keys, subscribes to the request topic and
+    /// returns once the subscription is acknowledged, so requests sent afterwards are served.
+    pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        let mut store = Store::new(config.store.clone()).map_err(EmulatorError::Store)?;
+        let clock = Clock::new();
+        let durable = match &config.data_dir {
+            Some(dir) => {
+                let d = Durable::open(dir).map_err(EmulatorError::Persist)?;
+                restore(&d, &mut store, clock.now(), config.verbose)?;
+                Some(d)
+            }
+            None => None,
+        };
+        let mut options = mqtt_options(&config)?;
+        let mut net_opts = NetworkOptions::new();
+        // One reply per round trip: Nagle would hold each back ~40 ms.
+        net_opts.set_tcp_nodelay(true);
+        options.set_network_options(net_opts);
+        let (client, eventloop) = AsyncClient::new(options, 1024);
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (req_tx, req_rx) = mpsc::channel(config.queue_len.max(1));
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+
+        let net = tokio::spawn(network_task(
+            eventloop,
+            client.clone(),
+            req_tx,
+            ready_tx,
+            stop_rx.clone(),
+            snapshot.clone(),
+            config.verbose,
+        ));
+        let store_task = tokio::spawn(store_task(
+            store,
+            clock,
+            durable,
+            client,
+            req_rx,
+            stop_rx,
+            snapshot.clone(),
+            config.verbose,
+        ));
+        let emulator = Emulator {
+            stop: stop_tx,
+            net,
+            store: store_task,
+            snapshot,
+        };
+        match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
+            Ok(Ok(())) => Ok(emulator),
+            Ok(Err(_)) => {
+                emulator.shutdown().await;
+                Err(EmulatorError::NotReady("network task ended".into()))
+            }
+            Err(_) => {
+                emulator.shutdown().await;
+                Err(EmulatorError::NotReady(format!(
+                    "no SUBACK from {}:{} within {READY_TIMEOUT:?}",
+                    config.host, config.port
+                )))
+            }
+        }
+    }
+
+    /// The store's counters and sizes as of the last handled event.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Stops serving: the store task ends, the connection is closed with a DISCONNECT.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.store.await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.net).await;
+    }
+}
+
+/// Monotonic and wall time for core.
+#[derive(Clone, Copy)]
+struct Clock {
+    base: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            base: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        let mono = self.base.elapsed().as_nanos();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        Now::new(
+            CoreInstant::from_nanos(u64::try_from(mono).unwrap_or(u64::MAX)),
+            u64::try_from(wall).unwrap_or(u64::MAX),
+        )
+    }
+
+    fn deadline(&self, at: CoreInstant) -> tokio::time::Instant {
+        self.base + Duration::from_nanos(at.as_nanos())
+    }
+}
+
+fn restore(d: &Durable, store: &mut Store, now: Now, verbose: bool) -> Result<(), EmulatorError> {
+    for rec in d.load().map_err(EmulatorError::Persist)? {
+        match rec {
+            Ok(rec) => match store.restore(&rec, now) {
+                Ok(true) => {}
+                Ok(false) => d.remove(&rec.key).map_err(EmulatorError::Persist)?,
+                Err(e) => {
+                    if verbose {
+                        eprintln!("leasedlock-emulator: not restoring a key: {e}");
+                    }
+                }
+            },
+            Err(key) => {
+                eprintln!("leasedlock-emulator: dropping an unreadable record");
+                d.remove(&key).map_err(EmulatorError::Persist)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mqtt_options(config: &EmulatorConfig) -> Result<MqttOptions, EmulatorError> {
+    let mut o = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+    o.set_keep_alive(config.keep_alive);
+    o.set_clean_start(true);
+    o.set_max_packet_size(Some(256 * 1024 * 1024));
+    if let Some((user, pass)) = &config.credentials {
+        o.set_credentials(user.clone(), pass.clone());
+    }
+    if let Some(tls) = &config.tls {
+        let transport = match &tls.ca_file {
+            None => Transport::tls_with_default_config(),
+            Some(ca) => {
+                let ca = std::fs::read(ca).map_err(EmulatorError::Tls)?;
+                let client_auth = match &tls.client_cert {
+                    Some((cert, key)) => Some((
+                        std::fs::read(cert).map_err(EmulatorError::Tls)?,
+                        std::fs::read(key).map_err(EmulatorError::Tls)?,
+                    )),
+                    None => None,
+                };
+                Transport::tls_with_config(TlsConfiguration::Simple {
+                    ca,
+                    alpn: None,
+                    client_auth,
+                })
+            }
+        };
+        o.set_transport(transport);
+    }
+    Ok(o)
+}
+
+/// Polls the MQTT connection: (re)subscribes on every CONNACK, forwards request PUBLISHes to the
+/// store without ever blocking (a full queue sheds the request: the caller times out, the
+/// emulator keeps serving), and reconnects after errors.
+async fn network_task(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    requests: mpsc::Sender<rumqttc::v5::mqttbytes::v5::Publish>,
+    ready: oneshot::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    verbose: bool,
+) {
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let event = tokio::select! {
+            e = eventloop.poll() => e,
+            _ = stop.changed() => {
+                let _ = client.try_disconnect();
+                // Let the DISCONNECT go out.
+                let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                    while eventloop.poll().await.is_ok() {}
+                }).await;
+                return;
+            }
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(50);
+                if verbose {
+                    eprintln!("leasedlock-emulator: connected; subscribing to {REQUEST_TOPIC}");
+                }
+                // rumqttc never resubscribes by itself. The request channel is empty right after
+                // a (re)connect, so this cannot fail for lack of room.
+                if let Err(e) = client.try_subscribe(REQUEST_TOPIC, QoS::AtLeastOnce) {
+                    eprintln!("leasedlock-emulator: subscribe failed: {e}");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Err(mpsc::error::TrySendError::Full(_)) = requests.try_send(p) {
+                    if let Ok(mut s) = snapshot.lock() {
+                        s.shed += 1;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if verbose {
+                    eprintln!(
+                        "leasedlock-emulator: connection error: {e}; retrying in {backoff:?}"
+                    );
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Owns the store: feeds it requests and timer expiries, and carries out its outputs in order
+/// (durable writes before the reply that follows them).
+#[allow(clippy::too_many_arguments)]
+async fn store_task(
+    mut store: Store,
+    clock: Clock,
+    durable: Option<Durable>,
+    client: AsyncClient,
+    mut requests: mpsc::Receiver<rumqttc::v5::mqttbytes::v5::Publish>,
+    mut stop: watch::Receiver<bool>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    verbose: bool,
+) {
+    loop {
+        let deadline = store.poll_timeout().map(|at| clock.deadline(at));
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            _ = sleep_until(deadline) => store.handle_timeout(clock.now()),
+            p = requests.recv() => match p {
+                Some(p) => {
+                    let msg = convert::to_message(&p);
+                    store.handle_request(&msg, clock.now());
+                }
+                None => return,
+            },
+        }
+        while let Some(out) = store.poll_output() {
+            match out {
+                StoreOutput::Publish(msg) => {
+                    let Some((topic, qos, payload, props)) = convert::to_publish(msg) else {
+                        continue;
+                    };
+                    // Errors: an invalid topic from a hostile client (rumqttc refuses it) or a
+                    // closed client during shutdown. Neither may stop the store.
+                    if let Err(e) = client
+                        .publish_bytes_with_properties(topic, qos, false, payload, props)
+                        .await
+                    {
+                        if verbose {
+                            eprintln!("leasedlock-emulator: publish refused: {e}");
+                        }
+                    }
+                }
+                StoreOutput::Persist(rec) => {
+                    if let Some(d) = &durable {
+                        if let Err(e) = d.put(&rec) {
+                            eprintln!("leasedlock-emulator: persisting a key failed: {e}");
+                        }
+                    }
+                }
+                StoreOutput::Forget(key) => {
+                    if let Some(d) = &durable {
+                        if let Err(e) = d.remove(&key) {
+                            eprintln!("leasedlock-emulator: forgetting a key failed: {e}");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Ok(mut s) = snapshot.lock() {
+            s.stats = store.stats();
+            s.keys = store.len();
+            s.registrations = store.registration_count();
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
