@@ -835,6 +835,7 @@ enum Op {
         version: u8,
     },
     Connected,
+    Disconnected,
     Reregistered,
     FailNext(bool),
 }
@@ -866,6 +867,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             }
         }),
         Just(Op::Connected),
+        Just(Op::Disconnected),
         Just(Op::Reregistered),
         any::<bool>().prop_map(Op::FailNext),
     ]
@@ -1066,6 +1068,7 @@ fn run(ops: Vec<Op>) {
                 l.handle_notification(&n, now);
             }
             Op::Connected => l.handle_connected(&mut r, now),
+            Op::Disconnected => l.handle_disconnected(now),
             Op::Reregistered => {
                 l.handle_reregistered(NAME, true, &mut r, now);
             }
@@ -1095,28 +1098,31 @@ fn run(ops: Vec<Op>) {
         ck.op(l.release(&opts(false), &mut r, at(t)));
         ck.term_open = false;
     }
-    for _ in 0..20 {
+    // Answer everything, let the timers run (a final KEYNOTIFY STOP may follow), repeat.
+    for _ in 0..4 {
+        for _ in 0..20 {
+            ck.events(&mut l);
+            let open = r.open_sent();
+            if open.is_empty() {
+                break;
+            }
+            for s in open {
+                let result = match s.kind {
+                    RequestKind::Set => refused_set(),
+                    RequestKind::Vdel => vdel(VdelOutcome::NotFound),
+                    RequestKind::Get => get(None),
+                    RequestKind::KeyNotify => Ok(Response::KeyNotify),
+                    _ => Ok(Response::KeyNotifyStop(true)),
+                };
+                let c = r.answer(s.id, result, None);
+                assert!(l.handle_completion(&c, &mut r, at(t)));
+            }
+        }
         ck.events(&mut l);
-        let open = r.open_sent();
-        if open.is_empty() {
-            break;
-        }
-        for s in open {
-            let result = match s.kind {
-                RequestKind::Set => refused_set(),
-                RequestKind::Vdel => vdel(VdelOutcome::NotFound),
-                RequestKind::Get => get(None),
-                RequestKind::KeyNotify => Ok(Response::KeyNotify),
-                _ => Ok(Response::KeyNotifyStop(true)),
-            };
-            let c = r.answer(s.id, result, None);
-            assert!(l.handle_completion(&c, &mut r, at(t)));
-        }
+        t += 3_600_000;
+        l.handle_timeout(&mut r, at(t));
+        ck.events(&mut l);
     }
-    ck.events(&mut l);
-    t += 3_600_000;
-    l.handle_timeout(&mut r, at(t));
-    ck.events(&mut l);
     assert_eq!(l.outstanding(), 0, "leaked request ids");
     assert!(r.open.is_empty());
     assert_eq!(l.poll_timeout(), None, "leaked timer");

@@ -413,6 +413,7 @@ enum Op {
     Reply { pick: u8, kind: u8 },
     Notify { delete: bool, ours: bool },
     Connected,
+    Disconnected,
     Reregistered,
     FailNext,
 }
@@ -429,6 +430,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         (any::<u8>(), any::<u8>()).prop_map(|(pick, kind)| Op::Reply { pick, kind }),
         (any::<bool>(), any::<bool>()).prop_map(|(delete, ours)| Op::Notify { delete, ours }),
         Just(Op::Connected),
+        Just(Op::Disconnected),
         Just(Op::Reregistered),
         Just(Op::FailNext),
     ]
@@ -553,6 +555,7 @@ fn run(ops: Vec<Op>) {
                 l.handle_notification(&n, &mut r, now);
             }
             Op::Connected => l.handle_connected(&mut r, now),
+            Op::Disconnected => l.handle_disconnected(now),
             Op::Reregistered => {
                 l.handle_reregistered(NAME, true, &mut r, now);
             }
@@ -569,28 +572,31 @@ fn run(ops: Vec<Op>) {
         ck.locked = false;
         ck.unlocking = true;
     }
-    for _ in 0..20 {
+    // Answer everything, let the timers run (a final KEYNOTIFY STOP may follow), repeat.
+    for _ in 0..4 {
+        for _ in 0..20 {
+            ck.events(&mut l, at(t).mono);
+            let open = r.open_sent();
+            if open.is_empty() {
+                break;
+            }
+            for s in open {
+                let res = match s.kind {
+                    RequestKind::Set => refused_set(),
+                    RequestKind::Vdel => vdel(VdelOutcome::NotFound),
+                    RequestKind::Get => get(None),
+                    RequestKind::KeyNotify => Ok(Response::KeyNotify),
+                    _ => Ok(Response::KeyNotifyStop(true)),
+                };
+                let c = r.answer(s.id, res, None);
+                assert!(l.handle_completion(&c, &mut r, at(t)));
+            }
+        }
         ck.events(&mut l, at(t).mono);
-        let open = r.open_sent();
-        if open.is_empty() {
-            break;
-        }
-        for s in open {
-            let res = match s.kind {
-                RequestKind::Set => refused_set(),
-                RequestKind::Vdel => vdel(VdelOutcome::NotFound),
-                RequestKind::Get => get(None),
-                RequestKind::KeyNotify => Ok(Response::KeyNotify),
-                _ => Ok(Response::KeyNotifyStop(true)),
-            };
-            let c = r.answer(s.id, res, None);
-            assert!(l.handle_completion(&c, &mut r, at(t)));
-        }
+        t += 3_600_000;
+        l.handle_timeout(&mut r, at(t));
+        ck.events(&mut l, at(t).mono);
     }
-    ck.events(&mut l, at(t).mono);
-    t += 3_600_000;
-    l.handle_timeout(&mut r, at(t));
-    ck.events(&mut l, at(t).mono);
     assert_eq!(l.outstanding(), 0, "leaked request ids");
     assert_eq!(l.poll_timeout(), None, "leaked timer");
     assert!(!ck.waiting && !ck.unlocking);

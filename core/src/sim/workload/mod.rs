@@ -180,6 +180,7 @@ fn route(m: &mut dyn Machine, out: &Output, r: &mut dyn Requester, now: Now) {
             m.on_notification(n, r, now);
         }
         Output::Connected { .. } => m.on_connected(r, now),
+        Output::Disconnected => m.on_disconnected(now),
         Output::Reregistered { key, result } => {
             m.on_reregistered(key, result.is_ok(), r, now);
         }
