@@ -608,3 +608,41 @@ proptest! {
         run(ops);
     }
 }
+
+/// Sim finding 1 at the lock level: after an unlock whose VDEL timed out, the next lock
+/// attempts only once that VDEL can no longer land (it would delete the new grant).
+#[test]
+fn relock_after_unknown_unlock_waits_until_the_release_cannot_land() {
+    let (mut l, mut r) = setup();
+    let o = opts(false);
+    l.lock(DUR, &o, &mut r, at(0)).unwrap();
+    let reg = r.last();
+    answer(&mut l, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
+    let set = r.last();
+    answer(&mut l, &mut r, &set, ok_set(), Some(tok(1)), 2);
+    let stop = r.last_of(RequestKind::KeyNotifyStop);
+    answer(&mut l, &mut r, &stop, Ok(Response::KeyNotifyStop(true)), None, 3);
+    drain(&mut l);
+    l.unlock(&o.lease, &mut r, at(10)).unwrap();
+    let v = r.last_of(RequestKind::Vdel);
+    answer(
+        &mut l,
+        &mut r,
+        &v,
+        Err(RequestError::Timeout { sent: true }),
+        None,
+        310,
+    );
+    drain(&mut l);
+    // The VDEL may be applied until 310 + 1 s + 100 ms of slack.
+    l.lock(DUR, &o, &mut r, at(320)).unwrap();
+    let reg = r.last();
+    answer(&mut l, &mut r, &reg, Ok(Response::KeyNotify), None, 321);
+    assert_eq!(r.count(RequestKind::Set), 1, "no SET while the VDEL may land");
+    while r.count(RequestKind::Set) == 1 {
+        let t = l.poll_timeout().expect("an attempt is scheduled");
+        l.handle_timeout(&mut r, Now::new(t, 0));
+    }
+    let attempt = r.last_of(RequestKind::Set).at.mono;
+    assert!(attempt >= Instant::from_millis(1_410), "{attempt:?}");
+}
