@@ -20,6 +20,20 @@
 //! not a reply ever comes. An acquire whose outcome is unknown leaves the lease
 //! [`LeaseState::MaybeHeld`]: never reported held (no token) nor free until the store proves it.
 //!
+//! Requests that land late (see `exposure` for the bounds: a request cannot be applied after
+//! its deadline + its rounded-up Message Expiry, unless a reconnect publishes a copy again):
+//! - a release `VDEL` carries the same holder value as our next grant, so if it lands after a
+//!   re-acquire it deletes that grant and lets someone else in while we believe we hold (S1).
+//!   Hence no new SET while a VDEL of ours may still be applied ([`LeaseError::ReleasePending`]
+//!   with the instant to retry at), and a reconnect that may republish one ends a grant made
+//!   since ([`LostReason::ReleaseInDoubt`]) and voids an acquire in flight;
+//! - a late SET of ours (earlier term) is harmless to others: NEX refuses it when someone else
+//!   holds, and when it applies it holds only for its own PX, tracked by `MaybeHeld`;
+//! - a late KEYNOTIFY after our STOP leaves a registration behind, so once we stop observing a
+//!   final STOP is sent after every KEYNOTIFY of ours can no longer be applied, and repeated
+//!   (every [`MAX_RENEW_RETRY`]) until the store answers it. It is a plain request, so another
+//!   machine observing the same key on the same client loses its registration too.
+//!
 //! Inputs are routed by the driver: completions whose [`RequestId`] this machine got from the
 //! [`Requester`] ([`Lease::handle_completion`] returns whether it consumed one), notifications
 //! for its key, reconnects, re-registrations and timeouts.

@@ -1164,7 +1164,11 @@ fn late_release_vdel_blocks_reacquire_until_it_can_no_longer_land() {
         l.acquire(DUR, &opts(false), &mut r, at(450)),
         Err(LeaseError::ReleasePending { until })
     );
-    assert_eq!(r.count(RequestKind::Set), 1, "no SET while the VDEL may land");
+    assert_eq!(
+        r.count(RequestKind::Set),
+        1,
+        "no SET while the VDEL may land"
+    );
     assert!(LeaseError::ReleasePending { until }.is_transient());
     l.acquire(DUR, &opts(false), &mut r, at(1_500)).unwrap();
     assert_eq!(r.count(RequestKind::Set), 2);

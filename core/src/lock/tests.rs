@@ -621,7 +621,14 @@ fn relock_after_unknown_unlock_waits_until_the_release_cannot_land() {
     let set = r.last();
     answer(&mut l, &mut r, &set, ok_set(), Some(tok(1)), 2);
     let stop = r.last_of(RequestKind::KeyNotifyStop);
-    answer(&mut l, &mut r, &stop, Ok(Response::KeyNotifyStop(true)), None, 3);
+    answer(
+        &mut l,
+        &mut r,
+        &stop,
+        Ok(Response::KeyNotifyStop(true)),
+        None,
+        3,
+    );
     drain(&mut l);
     l.unlock(&o.lease, &mut r, at(10)).unwrap();
     let v = r.last_of(RequestKind::Vdel);
@@ -638,7 +645,11 @@ fn relock_after_unknown_unlock_waits_until_the_release_cannot_land() {
     l.lock(DUR, &o, &mut r, at(320)).unwrap();
     let reg = r.last();
     answer(&mut l, &mut r, &reg, Ok(Response::KeyNotify), None, 321);
-    assert_eq!(r.count(RequestKind::Set), 1, "no SET while the VDEL may land");
+    assert_eq!(
+        r.count(RequestKind::Set),
+        1,
+        "no SET while the VDEL may land"
+    );
     while r.count(RequestKind::Set) == 1 {
         let t = l.poll_timeout().expect("an attempt is scheduled");
         l.handle_timeout(&mut r, Now::new(t, 0));
