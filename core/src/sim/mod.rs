@@ -1,0 +1,163 @@
+//! A deterministic simulator for exploring races (feature `sim`).
+//!
+//! The reason the core is sans-IO: N real [`Client`](crate::client::Client) machines, each with
+//! the code under test on top (an [`Agent`]: typically built on the lease, lock, edit or leader
+//! machines), talk through a faulty broker to one real [`Store`](crate::server::Store), all in
+//! one thread, in virtual time, with every random choice drawn from one seed. A run that breaks
+//! an invariant stops with a [`Violation`]: the seed, the event index and the last events; the
+//! same seed replays it exactly.
+//!
+//! What the world models:
+//! - virtual time: an event queue ordered by (time, sequence), so simultaneous events keep the
+//!   order in which they were scheduled;
+//! - clocks: each node has its own monotonic origin and rate error and its own wall-clock skew
+//!   ([`ClockConfig`]); the store's clock is true time;
+//! - the broker: a request goes to the store, a reply to the client named by its response
+//!   topic, a notification to the client whose hex id is in its topic. A disconnected client
+//!   gets nothing; with its session kept the broker holds messages for it and the client
+//!   publishes its unacknowledged requests again after reconnecting; Message Expiry is
+//!   honoured;
+//! - faults ([`FaultConfig`], [`FaultMix`]): delay and jitter, loss, duplication, reordering,
+//!   one-way and two-way partitions, lost notifications, disconnects with and without a lost
+//!   session, pauses longer than the lease, crash and restart with the same client id, late
+//!   store expiry and replies that arrive after the request timed out. Faults stop at
+//!   [`SimConfig::heal_at`].
+//!
+//! What the checkers verify, on every event (design §3): S1 one holder at a time, S2 every
+//! `safe_until` within the store's expiry of that grant, S3 fenced writes in token order and no
+//! holder refused, S4 event order, L1 progress after healing, L2 an undisturbed auto-renewed
+//! lease is never lost, exactly one outcome per request, and nothing left over (requests,
+//! timers, registrations) once the run drains; plus, for edit workloads, a shared counter that
+//! ends equal to the number of committed edits. See [`Invariant`].
+//!
+//! Writing a test: implement [`Agent`] for your code and [`Workload`] to build one per node,
+//! then run [`Sim::new`]`(config, workload).run()` for many seeds (proptest does the
+//! shrinking). Ready-made workloads live in [`workload`]; [`Scenario`] turns a seed into a
+//! whole configuration, and [`Sim::replay`] reruns one with its full trace.
+
+mod agent;
+mod check;
+mod clock;
+mod config;
+mod queue;
+mod scenario;
+mod trace;
+pub mod workload;
+mod world;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::boxed::Box;
+use core::time::Duration;
+
+pub use agent::{Agent, Ctx, Report, TrackedRequester, Workload, WriteOutcome};
+pub use check::{CheckStats, Invariant};
+pub use clock::{NodeClock, BASE_WALL_MS};
+pub use config::{ClockConfig, FaultConfig, FaultMix, NetworkConfig, Recurring};
+pub use scenario::{Replay, Scenario, ScenarioParseError, WorkloadKind};
+pub use trace::{Dir, Loss, TraceEntry, TraceKind};
+pub use world::{StoreHook, Summary, Violation};
+
+use crate::server::StoreConfig;
+
+/// Everything about a run except the workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// The seed: every random choice derives from it.
+    pub seed: u64,
+    /// Number of client nodes.
+    pub clients: usize,
+    /// How long the workload runs (virtual time) before it is asked to stop.
+    pub run_for: Duration,
+    /// Faults stop here (partitions end; pauses, disconnects and crashes already started run
+    /// their course).
+    pub heal_at: Duration,
+    /// Time after the stop for everything to settle before the leak checks.
+    pub drain: Duration,
+    /// The network.
+    pub network: NetworkConfig,
+    /// Node clocks.
+    pub clocks: ClockConfig,
+    /// Faults.
+    pub faults: FaultConfig,
+    /// Clients' default request timeout.
+    pub request_timeout: Duration,
+    /// Clients' in-flight table size.
+    pub max_in_flight: usize,
+    /// The run stops (without the end-of-run checks) after this many events.
+    pub max_events: u64,
+    /// Trace records kept in the ring (`usize::MAX` keeps all of them).
+    pub trace_capacity: usize,
+    /// Trace lines included in a [`Violation`].
+    pub report_lines: usize,
+}
+
+impl SimConfig {
+    /// A fault-free configuration of `clients` nodes running for `run_for`.
+    pub fn new(seed: u64, clients: usize, run_for: Duration) -> SimConfig {
+        SimConfig {
+            seed,
+            clients,
+            run_for,
+            heal_at: run_for / 2,
+            drain: Duration::from_secs(30),
+            network: NetworkConfig::default(),
+            clocks: ClockConfig::default(),
+            faults: FaultConfig::default(),
+            request_timeout: Duration::from_secs(2),
+            max_in_flight: 64,
+            max_events: 50_000_000,
+            trace_capacity: 256,
+            report_lines: 64,
+        }
+    }
+}
+
+/// A simulation ready to run.
+pub struct Sim {
+    config: SimConfig,
+    workload: Box<dyn Workload>,
+    hook: Option<Box<dyn StoreHook>>,
+    store: Option<StoreConfig>,
+}
+
+impl Sim {
+    /// A simulation of `workload` under `config`.
+    pub fn new(config: SimConfig, workload: impl Workload + 'static) -> Sim {
+        Sim {
+            config,
+            workload: Box::new(workload),
+            hook: None,
+            store: None,
+        }
+    }
+
+    /// Rewrites requests before the store sees them (for deliberately broken stores).
+    pub fn with_store_hook(mut self, hook: impl StoreHook + 'static) -> Sim {
+        self.hook = Some(Box::new(hook));
+        self
+    }
+
+    /// Uses this store configuration (bounds, skew) instead of the default.
+    pub fn with_store_config(mut self, store: StoreConfig) -> Sim {
+        self.store = Some(store);
+        self
+    }
+
+    /// Runs to the end, or to the first broken invariant.
+    pub fn run(self) -> Result<Summary, Box<Violation>> {
+        let world = world::World::new(self.config.clone(), self.workload, self.hook, self.store)
+            .map_err(|message| {
+                Box::new(Violation {
+                    seed: self.config.seed,
+                    invariant: Invariant::Setup,
+                    message,
+                    event: 0,
+                    time: Duration::ZERO,
+                    trace: alloc::vec::Vec::new(),
+                })
+            })?;
+        world.run()
+    }
+}
