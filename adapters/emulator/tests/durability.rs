@@ -23,7 +23,12 @@ async fn persisted_keys_survive_a_restart() {
 
     let first = start(&dir).await;
     let mut c = TestClient::connect("durable").await;
-    let m = c.build(&[b"SET", kept.as_bytes(), b"v1", b"PX", b"60000"], Ts::Now, None, true);
+    let m = c.build(
+        &[b"SET", kept.as_bytes(), b"v1", b"PX", b"60000"],
+        Ts::Now,
+        None,
+        true,
+    );
     let r = c.roundtrip(m).await;
     assert_eq!(&r.payload[..], b"+OK\r\n");
     let version = common::ts_of(&r).unwrap();
@@ -38,8 +43,14 @@ async fn persisted_keys_survive_a_restart() {
     let g = c.call(&[b"GET", kept.as_bytes()]).await;
     assert_eq!(&g.payload[..], b"$2\r\nv1\r\n");
     assert_eq!(common::ts_of(&g), Some(version.clone()));
-    assert_eq!(&c.call(&[b"GET", volatile.as_bytes()]).await.payload[..], b"$-1\r\n");
-    assert_eq!(&c.call(&[b"GET", forgotten.as_bytes()]).await.payload[..], b"$-1\r\n");
+    assert_eq!(
+        &c.call(&[b"GET", volatile.as_bytes()]).await.payload[..],
+        b"$-1\r\n"
+    );
+    assert_eq!(
+        &c.call(&[b"GET", forgotten.as_bytes()]).await.payload[..],
+        b"$-1\r\n"
+    );
     // New versions stay above restored ones.
     let r = c.call(&[b"SET", kept.as_bytes(), b"v2"]).await;
     assert!(common::ts_of(&r).unwrap() > version);

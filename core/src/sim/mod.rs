@@ -57,7 +57,7 @@ pub use clock::{NodeClock, BASE_WALL_MS};
 pub use config::{ClockConfig, FaultConfig, FaultMix, NetworkConfig, Recurring};
 pub use scenario::{Replay, Scenario, ScenarioParseError, WorkloadKind};
 pub use trace::{Dir, Loss, TraceEntry, TraceKind};
-pub use world::{StoreHook, Summary, Violation};
+pub use world::{Probe, StoreHook, Summary, Violation};
 
 use crate::server::StoreConfig;
 
@@ -106,7 +106,7 @@ impl SimConfig {
             clocks: ClockConfig::default(),
             faults: FaultConfig::default(),
             request_timeout: Duration::from_secs(2),
-            max_in_flight: 64,
+            max_in_flight: 16,
             max_events: 50_000_000,
             trace_capacity: 256,
             report_lines: 64,
@@ -147,10 +147,21 @@ impl Sim {
 
     /// Runs to the end, or to the first broken invariant.
     pub fn run(self) -> Result<Summary, Box<Violation>> {
-        let world = world::World::new(self.config.clone(), self.workload, self.hook, self.store)
+        self.run_inner(None)
+    }
+
+    /// Like [`Sim::run`], telling `probe` about every store request and every report as they
+    /// happen (for measurements that need global time).
+    pub fn run_probed(self, probe: &mut dyn Probe) -> Result<Summary, Box<Violation>> {
+        self.run_inner(Some(probe))
+    }
+
+    fn run_inner(self, probe: Option<&mut dyn Probe>) -> Result<Summary, Box<Violation>> {
+        let seed = self.config.seed;
+        let world = world::World::new(self.config, self.workload, self.hook, probe, self.store)
             .map_err(|message| {
                 Box::new(Violation {
-                    seed: self.config.seed,
+                    seed,
                     invariant: Invariant::Setup,
                     message,
                     event: 0,
