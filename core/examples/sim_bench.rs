@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use leasedlock_core::command::{Request, SetCondition};
 use leasedlock_core::envelope::Message;
+use leasedlock_core::rng::Rng;
 use leasedlock_core::sim::workload::{LockContention, Timing};
-use leasedlock_core::sim::{Probe, Report, Scenario, Sim, SimConfig};
+use leasedlock_core::sim::{FaultMix, Probe, Report, Scenario, Sim, SimConfig, WorkloadKind};
 
 /// CPU time of this thread, in nanoseconds (or wall time since `start` without procfs).
 fn cpu_ns(start: Instant) -> u64 {
@@ -59,6 +60,22 @@ fn throughput(scenarios: impl Iterator<Item = Scenario>) -> Throughput {
         }
     }
     t
+}
+
+/// A scenario drawn from the ranges of `tests/sim/tests/races.rs` (its CI fault mask: no
+/// reordering), to estimate the simulated events of one CI case.
+fn ci_like(seed: u64) -> Scenario {
+    let mut rng = Rng::new(seed ^ 0xC1);
+    let lease_ms = 500 + rng.below(4_501);
+    Scenario {
+        seed,
+        workload: WorkloadKind::ALL[rng.below(4) as usize],
+        clients: 2 + rng.below(63) as usize,
+        lease_ms,
+        renew_ms: lease_ms / (3 + rng.below(2)),
+        faults: FaultMix::from_bits(rng.below(1 << 10) as u16 & !(1 << 2)),
+        run_secs: 10 + rng.below(31),
+    }
 }
 
 /// Measures handovers of one lock: the delay from the holder's unlock to the next holder's
@@ -248,28 +265,30 @@ fn main() {
 
 fn throughput_table(quick: bool) {
     println!("## Throughput (one core, CPU time)\n");
-    println!("| runs | scenarios | events | CPU s | events/s |");
-    println!("|---:|---|---:|---:|---:|");
+    println!("| scenarios | runs (stopped at a violation) | events | CPU s | events/s |");
+    println!("|---|---:|---:|---:|---:|");
     let seeds = if quick { 20 } else { 200 };
-    let sets: [(&str, Box<dyn Iterator<Item = Scenario>>); 1] = [(
-        "Scenario::from_seed(0..n): all workloads, 2-64 clients, random fault mix",
-        Box::new((0..seeds).map(Scenario::from_seed)),
-    )];
+    let sets: [(&str, Box<dyn Iterator<Item = Scenario>>); 2] = [
+        (
+            "Scenario::from_seed(0..n): all workloads, 2-64 clients, 30-90 s, random fault mix",
+            Box::new((0..seeds).map(Scenario::from_seed)),
+        ),
+        (
+            "races.rs ranges: all workloads, 2-64 clients, 10-40 s, faults without reorder",
+            Box::new((0..seeds).map(ci_like)),
+        ),
+    ];
     for (name, scenarios) in sets {
         let t = throughput(scenarios);
         println!(
-            "| {} | {name} | {} | {:.2} | {:.0} |",
+            "| {name} | {} ({}) | {} ({:.0} per run) | {:.2} | {:.0} |",
             t.runs,
+            t.failed,
             t.events,
+            t.events as f64 / t.runs.max(1) as f64,
             t.cpu_ns as f64 / 1e9,
             t.events as f64 / (t.cpu_ns as f64 / 1e9)
         );
-        if t.failed > 0 {
-            println!(
-                "\n({} of {} runs stopped at a violation; see tests/sim)",
-                t.failed, t.runs
-            );
-        }
     }
 }
 
@@ -280,7 +299,7 @@ fn handover_table(quick: bool) {
          SET attempts/handover p50 / p99 (mean) | delay p50 / p99 ms | events |"
     );
     println!("|---:|---|---:|---|---|---|---:|");
-    let run = Duration::from_secs(if quick { 20 } else { 60 });
+    let run = Duration::from_secs(if quick { 20 } else { 120 });
     for waiters in [1, 10, 100, 1_000] {
         for variant in [Variant::Lock, Variant::NoPolls, Variant::Naive] {
             let name = variant.name();

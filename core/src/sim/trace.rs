@@ -480,4 +480,30 @@ mod tests {
         assert!(lines[0].contains("DUP"), "{}", lines[0]);
         assert!(lines[0].contains("GET\\r\\n"), "{}", lines[0]);
     }
+
+    #[test]
+    fn long_payloads_keep_a_prefix_and_hash_whole() {
+        let long = [b'a'; 200];
+        let mut other = long;
+        other[150] = b'b';
+        let p = PayloadPrefix::new(&long);
+        assert_eq!((p.as_bytes().len(), p.len()), (PAYLOAD_PREFIX, 200));
+        assert!(p.is_truncated() && !p.is_empty());
+        let short = PayloadPrefix::new(b"+OK\r\n");
+        assert_eq!(short.as_bytes(), b"+OK\r\n");
+        assert!(!short.is_truncated());
+        let record = |payload: &[u8]| {
+            let mut t = Trace::new(4);
+            t.record_sent(1, 2, 0, Dir::ToClient, payload, 9, 10, false);
+            t
+        };
+        let (a, b) = (record(&long), record(&other));
+        assert_ne!(a.hash(), b.hash(), "bytes past the prefix count");
+        assert_eq!(a.last_lines(1), b.last_lines(1));
+        assert!(
+            a.last_lines(1)[0].contains("..(+128)"),
+            "{:?}",
+            a.last_lines(1)
+        );
+    }
 }
