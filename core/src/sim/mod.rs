@@ -134,7 +134,7 @@ pub use check::{CheckStats, Invariant};
 pub use clock::{NodeClock, BASE_WALL_MS};
 pub use config::{ClockConfig, FaultConfig, FaultMix, NetworkConfig, Recurring};
 pub use scenario::{Replay, Scenario, ScenarioParseError, WorkloadKind};
-pub use trace::{Dir, Loss, TraceEntry, TraceKind};
+pub use trace::{Dir, Loss, PayloadPrefix, TraceEntry, TraceKind, PAYLOAD_PREFIX};
 pub use world::{Probe, StoreHook, Summary, Violation};
 
 use crate::server::StoreConfig;

@@ -83,7 +83,8 @@ impl fmt::Display for Violation {
 pub struct Summary {
     /// The run's seed.
     pub seed: u64,
-    /// Events processed.
+    /// Events processed: message deliveries, timer firings and fault transitions (every one
+    /// did work; re-armed timers replace their earlier deadline instead of leaving one behind).
     pub events: u64,
     /// Hash of the whole trace: equal seeds and configurations give equal hashes.
     pub trace_hash: u64,
