@@ -11,7 +11,7 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use bytes::Bytes;
 
-use super::trace::Fnv;
+use super::trace::Fingerprint;
 use crate::client::{Client, Output, RequestError, RequestId, RequestOptions, Requester};
 use crate::command::Request;
 use crate::hlc::Hlc;
@@ -170,8 +170,8 @@ impl Report {
         }
     }
 
-    pub(crate) fn hash_into(&self, h: &mut Fnv) {
-        let hlc = |h: &mut Fnv, t: &Hlc| {
+    pub(crate) fn hash_into(&self, h: &mut Fingerprint) {
+        let hlc = |h: &mut Fingerprint, t: &Hlc| {
             h.u64(t.millis);
             h.u64(t.counter);
             h.bytes(t.node_bytes());

@@ -30,10 +30,88 @@
 //! timers, registrations) once the run drains; plus, for edit workloads, a shared counter that
 //! ends equal to the number of committed edits. See [`Invariant`].
 //!
-//! Writing a test: implement [`Agent`] for your code and [`Workload`] to build one per node,
-//! then run [`Sim::new`]`(config, workload).run()` for many seeds (proptest does the
-//! shrinking). Ready-made workloads live in [`workload`]; [`Scenario`] turns a seed into a
-//! whole configuration, and [`Sim::replay`] reruns one with its full trace.
+//! # Guide
+//!
+//! ## Build a world and run it
+//!
+//! A [`SimConfig`] says everything about a run except the code under test: the seed, the
+//! number of nodes, how long the workload runs ([`SimConfig::run_for`]), when faults stop
+//! ([`SimConfig::heal_at`]), the network, the node clocks and the faults. [`Sim::new`] pairs it
+//! with a [`Workload`]; [`Sim::run`] returns a [`Summary`] or the first [`Violation`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use leasedlock_core::sim::{FaultMix, Sim, SimConfig};
+//! use leasedlock_core::sim::workload::{LeaseContention, Timing};
+//!
+//! let timing = Timing::new(Duration::from_secs(2), Duration::from_millis(500));
+//! let run = Duration::from_secs(20);
+//! let mut config = SimConfig::new(7, 4, run); // seed 7, 4 nodes
+//! config.request_timeout = timing.timeout;
+//! // Switch faults on by class; FaultMix::config turns the switches into probabilities and
+//! // durations scaled to the lease.
+//! let faults = FaultMix { drop: true, pause: true, crash: true, ..FaultMix::NONE };
+//! config.faults = faults.config(timing.lease, config.clients, run);
+//!
+//! let workload = LeaseContention::new(Bytes::from_static(b"lease"), timing).unwrap();
+//! let summary = Sim::new(config, workload).run().unwrap_or_else(|v| panic!("{v}"));
+//! assert!(summary.checks.acquisitions > 0);
+//! ```
+//!
+//! ## Add a workload (your own code)
+//!
+//! Implement [`Agent`] for your code: the world hands it exactly what an adapter would (every
+//! client output except publishes and subscriptions, its own timer, a start and a stop) and a
+//! [`Ctx`] with the node's clock, its [`TrackedRequester`] (pass it to the machines) and its
+//! seeded generator. Tell the checkers what your code believes with [`Ctx::report`]: every
+//! [`Report::Acquired`], [`Report::Renewed`], [`Report::Lost`] and [`Report::Released`] of a
+//! lease, and the outcome of every fenced write ([`Report::Write`]). Then implement
+//! [`Workload`]: one agent per node (and a fresh one after each crash), the lease keys to
+//! follow, and the liveness settings. `tests/sim/tests/user_example.rs` in the repository is a
+//! complete, tested example: a singleton job on a lease, explored with proptest over seeds,
+//! node counts and fault mixes, plus a careless variant of the same job that the fencing
+//! checker catches. Ready-made workloads on the library's own machines live in [`workload`];
+//! their [`workload::Tamper`] hooks break a machine from the outside.
+//!
+//! ## Switch faults
+//!
+//! [`FaultMix`] has one switch per fault class (also as ten bits, for proptest and replay
+//! lines); [`FaultMix::config`] turns it into a [`FaultConfig`] scaled to the lease duration.
+//! Set [`FaultConfig`] fields directly for finer control (a probability of zero or `None`
+//! turns a fault off). [`NetworkConfig`] sets the delay distribution and FIFO delivery;
+//! [`ClockConfig`] the clock rate error and wall-clock skew. A [`StoreHook`] rewrites requests
+//! before the store sees them (a deliberately broken store).
+//!
+//! ## Replay a seed
+//!
+//! A run is a function of its configuration: the same [`SimConfig`] and workload give the
+//! same [`Summary::trace_hash`]. A [`Violation`] prints its seed, the event index and the last
+//! [`SimConfig::report_lines`] trace lines; set [`SimConfig::trace_capacity`] to `usize::MAX`
+//! to keep every record. For the ready-made workloads a [`Scenario`] is the whole run in one
+//! printable line: [`Scenario::from_seed`] derives one from a seed and [`Sim::replay`] /
+//! [`Sim::replay_scenario`] rerun it with its full trace. In the repository's race tests,
+//! `LEASEDLOCK_SEED=<u64>` (or `LEASEDLOCK_SCENARIO="<line>"`) replays one run:
+//!
+//! ```text
+//! LEASEDLOCK_SEED=42 cargo test -p leasedlock-sim-tests --test races replay -- --nocapture
+//! ```
+//!
+//! ```
+//! use leasedlock_core::sim::Sim;
+//!
+//! let replay = Sim::replay(42);
+//! println!("{}", replay.scenario); // seed=42 workload=.. clients=.. faults=0x...
+//! for line in replay.trace.iter().take(3) {
+//!     println!("{line}"); // #event  time  node  what happened
+//! }
+//! ```
+//!
+//! ## Measure
+//!
+//! [`Sim::run_probed`] reports every store request and every report, with global time, to a
+//! [`Probe`]; the `sim_bench` example uses one to measure lock handovers
+//! (`cargo run --release -p leasedlock-core --features sim --example sim_bench`).
 
 mod agent;
 mod check;
@@ -56,8 +134,8 @@ pub use check::{CheckStats, Invariant};
 pub use clock::{NodeClock, BASE_WALL_MS};
 pub use config::{ClockConfig, FaultConfig, FaultMix, NetworkConfig, Recurring};
 pub use scenario::{Replay, Scenario, ScenarioParseError, WorkloadKind};
-pub use trace::{Dir, Loss, TraceEntry, TraceKind};
-pub use world::{StoreHook, Summary, Violation};
+pub use trace::{Dir, Loss, PayloadPrefix, TraceEntry, TraceKind, PAYLOAD_PREFIX};
+pub use world::{Probe, StoreHook, Summary, Violation};
 
 use crate::server::StoreConfig;
 
@@ -106,7 +184,7 @@ impl SimConfig {
             clocks: ClockConfig::default(),
             faults: FaultConfig::default(),
             request_timeout: Duration::from_secs(2),
-            max_in_flight: 64,
+            max_in_flight: 16,
             max_events: 50_000_000,
             trace_capacity: 256,
             report_lines: 64,
@@ -147,10 +225,21 @@ impl Sim {
 
     /// Runs to the end, or to the first broken invariant.
     pub fn run(self) -> Result<Summary, Box<Violation>> {
-        let world = world::World::new(self.config.clone(), self.workload, self.hook, self.store)
+        self.run_inner(None)
+    }
+
+    /// Like [`Sim::run`], telling `probe` about every store request and every report as they
+    /// happen (for measurements that need global time).
+    pub fn run_probed(self, probe: &mut dyn Probe) -> Result<Summary, Box<Violation>> {
+        self.run_inner(Some(probe))
+    }
+
+    fn run_inner(self, probe: Option<&mut dyn Probe>) -> Result<Summary, Box<Violation>> {
+        let seed = self.config.seed;
+        let world = world::World::new(self.config, self.workload, self.hook, probe, self.store)
             .map_err(|message| {
                 Box::new(Violation {
-                    seed: self.config.seed,
+                    seed,
                     invariant: Invariant::Setup,
                     message,
                     event: 0,

@@ -268,3 +268,41 @@ fn an_agent_that_overstates_safe_until_is_caught() {
     assert_eq!(v.seed, 3);
     assert!(!v.trace.is_empty());
 }
+
+/// Counts what a probe is told, with times.
+#[derive(Default)]
+struct Counting {
+    requests: u64,
+    acquired: u64,
+    last: Duration,
+    ordered: bool,
+}
+
+impl Probe for Counting {
+    fn on_store_request(&mut self, at: Duration, _node: usize, request: &crate::envelope::Message) {
+        self.ordered &= at >= self.last;
+        self.last = at;
+        self.requests += u64::from(!request.payload.is_empty());
+    }
+
+    fn on_report(&mut self, at: Duration, _node: usize, report: &Report) {
+        self.ordered &= at >= self.last;
+        self.last = at;
+        self.acquired += u64::from(matches!(report, Report::Acquired { .. }));
+    }
+}
+
+#[test]
+fn a_probe_sees_every_store_request_and_report_in_time_order() {
+    let mut probe = Counting {
+        ordered: true,
+        ..Counting::default()
+    };
+    let s = raw(2, 3, FaultMix::NONE).run_probed(&mut probe).unwrap();
+    assert_eq!(probe.requests, s.store_requests);
+    assert_eq!(probe.acquired, s.checks.acquisitions);
+    assert!(probe.ordered);
+    // Watching changes nothing.
+    let plain = raw(2, 3, FaultMix::NONE).run().unwrap();
+    assert_eq!(plain.trace_hash, s.trace_hash);
+}

@@ -1,10 +1,14 @@
-//! The trace: a bounded ring of readable records of what happened, and a running hash of all
-//! of them (FNV-1a), which is the run's fingerprint for determinism checks.
+//! The trace: a bounded ring of compact binary records of what happened, and a running hash of
+//! all of them, which is the run's fingerprint for determinism checks.
+//!
+//! Recording is on the hot path (several records per event), so a record holds no heap data
+//! in the common case: a message keeps only the first [`PAYLOAD_PREFIX`] bytes of its payload
+//! inline (the hash covers all of it), and nothing is formatted until someone asks for lines.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
-use bytes::Bytes;
 use core::fmt::{self, Write as _};
 
 use super::agent::Report;
@@ -63,8 +67,8 @@ pub enum TraceKind {
     Sent {
         /// Direction.
         dir: Dir,
-        /// Payload (RESP3).
-        payload: Bytes,
+        /// The start of the payload (RESP3).
+        payload: PayloadPrefix,
         /// First bytes of the correlation data (requests and replies).
         corr: u32,
         /// Delivery delay in microseconds; a second copy is marked by `duplicate`.
@@ -97,8 +101,8 @@ pub enum TraceKind {
         /// Whether it produced a reply.
         ok: bool,
     },
-    /// A node reported something to the checkers.
-    Report(Report),
+    /// A node reported something to the checkers (boxed: reports are rare and large).
+    Report(Box<Report>),
     /// A partition began (`to_store`, `to_client`: which directions are cut).
     PartitionStart {
         /// Requests are lost.
@@ -136,10 +140,63 @@ pub struct TraceEntry {
     pub kind: TraceKind,
 }
 
-fn write_payload(f: &mut fmt::Formatter<'_>, p: &[u8]) -> fmt::Result {
-    const MAX: usize = 72;
+/// Payload bytes kept in a trace record.
+pub const PAYLOAD_PREFIX: usize = 72;
+
+/// The first [`PAYLOAD_PREFIX`] bytes of a message payload and its full length, stored inline
+/// so that recording a message allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PayloadPrefix {
+    bytes: [u8; PAYLOAD_PREFIX],
+    kept: u8,
+    len: u32,
+}
+
+impl PayloadPrefix {
+    /// Keeps the start of `payload`.
+    pub fn new(payload: &[u8]) -> PayloadPrefix {
+        let kept = payload.len().min(PAYLOAD_PREFIX);
+        let mut bytes = [0u8; PAYLOAD_PREFIX];
+        if let (Some(dst), Some(src)) = (bytes.get_mut(..kept), payload.get(..kept)) {
+            dst.copy_from_slice(src);
+        }
+        PayloadPrefix {
+            bytes,
+            kept: u8::try_from(kept).unwrap_or(u8::MAX),
+            len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The kept bytes (the whole payload when it is at most [`PAYLOAD_PREFIX`] long).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.kept)).unwrap_or(&[])
+    }
+
+    /// Length of the whole payload.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the payload was empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether bytes were cut off.
+    pub fn is_truncated(&self) -> bool {
+        self.len() > usize::from(self.kept)
+    }
+}
+
+impl fmt::Debug for PayloadPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_payload(f, self)
+    }
+}
+
+fn write_payload(f: &mut fmt::Formatter<'_>, p: &PayloadPrefix) -> fmt::Result {
     f.write_char('"')?;
-    for &b in p.iter().take(MAX) {
+    for &b in p.as_bytes() {
         match b {
             b'\r' => f.write_str("\\r")?,
             b'\n' => f.write_str("\\n")?,
@@ -148,8 +205,8 @@ fn write_payload(f: &mut fmt::Formatter<'_>, p: &[u8]) -> fmt::Result {
         }
     }
     f.write_char('"')?;
-    if p.len() > MAX {
-        write!(f, "..(+{})", p.len() - MAX)?;
+    if p.is_truncated() {
+        write!(f, "..(+{})", p.len() - usize::from(p.kept))?;
     }
     Ok(())
 }
@@ -187,27 +244,36 @@ impl fmt::Display for TraceEntry {
     }
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+const SEED: u64 = 0xcbf2_9ce4_8422_2325;
+const MIX: u64 = 0x517c_c1b7_2722_0a95;
 
-/// FNV-1a, fed field by field.
+/// A fingerprint hash fed field by field, a word at a time (FxHash's mixing step). Not for
+/// adversarial input: it only has to tell runs apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Fnv(u64);
+pub(crate) struct Fingerprint(u64);
 
-impl Fnv {
+impl Fingerprint {
     pub(crate) fn new() -> Self {
-        Fnv(FNV_OFFSET)
-    }
-
-    pub(crate) fn bytes(&mut self, b: &[u8]) {
-        for &x in b {
-            self.0 ^= u64::from(x);
-            self.0 = self.0.wrapping_mul(FNV_PRIME);
-        }
+        Fingerprint(SEED)
     }
 
     pub(crate) fn u64(&mut self, v: u64) {
-        self.bytes(&v.to_le_bytes());
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(MIX);
+    }
+
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
+        self.u64(b.len() as u64);
+        let mut words = b.chunks_exact(8);
+        for w in &mut words {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            self.u64(u64::from_le_bytes(a));
+        }
+        let mut a = [0u8; 8];
+        for (d, s) in a.iter_mut().zip(words.remainder()) {
+            *d = *s;
+        }
+        self.u64(u64::from_le_bytes(a));
     }
 
     pub(crate) fn finish(&self) -> u64 {
@@ -215,7 +281,8 @@ impl Fnv {
     }
 }
 
-fn hash_kind(h: &mut Fnv, kind: &TraceKind) {
+/// Hashes a record's kind; a `Sent` payload is hashed by the caller (whole, not the prefix).
+fn hash_kind(h: &mut Fingerprint, kind: &TraceKind) {
     match kind {
         TraceKind::Start => h.u64(1),
         TraceKind::Connected { session_present } => {
@@ -236,7 +303,7 @@ fn hash_kind(h: &mut Fnv, kind: &TraceKind) {
         } => {
             h.u64(5);
             h.u64(*dir as u64);
-            h.bytes(payload);
+            h.u64(payload.len() as u64);
             h.u64(u64::from(*corr));
             h.u64(*delay_us);
             h.u64(u64::from(*duplicate));
@@ -286,7 +353,7 @@ fn hash_kind(h: &mut Fnv, kind: &TraceKind) {
 pub(crate) struct Trace {
     ring: VecDeque<TraceEntry>,
     capacity: usize,
-    hash: Fnv,
+    hash: Fingerprint,
     recorded: u64,
 }
 
@@ -295,9 +362,34 @@ impl Trace {
         Trace {
             ring: VecDeque::with_capacity(capacity.min(4096)),
             capacity,
-            hash: Fnv::new(),
+            hash: Fingerprint::new(),
             recorded: 0,
         }
+    }
+
+    /// Records a message handed to the network; the hash covers its whole `payload`, the
+    /// record keeps its start.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_sent(
+        &mut self,
+        event: u64,
+        time_ns: u64,
+        node: usize,
+        dir: Dir,
+        payload: &[u8],
+        corr: u32,
+        delay_us: u64,
+        duplicate: bool,
+    ) {
+        self.hash.bytes(payload);
+        let kind = TraceKind::Sent {
+            dir,
+            payload: PayloadPrefix::new(payload),
+            corr,
+            delay_us,
+            duplicate,
+        };
+        self.record(event, time_ns, Some(node), kind);
     }
 
     pub(crate) fn record(
@@ -371,17 +463,15 @@ mod tests {
     #[test]
     fn lines_are_readable() {
         let mut t = Trace::new(8);
-        t.record(
+        t.record_sent(
             3,
             1_500_000,
-            Some(4),
-            TraceKind::Sent {
-                dir: Dir::ToStore,
-                payload: Bytes::from_static(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
-                corr: 0xdead_beef,
-                delay_us: 250,
-                duplicate: true,
-            },
+            4,
+            Dir::ToStore,
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+            0xdead_beef,
+            250,
+            true,
         );
         let lines = t.last_lines(10);
         assert_eq!(lines.len(), 1);
@@ -389,5 +479,31 @@ mod tests {
         assert!(lines[0].contains("1.500ms"), "{}", lines[0]);
         assert!(lines[0].contains("DUP"), "{}", lines[0]);
         assert!(lines[0].contains("GET\\r\\n"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn long_payloads_keep_a_prefix_and_hash_whole() {
+        let long = [b'a'; 200];
+        let mut other = long;
+        other[150] = b'b';
+        let p = PayloadPrefix::new(&long);
+        assert_eq!((p.as_bytes().len(), p.len()), (PAYLOAD_PREFIX, 200));
+        assert!(p.is_truncated() && !p.is_empty());
+        let short = PayloadPrefix::new(b"+OK\r\n");
+        assert_eq!(short.as_bytes(), b"+OK\r\n");
+        assert!(!short.is_truncated());
+        let record = |payload: &[u8]| {
+            let mut t = Trace::new(4);
+            t.record_sent(1, 2, 0, Dir::ToClient, payload, 9, 10, false);
+            t
+        };
+        let (a, b) = (record(&long), record(&other));
+        assert_ne!(a.hash(), b.hash(), "bytes past the prefix count");
+        assert_eq!(a.last_lines(1), b.last_lines(1));
+        assert!(
+            a.last_lines(1)[0].contains("..(+128)"),
+            "{:?}",
+            a.last_lines(1)
+        );
     }
 }

@@ -14,7 +14,7 @@ use super::agent::{Agent, Ctx, Report, Workload};
 use super::check::{fail, CheckStats, Checker, Failure, Invariant, Quiet};
 use super::clock::NodeClock;
 use super::config::{FaultConfig, Recurring};
-use super::queue::EventQueue;
+use super::queue::{Due, EventQueue};
 use super::trace::{Dir, Loss, Trace, TraceEntry, TraceKind};
 use super::SimConfig;
 use crate::client::{Client, ClientConfig, Output, RequestId};
@@ -29,6 +29,21 @@ use crate::time::Instant;
 pub trait StoreHook {
     /// Called for each request delivered to the store.
     fn on_request(&mut self, request: &mut Message, store: &Store);
+}
+
+/// Watches a run as it goes, for measurements (benchmarks, statistics); it cannot change
+/// anything. Pass one to [`Sim::run_probed`](super::Sim::run_probed). Times are global (true)
+/// time since the start of the run, so events of different nodes can be compared.
+pub trait Probe {
+    /// A request reached the store (after any [`StoreHook`]), from node `node`.
+    fn on_store_request(&mut self, at: Duration, node: usize, request: &Message) {
+        let _ = (at, node, request);
+    }
+
+    /// Node `node` reported something to the checkers (and the checkers accepted it).
+    fn on_report(&mut self, at: Duration, node: usize, report: &Report) {
+        let _ = (at, node, report);
+    }
 }
 
 /// A run that broke an invariant: everything needed to understand and replay it.
@@ -68,7 +83,8 @@ impl fmt::Display for Violation {
 pub struct Summary {
     /// The run's seed.
     pub seed: u64,
-    /// Events processed.
+    /// Events processed: message deliveries, timer firings and fault transitions (every one
+    /// did work; re-armed timers replace their earlier deadline instead of leaving one behind).
     pub events: u64,
     /// Hash of the whole trace: equal seeds and configurations give equal hashes.
     pub trace_hash: u64,
@@ -115,11 +131,8 @@ enum Ev {
     },
     Timer {
         node: usize,
-        gen: u64,
     },
-    StoreTimer {
-        gen: u64,
-    },
+    StoreTimer,
     Partition {
         node: usize,
         to_store: bool,
@@ -191,7 +204,6 @@ struct Node {
     resend: Vec<Message>,
     paused_until: u64,
     timer: Option<u64>,
-    timer_gen: u64,
     storm: (u64, u32),
     cut_to_store: bool,
     cut_to_client: bool,
@@ -204,15 +216,18 @@ struct Node {
 /// Timer firings of one node at one instant beyond which its machines are spinning.
 const TIMER_STORM: u32 = 1_000;
 
-pub(crate) struct World {
+pub(crate) struct World<'p> {
     cfg: SimConfig,
     workload: Box<dyn Workload>,
     hook: Option<Box<dyn StoreHook>>,
+    probe: Option<&'p mut dyn Probe>,
     store: Store,
     store_timer: Option<u64>,
-    store_timer_gen: u64,
     nodes: Vec<Node>,
-    by_response_topic: BTreeMap<Bytes, usize>,
+    /// Node by client id, and each node's response topic (routing without comparing whole
+    /// topics against every node's).
+    by_id: BTreeMap<Bytes, usize>,
+    response_topics: Vec<Bytes>,
     by_hex_id: BTreeMap<Bytes, usize>,
     lease_keys: Vec<Bytes>,
     queue: EventQueue<Ev>,
@@ -237,19 +252,21 @@ fn derive(seed: u64, salt: u64) -> u64 {
     Rng::new(seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64()
 }
 
-impl World {
+impl<'p> World<'p> {
     pub(crate) fn new(
         cfg: SimConfig,
         mut workload: Box<dyn Workload>,
         hook: Option<Box<dyn StoreHook>>,
+        probe: Option<&'p mut dyn Probe>,
         store_config: Option<StoreConfig>,
-    ) -> Result<World, String> {
+    ) -> Result<World<'p>, String> {
         let mut rng = Rng::new(cfg.seed);
         let mut store_config = store_config.unwrap_or_default();
         store_config.hash_seed = derive(cfg.seed, 1);
         let store = Store::new(store_config).map_err(|e| format!("store config: {e}"))?;
         let mut nodes = Vec::with_capacity(cfg.clients);
-        let mut by_response_topic = BTreeMap::new();
+        let mut by_id = BTreeMap::new();
+        let mut response_topics = Vec::with_capacity(cfg.clients);
         let mut by_hex_id = BTreeMap::new();
         for n in 0..cfg.clients {
             let id = format!("sim{n}");
@@ -264,7 +281,8 @@ impl World {
             };
             let client = new_client(&cfg, &id, n, 0)?;
             let agent = workload.agent(n, 0, derive(cfg.seed, 1_000 + n as u64));
-            by_response_topic.insert(Bytes::from(envelope::response_topic(&id)), n);
+            by_id.insert(Bytes::copy_from_slice(id.as_bytes()), n);
+            response_topics.push(Bytes::from(envelope::response_topic(&id)));
             by_hex_id.insert(Bytes::from(crate::hex::encode_upper(id.as_bytes())), n);
             nodes.push(Node {
                 id,
@@ -284,7 +302,6 @@ impl World {
                 resend: Vec::new(),
                 paused_until: 0,
                 timer: None,
-                timer_gen: 0,
                 storm: (0, 0),
                 cut_to_store: false,
                 cut_to_client: false,
@@ -295,20 +312,23 @@ impl World {
             });
         }
         let lease_keys = workload.lease_keys();
+        // One timer slot per node, and the store's after them.
+        let slots = cfg.clients + 1;
         Ok(World {
             trace: Trace::new(cfg.trace_capacity),
             rng: Rng::new(derive(cfg.seed, 3)),
             cfg,
             workload,
             hook,
+            probe,
             store,
             store_timer: None,
-            store_timer_gen: 0,
             nodes,
-            by_response_topic,
+            by_id,
+            response_topics,
             by_hex_id,
             lease_keys,
-            queue: EventQueue::new(),
+            queue: EventQueue::new(slots),
             now: 0,
             event: 0,
             checker: Checker::default(),
@@ -339,7 +359,12 @@ impl World {
         self.schedule_start();
         let end = nanos(self.cfg.run_for.saturating_add(self.cfg.drain));
         let mut truncated = false;
-        while let Some((t, ev)) = self.queue.pop() {
+        while let Some((t, due)) = self.queue.pop_due() {
+            let ev = match due {
+                Due::Event(ev) => ev,
+                Due::Timer(slot) if slot < self.nodes.len() => Ev::Timer { node: slot },
+                Due::Timer(_) => Ev::StoreTimer,
+            };
             if t > end {
                 break;
             }
@@ -442,7 +467,12 @@ impl World {
             if let Some(node) = self.nodes.get(n) {
                 if self.now < node.paused_until {
                     let until = node.paused_until;
-                    self.queue.push(until, ev);
+                    if let Ev::Timer { .. } = ev {
+                        self.nodes[n].timer = Some(until);
+                        self.queue.set_timer(n, Some(until));
+                    } else {
+                        self.queue.push(until, ev);
+                    }
                     return Ok(());
                 }
             }
@@ -483,16 +513,13 @@ impl World {
                 session,
                 msg,
             } => self.arrive_at_client(node, inc, session, msg),
-            Ev::Timer { node, gen } => {
-                if self.nodes[node].timer_gen != gen || !self.nodes[node].alive {
+            Ev::Timer { node } => {
+                if !self.nodes[node].alive {
                     return Ok(());
                 }
                 self.fire_timer(node)
             }
-            Ev::StoreTimer { gen } => {
-                if gen != self.store_timer_gen {
-                    return Ok(());
-                }
+            Ev::StoreTimer => {
                 self.store_timer = None;
                 self.record(None, TraceKind::StoreTimer);
                 let now = NodeClock::IDEAL.now(self.now);
@@ -683,11 +710,11 @@ impl World {
         nd.resend.clear();
         nd.issued.clear();
         nd.timer = None;
-        nd.timer_gen += 1;
         nd.paused_until = 0;
         nd.cut_to_store = false;
         nd.cut_to_client = false;
         let id = Bytes::copy_from_slice(nd.id.as_bytes());
+        self.queue.set_timer(node, None);
         self.disturb(node);
         self.checker.crashed(node);
         self.record(Some(node), TraceKind::Crashed);
@@ -769,16 +796,15 @@ impl World {
             (a, b) => a.or(b),
         };
         let Some(deadline) = deadline else {
-            nd.timer = None;
-            nd.timer_gen += 1;
+            if nd.timer.take().is_some() {
+                self.queue.set_timer(node, None);
+            }
             return Ok(());
         };
         let at = nd.clock.global_at(deadline).max(self.now);
         if nd.timer != Some(at) {
             nd.timer = Some(at);
-            nd.timer_gen += 1;
-            let gen = nd.timer_gen;
-            self.queue.push(at, Ev::Timer { node, gen });
+            self.queue.set_timer(node, Some(at));
         }
         Ok(())
     }
@@ -824,10 +850,13 @@ impl World {
                 }
                 _ => None,
             };
-            self.record(Some(node), TraceKind::Report(r.clone()));
+            self.record(Some(node), TraceKind::Report(Box::new(r.clone())));
             result = self.checker.report(node, self.now, r, safe_until, &quiet);
             if result.is_err() {
                 break;
+            }
+            if let Some(probe) = self.probe.as_mut() {
+                probe.on_report(Duration::from_nanos(self.now), node, r);
             }
         }
         let mut reports = reports;
@@ -956,15 +985,15 @@ impl World {
         }
         let (inc, epoch, session) = (nd.inc, nd.epoch, nd.session);
         self.messages += 1;
-        self.record(
-            Some(node),
-            TraceKind::Sent {
-                dir: Dir::ToStore,
-                payload: msg.payload.clone(),
-                corr: corr(&msg),
-                delay_us: (at - self.now) / 1_000,
-                duplicate: false,
-            },
+        self.trace.record_sent(
+            self.event,
+            self.now,
+            node,
+            Dir::ToStore,
+            &msg.payload,
+            corr(&msg),
+            (at - self.now) / 1_000,
+            false,
         );
         self.queue.push(
             at,
@@ -989,7 +1018,7 @@ impl World {
         mut msg: Box<Message>,
     ) -> Result<(), Failure> {
         let nd = &mut self.nodes[node];
-        let lost = |w: &mut World, why| {
+        let lost = |w: &mut World<'_>, why| {
             w.record(
                 Some(node),
                 TraceKind::Lost {
@@ -1034,6 +1063,9 @@ impl World {
         if let Some(hook) = self.hook.as_mut() {
             hook.on_request(&mut msg, &self.store);
         }
+        if let Some(probe) = self.probe.as_mut() {
+            probe.on_store_request(Duration::from_nanos(self.now), node, &msg);
+        }
         let now = NodeClock::IDEAL.now(self.now);
         self.store.handle_request(&msg, now);
         self.drain_store()
@@ -1060,7 +1092,11 @@ impl World {
             }
         }
         match self.store.poll_timeout() {
-            None => self.store_timer = None,
+            None => {
+                if self.store_timer.take().is_some() {
+                    self.queue.set_timer(self.nodes.len(), None);
+                }
+            }
             Some(deadline) => {
                 let lateness = nanos(self.cfg.faults.expiry_lateness);
                 let late = if self.faults_on && lateness > 0 {
@@ -1072,25 +1108,26 @@ impl World {
                 if self.store_timer.is_none_or(|t| t > due) {
                     let at = due.saturating_add(late).max(self.now);
                     self.store_timer = Some(due);
-                    self.store_timer_gen += 1;
-                    let gen = self.store_timer_gen;
-                    self.queue.push(at, Ev::StoreTimer { gen });
+                    self.queue.set_timer(self.nodes.len(), Some(at));
                 }
             }
         }
         Ok(())
     }
 
-    fn route(&self, topic: &Bytes) -> Option<(usize, bool)> {
-        if let Some(n) = self.by_response_topic.get(topic) {
-            return Some((*n, false));
+    fn route(&self, topic: &[u8]) -> Option<(usize, bool)> {
+        let notify = topic
+            .strip_prefix(envelope::NOTIFY_TOPIC_PREFIX.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"/"))
+            .and_then(|rest| rest.get(..rest.iter().position(|b| *b == b'/')?))
+            .and_then(|hex| self.by_hex_id.get(hex));
+        if let Some(n) = notify {
+            return Some((*n, true));
         }
-        let rest = topic
-            .strip_prefix(envelope::NOTIFY_TOPIC_PREFIX.as_bytes())?
-            .strip_prefix(b"/")?;
-        let end = rest.iter().position(|b| *b == b'/')?;
-        let hex = rest.get(..end)?;
-        self.by_hex_id.get(hex).map(|n| (*n, true))
+        let rest = topic.strip_prefix(b"clients/")?;
+        let id = rest.get(..rest.iter().position(|b| *b == b'/')?)?;
+        let n = *self.by_id.get(id)?;
+        (self.response_topics.get(n)?.as_ref() == topic).then_some((n, false))
     }
 
     fn send_to_client(&mut self, msg: Message) {
@@ -1104,7 +1141,7 @@ impl World {
             );
             return;
         };
-        let lost = |w: &mut World, why| {
+        let lost = |w: &mut World<'_>, why| {
             w.record(
                 Some(node),
                 TraceKind::Lost {
@@ -1175,15 +1212,15 @@ impl World {
         }
         let (inc, session) = (nd.inc, nd.session);
         self.messages += 1;
-        self.record(
-            Some(node),
-            TraceKind::Sent {
-                dir: Dir::ToClient,
-                payload: msg.payload.clone(),
-                corr: corr(&msg),
-                delay_us: (at - self.now) / 1_000,
-                duplicate,
-            },
+        self.trace.record_sent(
+            self.event,
+            self.now,
+            node,
+            Dir::ToClient,
+            &msg.payload,
+            corr(&msg),
+            (at - self.now) / 1_000,
+            duplicate,
         );
         self.queue.push(
             at,

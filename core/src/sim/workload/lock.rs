@@ -27,6 +27,10 @@ pub struct LockContention {
     pub options: LockOptions,
     /// L1 bound (see [`Workload::liveness_bound`]); `None` disables the check.
     pub liveness: Option<Duration>,
+    /// A fixed pause after unlocking, before the random think time and the next `lock`
+    /// (zero by default). The handover benchmark sets it so that the node that just unlocked
+    /// does not compete for the very handover its unlock started.
+    pub rest: Duration,
     /// Hooks for broken variants.
     pub tamper: Tamper<LockEvent>,
 }
@@ -48,6 +52,7 @@ impl LockContention {
             timing,
             options,
             liveness: Some(timing.liveness_bound()),
+            rest: Duration::ZERO,
             tamper: Tamper::default(),
         })
     }
@@ -153,7 +158,8 @@ impl LockAgent {
             .lock
             .unlock(&options, &mut tampered(&self.w.tamper.request, ctx), now);
         if !self.stopped {
-            self.attempt_at = Some(later(now, ctx.rng(), self.w.timing.think));
+            let at = later(now, ctx.rng(), self.w.timing.think);
+            self.attempt_at = Some(at + self.w.rest);
         }
     }
 
