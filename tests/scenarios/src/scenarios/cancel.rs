@@ -20,7 +20,7 @@ pub async fn dropped_futures_leave_nothing_behind<R: Runtime>(rt: &R, env: &Env)
     let baseline = env.registrations();
     let settled = |what: &'static str| async move {
         assert!(
-            eventually(rt, Duration::from_secs(3), || env.registrations()
+            eventually(rt, Duration::from_secs(10), || env.registrations()
                 == baseline)
             .await,
             "{what}: registrations {} != baseline {baseline}",

@@ -1,0 +1,42 @@
+//! One module per subcommand, plus what they share.
+
+mod bench;
+mod common;
+mod connect;
+mod demo;
+mod demo_board;
+mod kv;
+mod lease_ops;
+mod run_locked;
+mod serve;
+mod stack;
+
+use crate::args::{Cli, Command};
+use common::Report;
+
+/// Runs a parsed command line and returns the exit code; failures are reported here.
+pub async fn run(cli: Cli) -> u8 {
+    let report = Report::new(cli.global.json);
+    let global = &cli.global;
+    let result = match &cli.command {
+        Command::Serve(args) => Ok(serve::run(global, args).await),
+        Command::Acquire(args) => lease_ops::acquire(global, args, report).await,
+        Command::Release(args) => lease_ops::release(global, args, report).await,
+        Command::Holder(args) => lease_ops::holder(global, args, report).await,
+        Command::Watch(args) => lease_ops::watch(global, args, report).await,
+        Command::Get(args) => kv::get(global, args, report).await,
+        Command::Set(args) => kv::set(global, args, report).await,
+        Command::Del(args) => kv::del(global, args, report).await,
+        Command::Lock(args) => run_locked::lock(global, args, report).await,
+        Command::Elect(args) => run_locked::elect(global, args, report).await,
+        Command::Demo(args) => demo::run(global, args, report).await,
+        Command::Bench(args) => bench::run(global, args, report).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            report.error(&failure.message);
+            failure.code
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! `lock NAME -- CMD` and `elect NAME -- CMD`: run a command under a lease, renewed while it
+//! runs, stopped if the lease is lost, released when it ends.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use leasedlock_tokio::{Connection, Hlc, LeaderOptions, LockError, LockOptions};
+
+use crate::args::{ElectArgs, GlobalOptions, LockArgs, DEFAULT_REQUEST_TIMEOUT};
+use crate::commands::common::{lossy, Report, ShutdownSignals};
+use crate::commands::connect::{connect, Failure, RenewPlan};
+use crate::exit;
+use crate::supervise::{
+    supervise, ChildSpec, Outcome, Supervised, Terminated, FENCING_TOKEN_ENV, HOLDER_ENV,
+    LOCK_NAME_ENV,
+};
+
+/// Exit status of `leasedlock` itself when SIGINT/SIGTERM arrives before the command started.
+const INTERRUPTED: u8 = 130;
+
+fn child_spec(
+    command: &[OsString],
+    name: &str,
+    holder: &str,
+    token: &Hlc,
+) -> Result<ChildSpec, Failure> {
+    let spec = ChildSpec::from_argv(command)
+        .ok_or_else(|| Failure::new(exit::USAGE, "no command given after `--`"))?;
+    Ok(spec
+        .env(FENCING_TOKEN_ENV, token.to_string())
+        .env(LOCK_NAME_ENV, name)
+        .env(HOLDER_ENV, holder))
+}
+
+fn describe_stop(terminated: &Terminated, grace: Duration) -> String {
+    if terminated.killed {
+        format!(
+            "the command was sent SIGTERM and, still running after {} ms, SIGKILL",
+            grace.as_millis()
+        )
+    } else {
+        "the command was sent SIGTERM".to_string()
+    }
+}
+
+/// `lock NAME --ttl D [--grace G] [--session S] -- CMD ARGS…`.
+pub async fn lock(global: &GlobalOptions, args: &LockArgs, report: Report) -> Result<u8, Failure> {
+    let mut signals = ShutdownSignals::new();
+    // For `lock`, --timeout bounds the wait for the lock; requests keep the default.
+    let plan =
+        RenewPlan::new(args.ttl, None, DEFAULT_REQUEST_TIMEOUT).map_err(|f| f.context("--ttl"))?;
+    let conn = connect(global, plan.timeout)
+        .await
+        .map_err(|f| Failure::new(exit::WRAPPER_FAILED, f.message))?;
+    let result = lock_with(&conn, global, args, plan, &mut signals, report).await;
+    conn.close().await;
+    result
+}
+
+async fn lock_with(
+    conn: &Connection,
+    global: &GlobalOptions,
+    args: &LockArgs,
+    plan: RenewPlan,
+    signals: &mut ShutdownSignals,
+    report: Report,
+) -> Result<u8, Failure> {
+    let wrapper = |f: Failure| Failure::new(exit::WRAPPER_FAILED, f.message);
+    let lock = match &args.session {
+        Some(s) => conn.lock_with_session(args.name.clone(), s.clone()),
+        None => conn.lock(args.name.clone()),
+    }
+    .map_err(|e| wrapper(e.into()))?;
+    let holder = lossy(&lock.holder_value());
+    let mut options = LockOptions::new().acquire(plan.acquire_options());
+    if let Some(wait) = global.timeout {
+        options = options.wait_timeout(wait);
+    }
+    let token = tokio::select! {
+        locked = lock.lock(args.ttl, &options) => match locked {
+            Ok(token) => token,
+            Err(LockError::Timeout) => {
+                report.error(&format!("{} was not acquired within --timeout", args.name));
+                return Ok(exit::NOT_ACQUIRED);
+            }
+            Err(e) => return Err(wrapper(Failure::from(e).context("lock"))),
+        },
+        // Dropping the wait unregisters it and releases anything it may have taken.
+        () = signals.recv() => return Ok(INTERRUPTED),
+    };
+    tracing::info!(name = %args.name, %holder, %token, "lock acquired");
+    let spec = child_spec(&args.command, &args.name, &holder, &token)?;
+    let mut child = match Supervised::spawn(&spec) {
+        Ok(child) => child,
+        Err(e) => {
+            report.error(&e.to_string());
+            let _ = lock.unlock().await;
+            return Ok(e.exit_code());
+        }
+    };
+    let outcome = supervise(&mut child, lock.lost(), args.grace)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                exit::WRAPPER_FAILED,
+                format!("supervising the command: {e}"),
+            )
+        })?;
+    match outcome {
+        Outcome::Exited(status) => {
+            if let Err(e) = lock.unlock().await {
+                // The command's status still stands; the lock expires after --ttl anyway.
+                report.error(&format!("releasing {}: {e}", args.name));
+            }
+            Ok(exit::from_status(status))
+        }
+        Outcome::Stopped { why, terminated } => {
+            report.error(&format!(
+                "lost the lock {} ({why}); {}",
+                args.name,
+                describe_stop(&terminated, args.grace)
+            ));
+            let _ = lock.unlock().await;
+            Ok(exit::LEASE_LOST)
+        }
+    }
+}
+
+/// `elect NAME --ttl D [--grace G] [--once] -- CMD ARGS…`.
+pub async fn elect(
+    global: &GlobalOptions,
+    args: &ElectArgs,
+    report: Report,
+) -> Result<u8, Failure> {
+    let mut signals = ShutdownSignals::new();
+    let plan =
+        RenewPlan::new(args.ttl, None, global.request_timeout()).map_err(|f| f.context("--ttl"))?;
+    let conn = connect(global, plan.timeout)
+        .await
+        .map_err(|f| Failure::new(exit::WRAPPER_FAILED, f.message))?;
+    let result = elect_with(&conn, args, plan, &mut signals, report).await;
+    conn.close().await;
+    result
+}
+
+async fn elect_with(
+    conn: &Connection,
+    args: &ElectArgs,
+    plan: RenewPlan,
+    signals: &mut ShutdownSignals,
+    report: Report,
+) -> Result<u8, Failure> {
+    let wrapper = |f: Failure| Failure::new(exit::WRAPPER_FAILED, f.message);
+    let leader = conn
+        .leader(args.name.clone())
+        .map_err(|e| wrapper(e.into()))?;
+    let holder = conn.client_id().to_string();
+    let options = LeaderOptions::new(args.ttl)
+        .acquire(plan.acquire_options())
+        .recampaign(!args.once);
+    leader
+        .campaign(&options)
+        .await
+        .map_err(|e| wrapper(e.into()))?;
+    loop {
+        let term = tokio::select! {
+            term = leader.elected() => term.map_err(|e| wrapper(e.into()))?,
+            () = signals.recv() => {
+                let _ = leader.resign().await;
+                return Ok(INTERRUPTED);
+            }
+        };
+        tracing::info!(name = %args.name, token = %term.token(), "elected");
+        let spec = child_spec(&args.command, &args.name, &holder, term.token())?;
+        let mut child = match Supervised::spawn(&spec) {
+            Ok(child) => child,
+            Err(e) => {
+                report.error(&e.to_string());
+                let _ = leader.resign().await;
+                return Ok(e.exit_code());
+            }
+        };
+        // While the command runs, its own reaction to SIGINT/SIGTERM decides (they are
+        // forwarded to it); ours resume when it is gone.
+        let outcome = supervise(&mut child, term.cancelled(), args.grace)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    exit::WRAPPER_FAILED,
+                    format!("supervising the command: {e}"),
+                )
+            })?;
+        match outcome {
+            Outcome::Exited(status) => {
+                let _ = leader.resign().await;
+                return Ok(exit::from_status(status));
+            }
+            Outcome::Stopped { terminated, .. } => {
+                report.error(&format!(
+                    "deposed as leader of {}; {}",
+                    args.name,
+                    describe_stop(&terminated, args.grace)
+                ));
+                if args.once {
+                    let _ = leader.resign().await;
+                    return Ok(exit::LEASE_LOST);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Entry point: parse the command line, set up logging and the runtime, dispatch.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::Cli;
+use crate::exit;
+
+/// Runs `leasedlock` with the process's arguments and returns its exit code. Bad arguments
+/// print clap's message and exit with status 2 from inside the parser.
+pub fn main_entry() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("leasedlock: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::WRAPPER_FAILED);
+        }
+    };
+    let code = runtime.block_on(crate::commands::run(cli));
+    ExitCode::from(code)
+}
+
+/// Logs go to stderr, filtered by `LEASEDLOCK_LOG` (e.g. `info`, `leasedlock_tokio=debug`);
+/// warnings and errors only by default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEASEDLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // A second initialisation (tests) is harmless.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
