@@ -337,6 +337,11 @@ impl Edit {
         self.pump(r, now);
     }
 
+    /// The connection dropped (see [`crate::lease::Lease::handle_disconnected`]).
+    pub fn handle_disconnected(&mut self, now: Now) {
+        self.lock.handle_disconnected(now);
+    }
+
     /// The client re-registered `key` after a reconnect; returns whether it was the lock's.
     pub fn handle_reregistered<R: Requester + ?Sized>(
         &mut self,

@@ -287,6 +287,11 @@ impl Leader {
         self.pump(r, now);
     }
 
+    /// The connection dropped (see [`crate::lease::Lease::handle_disconnected`]).
+    pub fn handle_disconnected(&mut self, now: Now) {
+        self.lock.handle_disconnected(now);
+    }
+
     /// The client re-registered `key` after a reconnect; returns whether it was ours.
     pub fn handle_reregistered<R: Requester + ?Sized>(
         &mut self,

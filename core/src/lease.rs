@@ -20,6 +20,20 @@
 //! not a reply ever comes. An acquire whose outcome is unknown leaves the lease
 //! [`LeaseState::MaybeHeld`]: never reported held (no token) nor free until the store proves it.
 //!
+//! Requests that land late (see `exposure` for the bounds: a request cannot be applied after
+//! its deadline + its rounded-up Message Expiry, unless a reconnect publishes a copy again):
+//! - a release `VDEL` carries the same holder value as our next grant, so if it lands after a
+//!   re-acquire it deletes that grant and lets someone else in while we believe we hold (S1).
+//!   Hence no new SET while a VDEL of ours may still be applied ([`LeaseError::ReleasePending`]
+//!   with the instant to retry at), and a reconnect that may republish one ends a grant made
+//!   since ([`LostReason::ReleaseInDoubt`]) and voids an acquire in flight;
+//! - a late SET of ours (earlier term) is harmless to others: NEX refuses it when someone else
+//!   holds, and when it applies it holds only for its own PX, tracked by `MaybeHeld`;
+//! - a late KEYNOTIFY after our STOP leaves a registration behind, so once we stop observing a
+//!   final STOP is sent after every KEYNOTIFY of ours can no longer be applied, and repeated
+//!   (every [`MAX_RENEW_RETRY`]) until the store answers it. It is a plain request, so another
+//!   machine observing the same key on the same client loses its registration too.
+//!
 //! Inputs are routed by the driver: completions whose [`RequestId`] this machine got from the
 //! [`Requester`] ([`Lease::handle_completion`] returns whether it consumed one), notifications
 //! for its key, reconnects, re-registrations and timeouts.
@@ -34,6 +48,10 @@ use crate::client::{Completion, Notification, RequestError, RequestId, RequestOp
 use crate::command::{Request, Response, SetCondition, SetOutcome, VdelOutcome};
 use crate::hlc::Hlc;
 use crate::time::{Instant, Now};
+
+mod exposure;
+
+use exposure::{apply_bound, Exposure};
 
 /// Per-request timeout used when [`LeaseOptions::timeout`] is `None` (the Go and .NET default).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -226,6 +244,9 @@ pub enum LostReason {
     MissingToken,
     /// The store answered a renewal with a reply that a SET cannot have.
     UnexpectedReply,
+    /// A release `VDEL` of ours may be applied again (a reconnect may publish a copy of it
+    /// again) and would delete this grant.
+    ReleaseInDoubt,
 }
 
 impl fmt::Display for LostReason {
@@ -237,6 +258,9 @@ impl fmt::Display for LostReason {
             LostReason::RequestFailed(e) => write!(f, "renewal failed: {e:?}"),
             LostReason::MissingToken => f.write_str("renewal reply carried no fencing token"),
             LostReason::UnexpectedReply => f.write_str("unexpected reply to a renewal"),
+            LostReason::ReleaseInDoubt => {
+                f.write_str("an earlier release of ours may still delete the lease")
+            }
         }
     }
 }
@@ -286,6 +310,13 @@ pub enum LeaseError {
     /// The operation was superseded (a release while acquiring, an observe stop while
     /// starting).
     Cancelled,
+    /// An earlier release `VDEL` of ours may still be applied by the store until `until`
+    /// (its outcome is unknown, or a reconnect may publish it again): a grant made before
+    /// then could be deleted by it. Retry at `until`.
+    ReleasePending {
+        /// When the earlier release can no longer be applied.
+        until: Instant,
+    },
 }
 
 impl LeaseError {
@@ -300,7 +331,8 @@ impl LeaseError {
             | LeaseError::ReplyTooLate
             | LeaseError::UnexpectedReply
             | LeaseError::Lost(_)
-            | LeaseError::Cancelled => true,
+            | LeaseError::Cancelled
+            | LeaseError::ReleasePending { .. } => true,
             LeaseError::NoLease
             | LeaseError::Renewing
             | LeaseError::AlreadyObserving
@@ -327,6 +359,9 @@ impl fmt::Display for LeaseError {
             LeaseError::UnexpectedReply => f.write_str("unexpected reply"),
             LeaseError::Lost(reason) => write!(f, "lease lost: {reason}"),
             LeaseError::Cancelled => f.write_str("operation cancelled"),
+            LeaseError::ReleasePending { until } => {
+                write!(f, "an earlier release may still be applied until {until:?}")
+            }
         }
     }
 }
@@ -469,6 +504,9 @@ struct Attempt {
     purpose: Purpose,
     timing: Timing,
     holder: Bytes,
+    /// A release of ours may be applied after this SET (a reconnect exposed it again): even
+    /// if applied, the SET is no hold.
+    tainted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -501,23 +539,51 @@ enum Phase {
         op: OpId,
         id: RequestId,
         issued: Instant,
+        timeout: Duration,
     },
 }
 
 #[derive(Debug, Clone)]
 enum Observe {
     Off,
-    Starting { id: RequestId, op: OpId },
+    Starting {
+        id: RequestId,
+        op: OpId,
+        issued: Instant,
+        timeout: Duration,
+    },
     On,
 }
 
-/// A request whose answer no longer matters (abandoned renewal, cleanup, ...).
+/// A request whose answer no longer matters to the user (abandoned renewal, cleanup, ...),
+/// but whose outcome may still matter to the machine.
 #[derive(Debug, Clone)]
 struct Ignored {
     id: RequestId,
-    /// For an abandoned SET dropped by a release: the holder and timing, so that a late
-    /// success can be deleted again.
-    cleanup: Option<(Bytes, Timing)>,
+    what: Abandoned,
+}
+
+#[derive(Debug, Clone)]
+enum Abandoned {
+    /// Nothing to do with the answer.
+    Plain,
+    /// An abandoned SET dropped by a release: a late success is deleted again.
+    Set { holder: Bytes, timing: Timing },
+    /// A cleanup VDEL: an unknown outcome keeps re-acquiring blocked.
+    Vdel { issued: Instant, timeout: Duration },
+    /// An abandoned KEYNOTIFY: once it ends, a STOP must follow it.
+    KeyNotify { issued: Instant, timeout: Duration },
+}
+
+/// The `KEYNOTIFY STOP` that makes sure the store keeps no registration of ours once we stop
+/// observing: it must be issued after every KEYNOTIFY of ours can no longer be applied, and
+/// repeated until the store answers it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sweep {
+    /// A STOP is needed, not before this instant.
+    due: Option<Instant>,
+    /// The sweep STOP in flight and when it was issued.
+    in_flight: Option<(RequestId, Instant)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -538,7 +604,7 @@ pub struct Lease {
     observe: Observe,
     /// KEYNOTIFY STOPs in flight. A new observation may start meanwhile: the client forgets
     /// the key at once and the STOP reaches the store before the new KEYNOTIFY.
-    stops: Vec<(RequestId, OpId)>,
+    stops: Vec<(RequestId, OpId, Instant)>,
     queries: Vec<Query>,
     resync_again: bool,
     ignored: Vec<Ignored>,
@@ -546,6 +612,17 @@ pub struct Lease {
     unknown_apply_until: Instant,
     /// No grant of ours can still exist on the store after this instant.
     maybe_until: Instant,
+    /// Release VDELs that may still reach the store: no new grant while one may be applied.
+    vdel: Exposure,
+    /// KEYNOTIFYs that may still reach the store: the final STOP must come after them.
+    notify: Exposure,
+    /// The timeout of the last KEYNOTIFY or STOP (used by the sweep STOP).
+    notify_timeout: Duration,
+    sweep: Sweep,
+    /// When the connection last came back (`handle_connected`).
+    last_connect: Instant,
+    /// Whether the driver reports disconnects ([`Lease::handle_disconnected`]).
+    disconnects_reported: bool,
     last_holder: Option<Bytes>,
     events: VecDeque<LeaseEvent>,
     op_seq: u64,
@@ -592,6 +669,12 @@ impl Lease {
             ignored: Vec::new(),
             unknown_apply_until: Instant::ZERO,
             maybe_until: Instant::ZERO,
+            vdel: Exposure::default(),
+            notify: Exposure::default(),
+            notify_timeout: DEFAULT_REQUEST_TIMEOUT,
+            sweep: Sweep::default(),
+            last_connect: Instant::ZERO,
+            disconnects_reported: false,
             last_holder: None,
             events: VecDeque::new(),
             op_seq: 0,
@@ -640,6 +723,11 @@ impl Lease {
         if self.attempt.is_some() {
             return Err(LeaseError::Busy);
         }
+        // A release VDEL of ours that may still be applied would delete the new grant (it
+        // carries the same holder value) and let someone else in while we believe we hold.
+        if let Some(until) = self.release_pending(now.mono) {
+            return Err(LeaseError::ReleasePending { until });
+        }
         if holder.is_empty() {
             return Err(LeaseError::InvalidArgument("holder must not be empty"));
         }
@@ -657,6 +745,7 @@ impl Lease {
             purpose: Purpose::Acquire(op),
             timing,
             holder: holder.clone(),
+            tainted: false,
         });
         self.last_holder = Some(holder);
         if !matches!(self.phase, Phase::Held(_)) {
@@ -724,10 +813,12 @@ impl Lease {
         match r.request(request, request_options(timeout), now) {
             Ok(id) => {
                 let op = self.next_op();
+                self.vdel.sent(now.mono, timeout);
                 self.phase = Phase::Releasing {
                     op,
                     id,
                     issued: now.mono,
+                    timeout,
                 };
                 Ok(op)
             }
@@ -787,7 +878,16 @@ impl Lease {
             .observe(self.name.clone(), request_options(timeout), now)
             .map_err(LeaseError::Request)?;
         let op = self.next_op();
-        self.observe = Observe::Starting { id, op };
+        self.notify.sent(now.mono, timeout);
+        self.notify_timeout = timeout;
+        // The new registration is wanted: no sweep STOP may remove it.
+        self.sweep.due = None;
+        self.observe = Observe::Starting {
+            id,
+            op,
+            issued: now.mono,
+            timeout,
+        };
         Ok(op)
     }
 
@@ -806,8 +906,17 @@ impl Lease {
         }
         match self.observe.clone() {
             Observe::Off => return Err(LeaseError::NotObserving),
-            Observe::Starting { id, op } => {
-                self.ignored.push(Ignored { id, cleanup: None });
+            Observe::Starting {
+                id,
+                op,
+                issued,
+                timeout,
+            } => {
+                // The KEYNOTIFY may land after this STOP: its end triggers another one.
+                self.ignored.push(Ignored {
+                    id,
+                    what: Abandoned::KeyNotify { issued, timeout },
+                });
                 self.events.push_back(LeaseEvent::ObserveStarted {
                     op,
                     result: Err(LeaseError::Cancelled),
@@ -816,11 +925,19 @@ impl Lease {
             Observe::On => {}
         }
         self.observe = Observe::Off;
-        let id = r
-            .unobserve(self.name.clone(), request_options(timeout), now)
-            .map_err(LeaseError::Request)?;
+        self.notify_timeout = timeout;
+        if self.notify.blocks(now.mono) {
+            self.sweep_needed(now.mono);
+        }
+        let id = match r.unobserve(self.name.clone(), request_options(timeout), now) {
+            Ok(id) => id,
+            Err(e) => {
+                self.sweep_needed(now.mono);
+                return Err(LeaseError::Request(e));
+            }
+        };
         let op = self.next_op();
-        self.stops.push((id, op));
+        self.stops.push((id, op, now.mono));
         Ok(op)
     }
 
@@ -865,6 +982,7 @@ impl Lease {
             + usize::from(matches!(self.phase, Phase::Releasing { .. }))
             + usize::from(matches!(self.observe, Observe::Starting { .. }))
             + self.stops.len()
+            + usize::from(self.sweep.in_flight.is_some())
             + self.queries.len()
             + self.ignored.len()
     }
@@ -874,7 +992,8 @@ impl Lease {
         self.attempt.as_ref().is_some_and(|a| a.id == id)
             || matches!(self.phase, Phase::Releasing { id: x, .. } if x == id)
             || matches!(self.observe, Observe::Starting { id: x, .. } if x == id)
-            || self.stops.iter().any(|(x, _)| *x == id)
+            || self.stops.iter().any(|(x, _, _)| *x == id)
+            || self.sweep.in_flight.is_some_and(|(x, _)| x == id)
             || self.queries.iter().any(|q| q.id == id)
             || self.ignored.iter().any(|i| i.id == id)
     }
@@ -886,7 +1005,7 @@ impl Lease {
 
     /// The earliest instant at which [`Lease::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match &self.phase {
+        let lease = match &self.phase {
             Phase::Held(g) => {
                 let renew = if self.attempt.is_none() {
                     g.renew_at
@@ -897,7 +1016,89 @@ impl Lease {
             }
             Phase::MaybeHeld { until } => Some(*until),
             _ => None,
+        };
+        earliest(lease, self.sweep_at())
+    }
+
+    /// When the sweep STOP may leave: observation off, no KEYNOTIFY of ours in flight, and
+    /// none that may still be applied.
+    fn sweep_at(&self) -> Option<Instant> {
+        let due = self.sweep.due?;
+        let waiting = self.sweep.in_flight.is_some()
+            || !matches!(self.observe, Observe::Off)
+            || self
+                .ignored
+                .iter()
+                .any(|i| matches!(i.what, Abandoned::KeyNotify { .. }));
+        if waiting {
+            None
+        } else {
+            Some(later(due, self.notify.until()))
         }
+    }
+
+    fn sweep_needed(&mut self, not_before: Instant) {
+        if matches!(self.observe, Observe::Off) {
+            self.sweep.due = Some(match self.sweep.due {
+                Some(d) if d < not_before => d,
+                _ => not_before,
+            });
+        }
+    }
+
+    fn start_sweep<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        if self.sweep_at().is_none_or(|t| now.mono < t) {
+            return;
+        }
+        // A plain request, not `unobserve`: the client's observation count is not ours to
+        // change any more (another machine of this client may observe the key).
+        let stop = Request::KeyNotifyStop {
+            key: self.name.clone(),
+        };
+        match r.request(stop, request_options(self.notify_timeout), now) {
+            Ok(id) => {
+                self.sweep.due = None;
+                self.sweep.in_flight = Some((id, now.mono));
+            }
+            Err(e) if classify(&e).transient => {
+                self.sweep.due = Some(now.mono + MAX_RENEW_RETRY);
+            }
+            Err(_) => self.sweep.due = None,
+        }
+    }
+
+    /// A STOP issued at `issued` ended with `result`: another one is needed if it may not
+    /// have run, or if a KEYNOTIFY of ours may be applied after it.
+    fn stop_ended(
+        &mut self,
+        issued: Instant,
+        result: &Result<Response, RequestError>,
+        now: Instant,
+    ) {
+        match result {
+            Ok(_) if issued >= self.notify.until() => {}
+            Ok(_) => self.sweep_needed(self.notify.until()),
+            Err(e) if classify(e).transient => self.sweep_needed(now + MAX_RENEW_RETRY),
+            // Refused for good: retrying cannot help.
+            Err(_) => {}
+        }
+    }
+
+    /// Until when an earlier release of ours may still be applied, if it may be now.
+    fn release_pending(&self, now: Instant) -> Option<Instant> {
+        let mut until = None;
+        let in_flight = self.ignored.iter().filter_map(|i| match i.what {
+            Abandoned::Vdel { issued, timeout } => Some(apply_bound(issued, timeout, issued)),
+            _ => None,
+        });
+        for bound in in_flight {
+            until = Some(until.map_or(bound, |u| later(u, bound)));
+        }
+        if self.vdel.blocks(now) {
+            let bound = self.vdel.until();
+            until = Some(until.map_or(bound, |u| later(u, bound)));
+        }
+        until
     }
 
     /// Time passed: raises `Lost` at `safe_until`, starts due renewals, ends `MaybeHeld` once
@@ -911,11 +1112,29 @@ impl Lease {
         if due {
             self.start_renew(r, now);
         }
+        self.start_sweep(r, now);
     }
 
     /// The connection is up again: a renewal that failed meanwhile is retried at once.
+    ///
+    /// A reconnect that keeps the MQTT session may publish unacknowledged requests again, with
+    /// a fresh Message Expiry. If a release of ours may be among them, a grant made since is
+    /// no longer safe (it is `Lost` with [`LostReason::ReleaseInDoubt`]) and an acquire in
+    /// flight will not count as a hold; if a KEYNOTIFY may be among them, the final STOP is
+    /// repeated after it.
     pub fn handle_connected<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
         self.expire(now.mono);
+        let last = core::mem::replace(&mut self.last_connect, now.mono);
+        let last = (!self.disconnects_reported).then_some(last);
+        if self.vdel.reconnected(last, now.mono) {
+            self.lose(LostReason::ReleaseInDoubt, now.mono);
+            if let Some(att) = self.attempt.as_mut() {
+                att.tainted = true;
+            }
+        }
+        if self.notify.reconnected(last, now.mono) {
+            self.sweep_needed(self.notify.until());
+        }
         let retry = match &mut self.phase {
             Phase::Held(g) if g.renewing() && g.renew_failed && self.attempt.is_none() => {
                 g.renew_at = Some(now.mono);
@@ -926,6 +1145,15 @@ impl Lease {
         if retry {
             self.start_renew(r, now);
         }
+    }
+
+    /// The connection dropped. Requests on their way may be published again at the reconnect
+    /// (see [`Lease::handle_connected`]); drivers that do not report drops get a more
+    /// conservative rule.
+    pub fn handle_disconnected(&mut self, now: Now) {
+        self.disconnects_reported = true;
+        self.vdel.disconnected(now.mono);
+        self.notify.disconnected(now.mono);
     }
 
     /// The client re-registered `key` after a reconnect (`ok` = the KEYNOTIFY succeeded).
@@ -1013,14 +1241,28 @@ impl Lease {
             }
             return true;
         }
-        if let Phase::Releasing { op, id, issued } = self.phase {
+        if let Phase::Releasing {
+            op,
+            id,
+            issued,
+            timeout,
+        } = self.phase
+        {
             if id == c.id {
-                self.on_release_reply(op, issued, c, now.mono);
+                self.on_release_reply(op, issued, timeout, c, now.mono);
                 return true;
             }
         }
-        if let Some(pos) = self.stops.iter().position(|(id, _)| *id == c.id) {
-            let (_, op) = self.stops.swap_remove(pos);
+        if let Some((id, issued)) = self.sweep.in_flight {
+            if id == c.id {
+                self.sweep.in_flight = None;
+                self.stop_ended(issued, &c.result, now.mono);
+                return true;
+            }
+        }
+        if let Some(pos) = self.stops.iter().position(|(id, _, _)| *id == c.id) {
+            let (_, op, issued) = self.stops.swap_remove(pos);
+            self.stop_ended(issued, &c.result, now.mono);
             let result = match &c.result {
                 Ok(Response::KeyNotifyStop(registered)) => Ok(*registered),
                 Ok(_) => Err(LeaseError::UnexpectedReply),
@@ -1040,7 +1282,12 @@ impl Lease {
             return true;
         }
         match self.observe {
-            Observe::Starting { id, op } if id == c.id => {
+            Observe::Starting {
+                id,
+                op,
+                issued,
+                timeout,
+            } if id == c.id => {
                 match &c.result {
                     Ok(Response::KeyNotify) => {
                         self.observe = Observe::On;
@@ -1053,16 +1300,18 @@ impl Lease {
                             Ok(_) => LeaseError::UnexpectedReply,
                         };
                         self.observe = Observe::Off;
+                        if notify_may_have_run(&c.result) {
+                            self.notify.unknown(issued, timeout, now.mono);
+                            // Whatever the STOP below does, the KEYNOTIFY may land after it.
+                            self.sweep_needed(now.mono);
+                        }
                         // The client may still remember the key: make it forget.
-                        if let Ok(stop) = r.unobserve(
-                            self.name.clone(),
-                            request_options(DEFAULT_REQUEST_TIMEOUT),
-                            now,
-                        ) {
-                            self.ignored.push(Ignored {
+                        match r.unobserve(self.name.clone(), request_options(timeout), now) {
+                            Ok(stop) => self.ignored.push(Ignored {
                                 id: stop,
-                                cleanup: None,
-                            });
+                                what: Abandoned::Plain,
+                            }),
+                            Err(_) => self.sweep_needed(now.mono),
                         }
                         self.events.push_back(LeaseEvent::ObserveStarted {
                             op,
@@ -1083,8 +1332,25 @@ impl Lease {
         r: &mut R,
         now: Now,
     ) {
-        let Some((holder, timing)) = ignored.cleanup else {
-            return;
+        let (holder, timing) = match ignored.what {
+            Abandoned::Plain => return,
+            Abandoned::Vdel { issued, timeout } => {
+                if vdel_may_have_run(&c.result) {
+                    self.vdel.unknown(issued, timeout, now.mono);
+                }
+                return;
+            }
+            Abandoned::KeyNotify { issued, timeout } => {
+                if notify_may_have_run(&c.result) {
+                    if c.result.is_err() {
+                        self.notify.unknown(issued, timeout, now.mono);
+                    }
+                    // It ran (or may run) after the STOP that went with it.
+                    self.sweep_needed(now.mono);
+                }
+                return;
+            }
+            Abandoned::Set { holder, timing } => (holder, timing),
         };
         if !matches!(c.result, Ok(Response::Set(SetOutcome::Applied))) {
             return;
@@ -1099,7 +1365,14 @@ impl Lease {
                 value: holder,
             };
             if let Ok(id) = r.request(vdel, request_options(timing.timeout), now) {
-                self.ignored.push(Ignored { id, cleanup: None });
+                self.vdel.sent(now.mono, timing.timeout);
+                self.ignored.push(Ignored {
+                    id,
+                    what: Abandoned::Vdel {
+                        issued: now.mono,
+                        timeout: timing.timeout,
+                    },
+                });
             }
         }
         if matches!(self.phase, Phase::Idle) {
@@ -1109,6 +1382,10 @@ impl Lease {
 
     fn on_set_reply(&mut self, att: Attempt, c: &Completion, now: Instant) {
         match (&c.result, &c.version) {
+            (Ok(Response::Set(SetOutcome::Applied)), Some(_)) if att.tainted => {
+                let until = self.vdel.until();
+                self.set_failed(att, LeaseError::ReleasePending { until }, now);
+            }
             (Ok(Response::Set(SetOutcome::Applied)), Some(token)) => {
                 let safe_until = (att.issued + att.timing.duration) - att.timing.margin;
                 if now >= safe_until {
@@ -1169,6 +1446,8 @@ impl Lease {
                 (class.transient, false, class.maybe_applied)
             }
             LeaseError::MissingToken | LeaseError::ReplyTooLate => (false, true, true),
+            // Applied, but a release of ours may delete it: no hold, try again later.
+            LeaseError::ReleasePending { .. } => (true, true, true),
             _ => (false, false, true),
         };
         let t = att.timing;
@@ -1222,6 +1501,7 @@ impl Lease {
                     purpose: Purpose::Renew,
                     timing,
                     holder,
+                    tainted: false,
                 });
             }
             Err(e) => {
@@ -1237,7 +1517,17 @@ impl Lease {
         }
     }
 
-    fn on_release_reply(&mut self, op: OpId, issued: Instant, c: &Completion, now: Instant) {
+    fn on_release_reply(
+        &mut self,
+        op: OpId,
+        issued: Instant,
+        timeout: Duration,
+        c: &Completion,
+        now: Instant,
+    ) {
+        if vdel_may_have_run(&c.result) {
+            self.vdel.unknown(issued, timeout, now);
+        }
         let result = match &c.result {
             Ok(Response::Vdel(VdelOutcome::Deleted)) => Ok(ReleaseOutcome::Deleted),
             Ok(Response::Vdel(VdelOutcome::NotFound)) => Ok(ReleaseOutcome::NotFound),
@@ -1301,7 +1591,14 @@ impl Lease {
         self.maybe_until = later(self.maybe_until, apply_until + t.duration + t.margin);
         self.ignored.push(Ignored {
             id: att.id,
-            cleanup: cleanup.then(|| (att.holder.clone(), t)),
+            what: if cleanup {
+                Abandoned::Set {
+                    holder: att.holder.clone(),
+                    timing: t,
+                }
+            } else {
+                Abandoned::Plain
+            },
         });
     }
 
@@ -1316,6 +1613,9 @@ impl Lease {
     /// Ends a held grant: the renewal in flight is abandoned (no `Renewed` after `Lost`); a
     /// manual acquire in flight stays and may bring a new hold.
     fn lose(&mut self, reason: LostReason, now: Instant) {
+        if !matches!(self.phase, Phase::Held(_)) {
+            return;
+        }
         let Phase::Held(g) = core::mem::replace(&mut self.phase, Phase::Idle) else {
             return;
         };
@@ -1362,6 +1662,23 @@ impl Lease {
         } else {
             self.settle_without_proof(now);
         }
+    }
+}
+
+/// Whether a VDEL that ended with `result` may have run (or may still run).
+fn vdel_may_have_run(result: &Result<Response, RequestError>) -> bool {
+    match result {
+        Ok(_) => false,
+        Err(e) => classify(e).maybe_applied,
+    }
+}
+
+/// Whether a KEYNOTIFY that ended with `result` may have registered us (or may still).
+fn notify_may_have_run(result: &Result<Response, RequestError>) -> bool {
+    match result {
+        Ok(Response::KeyNotify) => true,
+        Ok(_) => false,
+        Err(e) => classify(e).maybe_applied,
     }
 }
 

@@ -14,6 +14,8 @@
 //! - [`lease`], [`lock`], [`edit`], [`leader`]: lease, lock, edit-under-lock and leader-election
 //!   machines driven through [`client::Requester`]; [`machine`] routes client outputs to them.
 //! - [`server`]: the state store itself as a pure model (the emulator and simulator drive it).
+//! - `sim` (feature `sim`): a deterministic simulator that runs many clients against the store
+//!   model over a faulty network in virtual time and checks the safety invariants.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -35,6 +37,8 @@ pub mod machine;
 pub mod resp3;
 pub mod rng;
 pub mod server;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod time;
 
 #[cfg(test)]

@@ -381,6 +381,11 @@ impl Lock {
         self.pump(r, now);
     }
 
+    /// The connection dropped (see [`Lease::handle_disconnected`]).
+    pub fn handle_disconnected(&mut self, now: Now) {
+        self.lease.handle_disconnected(now);
+    }
+
     /// The client re-registered `key` after a reconnect. The lease GETs the key and reports a
     /// change, which wakes a waiting lock when the lease is free. Returns whether it was ours.
     pub fn handle_reregistered<R: Requester + ?Sized>(
@@ -428,8 +433,25 @@ impl Lock {
                     w.step = Step::Attempting { op, woke: false };
                 }
             }
+            Err(LeaseError::ReleasePending { until }) => self.retry_at(until, now),
             Err(e) if e.is_transient() => self.retry_later(r, now),
             Err(e) => self.fail(LockError::Lease(e), r, now),
+        }
+    }
+
+    /// An earlier release of ours may still be applied until `until`: attempt right after
+    /// it (with jitter), since an attempt before then is refused by the lease anyway.
+    fn retry_at(&mut self, until: Instant, now: Now) {
+        let Some(max_jitter) = self.wait.as_ref().map(|w| w.options.max_jitter) else {
+            return;
+        };
+        let jitter = self.jitter(max_jitter);
+        let at = if until > now.mono { until } else { now.mono } + jitter;
+        if let Some(w) = self.wait.as_mut() {
+            w.step = Step::Waiting {
+                attempt_at: Some(at),
+                fallback_at: at + w.fallback,
+            };
         }
     }
 

@@ -22,6 +22,10 @@ pub trait Machine {
     fn on_notification(&mut self, n: &Notification, r: &mut dyn Requester, now: Now) -> bool;
     /// The connection is up again.
     fn on_connected(&mut self, r: &mut dyn Requester, now: Now);
+    /// The connection dropped. Drivers should report it: requests on their way may be
+    /// published again at the reconnect, and the machines bound that more tightly when they
+    /// know when the drop happened.
+    fn on_disconnected(&mut self, now: Now);
     /// The client re-registered `key`; returns whether this machine cared.
     fn on_reregistered(&mut self, key: &[u8], ok: bool, r: &mut dyn Requester, now: Now) -> bool;
     /// Time passed.
@@ -46,6 +50,9 @@ macro_rules! impl_machine {
             }
             fn on_connected(&mut self, r: &mut dyn Requester, now: Now) {
                 self.handle_connected(r, now)
+            }
+            fn on_disconnected(&mut self, now: Now) {
+                self.handle_disconnected(now)
             }
             fn on_reregistered(
                 &mut self,
@@ -123,6 +130,13 @@ pub fn route_notification(
 pub fn route_connected(machines: &mut [&mut dyn Machine], r: &mut dyn Requester, now: Now) {
     for m in machines.iter_mut() {
         m.on_connected(r, now);
+    }
+}
+
+/// Tells every machine that the connection dropped.
+pub fn route_disconnected(machines: &mut [&mut dyn Machine], now: Now) {
+    for m in machines.iter_mut() {
+        m.on_disconnected(now);
     }
 }
 

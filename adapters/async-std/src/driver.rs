@@ -598,6 +598,8 @@ impl Driver {
                     }
                 }
             }
+            // This adapter hosts no lease machines, so a drop has nobody to tell beyond the
+            // connection state already published from the session event.
             _ => {}
         }
     }

@@ -542,7 +542,11 @@ impl Driver {
                     }
                     self.resync(key);
                 }
-                Output::Disconnected => {}
+                Output::Disconnected => {
+                    for m in self.machines.values_mut() {
+                        m.on_disconnected(now);
+                    }
+                }
                 other => debug!(output = ?other, "unhandled core output"),
             }
         }

@@ -749,6 +749,10 @@ impl Hosted {
         self.machine().on_connected(r, now);
     }
 
+    pub(crate) fn on_disconnected(&mut self, now: Now) {
+        self.machine().on_disconnected(now);
+    }
+
     pub(crate) fn on_reregistered(&mut self, key: &[u8], ok: bool, r: &mut Client, now: Now) {
         self.machine().on_reregistered(key, ok, r, now);
     }

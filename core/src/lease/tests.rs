@@ -835,6 +835,7 @@ enum Op {
         version: u8,
     },
     Connected,
+    Disconnected,
     Reregistered,
     FailNext(bool),
 }
@@ -866,6 +867,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             }
         }),
         Just(Op::Connected),
+        Just(Op::Disconnected),
         Just(Op::Reregistered),
         any::<bool>().prop_map(Op::FailNext),
     ]
@@ -1066,6 +1068,7 @@ fn run(ops: Vec<Op>) {
                 l.handle_notification(&n, now);
             }
             Op::Connected => l.handle_connected(&mut r, now),
+            Op::Disconnected => l.handle_disconnected(now),
             Op::Reregistered => {
                 l.handle_reregistered(NAME, true, &mut r, now);
             }
@@ -1095,28 +1098,31 @@ fn run(ops: Vec<Op>) {
         ck.op(l.release(&opts(false), &mut r, at(t)));
         ck.term_open = false;
     }
-    for _ in 0..20 {
+    // Answer everything, let the timers run (a final KEYNOTIFY STOP may follow), repeat.
+    for _ in 0..4 {
+        for _ in 0..20 {
+            ck.events(&mut l);
+            let open = r.open_sent();
+            if open.is_empty() {
+                break;
+            }
+            for s in open {
+                let result = match s.kind {
+                    RequestKind::Set => refused_set(),
+                    RequestKind::Vdel => vdel(VdelOutcome::NotFound),
+                    RequestKind::Get => get(None),
+                    RequestKind::KeyNotify => Ok(Response::KeyNotify),
+                    _ => Ok(Response::KeyNotifyStop(true)),
+                };
+                let c = r.answer(s.id, result, None);
+                assert!(l.handle_completion(&c, &mut r, at(t)));
+            }
+        }
         ck.events(&mut l);
-        let open = r.open_sent();
-        if open.is_empty() {
-            break;
-        }
-        for s in open {
-            let result = match s.kind {
-                RequestKind::Set => refused_set(),
-                RequestKind::Vdel => vdel(VdelOutcome::NotFound),
-                RequestKind::Get => get(None),
-                RequestKind::KeyNotify => Ok(Response::KeyNotify),
-                _ => Ok(Response::KeyNotifyStop(true)),
-            };
-            let c = r.answer(s.id, result, None);
-            assert!(l.handle_completion(&c, &mut r, at(t)));
-        }
+        t += 3_600_000;
+        l.handle_timeout(&mut r, at(t));
+        ck.events(&mut l);
     }
-    ck.events(&mut l);
-    t += 3_600_000;
-    l.handle_timeout(&mut r, at(t));
-    ck.events(&mut l);
     assert_eq!(l.outstanding(), 0, "leaked request ids");
     assert!(r.open.is_empty());
     assert_eq!(l.poll_timeout(), None, "leaked timer");
@@ -1133,4 +1139,156 @@ proptest! {
     fn lease_machine_is_safe_under_arbitrary_inputs(ops in proptest::collection::vec(op_strategy(), 0..60)) {
         run(ops);
     }
+}
+
+// Regression tests for the simulator's findings (issue 3 follow-up).
+
+fn timed_out() -> Result<Response, RequestError> {
+    Err(RequestError::Timeout { sent: true })
+}
+
+/// Sim finding 1: a release VDEL that timed out could land after the same client re-acquired
+/// (same holder value) and delete the new grant while we believed we held it.
+#[test]
+fn late_release_vdel_blocks_reacquire_until_it_can_no_longer_land() {
+    let (mut l, mut r) = setup();
+    hold(&mut l, &mut r, 0, false, 1);
+    l.release(&opts(false), &mut r, at(100)).unwrap();
+    let v = r.last_of(RequestKind::Vdel);
+    // Timeout 300 ms after sending: it may still be applied until 400 + 1 s + slack.
+    let c = r.answer(v.id, timed_out(), None);
+    assert!(l.handle_completion(&c, &mut r, at(400)));
+    drain(&mut l);
+    let until = Instant::from_millis(1_500);
+    assert_eq!(
+        l.acquire(DUR, &opts(false), &mut r, at(450)),
+        Err(LeaseError::ReleasePending { until })
+    );
+    assert_eq!(
+        r.count(RequestKind::Set),
+        1,
+        "no SET while the VDEL may land"
+    );
+    assert!(LeaseError::ReleasePending { until }.is_transient());
+    l.acquire(DUR, &opts(false), &mut r, at(1_500)).unwrap();
+    assert_eq!(r.count(RequestKind::Set), 2);
+}
+
+/// A cleanup VDEL (after an abandoned renewal succeeded) blocks re-acquiring while in flight.
+#[test]
+fn cleanup_vdel_in_flight_blocks_reacquire() {
+    let (mut l, mut r) = setup();
+    hold(&mut l, &mut r, 0, true, 1);
+    // The renewal leaves at 200; the release abandons it.
+    l.handle_timeout(&mut r, at(200));
+    let renew = r.last_of(RequestKind::Set);
+    l.release(&opts(false), &mut r, at(210)).unwrap();
+    let v = r.last_of(RequestKind::Vdel);
+    let c = r.answer(v.id, vdel(VdelOutcome::Deleted), None);
+    l.handle_completion(&c, &mut r, at(220));
+    // The abandoned renewal was applied after the VDEL: a cleanup VDEL follows.
+    let c = r.answer(renew.id, ok_set(), Some(tok(2)));
+    l.handle_completion(&c, &mut r, at(230));
+    assert_eq!(r.count(RequestKind::Vdel), 2);
+    assert!(matches!(
+        l.acquire(DUR, &opts(false), &mut r, at(240)),
+        Err(LeaseError::ReleasePending { .. })
+    ));
+    // Answered: nothing can land any more.
+    let cleanup = r.last_of(RequestKind::Vdel);
+    let c = r.answer(cleanup.id, vdel(VdelOutcome::Deleted), None);
+    l.handle_completion(&c, &mut r, at(250));
+    l.acquire(DUR, &opts(false), &mut r, at(260)).unwrap();
+}
+
+/// A reconnect may publish a copy of an answered release again: a grant made since is lost,
+/// since that copy would delete it.
+#[test]
+fn release_republished_after_reconnect_loses_the_new_grant() {
+    let (mut l, mut r) = setup();
+    hold(&mut l, &mut r, 0, false, 1);
+    l.release(&opts(false), &mut r, at(100)).unwrap();
+    let v = r.last_of(RequestKind::Vdel);
+    let c = r.answer(v.id, vdel(VdelOutcome::Deleted), None);
+    l.handle_completion(&c, &mut r, at(110));
+    hold(&mut l, &mut r, 120, false, 2);
+    drain(&mut l);
+    l.handle_disconnected(at(200));
+    l.handle_connected(&mut r, at(300));
+    assert_eq!(
+        drain(&mut l),
+        vec![LeaseEvent::Lost {
+            reason: LostReason::ReleaseInDoubt
+        }]
+    );
+    assert!(matches!(
+        l.acquire(DUR, &opts(false), &mut r, at(310)),
+        Err(LeaseError::ReleasePending { .. })
+    ));
+    // Once every copy is past its expiry, a drop and reconnect expose nothing.
+    l.handle_disconnected(at(5_000));
+    l.handle_connected(&mut r, at(5_100));
+    l.acquire(DUR, &opts(false), &mut r, at(5_200)).unwrap();
+}
+
+/// Sim finding 2: a KEYNOTIFY that timed out was applied after the STOP that followed it, and
+/// the store kept the registration for good.
+#[test]
+fn keynotify_that_may_land_after_its_stop_gets_another_stop() {
+    let (mut l, mut r) = setup();
+    l.observe_start(Some(Duration::from_millis(300)), &mut r, at(0))
+        .unwrap();
+    let kn = r.last();
+    let c = r.answer(kn.id, timed_out(), None);
+    l.handle_completion(&c, &mut r, at(300));
+    assert_eq!(r.count(RequestKind::KeyNotifyStop), 1);
+    let first = r.last();
+    let c = r.answer(first.id, Ok(Response::KeyNotifyStop(false)), None);
+    l.handle_completion(&c, &mut r, at(310));
+    // The KEYNOTIFY may be applied until 300 + 1 s + slack: then one more STOP.
+    assert_eq!(l.poll_timeout(), Some(Instant::from_millis(1_400)));
+    l.handle_timeout(&mut r, at(1_400));
+    assert_eq!(r.count(RequestKind::KeyNotifyStop), 2);
+    let sweep = r.last();
+    let c = r.answer(sweep.id, Ok(Response::KeyNotifyStop(true)), None);
+    assert!(l.handle_completion(&c, &mut r, at(1_410)));
+    assert_eq!(l.poll_timeout(), None);
+    assert_eq!(l.outstanding(), 0);
+}
+
+/// A STOP lost on the way (timeout after sending) is repeated until the store answers it.
+#[test]
+fn lost_stop_is_repeated_until_answered() {
+    let (mut l, mut r) = setup();
+    l.observe_start(None, &mut r, at(0)).unwrap();
+    let kn = r.last();
+    let c = r.answer(kn.id, Ok(Response::KeyNotify), None);
+    l.handle_completion(&c, &mut r, at(10));
+    drain(&mut l);
+    l.observe_stop(Some(Duration::from_millis(300)), &mut r, at(20))
+        .unwrap();
+    let stop = r.last();
+    let c = r.answer(stop.id, timed_out(), None);
+    l.handle_completion(&c, &mut r, at(320));
+    let retry = l.poll_timeout().expect("the STOP is retried");
+    l.handle_timeout(&mut r, Now::new(retry, 0));
+    assert_eq!(r.count(RequestKind::KeyNotifyStop), 2);
+    let again = r.last();
+    let c = r.answer(again.id, Ok(Response::KeyNotifyStop(true)), None);
+    l.handle_completion(&c, &mut r, Now::new(retry, 0));
+    assert_eq!(l.poll_timeout(), None);
+}
+
+/// Observing again cancels a pending final STOP: it would remove the new registration.
+#[test]
+fn observing_again_cancels_the_final_stop() {
+    let (mut l, mut r) = setup();
+    l.observe_start(Some(Duration::from_millis(300)), &mut r, at(0))
+        .unwrap();
+    let kn = r.last();
+    let c = r.answer(kn.id, timed_out(), None);
+    l.handle_completion(&c, &mut r, at(300));
+    l.observe_start(None, &mut r, at(400)).unwrap();
+    l.handle_timeout(&mut r, at(10_000));
+    assert_eq!(r.count(RequestKind::KeyNotifyStop), 1);
 }

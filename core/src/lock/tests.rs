@@ -413,6 +413,7 @@ enum Op {
     Reply { pick: u8, kind: u8 },
     Notify { delete: bool, ours: bool },
     Connected,
+    Disconnected,
     Reregistered,
     FailNext,
 }
@@ -429,6 +430,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         (any::<u8>(), any::<u8>()).prop_map(|(pick, kind)| Op::Reply { pick, kind }),
         (any::<bool>(), any::<bool>()).prop_map(|(delete, ours)| Op::Notify { delete, ours }),
         Just(Op::Connected),
+        Just(Op::Disconnected),
         Just(Op::Reregistered),
         Just(Op::FailNext),
     ]
@@ -553,6 +555,7 @@ fn run(ops: Vec<Op>) {
                 l.handle_notification(&n, &mut r, now);
             }
             Op::Connected => l.handle_connected(&mut r, now),
+            Op::Disconnected => l.handle_disconnected(now),
             Op::Reregistered => {
                 l.handle_reregistered(NAME, true, &mut r, now);
             }
@@ -569,28 +572,31 @@ fn run(ops: Vec<Op>) {
         ck.locked = false;
         ck.unlocking = true;
     }
-    for _ in 0..20 {
+    // Answer everything, let the timers run (a final KEYNOTIFY STOP may follow), repeat.
+    for _ in 0..4 {
+        for _ in 0..20 {
+            ck.events(&mut l, at(t).mono);
+            let open = r.open_sent();
+            if open.is_empty() {
+                break;
+            }
+            for s in open {
+                let res = match s.kind {
+                    RequestKind::Set => refused_set(),
+                    RequestKind::Vdel => vdel(VdelOutcome::NotFound),
+                    RequestKind::Get => get(None),
+                    RequestKind::KeyNotify => Ok(Response::KeyNotify),
+                    _ => Ok(Response::KeyNotifyStop(true)),
+                };
+                let c = r.answer(s.id, res, None);
+                assert!(l.handle_completion(&c, &mut r, at(t)));
+            }
+        }
         ck.events(&mut l, at(t).mono);
-        let open = r.open_sent();
-        if open.is_empty() {
-            break;
-        }
-        for s in open {
-            let res = match s.kind {
-                RequestKind::Set => refused_set(),
-                RequestKind::Vdel => vdel(VdelOutcome::NotFound),
-                RequestKind::Get => get(None),
-                RequestKind::KeyNotify => Ok(Response::KeyNotify),
-                _ => Ok(Response::KeyNotifyStop(true)),
-            };
-            let c = r.answer(s.id, res, None);
-            assert!(l.handle_completion(&c, &mut r, at(t)));
-        }
+        t += 3_600_000;
+        l.handle_timeout(&mut r, at(t));
+        ck.events(&mut l, at(t).mono);
     }
-    ck.events(&mut l, at(t).mono);
-    t += 3_600_000;
-    l.handle_timeout(&mut r, at(t));
-    ck.events(&mut l, at(t).mono);
     assert_eq!(l.outstanding(), 0, "leaked request ids");
     assert_eq!(l.poll_timeout(), None, "leaked timer");
     assert!(!ck.waiting && !ck.unlocking);
@@ -601,4 +607,53 @@ proptest! {
     fn lock_machine_is_safe_under_arbitrary_inputs(ops in proptest::collection::vec(op_strategy(), 0..60)) {
         run(ops);
     }
+}
+
+/// Sim finding 1 at the lock level: after an unlock whose VDEL timed out, the next lock
+/// attempts only once that VDEL can no longer land (it would delete the new grant).
+#[test]
+fn relock_after_unknown_unlock_waits_until_the_release_cannot_land() {
+    let (mut l, mut r) = setup();
+    let o = opts(false);
+    l.lock(DUR, &o, &mut r, at(0)).unwrap();
+    let reg = r.last();
+    answer(&mut l, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
+    let set = r.last();
+    answer(&mut l, &mut r, &set, ok_set(), Some(tok(1)), 2);
+    let stop = r.last_of(RequestKind::KeyNotifyStop);
+    answer(
+        &mut l,
+        &mut r,
+        &stop,
+        Ok(Response::KeyNotifyStop(true)),
+        None,
+        3,
+    );
+    drain(&mut l);
+    l.unlock(&o.lease, &mut r, at(10)).unwrap();
+    let v = r.last_of(RequestKind::Vdel);
+    answer(
+        &mut l,
+        &mut r,
+        &v,
+        Err(RequestError::Timeout { sent: true }),
+        None,
+        310,
+    );
+    drain(&mut l);
+    // The VDEL may be applied until 310 + 1 s + 100 ms of slack.
+    l.lock(DUR, &o, &mut r, at(320)).unwrap();
+    let reg = r.last();
+    answer(&mut l, &mut r, &reg, Ok(Response::KeyNotify), None, 321);
+    assert_eq!(
+        r.count(RequestKind::Set),
+        1,
+        "no SET while the VDEL may land"
+    );
+    while r.count(RequestKind::Set) == 1 {
+        let t = l.poll_timeout().expect("an attempt is scheduled");
+        l.handle_timeout(&mut r, Now::new(t, 0));
+    }
+    let attempt = r.last_of(RequestKind::Set).at.mono;
+    assert!(attempt >= Instant::from_millis(1_410), "{attempt:?}");
 }

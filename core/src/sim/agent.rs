@@ -1,0 +1,335 @@
+//! What runs on a simulated client node: an [`Agent`] (the code under test, typically built on
+//! the lease, lock, edit or leader machines) on top of a real [`Client`].
+//!
+//! The world feeds the agent exactly what an adapter would: every client output except the
+//! network ones (publishes and subscriptions, which the world carries), its own timer, and a
+//! start and a stop. The agent talks to the store through [`Ctx::requester`] and tells the
+//! checkers what it believes through [`Ctx::report`].
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use bytes::Bytes;
+
+use super::trace::Fingerprint;
+use crate::client::{Client, Output, RequestError, RequestId, RequestOptions, Requester};
+use crate::command::Request;
+use crate::hlc::Hlc;
+use crate::rng::Rng;
+use crate::time::{Instant, Now};
+
+/// The code under test on one node. Build one per node (and a fresh one after each crash) in
+/// [`Workload::agent`].
+pub trait Agent {
+    /// The node started (or restarted after a crash). Requests made now are queued by the
+    /// client until the connection is up.
+    fn start(&mut self, ctx: &mut Ctx<'_>);
+    /// A client output other than `Publish`/`Subscribe`/`Unsubscribe`: completions,
+    /// notifications, connection changes, re-registrations.
+    fn handle_output(&mut self, output: &Output, ctx: &mut Ctx<'_>);
+    /// The agent's deadline ([`Agent::poll_timeout`]) passed (it may be called early; do
+    /// whatever is due).
+    fn handle_timeout(&mut self, ctx: &mut Ctx<'_>);
+    /// The agent's next deadline on its node's monotonic clock.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// The run is ending: stop contending, release what is held, stop observing. After the
+    /// drain period the checkers require [`Agent::outstanding`] to be 0 and no deadline left.
+    fn stop(&mut self, ctx: &mut Ctx<'_>);
+    /// Requests and operations still awaiting an answer (0 when idle).
+    fn outstanding(&self) -> usize;
+}
+
+/// What the world asks of a workload: agents, and the workload-level checks.
+pub trait Workload {
+    /// The agent for node `node`, incarnation `incarnation` (0 at start, +1 per restart);
+    /// `seed` is derived from the run's seed.
+    fn agent(&mut self, node: usize, incarnation: u32, seed: u64) -> Box<dyn Agent>;
+    /// Keys that are leases: the world records every grant the store makes on them (for S2).
+    fn lease_keys(&self) -> Vec<Bytes>;
+    /// For L1: the longest time after the faults heal within which some contender must hold
+    /// a lease, while contention lasts. `None` disables the check.
+    fn liveness_bound(&self) -> Option<core::time::Duration>;
+    /// How long before a `Lost` an undisturbed node must have been left alone for L2 to apply
+    /// (covers messages of an earlier incarnation still in flight). `None` disables L2.
+    fn quiet_window(&self) -> Option<core::time::Duration>;
+}
+
+impl<W: Workload + ?Sized> Workload for Box<W> {
+    fn agent(&mut self, node: usize, incarnation: u32, seed: u64) -> Box<dyn Agent> {
+        (**self).agent(node, incarnation, seed)
+    }
+
+    fn lease_keys(&self) -> Vec<Bytes> {
+        (**self).lease_keys()
+    }
+
+    fn liveness_bound(&self) -> Option<core::time::Duration> {
+        (**self).liveness_bound()
+    }
+
+    fn quiet_window(&self) -> Option<core::time::Duration> {
+        (**self).quiet_window()
+    }
+}
+
+/// What an agent tells the checkers. Instants are on the reporting node's monotonic clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Report {
+    /// A lease is held from now until `safe_until`.
+    Acquired {
+        /// Lease key.
+        key: Bytes,
+        /// Fencing token.
+        token: Hlc,
+        /// Until when the holder may act.
+        safe_until: Instant,
+        /// Whether the machine renews it by itself (L2 applies).
+        renewing: bool,
+    },
+    /// A held lease was renewed.
+    Renewed {
+        /// Lease key.
+        key: Bytes,
+        /// New fencing token.
+        token: Hlc,
+        /// New safe-until.
+        safe_until: Instant,
+    },
+    /// A held lease was lost (not released).
+    Lost {
+        /// Lease key.
+        key: Bytes,
+    },
+    /// A lease was released (or a release was answered).
+    Released {
+        /// Lease key.
+        key: Bytes,
+    },
+    /// A fenced write to a protected key finished.
+    Write {
+        /// The protected key.
+        key: Bytes,
+        /// The lease whose token fenced the write.
+        lease: Bytes,
+        /// The `__ft` sent.
+        token: Hlc,
+        /// What the store did.
+        outcome: WriteOutcome,
+    },
+    /// Leader election: elected.
+    Elected {
+        /// Election key.
+        key: Bytes,
+    },
+    /// Leader election: no longer leader.
+    Deposed {
+        /// Election key.
+        key: Bytes,
+    },
+    /// An edit of a shared counter committed (its fenced write was applied).
+    EditCommitted {
+        /// Counter key.
+        key: Bytes,
+    },
+    /// An edit's fenced write has an unknown outcome (it may have been applied).
+    EditUnknown {
+        /// Counter key.
+        key: Bytes,
+    },
+}
+
+/// Outcome of a fenced write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteOutcome {
+    /// Applied; `version` is the reply's `__ts`.
+    Accepted {
+        /// The key's new version.
+        version: Hlc,
+    },
+    /// Refused because the token is lower than the one protecting the key.
+    Fenced,
+    /// Unknown (timeout, disconnect) or refused for another reason.
+    Failed,
+}
+
+impl Report {
+    /// The key the report is about.
+    pub fn key(&self) -> &Bytes {
+        match self {
+            Report::Acquired { key, .. }
+            | Report::Renewed { key, .. }
+            | Report::Lost { key }
+            | Report::Released { key }
+            | Report::Write { key, .. }
+            | Report::Elected { key }
+            | Report::Deposed { key }
+            | Report::EditCommitted { key }
+            | Report::EditUnknown { key } => key,
+        }
+    }
+
+    pub(crate) fn hash_into(&self, h: &mut Fingerprint) {
+        let hlc = |h: &mut Fingerprint, t: &Hlc| {
+            h.u64(t.millis);
+            h.u64(t.counter);
+            h.bytes(t.node_bytes());
+        };
+        h.bytes(self.key());
+        match self {
+            Report::Acquired {
+                token,
+                safe_until,
+                renewing,
+                ..
+            } => {
+                h.u64(1);
+                hlc(h, token);
+                h.u64(safe_until.as_nanos());
+                h.u64(u64::from(*renewing));
+            }
+            Report::Renewed {
+                token, safe_until, ..
+            } => {
+                h.u64(2);
+                hlc(h, token);
+                h.u64(safe_until.as_nanos());
+            }
+            Report::Lost { .. } => h.u64(3),
+            Report::Released { .. } => h.u64(4),
+            Report::Write {
+                lease,
+                token,
+                outcome,
+                ..
+            } => {
+                h.u64(5);
+                h.bytes(lease);
+                hlc(h, token);
+                match outcome {
+                    WriteOutcome::Accepted { version } => {
+                        h.u64(1);
+                        hlc(h, version);
+                    }
+                    WriteOutcome::Fenced => h.u64(2),
+                    WriteOutcome::Failed => h.u64(3),
+                }
+            }
+            Report::Elected { .. } => h.u64(6),
+            Report::Deposed { .. } => h.u64(7),
+            Report::EditCommitted { .. } => h.u64(8),
+            Report::EditUnknown { .. } => h.u64(9),
+        }
+    }
+}
+
+/// A [`Requester`] over the node's [`Client`] that records every request id it hands out, so
+/// the checkers can verify that each one gets exactly one completion.
+pub struct TrackedRequester<'a> {
+    client: &'a mut Client,
+    issued: &'a mut BTreeSet<RequestId>,
+}
+
+impl TrackedRequester<'_> {
+    fn track(&mut self, r: Result<RequestId, RequestError>) -> Result<RequestId, RequestError> {
+        if let Ok(id) = r {
+            self.issued.insert(id);
+        }
+        r
+    }
+}
+
+impl Requester for TrackedRequester<'_> {
+    fn request(
+        &mut self,
+        request: Request,
+        options: RequestOptions,
+        now: Now,
+    ) -> Result<RequestId, RequestError> {
+        let r = self.client.request(request, options, now);
+        self.track(r)
+    }
+
+    fn observe(
+        &mut self,
+        key: Bytes,
+        options: RequestOptions,
+        now: Now,
+    ) -> Result<RequestId, RequestError> {
+        let r = self.client.observe(key, options, now);
+        self.track(r)
+    }
+
+    fn unobserve(
+        &mut self,
+        key: Bytes,
+        options: RequestOptions,
+        now: Now,
+    ) -> Result<RequestId, RequestError> {
+        let r = self.client.unobserve(key, options, now);
+        self.track(r)
+    }
+
+    fn client_id(&self) -> &str {
+        self.client.client_id()
+    }
+}
+
+/// Everything an agent may touch during one call.
+pub struct Ctx<'a> {
+    pub(crate) now: Now,
+    pub(crate) node: usize,
+    pub(crate) requester: TrackedRequester<'a>,
+    pub(crate) reports: &'a mut Vec<Report>,
+    pub(crate) rng: &'a mut Rng,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(
+        now: Now,
+        node: usize,
+        client: &'a mut Client,
+        issued: &'a mut BTreeSet<RequestId>,
+        reports: &'a mut Vec<Report>,
+        rng: &'a mut Rng,
+    ) -> Self {
+        Ctx {
+            now,
+            node,
+            requester: TrackedRequester { client, issued },
+            reports,
+            rng,
+        }
+    }
+
+    /// The node's current time (its own monotonic and wall clocks).
+    pub fn now(&self) -> Now {
+        self.now
+    }
+
+    /// The node's index.
+    pub fn node(&self) -> usize {
+        self.node
+    }
+
+    /// The state-store client, as the machines take it.
+    pub fn requester(&mut self) -> &mut TrackedRequester<'a> {
+        &mut self.requester
+    }
+
+    /// The node's client id.
+    pub fn client_id(&self) -> &str {
+        self.requester.client.client_id()
+    }
+
+    /// Tells the checkers something (a hold, a loss, a fenced write...).
+    pub fn report(&mut self, report: Report) {
+        self.reports.push(report);
+    }
+
+    /// The node's own seeded generator (for workload decisions such as think times).
+    pub fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
+}

@@ -1,0 +1,252 @@
+//! A deterministic simulator for exploring races (feature `sim`).
+//!
+//! The reason the core is sans-IO: N real [`Client`](crate::client::Client) machines, each with
+//! the code under test on top (an [`Agent`]: typically built on the lease, lock, edit or leader
+//! machines), talk through a faulty broker to one real [`Store`](crate::server::Store), all in
+//! one thread, in virtual time, with every random choice drawn from one seed. A run that breaks
+//! an invariant stops with a [`Violation`]: the seed, the event index and the last events; the
+//! same seed replays it exactly.
+//!
+//! What the world models:
+//! - virtual time: an event queue ordered by (time, sequence), so simultaneous events keep the
+//!   order in which they were scheduled;
+//! - clocks: each node has its own monotonic origin and rate error and its own wall-clock skew
+//!   ([`ClockConfig`]); the store's clock is true time;
+//! - the broker: a request goes to the store, a reply to the client named by its response
+//!   topic, a notification to the client whose hex id is in its topic. A disconnected client
+//!   gets nothing; with its session kept the broker holds messages for it and the client
+//!   publishes its unacknowledged requests again after reconnecting; Message Expiry is
+//!   honoured;
+//! - faults ([`FaultConfig`], [`FaultMix`]): delay and jitter, loss, duplication, reordering,
+//!   one-way and two-way partitions, lost notifications, disconnects with and without a lost
+//!   session, pauses longer than the lease, crash and restart with the same client id, late
+//!   store expiry and replies that arrive after the request timed out. Faults stop at
+//!   [`SimConfig::heal_at`].
+//!
+//! What the checkers verify, on every event (design §3): S1 one holder at a time, S2 every
+//! `safe_until` within the store's expiry of that grant, S3 fenced writes in token order and no
+//! holder refused, S4 event order, L1 progress after healing, L2 an undisturbed auto-renewed
+//! lease is never lost, exactly one outcome per request, and nothing left over (requests,
+//! timers, registrations) once the run drains; plus, for edit workloads, a shared counter that
+//! ends equal to the number of committed edits. See [`Invariant`].
+//!
+//! # Guide
+//!
+//! ## Build a world and run it
+//!
+//! A [`SimConfig`] says everything about a run except the code under test: the seed, the
+//! number of nodes, how long the workload runs ([`SimConfig::run_for`]), when faults stop
+//! ([`SimConfig::heal_at`]), the network, the node clocks and the faults. [`Sim::new`] pairs it
+//! with a [`Workload`]; [`Sim::run`] returns a [`Summary`] or the first [`Violation`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use leasedlock_core::sim::{FaultMix, Sim, SimConfig};
+//! use leasedlock_core::sim::workload::{LeaseContention, Timing};
+//!
+//! let timing = Timing::new(Duration::from_secs(2), Duration::from_millis(500));
+//! let run = Duration::from_secs(20);
+//! let mut config = SimConfig::new(7, 4, run); // seed 7, 4 nodes
+//! config.request_timeout = timing.timeout;
+//! // Switch faults on by class; FaultMix::config turns the switches into probabilities and
+//! // durations scaled to the lease.
+//! let faults = FaultMix { drop: true, pause: true, crash: true, ..FaultMix::NONE };
+//! config.faults = faults.config(timing.lease, config.clients, run);
+//!
+//! let workload = LeaseContention::new(Bytes::from_static(b"lease"), timing).unwrap();
+//! let summary = Sim::new(config, workload).run().unwrap_or_else(|v| panic!("{v}"));
+//! assert!(summary.checks.acquisitions > 0);
+//! ```
+//!
+//! ## Add a workload (your own code)
+//!
+//! Implement [`Agent`] for your code: the world hands it exactly what an adapter would (every
+//! client output except publishes and subscriptions, its own timer, a start and a stop) and a
+//! [`Ctx`] with the node's clock, its [`TrackedRequester`] (pass it to the machines) and its
+//! seeded generator. Tell the checkers what your code believes with [`Ctx::report`]: every
+//! [`Report::Acquired`], [`Report::Renewed`], [`Report::Lost`] and [`Report::Released`] of a
+//! lease, and the outcome of every fenced write ([`Report::Write`]). Then implement
+//! [`Workload`]: one agent per node (and a fresh one after each crash), the lease keys to
+//! follow, and the liveness settings. `tests/sim/tests/user_example.rs` in the repository is a
+//! complete, tested example: a singleton job on a lease, explored with proptest over seeds,
+//! node counts and fault mixes, plus a careless variant of the same job that the fencing
+//! checker catches. Ready-made workloads on the library's own machines live in [`workload`];
+//! their [`workload::Tamper`] hooks break a machine from the outside.
+//!
+//! ## Switch faults
+//!
+//! [`FaultMix`] has one switch per fault class (also as ten bits, for proptest and replay
+//! lines); [`FaultMix::config`] turns it into a [`FaultConfig`] scaled to the lease duration.
+//! Set [`FaultConfig`] fields directly for finer control (a probability of zero or `None`
+//! turns a fault off). [`NetworkConfig`] sets the delay distribution and FIFO delivery;
+//! [`ClockConfig`] the clock rate error and wall-clock skew. A [`StoreHook`] rewrites requests
+//! before the store sees them (a deliberately broken store).
+//!
+//! ## Replay a seed
+//!
+//! A run is a function of its configuration: the same [`SimConfig`] and workload give the
+//! same [`Summary::trace_hash`]. A [`Violation`] prints its seed, the event index and the last
+//! [`SimConfig::report_lines`] trace lines; set [`SimConfig::trace_capacity`] to `usize::MAX`
+//! to keep every record. For the ready-made workloads a [`Scenario`] is the whole run in one
+//! printable line: [`Scenario::from_seed`] derives one from a seed and [`Sim::replay`] /
+//! [`Sim::replay_scenario`] rerun it with its full trace. In the repository's race tests,
+//! `LEASEDLOCK_SEED=<u64>` (or `LEASEDLOCK_SCENARIO="<line>"`) replays one run:
+//!
+//! ```text
+//! LEASEDLOCK_SEED=42 cargo test -p leasedlock-sim-tests --test races replay -- --nocapture
+//! ```
+//!
+//! ```
+//! use leasedlock_core::sim::Sim;
+//!
+//! let replay = Sim::replay(42);
+//! println!("{}", replay.scenario); // seed=42 workload=.. clients=.. faults=0x...
+//! for line in replay.trace.iter().take(3) {
+//!     println!("{line}"); // #event  time  node  what happened
+//! }
+//! ```
+//!
+//! ## Measure
+//!
+//! [`Sim::run_probed`] reports every store request and every report, with global time, to a
+//! [`Probe`]; the `sim_bench` example uses one to measure lock handovers
+//! (`cargo run --release -p leasedlock-core --features sim --example sim_bench`).
+
+mod agent;
+mod check;
+mod clock;
+mod config;
+mod queue;
+mod scenario;
+mod trace;
+pub mod workload;
+mod world;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::boxed::Box;
+use core::time::Duration;
+
+pub use agent::{Agent, Ctx, Report, TrackedRequester, Workload, WriteOutcome};
+pub use check::{CheckStats, Invariant};
+pub use clock::{NodeClock, BASE_WALL_MS};
+pub use config::{ClockConfig, FaultConfig, FaultMix, NetworkConfig, Recurring};
+pub use scenario::{Replay, Scenario, ScenarioParseError, WorkloadKind};
+pub use trace::{Dir, Loss, PayloadPrefix, TraceEntry, TraceKind, PAYLOAD_PREFIX};
+pub use world::{Probe, StoreHook, Summary, Violation};
+
+use crate::server::StoreConfig;
+
+/// Everything about a run except the workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// The seed: every random choice derives from it.
+    pub seed: u64,
+    /// Number of client nodes.
+    pub clients: usize,
+    /// How long the workload runs (virtual time) before it is asked to stop.
+    pub run_for: Duration,
+    /// Faults stop here (partitions end; pauses, disconnects and crashes already started run
+    /// their course).
+    pub heal_at: Duration,
+    /// Time after the stop for everything to settle before the leak checks.
+    pub drain: Duration,
+    /// The network.
+    pub network: NetworkConfig,
+    /// Node clocks.
+    pub clocks: ClockConfig,
+    /// Faults.
+    pub faults: FaultConfig,
+    /// Clients' default request timeout.
+    pub request_timeout: Duration,
+    /// Clients' in-flight table size.
+    pub max_in_flight: usize,
+    /// The run stops (without the end-of-run checks) after this many events.
+    pub max_events: u64,
+    /// Trace records kept in the ring (`usize::MAX` keeps all of them).
+    pub trace_capacity: usize,
+    /// Trace lines included in a [`Violation`].
+    pub report_lines: usize,
+}
+
+impl SimConfig {
+    /// A fault-free configuration of `clients` nodes running for `run_for`.
+    pub fn new(seed: u64, clients: usize, run_for: Duration) -> SimConfig {
+        SimConfig {
+            seed,
+            clients,
+            run_for,
+            heal_at: run_for / 2,
+            drain: Duration::from_secs(30),
+            network: NetworkConfig::default(),
+            clocks: ClockConfig::default(),
+            faults: FaultConfig::default(),
+            request_timeout: Duration::from_secs(2),
+            max_in_flight: 16,
+            max_events: 50_000_000,
+            trace_capacity: 256,
+            report_lines: 64,
+        }
+    }
+}
+
+/// A simulation ready to run.
+pub struct Sim {
+    config: SimConfig,
+    workload: Box<dyn Workload>,
+    hook: Option<Box<dyn StoreHook>>,
+    store: Option<StoreConfig>,
+}
+
+impl Sim {
+    /// A simulation of `workload` under `config`.
+    pub fn new(config: SimConfig, workload: impl Workload + 'static) -> Sim {
+        Sim {
+            config,
+            workload: Box::new(workload),
+            hook: None,
+            store: None,
+        }
+    }
+
+    /// Rewrites requests before the store sees them (for deliberately broken stores).
+    pub fn with_store_hook(mut self, hook: impl StoreHook + 'static) -> Sim {
+        self.hook = Some(Box::new(hook));
+        self
+    }
+
+    /// Uses this store configuration (bounds, skew) instead of the default.
+    pub fn with_store_config(mut self, store: StoreConfig) -> Sim {
+        self.store = Some(store);
+        self
+    }
+
+    /// Runs to the end, or to the first broken invariant.
+    pub fn run(self) -> Result<Summary, Box<Violation>> {
+        self.run_inner(None)
+    }
+
+    /// Like [`Sim::run`], telling `probe` about every store request and every report as they
+    /// happen (for measurements that need global time).
+    pub fn run_probed(self, probe: &mut dyn Probe) -> Result<Summary, Box<Violation>> {
+        self.run_inner(Some(probe))
+    }
+
+    fn run_inner(self, probe: Option<&mut dyn Probe>) -> Result<Summary, Box<Violation>> {
+        let seed = self.config.seed;
+        let world = world::World::new(self.config, self.workload, self.hook, probe, self.store)
+            .map_err(|message| {
+                Box::new(Violation {
+                    seed,
+                    invariant: Invariant::Setup,
+                    message,
+                    event: 0,
+                    time: Duration::ZERO,
+                    trace: alloc::vec::Vec::new(),
+                })
+            })?;
+        world.run()
+    }
+}

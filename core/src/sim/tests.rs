@@ -1,0 +1,308 @@
+//! World tests with a small hand-written lease agent (independent of the lease machines), so
+//! the world, the broker model and the checkers are tested on their own.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use bytes::Bytes;
+use core::time::Duration;
+
+use super::*;
+use crate::client::{Output, RequestId, Requester};
+use crate::command::{Request, Response, SetCondition, SetOutcome};
+use crate::hlc::Hlc;
+use crate::time::Instant;
+
+/// SET NEX PX, renew every `renew`, Lost at `safe_until`. `extend` is added to its
+/// `safe_until` (0 for a correct agent).
+struct RawLease {
+    key: Bytes,
+    px: Duration,
+    renew: Duration,
+    margin: Duration,
+    extend: Duration,
+    pending: Option<(RequestId, Instant, bool)>,
+    held: Option<(Hlc, Instant)>,
+    next_attempt: Option<Instant>,
+    renew_at: Option<Instant>,
+    stopped: bool,
+}
+
+impl RawLease {
+    fn send_set(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now();
+        let req = Request::Set {
+            key: self.key.clone(),
+            value: Bytes::copy_from_slice(ctx.client_id().as_bytes()),
+            condition: SetCondition::NotExistsOrEqual,
+            px_ms: Some(self.px.as_millis() as u64),
+        };
+        if let Ok(id) = ctx.requester().request(req, Default::default(), now) {
+            self.pending = Some((id, now.mono, false));
+        }
+    }
+
+    fn backoff(&mut self, ctx: &mut Ctx<'_>) {
+        let jitter = ctx.rng().below(200);
+        self.next_attempt = Some(ctx.now().mono + Duration::from_millis(100 + jitter));
+    }
+}
+
+impl Agent for RawLease {
+    fn start(&mut self, ctx: &mut Ctx<'_>) {
+        self.next_attempt = Some(ctx.now().mono);
+    }
+
+    fn handle_output(&mut self, output: &Output, ctx: &mut Ctx<'_>) {
+        let Output::Completion(c) = output else {
+            return;
+        };
+        let Some((id, issued, vdel)) = self.pending else {
+            return;
+        };
+        if c.id != id {
+            return;
+        }
+        self.pending = None;
+        if vdel {
+            return;
+        }
+        let now = ctx.now().mono;
+        match (&c.result, &c.version) {
+            (Ok(Response::Set(SetOutcome::Applied)), Some(v)) if !self.stopped => {
+                let safe_until = issued + self.px - self.margin + self.extend;
+                if safe_until <= now {
+                    return self.backoff(ctx);
+                }
+                let report = if self.held.is_some() {
+                    Report::Renewed {
+                        key: self.key.clone(),
+                        token: v.clone(),
+                        safe_until,
+                    }
+                } else {
+                    Report::Acquired {
+                        key: self.key.clone(),
+                        token: v.clone(),
+                        safe_until,
+                        renewing: true,
+                    }
+                };
+                ctx.report(report);
+                self.held = Some((v.clone(), safe_until));
+                self.renew_at = Some(now + self.renew);
+            }
+            (Ok(Response::Set(SetOutcome::NotApplied)), _) if self.held.is_some() => {
+                self.held = None;
+                ctx.report(Report::Lost {
+                    key: self.key.clone(),
+                });
+                self.backoff(ctx);
+            }
+            _ if self.held.is_some() => {
+                self.renew_at = Some(now + Duration::from_millis(50));
+            }
+            _ => self.backoff(ctx),
+        }
+    }
+
+    fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now().mono;
+        if let Some((_, safe_until)) = &self.held {
+            if now >= *safe_until {
+                self.held = None;
+                ctx.report(Report::Lost {
+                    key: self.key.clone(),
+                });
+                self.backoff(ctx);
+            }
+        }
+        if self.pending.is_some() || self.stopped {
+            return;
+        }
+        let due = match self.held {
+            Some(_) => self.renew_at.is_some_and(|t| t <= now),
+            None => self.next_attempt.is_some_and(|t| t <= now),
+        };
+        if due {
+            self.next_attempt = None;
+            self.renew_at = None;
+            self.send_set(ctx);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let safe = self.held.as_ref().map(|(_, s)| *s);
+        let next = if self.pending.is_some() || self.stopped {
+            None
+        } else if self.held.is_some() {
+            self.renew_at
+        } else {
+            self.next_attempt
+        };
+        match (safe, next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn stop(&mut self, ctx: &mut Ctx<'_>) {
+        self.stopped = true;
+        self.next_attempt = None;
+        self.renew_at = None;
+        if self.held.take().is_some() {
+            ctx.report(Report::Released {
+                key: self.key.clone(),
+            });
+            let now = ctx.now();
+            let req = Request::Vdel {
+                key: self.key.clone(),
+                value: Bytes::copy_from_slice(ctx.client_id().as_bytes()),
+            };
+            if self.pending.is_none() {
+                if let Ok(id) = ctx.requester().request(req, Default::default(), now) {
+                    self.pending = Some((id, now.mono, true));
+                }
+            }
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        usize::from(self.pending.is_some())
+    }
+}
+
+struct RawWorkload {
+    px: Duration,
+    extend: Duration,
+}
+
+impl Workload for RawWorkload {
+    fn agent(&mut self, _node: usize, _inc: u32, _seed: u64) -> Box<dyn Agent> {
+        Box::new(RawLease {
+            key: Bytes::from_static(b"lease"),
+            px: self.px,
+            renew: self.px / 4,
+            margin: self.px / 10,
+            extend: self.extend,
+            pending: None,
+            held: None,
+            next_attempt: None,
+            renew_at: None,
+            stopped: false,
+        })
+    }
+
+    fn lease_keys(&self) -> Vec<Bytes> {
+        vec![Bytes::from_static(b"lease")]
+    }
+
+    fn liveness_bound(&self) -> Option<Duration> {
+        Some(self.px * 2 + Duration::from_secs(5))
+    }
+
+    fn quiet_window(&self) -> Option<Duration> {
+        Some(Duration::from_secs(5))
+    }
+}
+
+fn raw(seed: u64, clients: usize, faults: FaultMix) -> Sim {
+    let px = Duration::from_secs(2);
+    let run = Duration::from_secs(60);
+    let mut config = SimConfig::new(seed, clients, run);
+    config.faults = faults.config(px, clients, run);
+    Sim::new(
+        config,
+        RawWorkload {
+            px,
+            extend: Duration::ZERO,
+        },
+    )
+}
+
+#[test]
+fn fault_free_run_keeps_every_invariant() {
+    let s = raw(1, 6, FaultMix::NONE)
+        .run()
+        .unwrap_or_else(|v| panic!("{v}"));
+    assert!(s.checks.acquisitions >= 1, "{s:?}");
+    assert!(s.checks.renewals > 20, "{s:?}");
+    assert_eq!(s.checks.losses, 0, "{s:?}");
+    assert!(!s.truncated);
+}
+
+#[test]
+fn faulty_runs_keep_every_invariant() {
+    for seed in 0..6 {
+        let s = raw(seed, 5, FaultMix::ALL)
+            .run()
+            .unwrap_or_else(|v| panic!("{v}"));
+        assert!(s.checks.acquisitions >= 1, "{s:?}");
+    }
+}
+
+#[test]
+fn same_seed_same_trace_hash() {
+    let a = raw(7, 4, FaultMix::ALL).run().unwrap();
+    let b = raw(7, 4, FaultMix::ALL).run().unwrap();
+    let c = raw(8, 4, FaultMix::ALL).run().unwrap();
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.events, b.events);
+    assert_ne!(a.trace_hash, c.trace_hash);
+}
+
+#[test]
+fn an_agent_that_overstates_safe_until_is_caught() {
+    let px = Duration::from_secs(2);
+    let config = SimConfig::new(3, 3, Duration::from_secs(20));
+    let v = Sim::new(
+        config,
+        RawWorkload {
+            px,
+            extend: Duration::from_secs(1),
+        },
+    )
+    .run()
+    .unwrap_err();
+    assert_eq!(v.invariant, Invariant::S2SafeUntil, "{v}");
+    assert_eq!(v.seed, 3);
+    assert!(!v.trace.is_empty());
+}
+
+/// Counts what a probe is told, with times.
+#[derive(Default)]
+struct Counting {
+    requests: u64,
+    acquired: u64,
+    last: Duration,
+    ordered: bool,
+}
+
+impl Probe for Counting {
+    fn on_store_request(&mut self, at: Duration, _node: usize, request: &crate::envelope::Message) {
+        self.ordered &= at >= self.last;
+        self.last = at;
+        self.requests += u64::from(!request.payload.is_empty());
+    }
+
+    fn on_report(&mut self, at: Duration, _node: usize, report: &Report) {
+        self.ordered &= at >= self.last;
+        self.last = at;
+        self.acquired += u64::from(matches!(report, Report::Acquired { .. }));
+    }
+}
+
+#[test]
+fn a_probe_sees_every_store_request_and_report_in_time_order() {
+    let mut probe = Counting {
+        ordered: true,
+        ..Counting::default()
+    };
+    let s = raw(2, 3, FaultMix::NONE).run_probed(&mut probe).unwrap();
+    assert_eq!(probe.requests, s.store_requests);
+    assert_eq!(probe.acquired, s.checks.acquisitions);
+    assert!(probe.ordered);
+    // Watching changes nothing.
+    let plain = raw(2, 3, FaultMix::NONE).run().unwrap();
+    assert_eq!(plain.trace_hash, s.trace_hash);
+}
