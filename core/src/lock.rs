@@ -36,7 +36,7 @@ use crate::rng::Rng;
 use crate::time::{Instant, Now};
 
 /// Largest default upper bound of the random delay before attempting after a DELETE (the
-/// default is the smaller of this and a quarter of the lease duration).
+/// default is the smaller of this and half the lease duration).
 pub const DEFAULT_MAX_JITTER: Duration = Duration::from_secs(1);
 
 /// The jitter window a wait starts with (it doubles under contention).
@@ -57,7 +57,7 @@ pub struct LockOptions {
     pub fallback: Option<Duration>,
     /// Cap of the adaptive jitter window before attempting after a DELETE (the window starts
     /// at [`DEFAULT_MIN_JITTER`], or at the cap when that is smaller); `None` means the
-    /// smaller of [`DEFAULT_MAX_JITTER`] and a quarter of the lease duration.
+    /// smaller of [`DEFAULT_MAX_JITTER`] and half the lease duration.
     pub max_jitter: Option<Duration>,
     /// Delay before retrying after a transient failure; `None` means [`DEFAULT_RETRY_DELAY`].
     pub retry_delay: Option<Duration>,
@@ -243,9 +243,9 @@ impl Lock {
             options.lease.session_id.as_deref(),
         ));
         let max_jitter = options.max_jitter.unwrap_or_else(|| {
-            let quarter = timing.duration / 4;
-            if quarter < DEFAULT_MAX_JITTER {
-                quarter
+            let half = timing.duration / 2;
+            if half < DEFAULT_MAX_JITTER {
+                half
             } else {
                 DEFAULT_MAX_JITTER
             }

@@ -208,7 +208,7 @@ fn jitter_window_adapts_to_contention() {
     assert_eq!(window(&l), DEFAULT_MIN_JITTER);
 }
 
-/// Without `max_jitter` the cap is a quarter of the lease, at most `DEFAULT_MAX_JITTER`; a
+/// Without `max_jitter` the cap is half the lease, at most `DEFAULT_MAX_JITTER`; a
 /// zero cap attempts at once (the naive wake-all).
 #[test]
 fn default_jitter_cap_follows_the_lease() {
@@ -216,7 +216,7 @@ fn default_jitter_cap_follows_the_lease() {
     let mut o = opts(false);
     o.max_jitter = None;
     l.lock(DUR, &o, &mut r, at(0)).unwrap();
-    assert_eq!(l.wait.as_ref().unwrap().max_jitter, DUR / 4);
+    assert_eq!(l.wait.as_ref().unwrap().max_jitter, DUR / 2);
     assert!(l.cancel(&mut r, at(1)));
     o.max_jitter = Some(Duration::ZERO);
     l.lock(DUR, &o, &mut r, at(2)).unwrap();
