@@ -94,6 +94,9 @@ struct Handovers {
     delays: Vec<Duration>,
     per_requests: Vec<u64>,
     per_sets: Vec<u64>,
+    /// Which nodes won a counted handover (fairness: a loop that favours the newest waiter
+    /// hands over among few nodes).
+    won: Vec<bool>,
 }
 
 impl Handovers {
@@ -109,6 +112,7 @@ impl Handovers {
             delays: Vec::new(),
             per_requests: Vec::new(),
             per_sets: Vec::new(),
+            won: vec![false; nodes],
         }
     }
 }
@@ -150,6 +154,9 @@ impl Probe for Handovers {
                         self.delays.push(at - released);
                         self.per_requests.push(self.requests);
                         self.per_sets.push(self.sets);
+                        if let Some(w) = self.won.get_mut(node) {
+                            *w = true;
+                        }
                     }
                 }
                 self.requests = 0;
@@ -171,13 +178,15 @@ struct Row {
     requests: (u64, u64, f64),
     sets: (u64, u64, f64),
     delay: (Duration, Duration),
+    winners: usize,
     events: u64,
 }
 
 /// The waiting loop under test.
 #[derive(Clone, Copy)]
 enum Variant {
-    /// The lock machine with its defaults (100 ms DELETE jitter, fallback = lease duration).
+    /// The lock machine with its defaults (adaptive DELETE jitter from 1 ms up to half the
+    /// lease, fallback = lease duration plus up to half of it, pushed back by news).
     Lock,
     /// The lock machine with the fallback pushed out of the run, which isolates the jitter.
     NoPolls,
@@ -238,6 +247,7 @@ fn handover(waiters: usize, variant: Variant, run: Duration, seed: u64) -> Resul
             pct(&mut probe.delays, 50).ok_or_else(none)?,
             pct(&mut probe.delays, 99).ok_or_else(none)?,
         ),
+        winners: probe.won.iter().filter(|w| **w).count(),
         events: summary.events,
     })
 }
@@ -296,16 +306,16 @@ fn handover_table(quick: bool) {
     println!("\n## Lock handover (no faults, lease 2 s, one-way delay 0.2-2.2 ms)\n");
     println!(
         "| waiters | loop | handovers | store requests/handover p50 / p99 (mean) | \
-         SET attempts/handover p50 / p99 (mean) | delay p50 / p99 ms | events |"
+         SET attempts/handover p50 / p99 (mean) | delay p50 / p99 ms | distinct new holders | events |"
     );
-    println!("|---:|---|---:|---|---|---|---:|");
+    println!("|---:|---|---:|---|---|---|---:|---:|");
     let run = Duration::from_secs(if quick { 20 } else { 120 });
     for waiters in [1, 10, 100, 1_000] {
         for variant in [Variant::Lock, Variant::NoPolls, Variant::Naive] {
             let name = variant.name();
             match handover(waiters, variant, run, 7) {
                 Ok(r) => println!(
-                    "| {waiters} | {name} | {} | {} / {} ({:.1}) | {} / {} ({:.1}) | {} / {} | {} |",
+                    "| {waiters} | {name} | {} | {} / {} ({:.1}) | {} / {} ({:.1}) | {} / {} | {} | {} |",
                     r.handovers,
                     r.requests.0,
                     r.requests.1,
@@ -315,6 +325,7 @@ fn handover_table(quick: bool) {
                     r.sets.2,
                     ms(r.delay.0),
                     ms(r.delay.1),
+                    r.winners,
                     r.events
                 ),
                 Err(e) => println!("| {waiters} | {name} | failed: {e} |||||"),

@@ -89,7 +89,9 @@ pub enum EditEvent {
     Requested {
         /// The current value, `None` when the key is absent.
         current: Option<Bytes>,
-        /// The lock's fencing token (the write will carry it).
+        /// The lock's fencing token now: that of its latest grant (a renewal replaces the
+        /// token of the acquisition). It goes with the lock's current `safe_until`; the write
+        /// carries the token current at [`Edit::decide`] (this one, or a later renewal's).
         token: Hlc,
     },
     /// The edit finished and the lock was released (or its release was attempted).
@@ -105,11 +107,8 @@ enum Phase {
     Locking,
     Reading {
         id: RequestId,
-        token: Hlc,
     },
-    Deciding {
-        token: Hlc,
-    },
+    Deciding,
     Writing {
         id: RequestId,
         delete: bool,
@@ -184,21 +183,20 @@ impl Edit {
         r: &mut R,
         now: Now,
     ) -> Result<(), EditError> {
-        let Phase::Deciding { token } = &self.phase else {
+        let Phase::Deciding = &self.phase else {
             return Err(EditError::NotDeciding);
         };
-        let token = token.clone();
         // The token is only good while the lock is: do not write with an expired one.
         if let Some(reason) = self.lost.clone() {
             self.finish(Err(EditError::Lost(reason)), r, now);
             self.pump(r, now);
             return Ok(());
         }
-        if !self.lock.is_held(now.mono) {
+        let Ok(token) = self.lock.token(now.mono) else {
             self.finish(Err(EditError::Lost(LostReason::Expired)), r, now);
             self.pump(r, now);
             return Ok(());
-        }
+        };
         let (request, delete) = match decision {
             EditDecision::Abort => {
                 self.finish(Ok(EditOutcome::Aborted), r, now);
@@ -238,7 +236,7 @@ impl Edit {
     pub fn cancel<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) -> bool {
         let cancelled = match self.phase {
             Phase::Locking => self.lock.cancel(r, now),
-            Phase::Reading { .. } | Phase::Deciding { .. } => {
+            Phase::Reading { .. } | Phase::Deciding => {
                 self.finish(Err(EditError::Cancelled), r, now);
                 true
             }
@@ -281,18 +279,22 @@ impl Edit {
         now: Now,
     ) -> bool {
         match self.phase.clone() {
-            Phase::Reading { id, token } if id == c.id => {
+            Phase::Reading { id } if id == c.id => {
                 match (&c.result, self.lost.clone()) {
                     (_, Some(reason)) => self.finish(Err(EditError::Lost(reason)), r, now),
-                    (Ok(Response::Get(current)), None) => {
-                        self.phase = Phase::Deciding {
-                            token: token.clone(),
-                        };
-                        self.events.push_back(EditEvent::Requested {
-                            current: current.clone(),
-                            token,
-                        });
-                    }
+                    // The token of the latest grant, not the acquisition's: a renewal may have
+                    // replaced it while the GET was out, and the token must go with the
+                    // lock's current `safe_until` (that grant's expiry bounds it).
+                    (Ok(Response::Get(current)), None) => match self.lock.token(now.mono) {
+                        Ok(token) => {
+                            self.phase = Phase::Deciding;
+                            self.events.push_back(EditEvent::Requested {
+                                current: current.clone(),
+                                token,
+                            });
+                        }
+                        Err(_) => self.finish(Err(EditError::Lost(LostReason::Expired)), r, now),
+                    },
                     (Ok(_), None) => self.finish(Err(EditError::UnexpectedReply), r, now),
                     (Err(e), None) => self.finish(Err(EditError::Request(e.clone())), r, now),
                 }
@@ -378,7 +380,7 @@ impl Edit {
     fn pump<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
         while let Some(ev) = self.lock.poll_event() {
             match ev {
-                LockEvent::Locked { token, .. } if matches!(self.phase, Phase::Locking) => {
+                LockEvent::Locked { .. } if matches!(self.phase, Phase::Locking) => {
                     let get = Request::Get {
                         key: self.key.clone(),
                     };
@@ -387,7 +389,7 @@ impl Edit {
                         ..RequestOptions::default()
                     };
                     match r.request(get, options, now) {
-                        Ok(id) => self.phase = Phase::Reading { id, token },
+                        Ok(id) => self.phase = Phase::Reading { id },
                         Err(e) => self.finish(Err(EditError::Request(e)), r, now),
                     }
                 }
@@ -398,7 +400,7 @@ impl Edit {
                     });
                 }
                 LockEvent::Lost { reason } => match self.phase {
-                    Phase::Deciding { .. } => {
+                    Phase::Deciding => {
                         self.finish(Err(EditError::Lost(reason)), r, now);
                     }
                     // A GET in flight finishes first; a write in flight is fenced by the store.
@@ -514,6 +516,62 @@ mod tests {
         );
         assert_eq!(e.outstanding(), 0);
         assert!(r.open.is_empty());
+    }
+
+    /// Simulator finding (seed 64, S2): the GET reply came back after a renewal had replaced
+    /// the acquisition's token; `Requested` handed out the old token while the lock's
+    /// `safe_until` was the renewal's, so token and `safe_until` belonged to different grants
+    /// and the pair claimed the old grant past its store expiry. Both must be the latest grant's.
+    #[test]
+    fn requested_token_is_the_latest_grant_after_a_renewal() {
+        let mut o = opts();
+        o.lease.renew = Some(Duration::from_millis(200));
+        let mut e = Edit::new(Bytes::from_static(LOCK), Bytes::from_static(KEY), 1).unwrap();
+        let mut r = FakeRequester::new("client1");
+        e.start(Duration::from_secs(1), &o, &mut r, at(0)).unwrap();
+        let reg = r.last();
+        answer(&mut e, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
+        let set = r.last_of(RequestKind::Set);
+        answer(&mut e, &mut r, &set, ok_set(), Some(tok(5)), 2);
+        let g = r.last_of(RequestKind::Get);
+        // The GET is slow; the lock renews meanwhile.
+        e.handle_timeout(&mut r, at(250));
+        let renew = r.last_of(RequestKind::Set);
+        assert_ne!(renew.id, set.id);
+        answer(&mut e, &mut r, &renew, ok_set(), Some(tok(7)), 251);
+        answer(&mut e, &mut r, &g, get(Some(b"1")), Some(tok(3)), 260);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Requested {
+                current: Some(Bytes::from_static(b"1")),
+                token: tok(7)
+            }]
+        );
+        assert_eq!(e.lock().token(at(260).mono), Ok(tok(7)));
+        e.decide(EditDecision::Set(Bytes::from_static(b"2")), &mut r, at(270))
+            .unwrap();
+        assert_eq!(r.last().options.fencing_token, Some(tok(7)));
+    }
+
+    /// A GET reply that arrives after the lock's `safe_until` hands out nothing.
+    #[test]
+    fn get_reply_after_safe_until_ends_the_edit_as_lost() {
+        let mut e = Edit::new(Bytes::from_static(LOCK), Bytes::from_static(KEY), 1).unwrap();
+        let mut r = FakeRequester::new("client1");
+        e.start(Duration::from_secs(1), &opts(), &mut r, at(0))
+            .unwrap();
+        let reg = r.last();
+        answer(&mut e, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
+        let set = r.last_of(RequestKind::Set);
+        answer(&mut e, &mut r, &set, ok_set(), Some(tok(5)), 2);
+        let g = r.last_of(RequestKind::Get);
+        // safe_until = 0 + 1000 - 100; no timer ran before the reply.
+        answer(&mut e, &mut r, &g, get(Some(b"1")), Some(tok(3)), 950);
+        assert!(drain(&mut e).is_empty());
+        assert_eq!(
+            e.decide(EditDecision::Abort, &mut r, at(951)),
+            Err(EditError::NotDeciding)
+        );
     }
 
     /// Go 3 / .NET: deleting an absent key ends the edit instead of looping.

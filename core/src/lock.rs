@@ -5,11 +5,17 @@
 //! - KEYNOTIFY is registered *before* the first attempt, so no DELETE is missed.
 //! - On refusal the machine waits for a DELETE. A DELETE (or a reconnect) that arrives while an
 //!   attempt is still in flight is remembered, so it is not lost.
-//! - Herd control: on a DELETE each waiter waits a seeded random jitter before attempting, and
-//!   drops that pending attempt when it first sees someone else's SET.
+//! - Herd control: on a DELETE each waiter waits a seeded random jitter in `[0, J)` before
+//!   attempting, and drops that pending attempt when it first sees someone else's SET. `J` is
+//!   per wait: it starts at [`DEFAULT_MIN_JITTER`] (a lone waiter takes over at once) and
+//!   doubles, up to [`LockOptions::max_jitter`], whenever a jittered attempt lost to someone
+//!   else's SET (refused, or cancelled by the winner's notification): that is contention, and
+//!   the attempts per handover are about `1 + waiters × notification delay / J`.
 //! - After a reconnect the machine re-checks with GET (free, or our own value: attempt).
-//! - A fallback timer (about the lease duration) attempts again even if no notification ever
-//!   comes; transient failures are retried after a short back-off.
+//! - A fallback timer attempts again after [`LockOptions::fallback`] (plus a random spread of
+//!   up to half of it, so that waiters refused together do not poll together) without news;
+//!   every notification or GET result pushes it back. Transient failures are retried after a
+//!   short back-off.
 //! - When the wait ends (held, timed out, cancelled) the observation is stopped with
 //!   `KEYNOTIFY STOP` on its own deadline, and the outcome of that STOP is never reported as a
 //!   lock failure. A wait that ends without the lock also releases an attempt that may have
@@ -29,8 +35,12 @@ use crate::lease::{
 use crate::rng::Rng;
 use crate::time::{Instant, Now};
 
-/// Default upper bound of the random delay before attempting after a DELETE.
-pub const DEFAULT_MAX_JITTER: Duration = Duration::from_millis(100);
+/// Largest default upper bound of the random delay before attempting after a DELETE (the
+/// default is the smaller of this and half the lease duration).
+pub const DEFAULT_MAX_JITTER: Duration = Duration::from_secs(1);
+
+/// The jitter window a wait starts with (it doubles under contention).
+pub const DEFAULT_MIN_JITTER: Duration = Duration::from_millis(1);
 
 /// Default delay before retrying after a transient failure (plus jitter).
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -42,10 +52,12 @@ pub struct LockOptions {
     pub lease: LeaseOptions,
     /// Deadline of the whole wait; `None` waits until held or cancelled.
     pub wait_timeout: Option<Duration>,
-    /// Attempt again after this long without news; `None` means the lease duration.
+    /// Attempt again after this long without news (plus a random spread of up to half of
+    /// it); `None` means the lease duration.
     pub fallback: Option<Duration>,
-    /// Upper bound of the jitter before attempting after a DELETE; `None` means
-    /// [`DEFAULT_MAX_JITTER`].
+    /// Cap of the adaptive jitter window before attempting after a DELETE (the window starts
+    /// at [`DEFAULT_MIN_JITTER`], or at the cap when that is smaller); `None` means the
+    /// smaller of [`DEFAULT_MAX_JITTER`] and half the lease duration.
     pub max_jitter: Option<Duration>,
     /// Delay before retrying after a transient failure; `None` means [`DEFAULT_RETRY_DELAY`].
     pub retry_delay: Option<Duration>,
@@ -145,6 +157,12 @@ struct Wait {
     duration: Duration,
     options: LockOptions,
     fallback: Duration,
+    /// The current jitter window and its cap.
+    jitter: Duration,
+    max_jitter: Duration,
+    /// The attempt in flight came from a jittered (or delayed) schedule, not the first
+    /// attempt or a fallback poll.
+    jittered: bool,
     deadline: Option<Instant>,
     step: Step,
     /// A GET re-check in flight, and whether another one is wanted after it.
@@ -224,10 +242,25 @@ impl Lock {
             r.client_id(),
             options.lease.session_id.as_deref(),
         ));
+        let max_jitter = options.max_jitter.unwrap_or_else(|| {
+            let half = timing.duration / 2;
+            if half < DEFAULT_MAX_JITTER {
+                half
+            } else {
+                DEFAULT_MAX_JITTER
+            }
+        });
         self.wait = Some(Wait {
             duration: timing.duration,
             options: options.clone(),
             fallback: options.fallback.unwrap_or(timing.duration),
+            jitter: if DEFAULT_MIN_JITTER < max_jitter {
+                DEFAULT_MIN_JITTER
+            } else {
+                max_jitter
+            },
+            max_jitter,
+            jittered: false,
             deadline: options.wait_timeout.map(|t| now.mono + t),
             step: Step::Registering,
             check: None,
@@ -400,10 +433,46 @@ impl Lock {
         mine
     }
 
-    fn jitter(&mut self, max: Option<Duration>) -> Duration {
-        let max = max.unwrap_or(DEFAULT_MAX_JITTER);
+    /// A random delay in `[0, max)`.
+    fn jitter(&mut self, max: Duration) -> Duration {
         let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(self.rng.below(nanos))
+    }
+
+    /// The wait's current jitter window (zero without a wait).
+    fn window(&self) -> Duration {
+        self.wait.as_ref().map_or(Duration::ZERO, |w| w.jitter)
+    }
+
+    /// A jittered attempt lost to someone else's SET: widen the window (up to its cap).
+    fn widen(&mut self) {
+        if let Some(w) = self.wait.as_mut() {
+            let doubled = w.jitter.saturating_mul(2);
+            w.jitter = if doubled < w.max_jitter {
+                doubled
+            } else {
+                w.max_jitter
+            };
+        }
+    }
+
+    /// The next fallback attempt, `fallback` plus a random spread of up to half of it, from
+    /// `from`.
+    fn fallback_from(&mut self, from: Instant) -> Instant {
+        let fallback = self.wait.as_ref().map_or(Duration::ZERO, |w| w.fallback);
+        from + fallback + self.jitter(fallback / 2)
+    }
+
+    /// News of the key (a notification, a GET result): the fallback is for silence only.
+    fn push_fallback(&mut self, now: Now) {
+        let at = self.fallback_from(now.mono);
+        if let Some(Wait {
+            step: Step::Waiting { fallback_at, .. },
+            ..
+        }) = self.wait.as_mut()
+        {
+            *fallback_at = at;
+        }
     }
 
     fn recheck<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
@@ -442,15 +511,16 @@ impl Lock {
     /// An earlier release of ours may still be applied until `until`: attempt right after
     /// it (with jitter), since an attempt before then is refused by the lease anyway.
     fn retry_at(&mut self, until: Instant, now: Now) {
-        let Some(max_jitter) = self.wait.as_ref().map(|w| w.options.max_jitter) else {
+        if self.wait.is_none() {
             return;
-        };
-        let jitter = self.jitter(max_jitter);
-        let at = if until > now.mono { until } else { now.mono } + jitter;
+        }
+        let window = self.window();
+        let at = if until > now.mono { until } else { now.mono } + self.jitter(window);
+        let fallback_at = self.fallback_from(at);
         if let Some(w) = self.wait.as_mut() {
             w.step = Step::Waiting {
                 attempt_at: Some(at),
-                fallback_at: at + w.fallback,
+                fallback_at,
             };
         }
     }
@@ -460,26 +530,27 @@ impl Lock {
         let Some(w) = self.wait.as_ref() else {
             return;
         };
-        let (max_jitter, delay, fallback) = (
-            w.options.max_jitter,
+        let (window, delay) = (
+            w.max_jitter,
             w.options.retry_delay.unwrap_or(DEFAULT_RETRY_DELAY),
-            w.fallback,
         );
-        let jitter = self.jitter(max_jitter);
+        let jitter = self.jitter(window);
+        let fallback_at = self.fallback_from(now.mono);
         if let Some(w) = self.wait.as_mut() {
             w.step = Step::Waiting {
                 attempt_at: Some(now.mono + delay + jitter),
-                fallback_at: now.mono + fallback,
+                fallback_at,
             };
         }
     }
 
     /// Schedules an attempt after a jitter (keeping an earlier one).
     fn wake(&mut self, now: Now) {
-        let Some(max_jitter) = self.wait.as_ref().map(|w| w.options.max_jitter) else {
+        if self.wait.is_none() {
             return;
-        };
-        let at = now.mono + self.jitter(max_jitter);
+        }
+        let window = self.window();
+        let at = now.mono + self.jitter(window);
         if let Some(Wait {
             step: Step::Waiting { attempt_at, .. },
             ..
@@ -502,7 +573,11 @@ impl Lock {
             fallback_at,
         } = &w.step
         {
-            if attempt_at.is_some_and(|t| now.mono >= t) || now.mono >= *fallback_at {
+            let scheduled = attempt_at.is_some_and(|t| now.mono >= t);
+            if scheduled || now.mono >= *fallback_at {
+                if let Some(w) = self.wait.as_mut() {
+                    w.jittered = scheduled;
+                }
                 self.attempt(r, now);
             }
         }
@@ -563,10 +638,17 @@ impl Lock {
             }
             LeaseEvent::NotAcquired { op } if attempting.is_some_and(|(a, _)| a == op) => {
                 let woke = attempting.is_some_and(|(_, w)| w);
+                // Refused: someone else's SET won (contention, unless it is the first attempt
+                // of the wait, which no jitter preceded).
+                if self.wait.as_ref().is_some_and(|w| w.jittered) {
+                    self.widen();
+                }
+                let fallback_at = self.fallback_from(now.mono);
                 if let Some(w) = self.wait.as_mut() {
+                    w.jittered = false;
                     w.step = Step::Waiting {
                         attempt_at: None,
-                        fallback_at: now.mono + w.fallback,
+                        fallback_at,
                     };
                 }
                 if woke {
@@ -598,8 +680,11 @@ impl Lock {
                 self.unlock_op = None;
                 self.events.push_back(LockEvent::Unlocked { result });
             }
-            LeaseEvent::ObserveStarted { op, .. } if self.observe_op == Some(op) => {
+            LeaseEvent::ObserveStarted { op, result } if self.observe_op == Some(op) => {
                 self.observe_op = None;
+                if result.is_ok() {
+                    self.push_fallback(now);
+                }
                 // A failed registration is not fatal: the fallback timer keeps the wait alive.
                 if matches!(self.wait.as_ref().map(|w| &w.step), Some(Step::Registering)) {
                     self.attempt(r, now);
@@ -646,16 +731,22 @@ impl Lock {
     /// someone else's value cancels a pending jittered attempt.
     fn on_holder_seen(&mut self, holder: Option<Bytes>, now: Now) {
         let free_or_ours = holder.is_none() || holder == self.holder;
+        let mut cancelled = false;
         match self.wait.as_mut().map(|w| &mut w.step) {
             Some(Step::Attempting { woke, .. }) => *woke = free_or_ours,
             Some(Step::Waiting { attempt_at, .. }) => {
                 if free_or_ours {
                     self.wake(now);
                 } else {
-                    *attempt_at = None;
+                    // A pending jittered attempt lost to the winner's SET: contention.
+                    cancelled = attempt_at.take().is_some();
                 }
+                self.push_fallback(now);
             }
             _ => {}
+        }
+        if cancelled {
+            self.widen();
         }
     }
 }

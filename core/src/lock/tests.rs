@@ -113,11 +113,13 @@ fn held_lock_reports_locked_and_stops_observing() {
 fn delete_wakes_a_waiter_after_jitter() {
     let (mut l, mut r) = setup();
     waiting(&mut l, &mut r, &opts(false));
-    assert_eq!(l.poll_timeout(), Some(Instant::from_millis(1002)));
+    let fallback = l.poll_timeout().unwrap();
+    assert!(fallback >= Instant::from_millis(1002) && fallback < Instant::from_millis(1502));
     l.handle_notification(&note_del(NAME, tok(2)), &mut r, at(100));
     assert_eq!(r.count(RequestKind::Set), 1);
+    // The window starts small: a lone waiter attempts within a millisecond.
     let due = l.poll_timeout().unwrap();
-    assert!(due >= Instant::from_millis(100) && due < Instant::from_millis(150));
+    assert!(due >= Instant::from_millis(100) && due < Instant::from_millis(101));
     l.handle_timeout(&mut r, Now::new(due, 0));
     assert_eq!(r.count(RequestKind::Set), 2);
 }
@@ -131,8 +133,9 @@ fn someone_elses_set_cancels_the_jittered_attempt() {
     l.handle_notification(&note_del(NAME, tok(2)), &mut r, at(100));
     let due = l.poll_timeout().unwrap();
     l.handle_notification(&note_set(NAME, b"other", tok(3)), &mut r, at(100));
-    // Only the fallback remains.
-    assert_eq!(l.poll_timeout(), Some(Instant::from_millis(1002)));
+    // Only the fallback remains, pushed back by the news.
+    let fallback = l.poll_timeout().unwrap();
+    assert!(fallback >= Instant::from_millis(1100) && fallback < Instant::from_millis(1600));
     l.handle_timeout(&mut r, Now::new(due, 0));
     assert_eq!(r.count(RequestKind::Set), 1);
 }
@@ -141,10 +144,83 @@ fn someone_elses_set_cancels_the_jittered_attempt() {
 fn fallback_timer_attempts_without_notification() {
     let (mut l, mut r) = setup();
     waiting(&mut l, &mut r, &opts(false));
-    l.handle_timeout(&mut r, at(1001));
+    let fallback = l.poll_timeout().unwrap();
+    l.handle_timeout(&mut r, Now::new(fallback - Duration::from_nanos(1), 0));
     assert_eq!(r.count(RequestKind::Set), 1);
-    l.handle_timeout(&mut r, at(1002));
+    l.handle_timeout(&mut r, Now::new(fallback, 0));
     assert_eq!(r.count(RequestKind::Set), 2);
+}
+
+/// `fallback` is "after this long without news": a notification pushes it back, so waiters
+/// that keep hearing from the key do not poll (the benchmark's herd at 1,000 waiters).
+#[test]
+fn news_pushes_the_fallback_back() {
+    let (mut l, mut r) = setup();
+    waiting(&mut l, &mut r, &opts(false));
+    l.handle_notification(&note_set(NAME, b"other", tok(3)), &mut r, at(900));
+    let fallback = l.poll_timeout().unwrap();
+    assert!(fallback >= Instant::from_millis(1900) && fallback < Instant::from_millis(2400));
+    l.handle_timeout(&mut r, at(1800));
+    assert_eq!(r.count(RequestKind::Set), 1);
+}
+
+fn window(l: &Lock) -> Duration {
+    l.wait.as_ref().map(|w| w.jitter).unwrap()
+}
+
+/// The jitter window starts at `DEFAULT_MIN_JITTER`, doubles when a jittered attempt loses to
+/// someone else's SET (cancelled by its notification, or refused), stops at `max_jitter`, and
+/// starts small again with the next `lock()`.
+#[test]
+fn jitter_window_adapts_to_contention() {
+    let (mut l, mut r) = setup();
+    let o = opts(false);
+    waiting(&mut l, &mut r, &o);
+    // The first refusal followed no jitter: no contention signal.
+    assert_eq!(window(&l), DEFAULT_MIN_JITTER);
+    let mut t = 100;
+    // Cancelled by the winner's SET notification.
+    l.handle_notification(&note_del(NAME, tok(2)), &mut r, at(t));
+    l.handle_notification(&note_set(NAME, b"other", tok(3)), &mut r, at(t));
+    assert_eq!(window(&l), DEFAULT_MIN_JITTER * 2);
+    // Refused after the jitter.
+    t += 100;
+    l.handle_notification(&note_del(NAME, tok(4)), &mut r, at(t));
+    let due = l.poll_timeout().unwrap();
+    l.handle_timeout(&mut r, Now::new(due, 0));
+    let set = r.last_of(RequestKind::Set);
+    answer(&mut l, &mut r, &set, refused_set(), Some(tok(5)), t + 1);
+    assert_eq!(window(&l), DEFAULT_MIN_JITTER * 4);
+    for i in 0..10 {
+        t += 100;
+        l.handle_notification(&note_del(NAME, tok(10 + 2 * i)), &mut r, at(t));
+        l.handle_notification(&note_set(NAME, b"other", tok(11 + 2 * i)), &mut r, at(t));
+    }
+    assert_eq!(window(&l), Duration::from_millis(50));
+    // A fallback poll that is refused says nothing about the window.
+    let fallback = l.poll_timeout().unwrap();
+    l.handle_timeout(&mut r, Now::new(fallback, 0));
+    let set = r.last_of(RequestKind::Set);
+    answer(&mut l, &mut r, &set, refused_set(), Some(tok(40)), 3_000);
+    assert_eq!(window(&l), Duration::from_millis(50));
+    assert!(l.cancel(&mut r, at(3_001)));
+    l.lock(DUR, &o, &mut r, at(3_002)).unwrap();
+    assert_eq!(window(&l), DEFAULT_MIN_JITTER);
+}
+
+/// Without `max_jitter` the cap is half the lease, at most `DEFAULT_MAX_JITTER`; a
+/// zero cap attempts at once (the naive wake-all).
+#[test]
+fn default_jitter_cap_follows_the_lease() {
+    let (mut l, mut r) = setup();
+    let mut o = opts(false);
+    o.max_jitter = None;
+    l.lock(DUR, &o, &mut r, at(0)).unwrap();
+    assert_eq!(l.wait.as_ref().unwrap().max_jitter, DUR / 2);
+    assert!(l.cancel(&mut r, at(1)));
+    o.max_jitter = Some(Duration::ZERO);
+    l.lock(DUR, &o, &mut r, at(2)).unwrap();
+    assert_eq!(window(&l), Duration::ZERO);
 }
 
 #[test]

@@ -37,6 +37,12 @@ pub trait Agent {
     fn stop(&mut self, ctx: &mut Ctx<'_>);
     /// Requests and operations still awaiting an answer (0 when idle).
     fn outstanding(&self) -> usize;
+    /// The node crashes now: what it can no longer report but the checkers must count, such
+    /// as a write in flight whose outcome nobody will learn ([`Report::EditUnknown`]). The
+    /// agent is dropped afterwards.
+    fn in_doubt_at_crash(&self) -> Vec<Report> {
+        Vec::new()
+    }
 }
 
 /// What the world asks of a workload: agents, and the workload-level checks.

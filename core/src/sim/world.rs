@@ -701,6 +701,14 @@ impl<'p> World<'p> {
         if !self.faults_on || !nd.alive {
             return Ok(());
         }
+        // What the dying incarnation leaves in doubt still counts (an applied edit whose
+        // reply never came is in the counter).
+        let doubt = nd.agent.in_doubt_at_crash();
+        if !doubt.is_empty() {
+            self.reports.extend(doubt);
+            self.take_reports(node)?;
+        }
+        let nd = &mut self.nodes[node];
         nd.alive = false;
         nd.connected = false;
         nd.inc += 1;

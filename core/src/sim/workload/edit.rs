@@ -67,6 +67,8 @@ struct EditAgent {
     decide: Option<(Instant, u64)>,
     attempt_at: Option<Instant>,
     stopped: bool,
+    /// A write was handed to the edit machine and its `Done` has not come yet.
+    writing: bool,
 }
 
 /// Whether a failed write may still have been applied.
@@ -101,6 +103,7 @@ impl EditAgent {
             if at <= now.mono {
                 self.decide = None;
                 let decision = EditDecision::Set(Bytes::from(format!("{}", value + 1)));
+                self.writing = true;
                 let mut r = tampered(&self.w.tamper.request, ctx);
                 let _ = self.edit.decide(decision, &mut r, now);
             }
@@ -154,6 +157,7 @@ impl EditAgent {
                 }
                 EditEvent::Done { result } => {
                     self.active = false;
+                    self.writing = false;
                     self.decide = None;
                     if self.holding {
                         self.holding = false;
@@ -230,6 +234,16 @@ impl Agent for EditAgent {
     fn outstanding(&self) -> usize {
         self.edit.outstanding()
     }
+
+    fn in_doubt_at_crash(&self) -> Vec<Report> {
+        if self.writing {
+            vec![Report::EditUnknown {
+                key: self.w.key.clone(),
+            }]
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 impl Workload for EditCounter {
@@ -244,6 +258,7 @@ impl Workload for EditCounter {
             decide: None,
             attempt_at: None,
             stopped: false,
+            writing: false,
         })
     }
 
