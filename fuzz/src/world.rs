@@ -734,10 +734,9 @@ impl World {
                     machine::route_notification(&mut ms, &n, &mut t, now);
                 }
                 Output::Connected { .. } => machine::route_connected(&mut ms, &mut t, now),
-                // Requests published before a disconnect stay answerable: with a surviving
-                // session the broker still delivers their replies, and without one a late
-                // reply must be ignored.
-                Output::Disconnected => {}
+                // Requests published before a disconnect stay answerable (the client machine
+                // decides that); the lease machines still learn of the drop, as in the adapters.
+                Output::Disconnected => machine::route_disconnected(&mut ms, now),
                 Output::Reregistered { key, result } => {
                     machine::route_reregistered(&mut ms, &key, result.is_ok(), &mut t, now);
                 }

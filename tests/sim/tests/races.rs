@@ -56,7 +56,6 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(24), ..ProptestConfig::default() })]
 
     #[test]
-    #[ignore = "pending lease-machine findings; see docs/simulation.md"]
     fn every_invariant_holds(s in scenario()) {
         if let Err(v) = s.run() {
             prop_assert!(false, "{s}\n{v}");
@@ -109,7 +108,6 @@ fn former_findings_hold() {
 }
 
 #[test]
-#[ignore = "pending lease-machine findings; see docs/simulation.md"]
 fn different_seeds_differ() {
     let a = Scenario::from_seed(1);
     let b = Scenario {
