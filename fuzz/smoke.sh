@@ -33,7 +33,13 @@ smoke_one() {
 
 failed=0
 running=0
+# FUZZ_SKIP: space-separated targets to leave out of the smoke run (for a known, reported
+# finding that is being fixed); they still build above.
 for target in $(all_targets); do
+    if [[ " ${FUZZ_SKIP:-} " == *" $target "* ]]; then
+        echo "SKIP $target (FUZZ_SKIP)"
+        continue
+    fi
     smoke_one "$target" &
     running=$((running + 1))
     if ((running >= JOBS)); then
