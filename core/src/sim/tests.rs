@@ -306,3 +306,34 @@ fn a_probe_sees_every_store_request_and_report_in_time_order() {
     let plain = raw(2, 3, FaultMix::NONE).run().unwrap();
     assert_eq!(plain.trace_hash, s.trace_hash);
 }
+
+/// Fuzz finding (sim_faults): a broker disconnect of 7.7 s started before healing outlasts the
+/// drain; at the reconnect the lease arms its bounded sweep STOP (a KEYNOTIFY may be published
+/// again), and the leak check ran before it could fire. The world now keeps running past the
+/// drain until every live node is at rest (bounded by `SimConfig::settle`).
+fn long_disconnect(settle: Duration) -> Result<Summary, Box<Violation>> {
+    let s: Scenario =
+        "seed=3103719485 workload=edit clients=1 lease_ms=200 renew_ms=66 faults=0x000 run_secs=2"
+            .parse()
+            .map_err(|_| "scenario line")
+            .unwrap_or_else(|e| panic!("{e}"));
+    let mut c = s.config();
+    c.clocks.max_rate_ppm = 0;
+    c.clocks.max_wall_skew = Duration::ZERO;
+    let len = Duration::from_millis(7_748);
+    c.faults.disconnect = Some(Recurring::new(Duration::from_millis(69), len, len));
+    c.settle = settle;
+    s.sim_with(c)?.run()
+}
+
+#[test]
+fn cleanup_after_a_disconnect_outlasting_the_drain_runs_before_the_leak_checks() {
+    let s = long_disconnect(SimConfig::new(0, 1, Duration::from_secs(1)).settle)
+        .unwrap_or_else(|v| panic!("{v}"));
+    assert!(!s.truncated);
+    // The sweep ran after the drain's nominal end.
+    assert!(s.virtual_time > Duration::from_millis(8_302), "{s:?}");
+    // Without the settle phase the same run reports the sweep's timer as a leak.
+    let v = long_disconnect(Duration::ZERO).expect_err("checked too early");
+    assert_eq!(v.invariant, Invariant::Leak, "{v}");
+}

@@ -358,6 +358,7 @@ impl<'p> World<'p> {
     pub(crate) fn run(mut self) -> Result<Summary, Box<Violation>> {
         self.schedule_start();
         let end = nanos(self.cfg.run_for.saturating_add(self.cfg.drain));
+        let hard_end = end.saturating_add(nanos(self.cfg.settle));
         let mut truncated = false;
         while let Some((t, due)) = self.queue.pop_due() {
             let ev = match due {
@@ -365,7 +366,7 @@ impl<'p> World<'p> {
                 Due::Timer(slot) if slot < self.nodes.len() => Ev::Timer { node: slot },
                 Due::Timer(_) => Ev::StoreTimer,
             };
-            if t > end {
+            if t > end && (t > hard_end || self.settled()) {
                 break;
             }
             if self.event >= self.cfg.max_events {
@@ -1283,6 +1284,20 @@ impl<'p> World<'p> {
         );
         self.drain_node(node)?;
         self.reschedule(node)
+    }
+
+    /// Whether every live node is at rest: connected, nothing in flight, no agent timer. Past
+    /// the drain the world runs on (up to [`SimConfig::settle`]) until this holds, so bounded
+    /// clean-up that a late reconnect starts is finished before the leak checks.
+    fn settled(&self) -> bool {
+        self.nodes.iter().all(|nd| {
+            !nd.alive
+                || (nd.connected
+                    && nd.issued.is_empty()
+                    && nd.client.in_flight() == 0
+                    && (!nd.started
+                        || (nd.agent.outstanding() == 0 && nd.agent.poll_timeout().is_none())))
+        })
     }
 
     fn final_checks(&mut self) -> Result<(), Failure> {
