@@ -337,3 +337,36 @@ fn cleanup_after_a_disconnect_outlasting_the_drain_runs_before_the_leak_checks()
     let v = long_disconnect(Duration::ZERO).expect_err("checked too early");
     assert_eq!(v.invariant, Invariant::Leak, "{v}");
 }
+
+/// Fuzz finding (sim_faults): a request given a 3.5 s heavy-tail delay just before the heal
+/// held up every later message on its FIFO link, so the network healed only when it landed;
+/// the L1 progress check counted its bound from the nominal heal and failed.
+fn tail_across_the_heal() -> Result<Summary, Box<Violation>> {
+    let s: Scenario =
+        "seed=2619 workload=lease clients=1 lease_ms=200 renew_ms=28 faults=0x000 run_secs=9"
+            .parse()
+            .map_err(|_| "scenario line")
+            .unwrap_or_else(|e| panic!("{e}"));
+    let mut c = s.config();
+    c.clocks.max_rate_ppm = 9;
+    c.clocks.max_wall_skew = Duration::from_millis(25_857);
+    let f = &mut c.faults;
+    f.drop = 137.0 / 1024.0;
+    f.duplicate = 184.0 / 1024.0;
+    f.tail = 176.0 / 1024.0;
+    f.tail_delay = Duration::from_millis(3_580);
+    f.notification_loss = 78.0 * 4.0 / 1024.0;
+    f.late_reply = 237.0 / 1024.0;
+    f.partition = Some(Recurring::new(
+        Duration::from_millis(23_824),
+        Duration::from_millis(1_779),
+        Duration::from_millis(9_862),
+    ));
+    s.sim_with(c)?.run()
+}
+
+#[test]
+fn progress_is_checked_after_tail_delayed_messages_land() {
+    let sum = tail_across_the_heal().unwrap_or_else(|v| panic!("{v}"));
+    assert!(sum.checks.acquisitions >= 1, "{sum:?}");
+}

@@ -451,7 +451,14 @@ impl<'p> World<'p> {
                 t = t.saturating_add(1 + frng.below(2 * gap));
             }
         }
-        // Partitions end at the heal; the rest end on their own.
+        // Partitions end at the heal; the rest end on their own. A message given a heavy-tail
+        // delay just before the heal lands up to `tail_delay` later, and on a FIFO link every
+        // later message waits behind it: the network heals only then.
+        if faults.tail > 0.0 {
+            let net = &self.cfg.network;
+            let slowest = nanos(faults.tail_delay) + nanos(net.min_delay) + nanos(net.jitter);
+            latest = latest.max(heal.saturating_add(slowest));
+        }
         self.heal_effective = latest;
         self.queue.push(heal, Ev::Heal);
         if let Some(bound) = self.workload.liveness_bound() {
