@@ -370,3 +370,36 @@ fn progress_is_checked_after_tail_delayed_messages_land() {
     let sum = tail_across_the_heal().unwrap_or_else(|v| panic!("{v}"));
     assert!(sum.checks.acquisitions >= 1, "{sum:?}");
 }
+
+/// Fuzz finding (sim_faults): nodes crashing all the time; a KEYNOTIFY of a crashed
+/// incarnation, still on the wire, reached the store after the crash had dropped the client's
+/// registrations and registered anew for a client with no connection, which the leak check
+/// then reported. The store now drops it like any registration of a disconnected client.
+#[test]
+fn a_registration_sent_before_a_crash_does_not_outlive_it() {
+    let s: Scenario = "seed=18446744073441053243 workload=leader clients=4 lease_ms=200 renew_ms=66 faults=0x000 run_secs=4"
+        .parse()
+        .map_err(|_| "scenario line")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut c = s.config();
+    c.clocks.max_rate_ppm = 0;
+    c.clocks.max_wall_skew = Duration::ZERO;
+    let f = &mut c.faults;
+    f.duplicate = 255.0 / 1024.0;
+    f.reorder = true;
+    f.tail = 255.0 / 1024.0;
+    f.tail_delay = Duration::from_millis(535);
+    f.notification_loss = 65.0 * 4.0 / 1024.0;
+    f.late_reply = 51.0 / 1024.0;
+    f.crash = Some(Recurring::new(
+        Duration::from_millis(1),
+        Duration::from_millis(752),
+        Duration::from_millis(10_224),
+    ));
+    c.max_events = 200_000;
+    let sum = s
+        .sim_with(c)
+        .and_then(Sim::run)
+        .unwrap_or_else(|v| panic!("{v}"));
+    assert!(!sum.truncated, "{sum:?}");
+}

@@ -1044,7 +1044,8 @@ impl<'p> World<'p> {
             );
             Ok(())
         };
-        if nd.inc != inc {
+        let orphaned = nd.inc != inc;
+        if orphaned {
             // From a crashed incarnation: it reaches the broker only if it was on the wire
             // before the node came back (a new connection's messages come after it).
             if nd.alive {
@@ -1084,6 +1085,12 @@ impl<'p> World<'p> {
         }
         let now = NodeClock::IDEAL.now(self.now);
         self.store.handle_request(&msg, now);
+        if orphaned {
+            // Sent by a crashed incarnation and still delivered: its connection is gone, and
+            // the store keeps no registration for a client that is not connected (spec §5).
+            let id = Bytes::copy_from_slice(self.nodes[node].id.as_bytes());
+            self.store.handle_client_disconnected(&id);
+        }
         self.drain_store()
     }
 
