@@ -7,7 +7,9 @@
 //! Checks: no panic, and no invariant the simulator checks is broken (S1 single holder, S2
 //! safe_until, S3 fencing, S4 event order, L1 progress after healing, L2 undisturbed holder,
 //! exactly one outcome per request, no leaks, edit counter). A violation panics with the
-//! simulator's report, whose `Scenario` line and seed replay it.
+//! simulator's report, the scenario line and the decoded input (the line alone lacks the
+//! clock and fault fields set here; `fuzz_findings_hold` in `tests/sim/tests/races.rs` shows
+//! how to replay the full configuration).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -103,7 +105,8 @@ fuzz_target!(|input: Input| {
     };
     if let Err(v) = sim.run() {
         if v.invariant != Invariant::Setup {
-            panic!("{scenario}\n{v}");
+            // The scenario line omits the fault fields set above: the input replays it.
+            panic!("{scenario}\n{input:?}\n{v}");
         }
     }
 });

@@ -153,6 +153,12 @@ pub struct SimConfig {
     pub heal_at: Duration,
     /// Time after the stop for everything to settle before the leak checks.
     pub drain: Duration,
+    /// How much longer than [`SimConfig::drain`] the world keeps running while a live node
+    /// is still unsettled (disconnected, a request in flight, an agent timer armed): a fault
+    /// started before healing may outlast the drain, and the clean-up it leaves behind (the
+    /// lease's sweep STOP after a reconnect) is bounded but runs only afterwards. A timer
+    /// still armed after this is a leak.
+    pub settle: Duration,
     /// The network.
     pub network: NetworkConfig,
     /// Node clocks.
@@ -180,6 +186,7 @@ impl SimConfig {
             run_for,
             heal_at: run_for / 2,
             drain: Duration::from_secs(30),
+            settle: Duration::from_secs(60),
             network: NetworkConfig::default(),
             clocks: ClockConfig::default(),
             faults: FaultConfig::default(),

@@ -306,3 +306,100 @@ fn a_probe_sees_every_store_request_and_report_in_time_order() {
     let plain = raw(2, 3, FaultMix::NONE).run().unwrap();
     assert_eq!(plain.trace_hash, s.trace_hash);
 }
+
+/// Fuzz finding (sim_faults): a broker disconnect of 7.7 s started before healing outlasts the
+/// drain; at the reconnect the lease arms its bounded sweep STOP (a KEYNOTIFY may be published
+/// again), and the leak check ran before it could fire. The world now keeps running past the
+/// drain until every live node is at rest (bounded by `SimConfig::settle`).
+fn long_disconnect(settle: Duration) -> Result<Summary, Box<Violation>> {
+    let s: Scenario =
+        "seed=3103719485 workload=edit clients=1 lease_ms=200 renew_ms=66 faults=0x000 run_secs=2"
+            .parse()
+            .map_err(|_| "scenario line")
+            .unwrap_or_else(|e| panic!("{e}"));
+    let mut c = s.config();
+    c.clocks.max_rate_ppm = 0;
+    c.clocks.max_wall_skew = Duration::ZERO;
+    let len = Duration::from_millis(7_748);
+    c.faults.disconnect = Some(Recurring::new(Duration::from_millis(69), len, len));
+    c.settle = settle;
+    s.sim_with(c)?.run()
+}
+
+#[test]
+fn cleanup_after_a_disconnect_outlasting_the_drain_runs_before_the_leak_checks() {
+    let s = long_disconnect(SimConfig::new(0, 1, Duration::from_secs(1)).settle)
+        .unwrap_or_else(|v| panic!("{v}"));
+    assert!(!s.truncated);
+    // The sweep ran after the drain's nominal end.
+    assert!(s.virtual_time > Duration::from_millis(8_302), "{s:?}");
+    // Without the settle phase the same run reports the sweep's timer as a leak.
+    let v = long_disconnect(Duration::ZERO).expect_err("checked too early");
+    assert_eq!(v.invariant, Invariant::Leak, "{v}");
+}
+
+/// Fuzz finding (sim_faults): a request given a 3.5 s heavy-tail delay just before the heal
+/// held up every later message on its FIFO link, so the network healed only when it landed;
+/// the L1 progress check counted its bound from the nominal heal and failed.
+fn tail_across_the_heal() -> Result<Summary, Box<Violation>> {
+    let s: Scenario =
+        "seed=2619 workload=lease clients=1 lease_ms=200 renew_ms=28 faults=0x000 run_secs=9"
+            .parse()
+            .map_err(|_| "scenario line")
+            .unwrap_or_else(|e| panic!("{e}"));
+    let mut c = s.config();
+    c.clocks.max_rate_ppm = 9;
+    c.clocks.max_wall_skew = Duration::from_millis(25_857);
+    let f = &mut c.faults;
+    f.drop = 137.0 / 1024.0;
+    f.duplicate = 184.0 / 1024.0;
+    f.tail = 176.0 / 1024.0;
+    f.tail_delay = Duration::from_millis(3_580);
+    f.notification_loss = 78.0 * 4.0 / 1024.0;
+    f.late_reply = 237.0 / 1024.0;
+    f.partition = Some(Recurring::new(
+        Duration::from_millis(23_824),
+        Duration::from_millis(1_779),
+        Duration::from_millis(9_862),
+    ));
+    s.sim_with(c)?.run()
+}
+
+#[test]
+fn progress_is_checked_after_tail_delayed_messages_land() {
+    let sum = tail_across_the_heal().unwrap_or_else(|v| panic!("{v}"));
+    assert!(sum.checks.acquisitions >= 1, "{sum:?}");
+}
+
+/// Fuzz finding (sim_faults): nodes crashing all the time; a KEYNOTIFY of a crashed
+/// incarnation, still on the wire, reached the store after the crash had dropped the client's
+/// registrations and registered anew for a client with no connection, which the leak check
+/// then reported. The store now drops it like any registration of a disconnected client.
+#[test]
+fn a_registration_sent_before_a_crash_does_not_outlive_it() {
+    let s: Scenario = "seed=18446744073441053243 workload=leader clients=4 lease_ms=200 renew_ms=66 faults=0x000 run_secs=4"
+        .parse()
+        .map_err(|_| "scenario line")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut c = s.config();
+    c.clocks.max_rate_ppm = 0;
+    c.clocks.max_wall_skew = Duration::ZERO;
+    let f = &mut c.faults;
+    f.duplicate = 255.0 / 1024.0;
+    f.reorder = true;
+    f.tail = 255.0 / 1024.0;
+    f.tail_delay = Duration::from_millis(535);
+    f.notification_loss = 65.0 * 4.0 / 1024.0;
+    f.late_reply = 51.0 / 1024.0;
+    f.crash = Some(Recurring::new(
+        Duration::from_millis(1),
+        Duration::from_millis(752),
+        Duration::from_millis(10_224),
+    ));
+    c.max_events = 200_000;
+    let sum = s
+        .sim_with(c)
+        .and_then(Sim::run)
+        .unwrap_or_else(|v| panic!("{v}"));
+    assert!(!sum.truncated, "{sum:?}");
+}

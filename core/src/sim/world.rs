@@ -358,6 +358,7 @@ impl<'p> World<'p> {
     pub(crate) fn run(mut self) -> Result<Summary, Box<Violation>> {
         self.schedule_start();
         let end = nanos(self.cfg.run_for.saturating_add(self.cfg.drain));
+        let hard_end = end.saturating_add(nanos(self.cfg.settle));
         let mut truncated = false;
         while let Some((t, due)) = self.queue.pop_due() {
             let ev = match due {
@@ -365,7 +366,7 @@ impl<'p> World<'p> {
                 Due::Timer(slot) if slot < self.nodes.len() => Ev::Timer { node: slot },
                 Due::Timer(_) => Ev::StoreTimer,
             };
-            if t > end {
+            if t > end && (t > hard_end || self.settled()) {
                 break;
             }
             if self.event >= self.cfg.max_events {
@@ -450,7 +451,14 @@ impl<'p> World<'p> {
                 t = t.saturating_add(1 + frng.below(2 * gap));
             }
         }
-        // Partitions end at the heal; the rest end on their own.
+        // Partitions end at the heal; the rest end on their own. A message given a heavy-tail
+        // delay just before the heal lands up to `tail_delay` later, and on a FIFO link every
+        // later message waits behind it: the network heals only then.
+        if faults.tail > 0.0 {
+            let net = &self.cfg.network;
+            let slowest = nanos(faults.tail_delay) + nanos(net.min_delay) + nanos(net.jitter);
+            latest = latest.max(heal.saturating_add(slowest));
+        }
         self.heal_effective = latest;
         self.queue.push(heal, Ev::Heal);
         if let Some(bound) = self.workload.liveness_bound() {
@@ -1036,7 +1044,8 @@ impl<'p> World<'p> {
             );
             Ok(())
         };
-        if nd.inc != inc {
+        let orphaned = nd.inc != inc;
+        if orphaned {
             // From a crashed incarnation: it reaches the broker only if it was on the wire
             // before the node came back (a new connection's messages come after it).
             if nd.alive {
@@ -1076,6 +1085,12 @@ impl<'p> World<'p> {
         }
         let now = NodeClock::IDEAL.now(self.now);
         self.store.handle_request(&msg, now);
+        if orphaned {
+            // Sent by a crashed incarnation and still delivered: its connection is gone, and
+            // the store keeps no registration for a client that is not connected (spec §5).
+            let id = Bytes::copy_from_slice(self.nodes[node].id.as_bytes());
+            self.store.handle_client_disconnected(&id);
+        }
         self.drain_store()
     }
 
@@ -1283,6 +1298,20 @@ impl<'p> World<'p> {
         );
         self.drain_node(node)?;
         self.reschedule(node)
+    }
+
+    /// Whether every live node is at rest: connected, nothing in flight, no agent timer. Past
+    /// the drain the world runs on (up to [`SimConfig::settle`]) until this holds, so bounded
+    /// clean-up that a late reconnect starts is finished before the leak checks.
+    fn settled(&self) -> bool {
+        self.nodes.iter().all(|nd| {
+            !nd.alive
+                || (nd.connected
+                    && nd.issued.is_empty()
+                    && nd.client.in_flight() == 0
+                    && (!nd.started
+                        || (nd.agent.outstanding() == 0 && nd.agent.poll_timeout().is_none())))
+        })
     }
 
     fn final_checks(&mut self) -> Result<(), Failure> {

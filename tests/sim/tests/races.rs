@@ -6,7 +6,8 @@
 //! leasedlock-sim-tests --test races replay -- --nocapture` (or `LEASEDLOCK_SEED=<u64>` for a
 //! seed-derived scenario).
 
-use leasedlock_core::sim::{FaultMix, Scenario, WorkloadKind};
+use core::time::Duration;
+use leasedlock_core::sim::{FaultMix, Recurring, Scenario, WorkloadKind};
 use leasedlock_sim_tests::{cases, replay_and_print, replay_request};
 use proptest::prelude::*;
 
@@ -99,9 +100,61 @@ fn former_findings_hold() {
     for line in [
         "seed=64 run_secs=15",
         "seed=13432996286874768833 workload=edit clients=31 lease_ms=3657 renew_ms=1219 faults=0x105 run_secs=12",
+        // The fuzz lines of `fuzz_findings_hold`, with the scenarios' own faults.
+        "seed=3103719485 workload=edit clients=1 lease_ms=200 renew_ms=66 faults=0x000 run_secs=2",
+        "seed=10633888858964726538 workload=leader clients=4 lease_ms=209 renew_ms=34 faults=0x000 run_secs=5",
     ] {
         let s: Scenario = line.parse().expect("scenario line");
         if let Err(v) = s.run() {
+            panic!("{s}\n{v}");
+        }
+    }
+}
+
+fn p(v: u8) -> f64 {
+    f64::from(v) / 1024.0
+}
+
+/// `sim_faults` fuzz findings, replayed with the fuzzer's full configuration (its scenario
+/// line omits the fault fields it sets directly). Both were a fault started before healing
+/// that outlasted the drain (a 7.7 s disconnect; a GET with the 10 s default timeout under
+/// loss): the lease's bounded clean-up (exposure window, sweep STOP) started only afterwards,
+/// and the leak check ran before it fired ("the agent still has a timer armed after
+/// stopping"). The world now runs on past the drain until every live node is at rest.
+#[test]
+fn fuzz_findings_hold() {
+    let edit: Scenario =
+        "seed=3103719485 workload=edit clients=1 lease_ms=200 renew_ms=66 faults=0x000 run_secs=2"
+            .parse()
+            .expect("scenario line");
+    let mut c = edit.config();
+    c.clocks.max_rate_ppm = 0;
+    c.clocks.max_wall_skew = Duration::ZERO;
+    let len = Duration::from_millis(7_748);
+    c.faults.disconnect = Some(Recurring::new(Duration::from_millis(69), len, len));
+    let leader: Scenario = "seed=10633888858964726538 workload=leader clients=4 lease_ms=209 renew_ms=34 faults=0x000 run_secs=5"
+        .parse()
+        .expect("scenario line");
+    let mut d = leader.config();
+    d.clocks.max_rate_ppm = 93;
+    d.clocks.max_wall_skew = Duration::from_millis(27_648);
+    let f = &mut d.faults;
+    f.drop = p(147);
+    f.duplicate = p(147);
+    f.reorder = true;
+    f.tail = p(147);
+    f.tail_delay = Duration::from_millis(2_779);
+    f.notification_loss = p(147) * 4.0;
+    f.late_reply = p(147);
+    f.partition = Some(Recurring::new(
+        Duration::from_millis(37_779),
+        Duration::from_millis(7_779),
+        Duration::from_millis(15_558),
+    ));
+    for (s, mut c) in [(edit, c), (leader, d)] {
+        c.max_events = 200_000;
+        let sim = s.sim_with(c).unwrap_or_else(|v| panic!("{s}\n{v}"));
+        if let Err(v) = sim.run() {
             panic!("{s}\n{v}");
         }
     }
