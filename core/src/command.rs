@@ -647,10 +647,14 @@ impl NotifyPayload {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             NotifyPayload::Delete => out.extend_from_slice(NOTIFY_DELETE),
-            NotifyPayload::Set { value } => encode_array(
-                [b"NOTIFY".as_slice(), b"SET", b"VALUE", value].into_iter(),
-                out,
-            ),
+            NotifyPayload::Set { value } => {
+                // The words and framing take 41 bytes plus the digits of the value's length.
+                out.reserve(value.len() + 64);
+                encode_array(
+                    [b"NOTIFY".as_slice(), b"SET", b"VALUE", value].into_iter(),
+                    out,
+                );
+            }
         }
     }
 

@@ -245,16 +245,39 @@ fn user_prop(name: &'static str, value: Bytes) -> (Bytes, Bytes) {
 
 /// Builds the request PUBLISH (QoS 1, content type, properties in the official client's order).
 pub fn build_request(req: &RequestEnvelope<'_>) -> Message {
-    let client_id = Bytes::copy_from_slice(req.client_id.as_bytes());
+    // The small per-request fields share one buffer: two allocations instead of one per field,
+    // and the receiver's copies of them (`parse_request`, `Hlc::parse`) are reference counts.
+    let hlc_len = |h: &Hlc| 15 + 1 + 5 + 1 + h.node_bytes().len();
+    let mut text = Vec::with_capacity(
+        req.client_id.len()
+            + req.correlation.len()
+            + req.response_topic.len()
+            + hlc_len(req.timestamp)
+            + req.fencing_token.map_or(0, hlc_len),
+    );
+    text.extend_from_slice(req.client_id.as_bytes());
+    let client_id = 0..text.len();
+    text.extend_from_slice(&req.correlation);
+    let correlation = client_id.end..text.len();
+    text.extend_from_slice(req.response_topic.as_bytes());
+    let response_topic = correlation.end..text.len();
+    req.timestamp.write_to(&mut text);
+    let timestamp = response_topic.end..text.len();
+    let token = req.fencing_token.map(|token| {
+        token.write_to(&mut text);
+        timestamp.end..text.len()
+    });
+    let text = Bytes::from(text);
+    let client_id = text.slice(client_id);
     let mut props = Vec::with_capacity(6);
-    if let Some(token) = req.fencing_token {
-        props.push(user_prop(prop::FENCING_TOKEN, token.to_bytes()));
+    if let Some(token) = token {
+        props.push(user_prop(prop::FENCING_TOKEN, text.slice(token)));
     }
     if req.persist {
         props.push(user_prop(prop::PERSISTENCE, static_bytes("true")));
     }
     props.push(user_prop(prop::SOURCE_ID, client_id.clone()));
-    props.push(user_prop(prop::TIMESTAMP, req.timestamp.to_bytes()));
+    props.push(user_prop(prop::TIMESTAMP, text.slice(timestamp)));
     props.push(user_prop(
         prop::PROTOCOL_VERSION,
         static_bytes(PROTOCOL_VERSION),
@@ -268,8 +291,8 @@ pub fn build_request(req: &RequestEnvelope<'_>) -> Message {
         payload: req.payload.clone(),
         qos: QoS::AtLeastOnce,
         retain: false,
-        correlation_data: Some(Bytes::copy_from_slice(&req.correlation)),
-        response_topic: Some(Bytes::copy_from_slice(req.response_topic.as_bytes())),
+        correlation_data: Some(text.slice(correlation)),
+        response_topic: Some(text.slice(response_topic)),
         message_expiry_secs: Some(expiry_secs(req.timeout)),
         content_type: Some(static_bytes(CONTENT_TYPE)),
         payload_format_indicator: Some(0),
@@ -753,22 +776,55 @@ pub fn build_notification(
     version: &Hlc,
     payload: &NotifyPayload,
 ) -> Message {
-    let mut body = Vec::new();
-    payload.encode(&mut body);
-    Message {
-        topic: Bytes::from(notification_topic_bytes(client_id, key)),
-        payload: Bytes::from(body),
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        correlation_data: None,
-        response_topic: None,
-        message_expiry_secs: None,
-        content_type: Some(static_bytes(CONTENT_TYPE)),
-        payload_format_indicator: Some(0),
-        user_properties: alloc::vec![
-            user_prop(prop::TIMESTAMP, version.to_bytes()),
-            user_prop(prop::PROTOCOL_VERSION, static_bytes(PROTOCOL_VERSION)),
-        ],
+    NotificationFanout::new(key, version, payload).message_for(client_id)
+}
+
+/// Store side: one change of one key, told to each of its watchers.
+///
+/// A change fans out to every client registered for the key; only the topic differs between
+/// the copies, so the payload, `__ts` and the key's hex form are built once and the copies share
+/// them. Each [`NotificationFanout::message_for`] equals [`build_notification`] with the same
+/// arguments.
+#[derive(Debug, Clone)]
+pub struct NotificationFanout {
+    key_hex: Vec<u8>,
+    version: Bytes,
+    payload: Bytes,
+}
+
+impl NotificationFanout {
+    /// Encodes the change once.
+    pub fn new(key: &[u8], version: &Hlc, payload: &NotifyPayload) -> NotificationFanout {
+        let mut body = Vec::new();
+        payload.encode(&mut body);
+        let mut key_hex = Vec::with_capacity(2 * key.len());
+        hex::encode_upper_into(key, &mut key_hex);
+        NotificationFanout {
+            key_hex,
+            version: version.to_bytes(),
+            payload: Bytes::from(body),
+        }
+    }
+
+    /// The notification PUBLISH to `client_id`.
+    pub fn message_for(&self, client_id: &[u8]) -> Message {
+        let mut topic = notification_topic_head(client_id, self.key_hex.len());
+        topic.extend_from_slice(&self.key_hex);
+        Message {
+            topic: Bytes::from(topic),
+            payload: self.payload.clone(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            correlation_data: None,
+            response_topic: None,
+            message_expiry_secs: None,
+            content_type: Some(static_bytes(CONTENT_TYPE)),
+            payload_format_indicator: Some(0),
+            user_properties: alloc::vec![
+                user_prop(prop::TIMESTAMP, self.version.clone()),
+                user_prop(prop::PROTOCOL_VERSION, static_bytes(PROTOCOL_VERSION)),
+            ],
+        }
     }
 }
 

@@ -179,23 +179,12 @@ impl Hlc {
 }
 
 fn write_padded(out: &mut Vec<u8>, value: u64, width: usize) {
-    let mut digits = [0u8; 20];
-    let mut n = value;
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for _ in len..width {
-        out.push(b'0');
-    }
-    for i in (0..len).rev() {
-        out.push(digits[i]);
-    }
+    const ZEROS: [u8; 20] = [b'0'; 20];
+    let mut buf = [0u8; 20];
+    let digits = crate::resp3::format_u64(value, &mut buf);
+    let pad = width.saturating_sub(digits.len()).min(ZEROS.len());
+    out.extend_from_slice(ZEROS.get(..pad).unwrap_or_default());
+    out.extend_from_slice(digits);
 }
 
 impl fmt::Display for Hlc {

@@ -346,6 +346,45 @@ struct OpenArray {
     missing: usize,
 }
 
+/// Open arrays kept inline: every payload of the store's protocol is one flat array.
+const INLINE_DEPTH: usize = 2;
+
+/// The arrays under construction, innermost last. The first [`INLINE_DEPTH`] levels live on
+/// the stack, so decoding a flat array allocates only its element vector.
+#[derive(Default)]
+struct OpenStack {
+    inline: heapless::Vec<OpenArray, INLINE_DEPTH>,
+    /// Deeper levels; non-empty only while `inline` is full.
+    spill: Vec<OpenArray>,
+}
+
+impl OpenStack {
+    fn len(&self) -> usize {
+        self.inline.len() + self.spill.len()
+    }
+
+    fn push(&mut self, array: OpenArray) {
+        if self.spill.is_empty() {
+            if let Err(array) = self.inline.push(array) {
+                self.spill.push(array);
+            }
+        } else {
+            self.spill.push(array);
+        }
+    }
+
+    fn last_mut(&mut self) -> Option<&mut OpenArray> {
+        match self.spill.last_mut() {
+            Some(array) => Some(array),
+            None => self.inline.last_mut(),
+        }
+    }
+
+    fn pop(&mut self) -> Option<OpenArray> {
+        self.spill.pop().or_else(|| self.inline.pop())
+    }
+}
+
 /// Decodes exactly one value that must span the whole input.
 ///
 /// Nested arrays are built with an explicit stack rather than recursion, so no limit setting can
@@ -359,7 +398,7 @@ pub fn decode(input: &Bytes, limits: &Limits) -> Result<Value, Resp3Error> {
         pos: 0,
         limits,
     };
-    let mut open: Vec<OpenArray> = Vec::new();
+    let mut open = OpenStack::default();
     loop {
         let mut value = match cursor.next_item()? {
             Item::Scalar(value) => value,

@@ -491,9 +491,13 @@ impl Store {
     }
 
     fn notify(&mut self, key: &[u8], payload: &NotifyPayload, version: &Hlc) {
+        if self.watch.watchers(key).next().is_none() {
+            return;
+        }
+        let fanout = envelope::NotificationFanout::new(key, version, payload);
         for client in self.watch.watchers(key) {
-            let msg = envelope::build_notification(client, key, version, payload);
-            self.out.push_back(StoreOutput::Publish(msg));
+            self.out
+                .push_back(StoreOutput::Publish(fanout.message_for(client)));
             self.stats.notifications += 1;
         }
     }
