@@ -239,7 +239,11 @@ impl Store {
         let node = Hlc::new(0, 0, config.node_id.clone()).map_err(StoreError::BadNodeId)?;
         Ok(Store {
             keys: KeyTable::new(config.hash_seed),
-            cache: ReplyCache::new(config.max_cached_replies, config.max_cached_bytes),
+            cache: ReplyCache::new(
+                config.max_cached_replies,
+                config.max_cached_bytes,
+                config.hash_seed,
+            ),
             config,
             node,
             clock: ServerClock::default(),
