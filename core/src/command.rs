@@ -641,6 +641,8 @@ pub fn decode_reply(
 }
 
 const NOTIFY_DELETE: &[u8] = b"*2\r\n$6\r\nNOTIFY\r\n$6\r\nDELETE\r\n";
+/// A SET notification up to its value's length digits.
+const NOTIFY_SET_HEAD: &[u8] = b"*4\r\n$6\r\nNOTIFY\r\n$3\r\nSET\r\n$5\r\nVALUE\r\n$";
 
 impl NotifyPayload {
     /// Appends the wire form.
@@ -661,6 +663,55 @@ impl NotifyPayload {
     /// Parses exactly one of the two accepted shapes; the words are matched case-sensitively, as
     /// the official clients do.
     pub fn parse(payload: &Bytes, limits: &Limits) -> Result<NotifyPayload, NotifyPayloadError> {
+        match NotifyPayload::parse_canonical(payload, limits) {
+            Some(parsed) => Ok(parsed),
+            None => NotifyPayload::parse_decoded(payload, limits),
+        }
+    }
+
+    /// The two shapes byte for byte as [`NotifyPayload::encode`] writes them (the store's
+    /// form), recognised without building the array; `None` for anything else, which
+    /// [`NotifyPayload::parse_decoded`] then judges. Where this returns a payload that one
+    /// returns the same (`canonical_form_parses_like_the_decoder` checks it), so it only saves
+    /// the array's allocation and the reference counts of its words.
+    fn parse_canonical(payload: &Bytes, limits: &Limits) -> Option<NotifyPayload> {
+        // What the decoder needs to accept either shape: one level of array, four elements,
+        // and blobs as long as `NOTIFY`.
+        if limits.max_depth == 0 || limits.max_blob_len < 6 {
+            return None;
+        }
+        if payload.as_ref() == NOTIFY_DELETE {
+            return (limits.max_array_len >= 2).then_some(NotifyPayload::Delete);
+        }
+        if limits.max_array_len < 4 {
+            return None;
+        }
+        let header = payload.strip_prefix(NOTIFY_SET_HEAD)?;
+        let digits = header.iter().position(|b| !b.is_ascii_digit())?;
+        // At most 18 digits cannot overflow; longer lengths are left to the decoder.
+        if digits == 0 || digits > 18 {
+            return None;
+        }
+        let len = header
+            .get(..digits)?
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        let len = usize::try_from(len).ok()?;
+        if len > limits.max_blob_len || header.get(digits..digits + 2)? != b"\r\n" {
+            return None;
+        }
+        let start = NOTIFY_SET_HEAD.len() + digits + 2;
+        let end = start.checked_add(len)?;
+        if payload.len() != end.checked_add(2)? || payload.get(end..)? != b"\r\n" {
+            return None;
+        }
+        Some(NotifyPayload::Set {
+            value: payload.slice(start..end),
+        })
+    }
+
+    /// The general path: decode, then match the two shapes.
+    fn parse_decoded(payload: &Bytes, limits: &Limits) -> Result<NotifyPayload, NotifyPayloadError> {
         let value = decode(payload, limits).map_err(NotifyPayloadError::Decode)?;
         let Value::Array(items) = value else {
             return Err(NotifyPayloadError::UnexpectedShape);
@@ -1274,6 +1325,34 @@ mod tests {
         ) {
             let wire = mutate(form, op, index, byte);
             let _ = reply(kind, &wire);
+        }
+
+        /// The allocation-free path for the store's own form agrees with decoding, on the
+        /// exact form and on near misses, under any limits; and it does take the exact form.
+        #[test]
+        fn canonical_form_parses_like_the_decoder(
+            value in arb_bytes(32), delete in any::<bool>(), mutated in any::<bool>(),
+            op in any::<u8>(), index in any::<prop::sample::Index>(), byte in any::<u8>(),
+            max_array_len in 0usize..6, max_blob_len in 0usize..40, max_depth in 0usize..3,
+        ) {
+            let payload = if delete { NotifyPayload::Delete } else { NotifyPayload::Set { value } };
+            let mut wire = Vec::new();
+            payload.encode(&mut wire);
+            if mutated {
+                wire = mutate(wire, op, index, byte);
+            }
+            let wire = Bytes::from(wire);
+            let limits = Limits { max_array_len, max_blob_len, max_depth };
+            prop_assert_eq!(
+                NotifyPayload::parse(&wire, &limits),
+                NotifyPayload::parse_decoded(&wire, &limits)
+            );
+            if !mutated {
+                prop_assert_eq!(
+                    NotifyPayload::parse_canonical(&wire, &Limits::default()),
+                    Some(payload)
+                );
+            }
         }
 
         #[test]

@@ -241,7 +241,13 @@ pub(crate) struct World<'p> {
     stopping: bool,
     heal_effective: u64,
     messages: u64,
+    /// Boxes of delivered messages, refilled by the next ones sent: otherwise a box per
+    /// message in flight is the simulator's own largest source of allocations.
+    spare: Vec<Box<Message>>,
 }
+
+/// Spare message boxes kept at most.
+const MAX_SPARE: usize = 1_024;
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -337,7 +343,27 @@ impl<'p> World<'p> {
             stopping: false,
             heal_effective: 0,
             messages: 0,
+            spare: Vec::new(),
         })
+    }
+
+    /// `msg` in a box, reusing a spare one.
+    fn boxed(&mut self, msg: Message) -> Box<Message> {
+        match self.spare.pop() {
+            Some(mut b) => {
+                *b = msg;
+                b
+            }
+            None => Box::new(msg),
+        }
+    }
+
+    /// Keeps the box of a delivered or lost message for the next one (its contents go now).
+    fn recycle(&mut self, mut b: Box<Message>) {
+        if self.spare.len() < MAX_SPARE {
+            *b = Message::default();
+            self.spare.push(b);
+        }
     }
 
     fn record(&mut self, node: Option<usize>, kind: TraceKind) {
@@ -656,10 +682,12 @@ impl<'p> World<'p> {
         let held = core::mem::take(&mut nd.held);
         let resend = core::mem::take(&mut nd.resend);
         for msg in held {
-            self.schedule_to_client(node, Box::new(msg), false);
+            let msg = self.boxed(msg);
+            self.schedule_to_client(node, msg, false);
         }
         for msg in resend {
-            self.schedule_to_store(node, Box::new(msg), self.now);
+            let msg = self.boxed(msg);
+            self.schedule_to_store(node, msg, self.now);
         }
         if !self.nodes[node].started && !self.stopping {
             self.nodes[node].started = true;
@@ -892,7 +920,10 @@ impl<'p> World<'p> {
                 return Ok(());
             };
             match out {
-                Output::Publish(msg) => self.send_to_store(node, Box::new(msg)),
+                Output::Publish(msg) => {
+                    let msg = self.boxed(msg);
+                    self.send_to_store(node, msg);
+                }
                 Output::Subscribe(filter) => {
                     let at = self
                         .now
@@ -1085,6 +1116,7 @@ impl<'p> World<'p> {
         }
         let now = NodeClock::IDEAL.now(self.now);
         self.store.handle_request(&msg, now);
+        self.recycle(msg);
         if orphaned {
             // Sent by a crashed incarnation and still delivered: its connection is gone, and
             // the store keeps no registration for a client that is not connected (spec §5).
@@ -1203,7 +1235,7 @@ impl<'p> World<'p> {
             let secs = u64::from(msg.message_expiry_secs.unwrap_or(1));
             extra = secs * 1_000_000_000 + self.rng.below(secs * 1_000_000_000);
         }
-        let msg = Box::new(msg);
+        let msg = self.boxed(msg);
         let p = self.faults().duplicate;
         if self.chance(p) {
             self.disturb(node);
@@ -1261,7 +1293,7 @@ impl<'p> World<'p> {
         node: usize,
         inc: u32,
         session: u32,
-        msg: Box<Message>,
+        mut msg: Box<Message>,
     ) -> Result<(), Failure> {
         let nd = &mut self.nodes[node];
         let why = if nd.inc != inc || !nd.alive {
@@ -1288,7 +1320,8 @@ impl<'p> World<'p> {
         }
         let now = nd.clock.now(self.now);
         let c = corr(&msg);
-        nd.client.handle_publish(*msg, now);
+        nd.client.handle_publish(core::mem::take(&mut *msg), now);
+        self.recycle(msg);
         self.record(
             Some(node),
             TraceKind::Delivered {
