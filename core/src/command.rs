@@ -711,7 +711,10 @@ impl NotifyPayload {
     }
 
     /// The general path: decode, then match the two shapes.
-    fn parse_decoded(payload: &Bytes, limits: &Limits) -> Result<NotifyPayload, NotifyPayloadError> {
+    fn parse_decoded(
+        payload: &Bytes,
+        limits: &Limits,
+    ) -> Result<NotifyPayload, NotifyPayloadError> {
         let value = decode(payload, limits).map_err(NotifyPayloadError::Decode)?;
         let Value::Array(items) = value else {
             return Err(NotifyPayloadError::UnexpectedShape);

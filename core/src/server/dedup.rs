@@ -215,8 +215,7 @@ impl ReplyCache {
         if let Some(old) = self.take(hash, |c| c.is(source, correlation)) {
             self.by_deadline.remove(&(old.deadline, old.seq, hash));
         }
-        while self.len > 0 && (self.len >= self.max_entries || self.bytes + size > self.max_bytes)
-        {
+        while self.len > 0 && (self.len >= self.max_entries || self.bytes + size > self.max_bytes) {
             self.evict_first();
         }
         self.by_deadline.insert((entry.deadline, entry.seq, hash));
@@ -344,7 +343,8 @@ mod tests {
 
     impl Model {
         fn evict_first(&mut self) {
-            let first = (0..self.entries.len()).min_by_key(|&i| (self.entries[i].2, self.entries[i].3));
+            let first =
+                (0..self.entries.len()).min_by_key(|&i| (self.entries[i].2, self.entries[i].3));
             if let Some(i) = first {
                 let e = self.entries.remove(i);
                 self.bytes -= ENTRY_OVERHEAD + 2 + e.0.len() + e.1.len() + e.4.len();

@@ -33,6 +33,12 @@ pub struct LockContention {
     pub rest: Duration,
     /// Hooks for broken variants.
     pub tamper: Tamper<LockEvent>,
+    /// After each unlock, write the resource once more with the token just given up, this
+    /// long later: a process that stalled between checking its token and its write reaching
+    /// the store, the case fencing exists for. Once a later holder has written, a correct
+    /// store refuses it; a store that forgets fencing accepts it and S3 fires. `None` (the
+    /// default): no such write.
+    pub straggler: Option<Duration>,
 }
 
 impl LockContention {
@@ -54,6 +60,7 @@ impl LockContention {
             liveness: Some(timing.liveness_bound()),
             rest: Duration::ZERO,
             tamper: Tamper::default(),
+            straggler: None,
         })
     }
 
@@ -74,6 +81,10 @@ struct LockAgent {
     pending: Option<(RequestId, Hlc)>,
     attempt_at: Option<Instant>,
     stopped: bool,
+    /// The straggling write due, with the token it uses (see [`LockContention::straggler`]).
+    straggle_at: Option<(Instant, Hlc)>,
+    /// The straggling write in flight.
+    straggling: Option<(RequestId, Hlc)>,
 }
 
 fn write_outcome(result: &Result<Response, RequestError>, version: &Option<Hlc>) -> WriteOutcome {
@@ -110,6 +121,16 @@ impl LockAgent {
                 Err(_) => self.attempt_at = Some(later(now, ctx.rng(), self.w.timing.think)),
             }
         }
+        if self.straggling.is_none()
+            && self
+                .straggle_at
+                .as_ref()
+                .is_some_and(|(t, _)| *t <= now.mono)
+        {
+            if let Some((_, token)) = self.straggle_at.take() {
+                self.straggling = self.send_write(token, ctx);
+            }
+        }
         if self.held && self.pending.is_none() && self.write_at.is_some_and(|t| t <= now.mono) {
             self.write_at = None;
             if self.writes_left == 0 {
@@ -127,6 +148,12 @@ impl LockAgent {
             return;
         };
         self.writes_left -= 1;
+        self.pending = self.send_write(token, ctx);
+    }
+
+    /// A fenced `SET resource` with `token`; the request and its token, if it was issued.
+    fn send_write(&mut self, token: Hlc, ctx: &mut Ctx<'_>) -> Option<(RequestId, Hlc)> {
+        let now = ctx.now();
         let request = Request::Set {
             key: self.w.resource.clone(),
             value: Bytes::copy_from_slice(ctx.client_id().as_bytes()),
@@ -139,13 +166,18 @@ impl LockAgent {
             persist: false,
         };
         let mut r = tampered(&self.w.tamper.request, ctx);
-        if let Ok(id) = crate::client::Requester::request(&mut r, request, options, now) {
-            self.pending = Some((id, token));
-        }
+        crate::client::Requester::request(&mut r, request, options, now)
+            .ok()
+            .map(|id| (id, token))
     }
 
     fn unlock(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now();
+        if let (Some(after), false, None) = (self.w.straggler, self.stopped, &self.straggle_at) {
+            if let Ok(token) = self.lock.token(now.mono) {
+                self.straggle_at = Some((now.mono + after, token));
+            }
+        }
         if self.held {
             self.held = false;
             ctx.report(Report::Released {
@@ -222,6 +254,19 @@ impl Agent for LockAgent {
 
     fn handle_output(&mut self, output: &Output, ctx: &mut Ctx<'_>) {
         let now = ctx.now();
+        if let (Output::Completion(c), Some((id, token))) = (output, &self.straggling) {
+            if c.id == *id {
+                ctx.report(Report::Write {
+                    key: self.w.resource.clone(),
+                    lease: self.w.key.clone(),
+                    token: token.clone(),
+                    outcome: write_outcome(&c.result, &c.version),
+                });
+                self.straggling = None;
+                self.step(ctx);
+                return;
+            }
+        }
         if let (Output::Completion(c), Some((id, token))) = (output, &self.pending) {
             if c.id == *id {
                 ctx.report(Report::Write {
@@ -269,12 +314,17 @@ impl Agent for LockAgent {
         } else {
             self.attempt_at
         };
-        min_opt(mine, self.lock.poll_timeout())
+        let straggle = match (&self.straggle_at, &self.straggling) {
+            (Some((t, _)), None) => Some(*t),
+            _ => None,
+        };
+        min_opt(min_opt(mine, straggle), self.lock.poll_timeout())
     }
 
     fn stop(&mut self, ctx: &mut Ctx<'_>) {
         self.stopped = true;
         self.attempt_at = None;
+        self.straggle_at = None;
         if self.waiting {
             let now = ctx.now();
             self.lock
@@ -288,7 +338,9 @@ impl Agent for LockAgent {
     }
 
     fn outstanding(&self) -> usize {
-        self.lock.outstanding() + usize::from(self.pending.is_some())
+        self.lock.outstanding()
+            + usize::from(self.pending.is_some())
+            + usize::from(self.straggling.is_some())
     }
 }
 
@@ -305,6 +357,8 @@ impl Workload for LockContention {
             pending: None,
             attempt_at: None,
             stopped: false,
+            straggle_at: None,
+            straggling: None,
         })
     }
 
