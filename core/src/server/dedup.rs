@@ -334,9 +334,12 @@ mod tests {
         ]
     }
 
+    /// (source, correlation, deadline, insertion number, payload).
+    type ModelEntry = (Vec<u8>, Vec<u8>, Instant, u64, Bytes);
+
     /// The obvious cache: a list, evicting the earliest (deadline, insertion) first.
     struct Model {
-        entries: Vec<(Vec<u8>, Vec<u8>, Instant, u64, Bytes)>,
+        entries: Vec<ModelEntry>,
         seq: u64,
         bytes: usize,
     }

@@ -243,6 +243,7 @@ pub(crate) struct World<'p> {
     messages: u64,
     /// Boxes of delivered messages, refilled by the next ones sent: otherwise a box per
     /// message in flight is the simulator's own largest source of allocations.
+    #[allow(clippy::vec_box)] // The boxes are what is reused.
     spare: Vec<Box<Message>>,
 }
 
