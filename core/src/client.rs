@@ -268,6 +268,9 @@ pub struct Client {
     /// The correlation id of each slot's published request ([`NO_CORRELATION`] otherwise). A
     /// dense array beside `slots` so that matching a reply is one tight scan.
     correlations: Vec<u128>,
+    /// Each occupied slot's deadline, beside `slots` for the same reason: the earliest one is
+    /// asked for after every input.
+    deadlines: Vec<Option<Instant>>,
     /// Free slot indices (capacity preallocated to the table size).
     free: Vec<usize>,
     /// Slots waiting to be published, oldest first.
@@ -376,6 +379,7 @@ impl Client {
             default_timeout: config.default_timeout,
             slots,
             correlations: alloc::vec![NO_CORRELATION; capacity],
+            deadlines: alloc::vec![None; capacity],
             // Popped from the back: lowest slots first.
             free: (0..capacity).rev().collect(),
             queue: VecDeque::with_capacity(capacity),
@@ -560,6 +564,9 @@ impl Client {
     /// Time passed; expire what is due.
     pub fn handle_timeout(&mut self, now: Now) {
         for slot in 0..self.slots.len() {
+            if !matches!(self.deadlines.get(slot), Some(Some(d)) if *d <= now.mono) {
+                continue;
+            }
             let due = match self.slots.get(slot) {
                 Some(Some(e)) if e.deadline <= now.mono => Some(e.sent_at.is_some()),
                 _ => None,
@@ -577,7 +584,7 @@ impl Client {
 
     /// The earliest deadline, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.slots.iter().flatten().map(|e| e.deadline).min()
+        self.deadlines.iter().flatten().min().copied()
     }
 
     /// Number of caller requests in flight (queued or sent); `Busy` starts at
@@ -701,6 +708,9 @@ impl Client {
             deadline,
             sent_at: None,
         });
+        if let Some(d) = self.deadlines.get_mut(slot) {
+            *d = Some(deadline);
+        }
         match origin {
             Origin::User(_) => self.user_in_flight += 1,
             Origin::Reregistration => self.reregistrations += 1,
@@ -761,6 +771,9 @@ impl Client {
         let entry = self.slots.get_mut(slot).and_then(Option::take)?;
         if let Some(c) = self.correlations.get_mut(slot) {
             *c = NO_CORRELATION;
+        }
+        if let Some(d) = self.deadlines.get_mut(slot) {
+            *d = None;
         }
         self.free.push(slot);
         if entry.sent_at.is_none() {
@@ -2146,6 +2159,9 @@ mod tests {
             };
             for op in ops {
                 h.step(op)?;
+                // The dense deadline array mirrors the table.
+                let table = h.client.slots.iter().flatten().map(|e| e.deadline).min();
+                prop_assert_eq!(h.client.poll_timeout(), table);
                 if let Some(deadline) = h.client.poll_timeout() {
                     // Deadlines are never further than the longest timeout.
                     prop_assert!(deadline <= h.now.mono + Duration::from_secs(5));
