@@ -1064,13 +1064,11 @@ impl<'p> World<'p> {
                     return lost(self, Loss::NoSession);
                 }
             } else if !nd.connected {
-                // Message Expiry runs from the send here, as if the broker had the message
-                // all along (that is what lets a late request expire). One that expired before
-                // its connection dropped was therefore gone by then and is not published again:
-                // a copy the broker never had could not expire, and one the client still holds
-                // unacknowledged could not be overtaken by later requests of the same
-                // connection (MQTT over TCP arrives in order), as the STOP that follows a
-                // KEYNOTIFY would be.
+                // Message Expiry runs from the send here, as if the broker had the message from
+                // then on (that is how a late request expires), so one that expired before its
+                // connection dropped was gone by then and is not published again. Holding it
+                // back instead would make it a copy the broker never received yet later
+                // requests of the same connection overtook, which in-order TCP rules out.
                 let dropped_at = usize::try_from(epoch)
                     .ok()
                     .and_then(|e| nd.drops.get(e))
