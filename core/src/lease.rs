@@ -552,7 +552,11 @@ enum Observe {
         issued: Instant,
         timeout: Duration,
     },
-    On,
+    /// Registered; `timeout` is the caller's request timeout from `observe_start`, which the
+    /// re-check GET after a re-registration uses too.
+    On {
+        timeout: Duration,
+    },
 }
 
 /// A request whose answer no longer matters to the user (abandoned renewal, cleanup, ...),
@@ -922,7 +926,7 @@ impl Lease {
                     result: Err(LeaseError::Cancelled),
                 });
             }
-            Observe::On => {}
+            Observe::On { .. } => {}
         }
         self.observe = Observe::Off;
         self.notify_timeout = timeout;
@@ -943,7 +947,7 @@ impl Lease {
 
     /// Whether KEYNOTIFY is registered or being registered.
     pub fn is_observing(&self) -> bool {
-        matches!(self.observe, Observe::Starting { .. } | Observe::On)
+        matches!(self.observe, Observe::Starting { .. } | Observe::On { .. })
     }
 
     /// Whether auto-renew is active.
@@ -1170,7 +1174,7 @@ impl Lease {
         // Even when the registration failed, a GET tells where things stand; the lock's
         // fallback timer covers the notifications that may then be missed.
         let _ = ok;
-        if key != self.name.as_ref() || !matches!(self.observe, Observe::On) {
+        if key != self.name.as_ref() || !matches!(self.observe, Observe::On { .. }) {
             return false;
         }
         self.expire(now.mono);
@@ -1183,10 +1187,16 @@ impl Lease {
     }
 
     fn start_resync<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        // The caller's request timeout of the observation (of the last KEYNOTIFY or STOP if
+        // the observation ended while an earlier re-check was in flight).
+        let timeout = match self.observe {
+            Observe::On { timeout } => timeout,
+            _ => self.notify_timeout,
+        };
         let get = Request::Get {
             key: self.name.clone(),
         };
-        if let Ok(id) = r.request(get, request_options(DEFAULT_REQUEST_TIMEOUT), now) {
+        if let Ok(id) = r.request(get, request_options(timeout), now) {
             self.queries.push(Query {
                 id,
                 op: None,
@@ -1290,7 +1300,7 @@ impl Lease {
             } if id == c.id => {
                 match &c.result {
                     Ok(Response::KeyNotify) => {
-                        self.observe = Observe::On;
+                        self.observe = Observe::On { timeout };
                         self.events
                             .push_back(LeaseEvent::ObserveStarted { op, result: Ok(()) });
                     }

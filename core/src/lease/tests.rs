@@ -638,6 +638,30 @@ fn reregistration_gets_the_key_and_reports_a_change() {
     assert_eq!(r.count(RequestKind::Get), 2);
 }
 
+/// The re-check GET after a re-registration used the 10 s default, not the caller's timeout.
+#[test]
+fn reregistration_get_uses_the_observation_timeout() {
+    let (mut l, mut r) = setup();
+    let timeout = Duration::from_millis(250);
+    l.observe_start(Some(timeout), &mut r, at(0)).unwrap();
+    let c = r.answer(r.last().id, Ok(Response::KeyNotify), None);
+    l.handle_completion(&c, &mut r, at(1));
+    assert!(l.handle_reregistered(NAME, true, &mut r, at(2)));
+    let g = r.last();
+    assert_eq!(g.kind, RequestKind::Get);
+    assert_eq!(g.options.timeout, Some(timeout));
+    // The coalesced second GET too.
+    l.handle_reregistered(NAME, true, &mut r, at(3));
+    let c = r.answer(g.id, get(None), None);
+    l.handle_completion(&c, &mut r, at(4));
+    let g2 = r.last();
+    assert_eq!(
+        (g2.kind, g2.options.timeout),
+        (RequestKind::Get, Some(timeout))
+    );
+    assert_ne!(g2.id, g.id);
+}
+
 #[test]
 fn reconnect_retries_a_failed_renewal_at_once() {
     let (mut l, mut r) = setup();

@@ -415,6 +415,19 @@ fn observation_reregistered_after_reconnect() {
     assert_eq!(r.count(RequestKind::Set), 2);
 }
 
+/// The re-check GET after a re-registration waits the lock's configured request timeout, not
+/// the 10 s default.
+#[test]
+fn reregistration_get_uses_the_configured_request_timeout() {
+    let (mut l, mut r) = setup();
+    let o = opts(false);
+    waiting(&mut l, &mut r, &o);
+    assert!(l.handle_reregistered(NAME, true, &mut r, at(102)));
+    let g = r.last();
+    assert_eq!(g.kind, RequestKind::Get);
+    assert_eq!(g.options.timeout, o.lease.timeout);
+}
+
 /// Rust 4 / Go: the wait has a deadline of its own, and ends cleanly at it.
 #[test]
 fn lock_wait_has_timeout() {

@@ -15,8 +15,8 @@
 //! - the broker: a request goes to the store, a reply to the client named by its response
 //!   topic, a notification to the client whose hex id is in its topic. A disconnected client
 //!   gets nothing; with its session kept the broker holds messages for it and the client
-//!   publishes its unacknowledged requests again after reconnecting; Message Expiry is
-//!   honoured;
+//!   publishes its unacknowledged requests again after reconnecting (those not yet expired
+//!   when the connection dropped); Message Expiry is honoured, counted from the send;
 //! - faults ([`FaultConfig`], [`FaultMix`]): delay and jitter, loss, duplication, reordering,
 //!   one-way and two-way partitions, lost notifications, disconnects with and without a lost
 //!   session, pauses longer than the lease, crash and restart with the same client id, late

@@ -2,6 +2,7 @@
 //! the world, the broker model and the checkers are tested on their own.
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeSet;
 use alloc::vec;
 use alloc::vec::Vec;
 use bytes::Bytes;
@@ -402,4 +403,137 @@ fn a_registration_sent_before_a_crash_does_not_outlive_it() {
         .and_then(Sim::run)
         .unwrap_or_else(|v| panic!("{v}"));
     assert!(!sum.truncated, "{sum:?}");
+}
+
+/// Fuzz finding (sim_faults): "the store still holds 1 KEYNOTIFY registrations after every
+/// node stopped". A KEYNOTIFY got a 3.5 s tail delay; its request timed out and the lock's STOP
+/// overtook it and was answered; the connection dropped 1.9 s after the send, and the world
+/// held the KEYNOTIFY as unacknowledged, published it again at the reconnect 5.4 s later, and
+/// it registered the client for good. The world counts Message Expiry from the send (as if the
+/// broker had the message all along), so the KEYNOTIFY had expired at the broker before the
+/// drop; and a request the broker never received cannot be overtaken by a later one of the
+/// same TCP connection. A message that expired before its connection dropped is now lost, not
+/// published again.
+fn keynotify_published_again_after_its_expiry() -> Result<Summary, Box<Violation>> {
+    let s: Scenario = "seed=10838471050879042874 workload=edit clients=3 lease_ms=1432 renew_ms=204 faults=0x000 run_secs=9"
+        .parse()
+        .map_err(|_| "scenario line")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut c = s.config();
+    c.clocks.max_rate_ppm = 42;
+    c.clocks.max_wall_skew = Duration::from_millis(4_501);
+    let f = &mut c.faults;
+    f.drop = 65.0 / 1024.0;
+    f.duplicate = 227.0 / 1024.0;
+    f.reorder = true;
+    f.tail = 254.0 / 1024.0;
+    f.tail_delay = Duration::from_millis(4_008);
+    f.notification_loss = 104.0 * 4.0 / 1024.0;
+    f.late_reply = 181.0 / 1024.0;
+    f.disconnect = Some(Recurring::new(
+        Duration::from_millis(15_103),
+        Duration::from_millis(5_279),
+        Duration::from_millis(5_534),
+    ));
+    c.max_events = 200_000;
+    s.sim_with(c)?.run()
+}
+
+#[test]
+fn a_request_expired_before_its_connection_dropped_is_not_published_again() {
+    let sum = keynotify_published_again_after_its_expiry().unwrap_or_else(|v| panic!("{v}"));
+    assert!(!sum.truncated, "{sum:?}");
+    assert!(sum.checks.acquisitions >= 1, "{sum:?}");
+}
+
+/// Observes one key from the start; `unobserve_at_stop` says whether it stops observing when
+/// the run ends (a correct agent) or leaves the registration behind (a leaky one).
+struct Watcher {
+    unobserve_at_stop: bool,
+    pending: BTreeSet<RequestId>,
+}
+
+impl Agent for Watcher {
+    fn start(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now();
+        let key = Bytes::from_static(b"watched");
+        if let Ok(id) = ctx.requester().observe(key, Default::default(), now) {
+            self.pending.insert(id);
+        }
+    }
+
+    fn handle_output(&mut self, output: &Output, _ctx: &mut Ctx<'_>) {
+        if let Output::Completion(c) = output {
+            self.pending.remove(&c.id);
+        }
+    }
+
+    fn handle_timeout(&mut self, _ctx: &mut Ctx<'_>) {}
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn stop(&mut self, ctx: &mut Ctx<'_>) {
+        if self.unobserve_at_stop {
+            let now = ctx.now();
+            let key = Bytes::from_static(b"watched");
+            if let Ok(id) = ctx.requester().unobserve(key, Default::default(), now) {
+                self.pending.insert(id);
+            }
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+struct Watchers {
+    unobserve_at_stop: bool,
+}
+
+impl Workload for Watchers {
+    fn agent(&mut self, _node: usize, _inc: u32, _seed: u64) -> Box<dyn Agent> {
+        Box::new(Watcher {
+            unobserve_at_stop: self.unobserve_at_stop,
+            pending: BTreeSet::new(),
+        })
+    }
+
+    fn lease_keys(&self) -> Vec<Bytes> {
+        Vec::new()
+    }
+
+    fn liveness_bound(&self) -> Option<Duration> {
+        None
+    }
+
+    fn quiet_window(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// The leak check still catches a registration left behind by a node that stays connected
+/// (stopped nodes do not disconnect, so the check sees what a long-lived process would leave).
+#[test]
+fn a_registration_left_behind_is_reported_as_a_leak() {
+    let run = |unobserve_at_stop| {
+        let mut config = SimConfig::new(5, 2, Duration::from_secs(2));
+        // Messages that overtake, duplicates, tails and disconnects with the session kept.
+        config.faults.duplicate = 0.1;
+        config.faults.reorder = true;
+        config.faults.tail = 0.2;
+        config.faults.tail_delay = Duration::from_secs(2);
+        config.faults.disconnect = Some(Recurring::new(
+            Duration::from_millis(300),
+            Duration::from_millis(100),
+            Duration::from_millis(900),
+        ));
+        Sim::new(config, Watchers { unobserve_at_stop }).run()
+    };
+    run(true).unwrap_or_else(|v| panic!("{v}"));
+    let v = run(false).expect_err("the registrations are left behind");
+    assert_eq!(v.invariant, Invariant::Leak, "{v}");
+    assert!(v.message.contains("KEYNOTIFY registrations"), "{v}");
 }

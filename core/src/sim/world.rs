@@ -202,6 +202,8 @@ struct Node {
     held: Vec<Message>,
     /// Client → broker messages to publish again after a reconnect with session.
     resend: Vec<Message>,
+    /// When each connection dropped: `drops[e]` ended the connection of epoch `e`.
+    drops: Vec<u64>,
     paused_until: u64,
     timer: Option<u64>,
     storm: (u64, u32),
@@ -307,6 +309,7 @@ impl<'p> World<'p> {
                 session_kept: false,
                 held: Vec::new(),
                 resend: Vec::new(),
+                drops: Vec::new(),
                 paused_until: 0,
                 timer: None,
                 storm: (0, 0),
@@ -706,6 +709,7 @@ impl<'p> World<'p> {
         }
         nd.connected = false;
         nd.epoch += 1;
+        nd.drops.push(self.now);
         nd.session_kept = !session_lost;
         if session_lost {
             nd.session += 1;
@@ -750,6 +754,7 @@ impl<'p> World<'p> {
         nd.connected = false;
         nd.inc += 1;
         nd.epoch += 1;
+        nd.drops.push(self.now);
         nd.session += 1;
         nd.held.clear();
         nd.resend.clear();
@@ -1091,15 +1096,24 @@ impl<'p> World<'p> {
                     return lost(self, Loss::NoSession);
                 }
             } else if !nd.connected {
-                // Unacknowledged: the client publishes it again after reconnecting.
-                nd.resend.push(*msg);
-                return Ok(());
+                // Message Expiry runs from the send here, as if the broker had the message from
+                // then on (that is how a late request expires), so one that expired before its
+                // connection dropped was gone by then and is not published again. Holding it
+                // back instead would make it a copy the broker never received yet later
+                // requests of the same connection overtook, which in-order TCP rules out.
+                let dropped_at = usize::try_from(epoch)
+                    .ok()
+                    .and_then(|e| nd.drops.get(e))
+                    .copied()
+                    .unwrap_or(self.now);
+                if dropped_at.saturating_sub(sent_at) <= expiry(&msg) {
+                    // Unacknowledged: the client publishes it again after reconnecting.
+                    nd.resend.push(*msg);
+                    return Ok(());
+                }
             }
         }
-        let expiry = msg
-            .message_expiry_secs
-            .map_or(u64::MAX, |s| u64::from(s) * 1_000_000_000);
-        if self.now.saturating_sub(sent_at) > expiry {
+        if self.now.saturating_sub(sent_at) > expiry(&msg) {
             return lost(self, Loss::Expired);
         }
         self.record(
@@ -1407,6 +1421,12 @@ impl<'p> World<'p> {
             core::str::from_utf8(&info.value).ok()?.parse().ok()
         })
     }
+}
+
+/// A message's Message Expiry in nanoseconds (none: forever).
+fn expiry(msg: &Message) -> u64 {
+    msg.message_expiry_secs
+        .map_or(u64::MAX, |s| u64::from(s) * 1_000_000_000)
 }
 
 fn corr(msg: &Message) -> u32 {
