@@ -74,7 +74,7 @@ impl From<OptionsError> for ConnectError {
 #[derive(Debug)]
 pub(crate) struct Shared {
     commands: async_channel::Sender<Command>,
-    state: watch::Receiver<ConnectionState>,
+    pub(crate) state: watch::Receiver<ConnectionState>,
     client_id: String,
     ids: AtomicU64,
     pub(crate) notification_buffer: usize,
@@ -138,7 +138,7 @@ impl Shared {
 /// [`Connection::close`] is called or the last clone and handle are dropped.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Connection {

@@ -246,6 +246,9 @@ impl Engine {
 
     /// Every handle is gone ([`Commands::recv`] returned `None`): close.
     pub fn handle_commands_closed(&mut self, now: Now) {
+        if self.finished {
+            return;
+        }
         self.start_closing(None, now);
         self.step(now);
     }
