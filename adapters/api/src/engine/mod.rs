@@ -143,6 +143,10 @@ pub struct Engine {
     transmit: VecDeque<Transmit>,
     closing: Option<Closing>,
     finished: bool,
+    /// The earliest deadline of the client and the machines, once computed since the last
+    /// input: the client's is a scan over all its request slots, and adapters ask for it on
+    /// every turn of their loop, far more often than anything changes.
+    deadline: Option<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -227,6 +231,7 @@ impl Engine {
             transmit: VecDeque::new(),
             closing: None,
             finished: false,
+            deadline: None,
         };
         Ok((engine, connection, Commands { rx }))
     }
@@ -361,6 +366,7 @@ impl Engine {
         self.state.send_replace(ConnectionState::Closed);
         self.routes.clear();
         self.machines.clear();
+        self.deadline = None;
         self.fanout = Fanout::default();
         self.transmit.clear();
         if let Some(closing) = self.closing.take() {
@@ -463,21 +469,28 @@ impl Engine {
         }
     }
 
-    /// The earliest deadline of the client and every machine.
+    /// The earliest deadline of the client and every machine (cached until the next `step`).
     fn next_deadline(&mut self) -> Option<Instant> {
+        if let Some(cached) = self.deadline {
+            return cached;
+        }
         let machines = self
             .machines
             .values_mut()
             .filter_map(|m| m.next_timeout())
             .min();
-        match (self.client.poll_timeout(), machines) {
+        let next = match (self.client.poll_timeout(), machines) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        self.deadline = Some(next);
+        next
     }
 
-    /// Drains the client and the machines until neither has anything left to say.
+    /// Drains the client and the machines until neither has anything left to say. Every input
+    /// that reaches the client or a machine ends here.
     fn step(&mut self, now: Now) {
+        self.deadline = None;
         loop {
             let outputs = self.drain(now);
             let events = self.pump_machines(now);

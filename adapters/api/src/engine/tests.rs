@@ -537,3 +537,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_deadline_follows_every_input() {
+    let mut w = World::new(&["a"]);
+    w.connect(0);
+    assert_eq!(w.peers[0].engine.poll_timeout(), None, "idle: no deadline");
+    let store = w.conn(0).state_store();
+    let mut get = pin!(store.get("k", None));
+    assert!(poll_once(get.as_mut()).is_pending());
+    let now = w.now();
+    let p = &mut w.peers[0];
+    let command = p.commands.try_recv().unwrap();
+    p.engine.handle_command(command, now);
+    let due = p.engine.poll_timeout().expect("the request's deadline");
+    assert_eq!(due, now.mono + Duration::from_secs(1));
+    assert_eq!(
+        p.engine.poll_timeout(),
+        Some(due),
+        "asking again changes nothing"
+    );
+    w.settle();
+    assert!(w.run(get, LONG).is_ok());
+    assert_eq!(
+        w.peers[0].engine.poll_timeout(),
+        None,
+        "answered: no stale deadline"
+    );
+}
