@@ -858,6 +858,11 @@ impl Client {
 
     /// Silently forgets the re-registrations of `key`, keeping at most one per observed key.
     fn drop_reregistrations(&mut self, key: &Bytes) {
+        // Every KEYNOTIFY STOP gets here; without a re-registration in flight (the usual case)
+        // there is nothing to find in the table.
+        if self.reregistrations == 0 {
+            return;
+        }
         for slot in 0..self.slots.len() {
             let matches = matches!(
                 self.slots.get(slot),
@@ -2141,6 +2146,40 @@ mod tests {
             }
             self.drain()
         }
+    }
+
+    #[test]
+    fn poll_timeout_follows_requests_finishing_out_of_order() {
+        let mut c = ready_client(config());
+        let now = t0();
+        let timeout = |ms| RequestOptions {
+            timeout: Some(Duration::from_millis(ms)),
+            ..RequestOptions::default()
+        };
+        c.request(get("a"), timeout(3000), now).unwrap();
+        c.request(get("b"), timeout(1000), now).unwrap();
+        c.request(get("c"), timeout(2000), now).unwrap();
+        let sent = publishes(&drain(&mut c));
+        assert_eq!(
+            c.poll_timeout(),
+            Some(now.mono + Duration::from_millis(1000))
+        );
+        // The earliest one answered: the next earliest is due.
+        c.handle_publish(reply(&sent[1], b"$-1\r\n", None), now);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(now.mono + Duration::from_millis(2000))
+        );
+        // The latest one answered: unchanged.
+        c.handle_publish(reply(&sent[0], b"$-1\r\n", None), now);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(now.mono + Duration::from_millis(2000))
+        );
+        // The last one times out: nothing is due any more.
+        c.handle_timeout(now.advanced(Duration::from_millis(2000)));
+        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.in_flight(), 0);
     }
 
     proptest! {

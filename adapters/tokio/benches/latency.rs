@@ -6,6 +6,13 @@
 //! started in-process. Iterations: `LEASEDLOCK_BENCH_ITERS` (default 2000; handovers a tenth).
 //!
 //! Nothing else may serve the state-store request topic on that broker during the run.
+//!
+//! Reading the unlock rows: an unlock is one VDEL round trip (no KEYNOTIFY STOP before or after
+//! it; the STOP of a lock wait leaves when the lock is taken). It costs more than the echo for two
+//! reasons the extra rows separate: it follows a pause, and a request after 2 ms of idleness pays
+//! for waking parked threads ("... after 2 ms idle" rows, the echo's included); and in the
+//! handover the waiter's notification, its SET and the emulator serving it run at the same moment
+//! in this process, on the same few cores ("unlock, no waiter" against "unlock ... by the holder").
 
 use std::time::{Duration, Instant};
 
@@ -74,8 +81,9 @@ fn pump(mut el: EventLoop, tx: mpsc::UnboundedSender<rumqttc::v5::mqttbytes::v5:
 }
 
 /// The raw MQTT request/reply round trip: QoS 1 request with response topic and correlation
-/// data, echoed by a bare rumqttc client at QoS 1; the same shape as a state-store call.
-async fn raw_round_trip(iters: usize) -> Vec<Duration> {
+/// data, echoed by a bare rumqttc client at QoS 1; the same shape as a state-store call. Back
+/// to back, or each after `pause` of idleness.
+async fn raw_round_trip(iters: usize, pause: Option<Duration>) -> Vec<Duration> {
     let tag = format!("{}-{}", std::process::id(), leasedlock_bench_nonce());
     let req_topic = format!("leasedlock-bench/{tag}/req");
     let resp_topic = format!("leasedlock-bench/{tag}/resp");
@@ -123,6 +131,9 @@ async fn raw_round_trip(iters: usize) -> Vec<Duration> {
             content_type: Some("application/octet-stream".into()),
             ..Default::default()
         };
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
         let start = Instant::now();
         req.publish_with_properties(
             req_topic.clone(),
@@ -242,12 +253,16 @@ fn leasedlock_bench_wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A state-store GET through the adapter (the same request as the raw store round trip).
-async fn adapter_get(iters: usize) -> Vec<Duration> {
+/// A state-store GET through the adapter (the same request as the raw store round trip),
+/// back to back, or each after `pause` of idleness (as the unlocks below come after a pause).
+async fn adapter_get(iters: usize, pause: Option<Duration>) -> Vec<Duration> {
     let conn = connect("bench-get").await;
     let store = conn.state_store();
     let mut samples = Vec::with_capacity(iters);
     for i in 0..iters + iters / 10 {
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
         let start = Instant::now();
         store.get("bench-raw-key", None).await.unwrap();
         if i >= iters / 10 {
@@ -300,6 +315,32 @@ async fn acquire_release(iters: usize) -> (Vec<Duration>, Vec<Duration>) {
     }
     conn.close().await;
     (acquire, cycle)
+}
+
+/// Lock and unlock without contention: (lock latency, unlock latency). The unlock is the same
+/// single VDEL as in the handover below, without a waiter being woken at the same moment.
+async fn lock_unlock(iters: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let conn = connect("bench-lock-alone").await;
+    let lock = conn
+        .lock(format!("bench-lock-alone-{}", leasedlock_bench_nonce()))
+        .unwrap();
+    let options = LockOptions::new();
+    let (mut locks, mut unlocks) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
+    for i in 0..iters + iters / 10 {
+        let start = Instant::now();
+        lock.lock(Duration::from_secs(10), &options).await.unwrap();
+        let locked = start.elapsed();
+        // Let the KEYNOTIFY STOP that follows a successful lock() finish first.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let start = Instant::now();
+        lock.unlock().await.unwrap();
+        if i >= iters / 10 {
+            locks.push(locked);
+            unlocks.push(start.elapsed());
+        }
+    }
+    conn.close().await;
+    (locks, unlocks)
 }
 
 /// Release by one client to acquisition by a client waiting in `lock()`; also how long the
@@ -367,11 +408,17 @@ fn main() {
         config.client_id = format!("bench-emulator-{}", std::process::id());
         let emulator = Emulator::start(config).await.expect("emulator starts");
 
-        let raw = summarize(raw_round_trip(iters).await);
+        let raw = summarize(raw_round_trip(iters, None).await);
+        let raw_paused =
+            summarize(raw_round_trip((iters / 5).max(20), Some(Duration::from_millis(2))).await);
         let raw_store = summarize(raw_store_round_trip(iters).await);
-        let get = summarize(adapter_get(iters).await);
+        let get = summarize(adapter_get(iters, None).await);
+        let get_paused =
+            summarize(adapter_get((iters / 5).max(20), Some(Duration::from_millis(2))).await);
         let (acquire, cycle) = acquire_release(iters).await;
         let (acquire, cycle) = (summarize(acquire), summarize(cycle));
+        let (lock_alone, unlock_alone) = lock_unlock((iters / 5).max(20)).await;
+        let (lock_alone, unlock_alone) = (summarize(lock_alone), summarize(unlock_alone));
         let handovers = (iters / 10).max(20);
         let (hand_nojitter, unlock) = handover(handovers, Some(Duration::ZERO)).await;
         let (hand_nojitter, unlock) = (summarize(hand_nojitter), summarize(unlock));
@@ -382,10 +429,14 @@ fn main() {
             "measure (µs)", "p50", "p99", "mean", "p50/raw"
         );
         row("raw MQTT request/reply RTT (echo)", &raw, &raw);
+        row("raw echo, each after 2 ms idle", &raw_paused, &raw);
         row("raw state-store GET (bare rumqttc)", &raw_store, &raw);
         row("adapter GET", &get, &raw);
+        row("adapter GET, each after 2 ms idle", &get_paused, &raw);
         row("lease acquire", &acquire, &raw);
         row("lease acquire + release cycle", &cycle, &raw);
+        row("lock, uncontended (KEYNOTIFY + SET)", &lock_alone, &raw);
+        row("unlock, no waiter (VDEL)", &unlock_alone, &raw);
         row("unlock (VDEL) by the holder", &unlock, &raw);
         row("lock handover (no jitter)", &hand_nojitter, &raw);
         row("lock handover (default jitter)", &hand_default, &raw);

@@ -5,11 +5,9 @@
 //! keep their own data in the store (for example values fenced by a lock's token).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use futures_core::Stream;
-//! use leasedlock_tokio::{Connection, ConnectionOptions, SetOptions};
+//! # async fn demo(conn: leasedlock_api::Connection) -> Result<(), Box<dyn std::error::Error>> {
+//! use leasedlock_api::SetOptions;
 //!
-//! let conn = Connection::connect(ConnectionOptions::new("127.0.0.1", 1883, "app-1")).await?;
 //! let store = conn.state_store();
 //! store.set("greeting", "hello", &SetOptions::new()).await?;
 //! let value = store.get("greeting", None).await?;
@@ -21,19 +19,20 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+
+use futures_core::Stream;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_channel::oneshot;
 use leasedlock_core::client::{Completion, RequestError, RequestOptions};
 use leasedlock_core::command::{Request, Response, ServiceError, SetCondition};
 use leasedlock_core::hlc::Hlc;
-use tokio::sync::{mpsc, oneshot};
 
 pub use leasedlock_core::command::VdelOutcome;
 
 use crate::connection::Shared;
-use crate::driver::Command;
-use crate::fanout;
+use crate::engine::{fanout, Cmd};
 
 /// Why a state-store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +124,7 @@ impl From<RequestError> for StoreError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use leasedlock_tokio::SetOptions;
+/// use leasedlock_api::SetOptions;
 ///
 /// // Create the key only if absent, expiring after 30 s.
 /// let options = SetOptions::new().if_absent().expiry(Duration::from_secs(30));
@@ -180,8 +179,8 @@ impl SetOptions {
 /// Options of a DEL or VDEL.
 ///
 /// ```no_run
-/// # async fn demo(lock: leasedlock_tokio::Lock, store: leasedlock_tokio::StateStore) -> Result<(), Box<dyn std::error::Error>> {
-/// use leasedlock_tokio::DelOptions;
+/// # async fn demo(lock: leasedlock_api::Lock, store: leasedlock_api::StateStore) -> Result<(), Box<dyn std::error::Error>> {
+/// use leasedlock_api::DelOptions;
 ///
 /// // Delete a key protected by the lock's fencing token.
 /// store.del("orders/42", &DelOptions::new().fencing_token(lock.token()?)).await?;
@@ -267,8 +266,8 @@ impl std::error::Error for ObserveError {}
 /// Handle for state-store operations; cheap to clone, `Send + Sync`.
 ///
 /// ```no_run
-/// # async fn demo(conn: leasedlock_tokio::Connection) -> Result<(), leasedlock_tokio::StoreError> {
-/// use leasedlock_tokio::{SetOptions, VdelOutcome};
+/// # async fn demo(conn: leasedlock_api::Connection) -> Result<(), leasedlock_api::StoreError> {
+/// use leasedlock_api::{SetOptions, VdelOutcome};
 ///
 /// let store = conn.state_store();
 /// store.set("session/7", "alice", &SetOptions::new()).await?;
@@ -391,7 +390,7 @@ impl StateStore {
     pub async fn observe(&self, key: impl Into<Bytes>) -> Result<Observation, StoreError> {
         let key = key.into();
         let id = self.shared.next_id();
-        let (tx, rx) = mpsc::channel(self.shared.notification_buffer);
+        let (tx, rx) = async_channel::bounded(self.shared.notification_buffer);
         let (reply, wait) = oneshot::channel();
         // The guard exists before the command is sent: if this future is dropped while the
         // KEYNOTIFY is in flight, the driver learns that the stream is gone.
@@ -400,7 +399,7 @@ impl StateStore {
             key: key.clone(),
             id,
         };
-        self.shared.send(Command::Observe {
+        self.shared.send(Cmd::Observe {
             key: key.clone(),
             id,
             tx,
@@ -409,7 +408,7 @@ impl StateStore {
         wait.await.map_err(|_| StoreError::Closed)??;
         Ok(Observation {
             key,
-            rx,
+            rx: Box::pin(rx),
             _guard: guard,
         })
     }
@@ -427,7 +426,7 @@ impl Drop for ObserveGuard {
     fn drop(&mut self) {
         // Fire and forget: the driver sends KEYNOTIFY STOP with its own deadline. If the
         // connection is already gone there is nothing left to unregister.
-        let _ = self.shared.send(Command::Unobserve {
+        let _ = self.shared.send(Cmd::Unobserve {
             key: self.key.clone(),
             id: self.id,
         });
@@ -437,7 +436,7 @@ impl Drop for ObserveGuard {
 /// A stream of changes of one observed key. Drop it to stop observing.
 ///
 /// ```no_run
-/// # async fn demo(store: leasedlock_tokio::StateStore) -> Result<(), leasedlock_tokio::StoreError> {
+/// # async fn demo(store: leasedlock_api::StateStore) -> Result<(), leasedlock_api::StoreError> {
 /// let mut changes = store.observe("config/feature-x").await?;
 /// while let Some(change) = changes.next().await {
 ///     match change {
@@ -450,7 +449,8 @@ impl Drop for ObserveGuard {
 #[derive(Debug)]
 pub struct Observation {
     key: Bytes,
-    rx: mpsc::Receiver<fanout::Item>,
+    // Boxed: the receiver is `!Unpin`, the stream should not be.
+    rx: Pin<Box<async_channel::Receiver<fanout::Item>>>,
     _guard: ObserveGuard,
 }
 
@@ -462,15 +462,15 @@ impl Observation {
 
     /// The next change; `None` when the connection closed.
     pub async fn next(&mut self) -> Option<Result<KeyChange, ObserveError>> {
-        self.rx.recv().await
+        self.rx.recv().await.ok()
     }
 }
 
-impl futures_core::Stream for Observation {
+impl Stream for Observation {
     type Item = Result<KeyChange, ObserveError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        self.rx.as_mut().poll_next(cx)
     }
 }
 
