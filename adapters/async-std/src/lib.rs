@@ -15,6 +15,8 @@ mod backoff;
 mod clock;
 mod connection;
 mod driver;
+mod link;
+mod mqtt;
 mod options;
 pub mod state_store;
 mod transport;
