@@ -268,6 +268,10 @@ pub struct Client {
     /// The correlation id of each slot's published request ([`NO_CORRELATION`] otherwise). A
     /// dense array beside `slots` so that matching a reply is one tight scan.
     correlations: Vec<u128>,
+    /// The deadline of each slot's request ([`Instant::MAX`] for a free slot). Dense beside
+    /// `slots` for the same reason: [`Client::poll_timeout`] runs on every turn of an
+    /// adapter's loop, and a scan over the entries themselves touches the whole table.
+    deadlines: Vec<Instant>,
     /// Free slot indices (capacity preallocated to the table size).
     free: Vec<usize>,
     /// Slots waiting to be published, oldest first.
@@ -376,6 +380,7 @@ impl Client {
             default_timeout: config.default_timeout,
             slots,
             correlations: alloc::vec![NO_CORRELATION; capacity],
+            deadlines: alloc::vec![Instant::MAX; capacity],
             // Popped from the back: lowest slots first.
             free: (0..capacity).rev().collect(),
             queue: VecDeque::with_capacity(capacity),
@@ -577,7 +582,11 @@ impl Client {
 
     /// The earliest deadline, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.slots.iter().flatten().map(|e| e.deadline).min()
+        self.deadlines
+            .iter()
+            .copied()
+            .min()
+            .filter(|&d| d != Instant::MAX)
     }
 
     /// Number of caller requests in flight (queued or sent); `Busy` starts at
@@ -701,6 +710,9 @@ impl Client {
             deadline,
             sent_at: None,
         });
+        if let Some(d) = self.deadlines.get_mut(slot) {
+            *d = deadline;
+        }
         match origin {
             Origin::User(_) => self.user_in_flight += 1,
             Origin::Reregistration => self.reregistrations += 1,
@@ -761,6 +773,9 @@ impl Client {
         let entry = self.slots.get_mut(slot).and_then(Option::take)?;
         if let Some(c) = self.correlations.get_mut(slot) {
             *c = NO_CORRELATION;
+        }
+        if let Some(d) = self.deadlines.get_mut(slot) {
+            *d = Instant::MAX;
         }
         self.free.push(slot);
         if entry.sent_at.is_none() {
@@ -845,6 +860,11 @@ impl Client {
 
     /// Silently forgets the re-registrations of `key`, keeping at most one per observed key.
     fn drop_reregistrations(&mut self, key: &Bytes) {
+        // Every KEYNOTIFY STOP gets here; without a re-registration in flight (the usual case)
+        // there is nothing to find in the table.
+        if self.reregistrations == 0 {
+            return;
+        }
         for slot in 0..self.slots.len() {
             let matches = matches!(
                 self.slots.get(slot),
@@ -2128,6 +2148,40 @@ mod tests {
             }
             self.drain()
         }
+    }
+
+    #[test]
+    fn poll_timeout_follows_requests_finishing_out_of_order() {
+        let mut c = ready_client(config());
+        let now = t0();
+        let timeout = |ms| RequestOptions {
+            timeout: Some(Duration::from_millis(ms)),
+            ..RequestOptions::default()
+        };
+        c.request(get("a"), timeout(3000), now).unwrap();
+        c.request(get("b"), timeout(1000), now).unwrap();
+        c.request(get("c"), timeout(2000), now).unwrap();
+        let sent = publishes(&drain(&mut c));
+        assert_eq!(
+            c.poll_timeout(),
+            Some(now.mono + Duration::from_millis(1000))
+        );
+        // The earliest one answered: the next earliest is due.
+        c.handle_publish(reply(&sent[1], b"$-1\r\n", None), now);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(now.mono + Duration::from_millis(2000))
+        );
+        // The latest one answered: unchanged.
+        c.handle_publish(reply(&sent[0], b"$-1\r\n", None), now);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(now.mono + Duration::from_millis(2000))
+        );
+        // The last one times out: nothing is due any more.
+        c.handle_timeout(now.advanced(Duration::from_millis(2000)));
+        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.in_flight(), 0);
     }
 
     proptest! {

@@ -23,10 +23,11 @@ use leasedlock_mqtt_session::{
 };
 use tracing::{debug, info, warn};
 
-use crate::backoff::Backoff;
-use crate::clock::Clock;
+use leasedlock_api::{
+    Authentication, Backoff, Clock, ConnectionOptions, OptionsError, Secret, K8S_SAT_METHOD,
+};
+
 use crate::link::Link;
-use crate::options::{Authentication, ConnectionOptions, OptionsError, Secret, K8S_SAT_METHOD};
 use crate::transport::{self, Transport};
 
 /// How often a K8S-SAT token file is checked for a rotated token while connected.
@@ -89,22 +90,23 @@ pub(crate) struct Mqtt {
 
 /// The session's configuration for these options.
 fn session_config(options: &ConnectionOptions) -> SessionConfig {
-    let mut config = SessionConfig::new(options.client_id.clone());
-    config.clean_start = options.clean_start;
+    let mut config = SessionConfig::new(options.client_id());
+    config.clean_start = options.is_clean_start();
     config.session_expiry_secs =
-        u32::try_from(options.session_expiry.as_secs()).unwrap_or(u32::MAX);
-    config.keep_alive = options.keep_alive;
-    config.ping_timeout = options.connect_timeout;
-    config.connect_timeout = options.connect_timeout;
-    config.max_packet_size = options.max_packet_size.max(256);
-    match &options.authentication {
+        u32::try_from(options.get_session_expiry().as_secs()).unwrap_or(u32::MAX);
+    // MQTT's keep-alive is whole seconds.
+    config.keep_alive = Duration::from_secs(options.get_keep_alive().as_secs());
+    config.ping_timeout = options.get_connect_timeout();
+    config.connect_timeout = options.get_connect_timeout();
+    config.max_packet_size = options.get_max_packet_size().max(256);
+    match options.get_authentication() {
         Authentication::UsernamePassword { username, .. } => {
             config.username = Some(username.clone());
         }
         Authentication::K8sServiceAccountToken { .. } => {
             config.auth_method = Some(K8S_SAT_METHOD.to_owned());
         }
-        Authentication::None => {}
+        _ => {}
     }
     config
 }
@@ -113,15 +115,18 @@ impl Mqtt {
     /// A disconnected client whose first attempt starts at once. `seed` seeds the back-off
     /// jitter.
     pub(crate) fn new(
-        options: ConnectionOptions,
+        options: &ConnectionOptions,
         seed: u64,
         clock: Clock,
     ) -> Result<Mqtt, OptionsError> {
-        let session = Session::new(session_config(&options))
-            .map_err(|e| OptionsError::Tls(format!("MQTT session options: {e}")))?;
+        // The options passed the api's validation; what is left is what only MQTT refuses
+        // (a NUL in the client id or the username, say).
+        let session =
+            Session::new(session_config(options)).map_err(|_| OptionsError::BadClientId)?;
+        let (reconnect_min, reconnect_max) = options.get_reconnect_backoff();
         let mut mqtt = Mqtt {
-            backoff: Backoff::new(options.backoff_min, options.backoff_max, seed),
-            options,
+            backoff: Backoff::new(reconnect_min, reconnect_max, seed),
+            options: options.clone(),
             clock,
             session,
             link: None,
@@ -137,10 +142,10 @@ impl Mqtt {
 
     fn start_attempt(&self) -> Attempt {
         let options = self.options.clone();
-        let timeout = options.connect_timeout;
+        let timeout = options.get_connect_timeout();
         Box::pin(async move {
             let connect = async {
-                let secrets = load_secrets(&options.authentication)
+                let secrets = load_secrets(options.get_authentication())
                     .await
                     .map_err(|e| e.to_string())?;
                 let transport = transport::open(&options).await.map_err(|e| e.to_string())?;
@@ -277,6 +282,11 @@ impl Mqtt {
         }
     }
 
+    /// Whether a CONNACK accepted the current connection.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.session.is_connected()
+    }
+
     /// Leaves for good: DISCONNECT with Session Expiry 0, flushed by the link as it drops
     /// (bounded by its linger).
     pub(crate) fn close(&mut self, now: Now) {
@@ -361,11 +371,12 @@ impl Mqtt {
 
     /// Re-authenticates in-band when the service-account token file changed.
     async fn check_token(&mut self, now: Now) {
-        let Authentication::K8sServiceAccountToken { token_file } = &self.options.authentication
+        let Authentication::K8sServiceAccountToken { token_file } =
+            self.options.get_authentication()
         else {
             return;
         };
-        let Ok(token) = Secret::File(token_file.clone()).load("token").await else {
+        let Ok(token) = read_secret(&Secret::File(token_file.clone()), "token").await else {
             return;
         };
         let token = Bytes::from(token);
@@ -378,16 +389,21 @@ impl Mqtt {
     }
 }
 
+/// A secret's text, read with async-std's file API.
+async fn read_secret(secret: &Secret, what: &'static str) -> Result<String, OptionsError> {
+    secret.load(what, async_std::fs::read).await
+}
+
 async fn load_secrets(auth: &Authentication) -> Result<Secrets, OptionsError> {
     Ok(match auth {
         Authentication::UsernamePassword { password, .. } => Secrets {
-            password: Some(Bytes::from(password.load("password").await?)),
+            password: Some(Bytes::from(read_secret(password, "password").await?)),
             token: None,
         },
         Authentication::K8sServiceAccountToken { token_file } => Secrets {
             password: None,
             token: Some(Bytes::from(
-                Secret::File(token_file.clone()).load("token").await?,
+                read_secret(&Secret::File(token_file.clone()), "token").await?,
             )),
         },
         _ => Secrets::default(),
@@ -427,7 +443,7 @@ mod tests {
     #[test]
     fn session_config_follows_the_options() {
         let options = ConnectionOptions::new("h", 1883, "c1")
-            .keep_alive(Duration::from_secs(30))
+            .keep_alive(Duration::from_millis(30_500))
             .session_expiry(Duration::from_secs(u64::from(u32::MAX) + 5))
             .connect_timeout(Duration::from_secs(3))
             .clean_start(true)
@@ -436,7 +452,7 @@ mod tests {
         let c = session_config(&options);
         assert_eq!(c.client_id, "c1");
         assert!(c.clean_start);
-        assert_eq!(c.keep_alive, Duration::from_secs(30));
+        assert_eq!(c.keep_alive, Duration::from_secs(30), "whole seconds");
         assert_eq!(c.session_expiry_secs, u32::MAX, "saturates");
         assert_eq!(c.ping_timeout, Duration::from_secs(3));
         assert_eq!(c.connect_timeout, Duration::from_secs(3));
@@ -467,7 +483,7 @@ mod tests {
         );
         let clock = Clock::new();
         let mut mqtt = Mqtt::new(
-            ConnectionOptions::new("127.0.0.1", 1, "c1").authentication(auth),
+            &ConnectionOptions::new("127.0.0.1", 1, "c1").authentication(auth),
             7,
             clock,
         )

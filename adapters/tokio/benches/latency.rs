@@ -302,6 +302,32 @@ async fn acquire_release(iters: usize) -> (Vec<Duration>, Vec<Duration>) {
     (acquire, cycle)
 }
 
+/// Lock and unlock without contention: (lock latency, unlock latency). The unlock is the same
+/// single VDEL as in the handover below, without a waiter being woken at the same moment.
+async fn lock_unlock(iters: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let conn = connect("bench-lock-alone").await;
+    let lock = conn
+        .lock(format!("bench-lock-alone-{}", leasedlock_bench_nonce()))
+        .unwrap();
+    let options = LockOptions::new();
+    let (mut locks, mut unlocks) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
+    for i in 0..iters + iters / 10 {
+        let start = Instant::now();
+        lock.lock(Duration::from_secs(10), &options).await.unwrap();
+        let locked = start.elapsed();
+        // Let the KEYNOTIFY STOP that follows a successful lock() finish first.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let start = Instant::now();
+        lock.unlock().await.unwrap();
+        if i >= iters / 10 {
+            locks.push(locked);
+            unlocks.push(start.elapsed());
+        }
+    }
+    conn.close().await;
+    (locks, unlocks)
+}
+
 /// Release by one client to acquisition by a client waiting in `lock()`; also how long the
 /// releasing `unlock()` itself took.
 async fn handover(iters: usize, jitter: Option<Duration>) -> (Vec<Duration>, Vec<Duration>) {
@@ -372,6 +398,8 @@ fn main() {
         let get = summarize(adapter_get(iters).await);
         let (acquire, cycle) = acquire_release(iters).await;
         let (acquire, cycle) = (summarize(acquire), summarize(cycle));
+        let (lock_alone, unlock_alone) = lock_unlock((iters / 5).max(20)).await;
+        let (lock_alone, unlock_alone) = (summarize(lock_alone), summarize(unlock_alone));
         let handovers = (iters / 10).max(20);
         let (hand_nojitter, unlock) = handover(handovers, Some(Duration::ZERO)).await;
         let (hand_nojitter, unlock) = (summarize(hand_nojitter), summarize(unlock));
@@ -386,6 +414,8 @@ fn main() {
         row("adapter GET", &get, &raw);
         row("lease acquire", &acquire, &raw);
         row("lease acquire + release cycle", &cycle, &raw);
+        row("lock, uncontended (KEYNOTIFY + SET)", &lock_alone, &raw);
+        row("unlock, no waiter (VDEL)", &unlock_alone, &raw);
         row("unlock (VDEL) by the holder", &unlock, &raw);
         row("lock handover (no jitter)", &hand_nojitter, &raw);
         row("lock handover (default jitter)", &hand_default, &raw);

@@ -1,73 +1,27 @@
-//! The driver task: owns the core [`Client`], the rumqttc event loop and every timer, and
-//! turns each input into core calls followed by draining `poll_output`.
+//! The driver task: the rumqttc event loop, tokio's timer and the handles' commands, all fed
+//! into the sans-IO [`Engine`], whose transmissions go back to rumqttc.
 //!
 //! The rumqttc `EventLoop::poll` future is never cancelled: it owns the event loop and is kept
 //! alive across iterations of the driver's `select!`, so a command or a timer can never drop a
 //! packet half written. When it completes, the event loop comes back with the event.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::Bytes;
-use leasedlock_core::client::{Client, Output, RequestId, RequestOptions};
-use leasedlock_core::command::{Request, Response};
+use leasedlock_api::{
+    Authentication, Backoff, Clock, Commands, ConnectionOptions, Engine, Transmit,
+};
 use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::{valid_filter, valid_topic, QoS as MqttQoS};
 use rumqttc::v5::{AsyncClient, ClientError, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::Outgoing;
-use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, error, info, trace, warn};
+use tracing::{error, info, warn};
 
-use crate::backoff::Backoff;
-use crate::clock::Clock;
-use crate::connection::ConnectionState;
 use crate::convert::{self, OutgoingPublish};
-use crate::fanout::{self, Action, Fanout};
-use crate::host::{Hosted, MachineKind, Op};
-use crate::options::{apply_credentials, Authentication, ConnectionOptions};
-use crate::state_store::{Reply, StoreError};
+use crate::options::apply_credentials;
 use crate::subscriptions::{SubOp, Subscriptions};
-
-/// What handles ask the driver to do.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Run one state-store request.
-    Request {
-        request: Request,
-        options: RequestOptions,
-        reply: oneshot::Sender<Reply>,
-    },
-    /// Add an observation stream for `key`.
-    Observe {
-        key: Bytes,
-        id: u64,
-        tx: mpsc::Sender<fanout::Item>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// Observation stream `id` of `key` is gone.
-    Unobserve { key: Bytes, id: u64 },
-    /// A handle was made: host its machine.
-    Create { id: u64, kind: MachineKind },
-    /// An operation on a handle's machine.
-    Machine { id: u64, op: Op },
-    /// Finish what is in flight, disconnect and stop.
-    Close { reply: oneshot::Sender<()> },
-}
-
-/// Where a completion goes.
-#[derive(Debug)]
-enum Route {
-    /// A caller awaiting it.
-    Caller(oneshot::Sender<Reply>),
-    /// The KEYNOTIFY of an observed key.
-    Register(Bytes),
-    /// The GET that re-reads an observed key after a reconnect.
-    Resync(Bytes),
-    /// Fire and forget (KEYNOTIFY STOP of a dropped stream).
-    Discard,
-}
 
 /// Something for rumqttc's request channel.
 #[derive(Debug)]
@@ -109,59 +63,45 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// The driver's state.
 pub(crate) struct Driver {
-    client: Client,
+    engine: Engine,
+    commands: Commands,
+    clock: Clock,
     mqtt: AsyncClient,
     event_loop: Option<EventLoop>,
     subs: Subscriptions,
     outbox: VecDeque<Outbound>,
-    clock: Clock,
-    routes: HashMap<RequestId, Route>,
-    fanout: Fanout,
-    machines: HashMap<u64, Hosted>,
-    seed: u64,
-    state: watch::Sender<ConnectionState>,
     backoff: Backoff,
     refresh_auth: Option<Authentication>,
-    request_timeout: Duration,
-    commands: mpsc::UnboundedReceiver<Command>,
-    /// Set once closing started: who waits for the end, and until when in-flight work may run.
-    closing: Option<(Vec<oneshot::Sender<()>>, tokio::time::Instant)>,
 }
 
 impl Driver {
     pub(crate) fn new(
-        client: Client,
+        engine: Engine,
+        commands: Commands,
+        clock: Clock,
         mqtt: MqttOptions,
         options: &ConnectionOptions,
-        seed: u64,
-        commands: mpsc::UnboundedReceiver<Command>,
-        state: watch::Sender<ConnectionState>,
     ) -> Driver {
         // Room for every request the core may have in flight plus subscriptions; past that the
         // outbox holds the rest (the driver never blocks on rumqttc's channel).
-        let capacity = options.max_in_flight.saturating_add(64);
+        let capacity = options.get_max_in_flight().saturating_add(64);
         let (mqtt_client, event_loop) = AsyncClient::new(mqtt, capacity);
-        let refresh_auth = match &options.auth {
+        let refresh_auth = match options.get_authentication() {
             Authentication::None => None,
             other => Some(other.clone()),
         };
+        let (reconnect_min, reconnect_max) = options.get_reconnect_backoff();
+        let seed = engine.seed();
         Driver {
-            client,
+            engine,
+            commands,
+            clock,
             mqtt: mqtt_client,
             event_loop: Some(event_loop),
             subs: Subscriptions::default(),
             outbox: VecDeque::new(),
-            clock: Clock::new(),
-            routes: HashMap::new(),
-            fanout: Fanout::default(),
-            machines: HashMap::new(),
-            seed,
-            state,
-            backoff: Backoff::new(options.reconnect_min, options.reconnect_max, seed),
+            backoff: Backoff::new(reconnect_min, reconnect_max, seed),
             refresh_auth,
-            request_timeout: options.request_timeout,
-            commands,
-            closing: None,
         }
     }
 
@@ -173,15 +113,21 @@ impl Driver {
         let mut poll = poll_once(el, None, None);
         let mut commands_open = true;
         loop {
-            if let Some((_, until)) = &self.closing {
-                let idle = self.client.in_flight() == 0 && self.machines.is_empty();
-                if idle || tokio::time::Instant::now() >= *until {
-                    break;
-                }
+            let now = self.clock.now();
+            // Deadlines already due run without going through tokio's timer, whose millisecond
+            // resolution would delay a zero-delay timer (a waiter's jitter of 0, a retry at
+            // once) to the next tick.
+            if self.engine.poll_timeout().is_some_and(|t| t <= now.mono) {
+                self.engine.handle_timeout(now);
+                self.transmit();
             }
-            self.run_due_timers();
-            let deadline = self.next_deadline().map(|t| self.clock.to_tokio(t));
-            let close_deadline = self.closing.as_ref().map(|(_, until)| *until);
+            if self.engine.is_done(now) {
+                break;
+            }
+            let deadline = self
+                .engine
+                .poll_timeout()
+                .map(|t| tokio::time::Instant::from_std(self.clock.to_std(t)));
             tokio::select! {
                 (mut el, result) = &mut poll => {
                     let delay = self.on_event(&mut el, result);
@@ -189,62 +135,17 @@ impl Driver {
                     poll = poll_once(el, delay, auth);
                 }
                 command = self.commands.recv(), if commands_open => match command {
-                    Some(command) => self.on_command(command),
+                    Some(command) => self.engine.handle_command(command, self.clock.now()),
                     None => {
                         commands_open = false;
-                        self.start_closing(None);
+                        self.engine.handle_commands_closed(self.clock.now());
                     }
                 },
-                () = sleep_until(deadline) => self.on_timers(self.clock.now()),
-                () = sleep_until(close_deadline) => {}
+                () = sleep_until(deadline) => self.engine.handle_timeout(self.clock.now()),
             }
-            self.step();
-            self.flush_outbox();
+            self.transmit();
         }
         self.finish(poll).await;
-    }
-
-    fn on_timers(&mut self, now: leasedlock_core::Now) {
-        self.client.handle_timeout(now);
-        for m in self.machines.values_mut() {
-            m.on_timeout(&mut self.client, now);
-        }
-    }
-
-    /// Runs deadlines that are already due without going through tokio's timer, whose
-    /// millisecond resolution would delay a zero-delay timer (a waiter's jitter of 0, a retry
-    /// at once) to the next tick. Bounded, so a machine that keeps a deadline in the past
-    /// cannot starve the rest of the loop.
-    fn run_due_timers(&mut self) {
-        for _ in 0..16 {
-            let now = self.clock.now();
-            match self.next_deadline() {
-                Some(due) if due <= now.mono => {
-                    self.on_timers(now);
-                    self.step();
-                    self.flush_outbox();
-                }
-                _ => return,
-            }
-        }
-    }
-
-    fn start_closing(&mut self, reply: Option<oneshot::Sender<()>>) {
-        if self.closing.is_none() {
-            // Closing releases what the handles hold, as dropping them would.
-            let now = self.clock.now();
-            for m in self.machines.values_mut() {
-                m.op(
-                    Op::Drop { release: true },
-                    &mut self.client,
-                    now,
-                    self.request_timeout,
-                );
-            }
-        }
-        let grace = tokio::time::Instant::now() + self.request_timeout;
-        let (waiters, _) = self.closing.get_or_insert_with(|| (Vec::new(), grace));
-        waiters.extend(reply);
     }
 
     /// Disconnects and tells everyone the connection is closed.
@@ -265,144 +166,7 @@ impl Driver {
             .await;
         }
         drop(poll);
-        self.state.send_replace(ConnectionState::Closed);
-        // Every caller still waiting gets `Closed` when its reply sender is dropped here.
-        self.routes.clear();
-        if let Some((waiters, _)) = self.closing.take() {
-            for w in waiters {
-                let _ = w.send(());
-            }
-        }
-        // Commands that raced with closing get `Closed` too: dropping a reply sender says so.
-        self.commands.close();
-        while let Ok(command) = self.commands.try_recv() {
-            if let Command::Close { reply } = command {
-                let _ = reply.send(());
-            }
-        }
-    }
-
-    fn on_command(&mut self, command: Command) {
-        let now = self.clock.now();
-        if self.closing.is_some() {
-            // Closing: new work is refused (dropping the reply sender reports `Closed`), but
-            // streams going away still unregister.
-            match command {
-                Command::Unobserve { key, id } => self.remove_stream(key, id),
-                Command::Close { reply } => self.start_closing(Some(reply)),
-                Command::Machine {
-                    id,
-                    op: op @ (Op::Drop { .. } | Op::Abandon { .. }),
-                } => self.machine_op(id, op, now),
-                _ => {}
-            }
-            return;
-        }
-        match command {
-            Command::Request {
-                request,
-                options,
-                reply,
-            } => {
-                trace!(kind = ?request.kind(), "request");
-                match self.client.request(request, options, now) {
-                    Ok(id) => {
-                        self.routes.insert(id, Route::Caller(reply));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-            }
-            Command::Observe { key, id, tx, reply } => {
-                if self.fanout.add(key.clone(), id, tx, reply) == Action::Register {
-                    debug!(key = ?key, "observe");
-                    let options = RequestOptions::default();
-                    match self.client.observe(key.clone(), options, now) {
-                        Ok(rid) => {
-                            self.routes.insert(rid, Route::Register(key));
-                        }
-                        Err(e) => {
-                            // Nothing was sent: report the error, no STOP needed.
-                            let _ = self.fanout.registered(&key, Err(e.into()));
-                        }
-                    }
-                }
-            }
-            Command::Unobserve { key, id } => self.remove_stream(key, id),
-            Command::Create { id, kind } => {
-                let seed = self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                if let Some(m) = Hosted::new(kind, seed, &mut self.client, now) {
-                    self.machines.insert(id, m);
-                }
-            }
-            Command::Machine { id, op } => self.machine_op(id, op, now),
-            Command::Close { reply } => self.start_closing(Some(reply)),
-        }
-    }
-
-    fn machine_op(&mut self, id: u64, op: Op, now: leasedlock_core::Now) {
-        // A machine that is gone answers nothing: the dropped reply reports `Closed`.
-        if let Some(m) = self.machines.get_mut(&id) {
-            m.op(op, &mut self.client, now, self.request_timeout);
-        }
-    }
-
-    /// The earliest deadline of the client and every machine.
-    fn next_deadline(&mut self) -> Option<leasedlock_core::Instant> {
-        let machines = self
-            .machines
-            .values_mut()
-            .filter_map(|m| m.next_timeout())
-            .min();
-        match (self.client.poll_timeout(), machines) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Drains the client and the machines until neither has anything left to say.
-    fn step(&mut self) {
-        loop {
-            let outputs = self.drain();
-            let events = self.pump_machines();
-            if !outputs && !events {
-                break;
-            }
-        }
-    }
-
-    /// Hands every machine's events to the waiting handles and removes finished machines.
-    fn pump_machines(&mut self) -> bool {
-        let now = self.clock.now();
-        let mut any = false;
-        for m in self.machines.values_mut() {
-            any |= m.events(&mut self.client, now, self.clock, self.request_timeout);
-        }
-        self.machines.retain(|_, m| !m.finished(now));
-        any
-    }
-
-    fn remove_stream(&mut self, key: Bytes, id: u64) {
-        if self.fanout.remove(&key, id) == Action::Unregister {
-            self.unregister(key);
-        }
-    }
-
-    /// KEYNOTIFY STOP with its own deadline, fire and forget.
-    fn unregister(&mut self, key: Bytes) {
-        debug!(key = ?key, "unobserve");
-        let now = self.clock.now();
-        let options = RequestOptions {
-            timeout: Some(self.request_timeout),
-            ..RequestOptions::default()
-        };
-        match self.client.unobserve(key, options, now) {
-            Ok(id) => {
-                self.routes.insert(id, Route::Discard);
-            }
-            Err(e) => warn!(error = ?e, "KEYNOTIFY STOP could not be started"),
-        }
+        self.engine.finish(&self.commands);
     }
 
     /// Handles what the event loop produced; returns the back-off delay before the next poll
@@ -420,17 +184,16 @@ impl Driver {
                 el.options.set_clean_start(false);
                 self.backoff.reset();
                 self.subs.on_connected();
-                self.client.handle_connected(ack.session_present, now);
+                self.engine.handle_connected(ack.session_present, now);
                 // The core's own (re-)subscriptions go first; then what was deferred.
-                self.step();
+                self.transmit();
                 for op in self.subs.take_deferred() {
                     self.outbox.push_back(Outbound::Sub(op));
                 }
-                self.state.send_replace(ConnectionState::Connected);
                 None
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                self.client
+                self.engine
                     .handle_publish(convert::from_publish(publish), now);
                 None
             }
@@ -443,7 +206,7 @@ impl Driver {
                     if !granted {
                         warn!(filter = %filter, codes = ?ack.return_codes, "subscription refused");
                     }
-                    self.client.handle_subscribed(&filter, granted, now);
+                    self.engine.handle_subscribed(&filter, granted, now);
                 }
                 None
             }
@@ -453,13 +216,7 @@ impl Driver {
             }
             Ok(_) => None,
             Err(e) => {
-                let reason = e.to_string();
-                if self.subs.is_connected() {
-                    warn!(error = %reason, "connection lost");
-                    self.client.handle_disconnected(now);
-                } else {
-                    debug!(error = %reason, "connection attempt failed");
-                }
+                self.engine.handle_disconnected(e.to_string(), now);
                 // rumqttc replays queued requests after a reconnect, but forgets subscriptions
                 // it already wrote and drops the whole queue when the session is gone: take
                 // subscription requests out and redo them ourselves after the next CONNACK.
@@ -474,123 +231,33 @@ impl Driver {
                     _ => true,
                 });
                 self.subs.on_disconnected(unsubscribes);
-                self.state
-                    .send_replace(ConnectionState::Disconnected(reason));
                 Some(self.backoff.next_delay())
             }
         }
     }
 
-    /// After a reconnect the store had dropped the registration of `key`; the client renewed
-    /// it. Read the key so that a change missed meanwhile still reaches the streams.
-    fn resync(&mut self, key: Bytes) {
-        if !self.fanout.is_registered(&key) {
-            return;
-        }
-        let now = self.clock.now();
-        let get = Request::Get { key: key.clone() };
-        match self.client.request(get, RequestOptions::default(), now) {
-            Ok(id) => {
-                self.routes.insert(id, Route::Resync(key));
-            }
-            Err(e) => warn!(error = ?e, "resync GET could not be started"),
-        }
-    }
-
-    /// Drains the core's outputs; returns whether there were any.
-    fn drain(&mut self) -> bool {
-        let mut any = false;
-        while let Some(output) = self.client.poll_output() {
-            any = true;
-            let now = self.clock.now();
-            match output {
-                Output::Publish(message) => match convert::to_publish(message) {
+    /// Moves what the engine wants sent into the outbox, then hands the outbox to rumqttc.
+    fn transmit(&mut self) {
+        while let Some(t) = self.engine.poll_transmit() {
+            match t {
+                Transmit::Publish(message) => match convert::to_publish(message) {
                     Ok(publish) => self.outbox.push_back(Outbound::Publish(publish)),
                     Err(e) => error!(field = e.0, "core produced a non-UTF-8 field; dropped"),
                 },
-                Output::Subscribe(filter) => {
+                Transmit::Subscribe(filter) => {
                     if let Some(op) = self.subs.request(SubOp::Subscribe(filter)) {
                         self.outbox.push_back(Outbound::Sub(op));
                     }
                 }
-                Output::Unsubscribe(filter) => {
+                Transmit::Unsubscribe(filter) => {
                     if let Some(op) = self.subs.request(SubOp::Unsubscribe(filter)) {
                         self.outbox.push_back(Outbound::Sub(op));
                     }
                 }
-                Output::Completion(completion) => self.on_completion(completion, now),
-                Output::Notification(n) => {
-                    for m in self.machines.values_mut() {
-                        m.on_notification(&n, &mut self.client, now);
-                    }
-                    if self.fanout.deliver(&n.key, n.value, n.version) == Action::Unregister {
-                        self.unregister(n.key);
-                    }
-                }
-                Output::Connected { .. } => {
-                    for m in self.machines.values_mut() {
-                        m.on_connected(&mut self.client, now);
-                    }
-                }
-                Output::Reregistered { key, result } => {
-                    let ok = result.is_ok();
-                    if !ok {
-                        warn!(key = ?key, error = ?result, "re-registration failed");
-                    }
-                    for m in self.machines.values_mut() {
-                        m.on_reregistered(&key, ok, &mut self.client, now);
-                    }
-                    self.resync(key);
-                }
-                Output::Disconnected => {
-                    for m in self.machines.values_mut() {
-                        m.on_disconnected(now);
-                    }
-                }
-                other => debug!(output = ?other, "unhandled core output"),
+                other => warn!(transmit = ?other, "unsupported transmission dropped"),
             }
         }
-        any
-    }
-
-    fn on_completion(
-        &mut self,
-        completion: leasedlock_core::client::Completion,
-        now: leasedlock_core::Now,
-    ) {
-        let Some(route) = self.routes.remove(&completion.id) else {
-            // Not a direct caller's: one of the machines' (or nobody's, e.g. a late reply).
-            for m in self.machines.values_mut() {
-                if m.on_completion(&completion, &mut self.client, now) {
-                    break;
-                }
-            }
-            return;
-        };
-        match route {
-            Route::Caller(reply) => {
-                // A dropped caller simply does not get it.
-                let _ = reply.send(Ok(completion));
-            }
-            Route::Register(key) => {
-                let result = match completion.result {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(StoreError::from(e)),
-                };
-                if self.fanout.registered(&key, result) == Action::Unregister {
-                    self.unregister(key);
-                }
-            }
-            Route::Resync(key) => match completion.result {
-                Ok(Response::Get(value)) => self.fanout.resync(&key, value, completion.version),
-                other => debug!(result = ?other, "resync GET failed"),
-            },
-            Route::Discard => {
-                if let Err(e) = completion.result {
-                    debug!(error = ?e, kind = ?completion.kind, "fire-and-forget request failed");
-                }
-            }
-        }
+        self.flush_outbox();
     }
 
     /// Hands queued packets to rumqttc without ever waiting on its channel.
@@ -657,8 +324,8 @@ fn requeue(request: rumqttc::v5::Request) -> Option<Outbound> {
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
-            .field("routes", &self.routes.len())
-            .field("observed", &self.fanout.len())
+            .field("engine", &self.engine)
+            .field("outbox", &self.outbox.len())
             .finish_non_exhaustive()
     }
 }

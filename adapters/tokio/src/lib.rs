@@ -1,45 +1,32 @@
 //! `leasedlock-tokio`: distributed leases, locks and leader election on the Azure IoT
 //! Operations state store, for tokio, over rumqttc's MQTT 5 client.
 //!
-//! The adapter is thin: a background task owns the rumqttc event loop, the timers and the
-//! channels, and feeds the sans-IO machines of `leasedlock-core`, where all protocol and lease
-//! logic lives. Handles are cheap to clone and `Send + Sync`; dropping any future leaves no
-//! state behind on the server.
+//! The adapter is thin: a background task owns the rumqttc event loop and the timers and drives
+//! the sans-IO engine of `leasedlock-api`, which hosts the machines of `leasedlock-core`, where
+//! all protocol and lease logic lives. The handles, options and errors are `leasedlock-api`'s,
+//! re-exported here, so they are the same types under every runtime adapter. Handles are cheap
+//! to clone and `Send + Sync`; dropping any future leaves no state behind on the server.
 //!
 //! Start with a [`Connection`]; from it make [`Lease`], [`Lock`] and [`Leader`] handles, or
 //! [`StateStore`] handles for the raw operations.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod backoff;
-mod clock;
 mod connection;
 mod convert;
 mod driver;
-pub mod edit;
-mod fanout;
-mod host;
-pub mod leader;
-pub mod lease;
-pub mod lock;
 mod options;
-pub mod state_store;
 mod subscriptions;
 
-pub use connection::{ConnectError, Connection, ConnectionState};
-pub use edit::{EditDecision, EditError, EditOutcome};
-pub use leader::{DeposedReason, Leader, LeaderError, LeaderOptions, Term};
-pub use lease::{
-    AcquireOptions, Change, Lease, LeaseError, LeaseObservation, LostReason, ReleaseOutcome,
-};
-pub use leasedlock_core::hlc::Hlc;
-pub use lock::{Lock, LockError, LockOptions};
-pub use options::{
-    Authentication, ConnectionOptions, OptionsError, Secret, TlsOptions, K8S_SAT_METHOD,
-};
-pub use state_store::{
-    DelOptions, KeyChange, Observation, ObserveError, SetOptions, SetResult, StateStore,
-    StoreError, VdelOutcome, Versioned,
+pub use connection::Connection;
+pub use leasedlock_api::{edit, leader, lease, lock, state_store};
+pub use leasedlock_api::{
+    AcquireOptions, Authentication, CancellationToken, Change, ConnectError, ConnectionOptions,
+    ConnectionState, DelOptions, DeposedReason, EditDecision, EditError, EditOutcome, Hlc,
+    KeyChange, Leader, LeaderError, LeaderOptions, Lease, LeaseError, LeaseObservation, Lock,
+    LockError, LockOptions, LostReason, Observation, ObserveError, OptionsError, ReleaseOutcome,
+    Secret, SetOptions, SetResult, StateStore, StoreError, Term, TlsOptions, VdelOutcome,
+    Versioned, K8S_SAT_METHOD,
 };
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ impl sc::LeaseApi for Lease {
     fn safe_for(&self) -> Option<Duration> {
         self.0
             .safe_until()
-            .map(|t| t.saturating_duration_since(tokio::time::Instant::now()))
+            .map(|t| t.saturating_duration_since(std::time::Instant::now()))
     }
     fn holder(&self) -> BoxFuture<'_, Result<Option<Bytes>, Failure>> {
         Box::pin(async move { self.0.holder().await.map_err(lease_failure) })

@@ -1,15 +1,16 @@
 //! Fan-out of key notifications to observation streams.
 //!
-//! The store keeps one KEYNOTIFY registration per (client id, key), so the driver registers a
+//! The store keeps one KEYNOTIFY registration per (client id, key), so the engine registers a
 //! key once and hands each notification to every stream observing it. This module is the
-//! bookkeeping only: it says when a registration must be started or stopped, and the driver
+//! bookkeeping only: it says when a registration must be started or stopped, and the engine
 //! turns that into core requests.
 
 use std::collections::HashMap;
 
+use async_channel::TrySendError;
 use bytes::Bytes;
+use futures_channel::oneshot;
 use leasedlock_core::hlc::Hlc;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::state_store::{KeyChange, ObserveError, StoreError};
 
@@ -20,7 +21,7 @@ pub(crate) type Item = Result<KeyChange, ObserveError>;
 #[derive(Debug)]
 struct Subscriber {
     id: u64,
-    tx: mpsc::Sender<Item>,
+    tx: async_channel::Sender<Item>,
     /// Notifications dropped because the stream's buffer was full; reported before the next one.
     missed: u64,
     /// The `observe()` call still waiting for the registration's outcome.
@@ -38,20 +39,20 @@ impl Subscriber {
                 missed: self.missed,
             })) {
                 Ok(()) => self.missed = 0,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(TrySendError::Full(_)) => {
                     self.missed = self.missed.saturating_add(1);
                     return true;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(TrySendError::Closed(_)) => return false,
             }
         }
         match self.tx.try_send(Ok(change.clone())) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(TrySendError::Full(_)) => {
                 self.missed = self.missed.saturating_add(1);
                 true
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(TrySendError::Closed(_)) => false,
         }
     }
 }
@@ -67,7 +68,7 @@ struct KeyEntry {
     present: Option<bool>,
 }
 
-/// What the driver must do after a fan-out change.
+/// What the engine must do after a fan-out change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
     /// Nothing.
@@ -90,7 +91,7 @@ impl Fanout {
         &mut self,
         key: Bytes,
         id: u64,
-        tx: mpsc::Sender<Item>,
+        tx: async_channel::Sender<Item>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     ) -> Action {
         let (entry, action) = match self.keys.get_mut(&key) {
@@ -232,6 +233,7 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_lite::future::block_on;
 
     fn hlc(ms: u64) -> Hlc {
         Hlc::new(ms, 0, "n").unwrap()
@@ -241,98 +243,108 @@ mod tests {
         Bytes::from_static(b"k")
     }
 
-    #[tokio::test]
-    async fn one_registration_serves_every_stream() {
-        let mut f = Fanout::default();
-        let (tx1, mut rx1) = mpsc::channel(4);
-        let (r1, w1) = oneshot::channel();
-        assert_eq!(f.add(key(), 1, tx1, r1), Action::Register);
-        let (tx2, mut rx2) = mpsc::channel(4);
-        let (r2, w2) = oneshot::channel();
-        assert_eq!(f.add(key(), 2, tx2, r2), Action::None);
-        assert_eq!(f.registered(&key(), Ok(())), Action::None);
-        assert_eq!(w1.await.unwrap(), Ok(()));
-        assert_eq!(w2.await.unwrap(), Ok(()));
-        f.deliver(&key(), Some(Bytes::from_static(b"v")), hlc(5));
-        assert_eq!(
-            rx1.recv().await.unwrap().unwrap().value.as_deref(),
-            Some(&b"v"[..])
-        );
-        assert_eq!(rx2.recv().await.unwrap().unwrap().version, Some(hlc(5)));
-        assert_eq!(f.remove(&key(), 1), Action::None);
-        assert_eq!(f.remove(&key(), 2), Action::Unregister);
-        assert_eq!(f.len(), 0);
+    #[test]
+    fn one_registration_serves_every_stream() {
+        block_on(async {
+            let mut f = Fanout::default();
+            let (tx1, rx1) = async_channel::bounded(4);
+            let (r1, w1) = oneshot::channel();
+            assert_eq!(f.add(key(), 1, tx1, r1), Action::Register);
+            let (tx2, rx2) = async_channel::bounded(4);
+            let (r2, w2) = oneshot::channel();
+            assert_eq!(f.add(key(), 2, tx2, r2), Action::None);
+            assert_eq!(f.registered(&key(), Ok(())), Action::None);
+            assert_eq!(w1.await.unwrap(), Ok(()));
+            assert_eq!(w2.await.unwrap(), Ok(()));
+            f.deliver(&key(), Some(Bytes::from_static(b"v")), hlc(5));
+            assert_eq!(
+                rx1.recv().await.unwrap().unwrap().value.as_deref(),
+                Some(&b"v"[..])
+            );
+            assert_eq!(rx2.recv().await.unwrap().unwrap().version, Some(hlc(5)));
+            assert_eq!(f.remove(&key(), 1), Action::None);
+            assert_eq!(f.remove(&key(), 2), Action::Unregister);
+            assert_eq!(f.len(), 0);
+        });
     }
 
-    #[tokio::test]
-    async fn a_caller_that_gave_up_leaves_no_registration() {
-        let mut f = Fanout::default();
-        let (tx, rx) = mpsc::channel(4);
-        let (r, w) = oneshot::channel();
-        f.add(key(), 1, tx, r);
-        drop((rx, w));
-        assert_eq!(f.registered(&key(), Ok(())), Action::Unregister);
-        assert_eq!(f.len(), 0);
+    #[test]
+    fn a_caller_that_gave_up_leaves_no_registration() {
+        block_on(async {
+            let mut f = Fanout::default();
+            let (tx, rx) = async_channel::bounded(4);
+            let (r, w) = oneshot::channel();
+            f.add(key(), 1, tx, r);
+            drop((rx, w));
+            assert_eq!(f.registered(&key(), Ok(())), Action::Unregister);
+            assert_eq!(f.len(), 0);
+        });
     }
 
-    #[tokio::test]
-    async fn failed_registration_reports_and_cleans_up() {
-        let mut f = Fanout::default();
-        let (tx, _rx) = mpsc::channel(4);
-        let (r, w) = oneshot::channel();
-        f.add(key(), 1, tx, r);
-        assert_eq!(
-            f.registered(&key(), Err(StoreError::Timeout { sent: true })),
-            Action::Unregister
-        );
-        assert_eq!(w.await.unwrap(), Err(StoreError::Timeout { sent: true }));
-        assert_eq!(f.len(), 0);
+    #[test]
+    fn failed_registration_reports_and_cleans_up() {
+        block_on(async {
+            let mut f = Fanout::default();
+            let (tx, _rx) = async_channel::bounded(4);
+            let (r, w) = oneshot::channel();
+            f.add(key(), 1, tx, r);
+            assert_eq!(
+                f.registered(&key(), Err(StoreError::Timeout { sent: true })),
+                Action::Unregister
+            );
+            assert_eq!(w.await.unwrap(), Err(StoreError::Timeout { sent: true }));
+            assert_eq!(f.len(), 0);
+        });
     }
 
-    #[tokio::test]
-    async fn a_full_stream_reports_lag_instead_of_blocking() {
-        let mut f = Fanout::default();
-        let (tx, mut rx) = mpsc::channel(1);
-        let (r, _w) = oneshot::channel();
-        f.add(key(), 1, tx, r);
-        f.registered(&key(), Ok(()));
-        for ms in 1..=3 {
-            f.deliver(&key(), None, hlc(ms));
-        }
-        assert_eq!(rx.recv().await.unwrap().unwrap().version, Some(hlc(1)));
-        f.deliver(&key(), None, hlc(4));
-        assert_eq!(
-            rx.recv().await.unwrap(),
-            Err(ObserveError::Lagged { missed: 2 })
-        );
-        // 4 did not fit behind the lag report: it is reported as missed before 5 is tried.
-        f.deliver(&key(), None, hlc(5));
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            Err(ObserveError::Lagged { missed: 1 })
-        );
-        f.deliver(&key(), None, hlc(6));
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            Err(ObserveError::Lagged { missed: 1 })
-        );
+    #[test]
+    fn a_full_stream_reports_lag_instead_of_blocking() {
+        block_on(async {
+            let mut f = Fanout::default();
+            let (tx, rx) = async_channel::bounded(1);
+            let (r, _w) = oneshot::channel();
+            f.add(key(), 1, tx, r);
+            f.registered(&key(), Ok(()));
+            for ms in 1..=3 {
+                f.deliver(&key(), None, hlc(ms));
+            }
+            assert_eq!(rx.recv().await.unwrap().unwrap().version, Some(hlc(1)));
+            f.deliver(&key(), None, hlc(4));
+            assert_eq!(
+                rx.recv().await.unwrap(),
+                Err(ObserveError::Lagged { missed: 2 })
+            );
+            // 4 did not fit behind the lag report: it is reported as missed before 5 is tried.
+            f.deliver(&key(), None, hlc(5));
+            assert_eq!(
+                rx.try_recv().unwrap(),
+                Err(ObserveError::Lagged { missed: 1 })
+            );
+            f.deliver(&key(), None, hlc(6));
+            assert_eq!(
+                rx.try_recv().unwrap(),
+                Err(ObserveError::Lagged { missed: 1 })
+            );
+        });
     }
 
-    #[tokio::test]
-    async fn resync_reports_only_what_changed() {
-        let mut f = Fanout::default();
-        let (tx, mut rx) = mpsc::channel(8);
-        let (r, _w) = oneshot::channel();
-        f.add(key(), 1, tx, r);
-        f.registered(&key(), Ok(()));
-        f.deliver(&key(), Some(Bytes::from_static(b"a")), hlc(5));
-        rx.recv().await.unwrap().unwrap();
-        f.resync(&key(), Some(Bytes::from_static(b"a")), Some(hlc(5)));
-        assert!(rx.try_recv().is_err(), "same version: nothing missed");
-        f.resync(&key(), None, None);
-        let c = rx.recv().await.unwrap().unwrap();
-        assert!(c.resync && c.value.is_none());
-        f.resync(&key(), None, None);
-        assert!(rx.try_recv().is_err(), "still absent: nothing new");
+    #[test]
+    fn resync_reports_only_what_changed() {
+        block_on(async {
+            let mut f = Fanout::default();
+            let (tx, rx) = async_channel::bounded(8);
+            let (r, _w) = oneshot::channel();
+            f.add(key(), 1, tx, r);
+            f.registered(&key(), Ok(()));
+            f.deliver(&key(), Some(Bytes::from_static(b"a")), hlc(5));
+            rx.recv().await.unwrap().unwrap();
+            f.resync(&key(), Some(Bytes::from_static(b"a")), Some(hlc(5)));
+            assert!(rx.try_recv().is_err(), "same version: nothing missed");
+            f.resync(&key(), None, None);
+            let c = rx.recv().await.unwrap().unwrap();
+            assert!(c.resync && c.value.is_none());
+            f.resync(&key(), None, None);
+            assert!(rx.try_recv().is_err(), "still absent: nothing new");
+        });
     }
 }

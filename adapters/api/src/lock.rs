@@ -6,11 +6,10 @@
 //! the abandoned wait may have taken.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(conn: leasedlock_api::Connection) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use leasedlock_tokio::{Connection, ConnectionOptions, LockOptions};
+//! use leasedlock_api::LockOptions;
 //!
-//! let conn = Connection::connect(ConnectionOptions::new("127.0.0.1", 1883, "worker-1")).await?;
 //! let lock = conn.lock("inventory")?;
 //! let token = lock
 //!     .lock(Duration::from_secs(10), &LockOptions::new().wait_timeout(Duration::from_secs(30)))
@@ -27,13 +26,12 @@ use bytes::Bytes;
 use leasedlock_core::hlc::Hlc;
 use leasedlock_core::lease::holder_value;
 use leasedlock_core::lock as core_lock;
-use tokio::sync::watch;
 
 use crate::connection::Shared;
-use crate::driver::Command;
-use crate::host::{MachineKind, Op, Status};
+use crate::engine::{Cmd, MachineKind, Op, Status};
 use crate::lease::{call, AbandonGuard, AcquireOptions, LeaseError, ReleaseOutcome, StatusView};
 use crate::state_store::StoreError;
+use crate::watch;
 
 /// Why a lock operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +97,7 @@ impl From<StoreError> for LockError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use leasedlock_tokio::LockOptions;
+/// use leasedlock_api::LockOptions;
 ///
 /// let options = LockOptions::new()
 ///     .wait_timeout(Duration::from_secs(30))
@@ -164,9 +162,9 @@ impl LockOptions {
 /// unless [`Lock::detach`]ed.
 ///
 /// ```no_run
-/// # async fn demo(conn: leasedlock_tokio::Connection) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn demo(conn: leasedlock_api::Connection) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
-/// use leasedlock_tokio::{LockOptions, SetOptions};
+/// use leasedlock_api::{LockOptions, SetOptions};
 ///
 /// let lock = conn.lock("accounts/42/lock")?;
 /// let token = lock.lock(Duration::from_secs(10), &LockOptions::new()).await?;
@@ -204,7 +202,7 @@ impl Lock {
         }
         let id = shared.next_id();
         let (status_tx, status_rx) = watch::channel(Status::NotHeld(LeaseError::NoLease));
-        shared.send(Command::Create {
+        shared.send(Cmd::Create {
             id,
             kind: MachineKind::Lock {
                 name: name.clone(),
@@ -267,7 +265,7 @@ impl Lock {
     }
 
     /// Until when acting as the holder is safe, while held.
-    pub fn safe_until(&self) -> Option<tokio::time::Instant> {
+    pub fn safe_until(&self) -> Option<std::time::Instant> {
         self.status.safe_until()
     }
 
@@ -285,7 +283,7 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = self.shared.send(Command::Machine {
+        let _ = self.shared.send(Cmd::Machine {
             id: self.id,
             op: Op::Drop {
                 release: !self.detached,

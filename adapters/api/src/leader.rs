@@ -6,18 +6,15 @@
 //! application's leader work stops, and only then is the lease released.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(conn: leasedlock_api::Connection) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use leasedlock_tokio::{Connection, ConnectionOptions, LeaderOptions};
+//! use leasedlock_api::LeaderOptions;
 //!
-//! let conn = Connection::connect(ConnectionOptions::new("127.0.0.1", 1883, "node-a")).await?;
 //! let leader = conn.leader("scheduler")?;
 //! leader.campaign(&LeaderOptions::new(Duration::from_secs(9))).await?;
 //! let term = leader.elected().await?;
-//! tokio::select! {
-//!     _ = term.cancelled() => println!("deposed; stop leader work"),
-//!     _ = async { /* leader work, fenced with term.token() */ } => {}
-//! }
+//! // ... leader work, fenced with term.token(), until term.cancelled() resolves ...
+//! term.cancelled().await;
 //! leader.resign().await?;
 //! # Ok(()) }
 //! ```
@@ -27,19 +24,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_channel::oneshot;
 use leasedlock_core::hlc::Hlc;
 use leasedlock_core::leader as core_leader;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 pub use leasedlock_core::leader::DeposedReason;
 
+use crate::cancel::CancellationToken;
 use crate::connection::Shared;
-use crate::driver::Command;
-use crate::host::{MachineKind, Op};
+use crate::engine::{Cmd, MachineKind, Op};
 use crate::lease::{call, AcquireOptions, ConfigRule};
 use crate::lock::LockError;
 use crate::state_store::StoreError;
+use crate::watch;
 
 /// Why a leader operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +94,7 @@ impl From<StoreError> for LeaderError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use leasedlock_tokio::LeaderOptions;
+/// use leasedlock_api::LeaderOptions;
 ///
 /// // A 9 s term lease renewed every 3 s; do not campaign again after a loss.
 /// let options = LeaderOptions::new(Duration::from_secs(9)).recampaign(false);
@@ -158,24 +155,18 @@ impl LeaderOptions {
 /// resigning, or the campaign stopped): scope leader work to it.
 ///
 /// ```no_run
-/// # async fn demo(leader: leasedlock_tokio::Leader) -> Result<(), leasedlock_tokio::LeaderError> {
+/// # async fn demo(leader: leasedlock_api::Leader) -> Result<(), leasedlock_api::LeaderError> {
 /// let term = leader.elected().await?;
-/// let work = tokio::spawn({
-///     let stop = term.cancellation().clone();
-///     async move {
-///         while !stop.is_cancelled() {
-///             tokio::time::sleep(std::time::Duration::from_millis(100)).await; // leader work
-///         }
-///     }
-/// });
+/// let stop = term.cancellation().clone();
+/// // hand `stop` to the leader work; it checks `stop.is_cancelled()` or awaits `stop.cancelled()`
 /// term.cancelled().await; // deposed or resigning
-/// let _ = work.await;
+/// # let _ = stop;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct Term {
     token: Hlc,
-    safe_until: tokio::time::Instant,
+    safe_until: std::time::Instant,
     cancel: CancellationToken,
     number: u64,
 }
@@ -183,7 +174,7 @@ pub struct Term {
 impl Term {
     pub(crate) fn new(
         token: Hlc,
-        safe_until: tokio::time::Instant,
+        safe_until: std::time::Instant,
         cancel: CancellationToken,
         number: u64,
     ) -> Term {
@@ -195,7 +186,7 @@ impl Term {
         }
     }
 
-    pub(crate) fn renewed(&mut self, token: Hlc, safe_until: tokio::time::Instant) {
+    pub(crate) fn renewed(&mut self, token: Hlc, safe_until: std::time::Instant) {
         self.token = token;
         self.safe_until = safe_until;
     }
@@ -206,7 +197,7 @@ impl Term {
     }
 
     /// Until when acting as leader is safe (as of this snapshot).
-    pub fn safe_until(&self) -> tokio::time::Instant {
+    pub fn safe_until(&self) -> std::time::Instant {
         self.safe_until
     }
 
@@ -245,9 +236,9 @@ pub(crate) struct LeaderView {
 /// leads).
 ///
 /// ```no_run
-/// # async fn demo(conn: leasedlock_tokio::Connection) -> Result<(), leasedlock_tokio::LeaderError> {
+/// # async fn demo(conn: leasedlock_api::Connection) -> Result<(), leasedlock_api::LeaderError> {
 /// use std::time::Duration;
-/// use leasedlock_tokio::LeaderOptions;
+/// use leasedlock_api::LeaderOptions;
 ///
 /// let leader = conn.leader("ingest-coordinator")?;
 /// leader.campaign(&LeaderOptions::new(Duration::from_secs(9))).await?;
@@ -277,7 +268,7 @@ impl Leader {
             stopped: Some(None),
             ..LeaderView::default()
         });
-        shared.send(Command::Create {
+        shared.send(Cmd::Create {
             id,
             kind: MachineKind::Leader {
                 name: name.clone(),
@@ -314,14 +305,16 @@ impl Leader {
     pub async fn elected(&self) -> Result<Term, LeaderError> {
         let mut view = self.view.clone();
         loop {
-            {
-                let v = view.borrow_and_update();
+            let done = view.with_and_update(|v| {
                 if let Some(term) = &v.term {
-                    return Ok(term.clone());
+                    return Some(Ok(term.clone()));
                 }
-                if let Some(stopped) = &v.stopped {
-                    return Err(stopped.clone().unwrap_or(LeaderError::NotCampaigning));
-                }
+                v.stopped
+                    .as_ref()
+                    .map(|stopped| Err(stopped.clone().unwrap_or(LeaderError::NotCampaigning)))
+            });
+            if let Some(done) = done {
+                return done;
             }
             view.changed().await.map_err(|_| LeaderError::Closed)?;
         }
@@ -330,26 +323,26 @@ impl Leader {
     /// Waits until the current term (or, when not leading, the next one) ends and says why.
     pub async fn deposed(&self) -> Result<DeposedReason, LeaderError> {
         let mut view = self.view.clone();
-        let target = {
-            let v = view.borrow_and_update();
-            match &v.term {
-                Some(t) => t.number(),
-                None => v.terms + 1,
-            }
-        };
+        let target = view.with_and_update(|v| match &v.term {
+            Some(t) => t.number(),
+            None => v.terms + 1,
+        });
         loop {
-            {
-                let v = view.borrow_and_update();
+            let done = view.with_and_update(|v| {
                 if let Some((n, reason)) = &v.deposed {
                     if *n >= target {
-                        return Ok(reason.clone());
+                        return Some(Ok(reason.clone()));
                     }
                 }
                 if v.term.is_none() {
                     if let Some(stopped) = &v.stopped {
-                        return Err(stopped.clone().unwrap_or(LeaderError::NotCampaigning));
+                        return Some(Err(stopped.clone().unwrap_or(LeaderError::NotCampaigning)));
                     }
                 }
+                None
+            });
+            if let Some(done) = done {
+                return done;
             }
             view.changed().await.map_err(|_| LeaderError::Closed)?;
         }
@@ -357,30 +350,30 @@ impl Leader {
 
     /// The current term, if leading.
     pub fn term(&self) -> Option<Term> {
-        self.view.borrow().term.clone()
+        self.view.with(|v| v.term.clone())
     }
 
     /// Whether this participant leads now (`now < safe_until`).
     pub fn is_leader(&self) -> bool {
-        self.view
-            .borrow()
-            .term
-            .as_ref()
-            .is_some_and(|t| tokio::time::Instant::now() < t.safe_until)
+        self.view.with(|v| {
+            v.term
+                .as_ref()
+                .is_some_and(|t| std::time::Instant::now() < t.safe_until)
+        })
     }
 
     /// The leader last seen in the store (`None`: nobody).
     pub fn leader(&self) -> Option<Bytes> {
-        self.view.borrow().leader.clone()
+        self.view.with(|v| v.leader.clone())
     }
 
     /// Waits until the leader seen in the store changes and returns the new one.
     pub async fn leader_changed(&self) -> Result<Option<Bytes>, LeaderError> {
         let mut view = self.view.clone();
-        let current = view.borrow_and_update().leader.clone();
+        let current = view.with_and_update(|v| v.leader.clone());
         loop {
             view.changed().await.map_err(|_| LeaderError::Closed)?;
-            let now = view.borrow_and_update().leader.clone();
+            let now = view.with_and_update(|v| v.leader.clone());
             if now != current {
                 return Ok(now);
             }
@@ -400,8 +393,8 @@ impl Leader {
     /// Drain, then release: cancels the term's token, waits for `drain` (the application's
     /// leader work winding down; the lease keeps being renewed meanwhile), then releases.
     pub async fn resign_after<F: Future>(&self, drain: F) -> Result<(), LeaderError> {
-        let (reply, wait) = tokio::sync::oneshot::channel();
-        self.shared.send(Command::Machine {
+        let (reply, wait) = oneshot::channel();
+        self.shared.send(Cmd::Machine {
             id: self.id,
             op: Op::Resign {
                 drain_now: false,
@@ -409,7 +402,7 @@ impl Leader {
             },
         })?;
         drain.await;
-        self.shared.send(Command::Machine {
+        self.shared.send(Cmd::Machine {
             id: self.id,
             op: Op::Drained,
         })?;
@@ -419,7 +412,7 @@ impl Leader {
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        let _ = self.shared.send(Command::Machine {
+        let _ = self.shared.send(Cmd::Machine {
             id: self.id,
             op: Op::Drop { release: true },
         });

@@ -1,19 +1,38 @@
-//! [`StateStore`]: the raw state-store operations (SET, GET, DEL, VDEL, KEYNOTIFY) for users
-//! who need them beside leases and locks.
+//! The state-store operations: SET, GET, DEL, VDEL and key observation.
+//!
+//! Most users want [`Lease`](crate::Lease), [`Lock`](crate::Lock) or
+//! [`Leader`](crate::Leader); these are the raw operations underneath, for applications that
+//! keep their own data in the store (for example values fenced by a lock's token).
+//!
+//! ```no_run
+//! # async fn demo(conn: leasedlock_api::Connection) -> Result<(), Box<dyn std::error::Error>> {
+//! use leasedlock_api::SetOptions;
+//!
+//! let store = conn.state_store();
+//! store.set("greeting", "hello", &SetOptions::new()).await?;
+//! let value = store.get("greeting", None).await?;
+//! assert_eq!(value.map(|v| v.value), Some("hello".into()));
+//! store.del("greeting", &Default::default()).await?;
+//! # Ok(()) }
+//! ```
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+
+use futures_core::Stream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use leasedlock_core::client::{RequestError, RequestOptions};
-use leasedlock_core::command::{Request, Response, ServiceError, SetCondition, SetOutcome};
+use futures_channel::oneshot;
+use leasedlock_core::client::{Completion, RequestError, RequestOptions};
+use leasedlock_core::command::{Request, Response, ServiceError, SetCondition};
 use leasedlock_core::hlc::Hlc;
 
 pub use leasedlock_core::command::VdelOutcome;
 
-use crate::connection::{Command, Shared};
+use crate::connection::Shared;
+use crate::engine::{fanout, Cmd};
 
 /// Why a state-store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,23 +62,23 @@ pub enum StoreError {
     Busy,
     /// The request is invalid (the rule it breaks).
     InvalidArgument(&'static str),
-    /// The broker refused the subscription to the response topic; the request was not sent.
+    /// The broker refused the response-topic subscription, so no reply can arrive.
     SubscriptionRefused,
     /// The connection was closed.
     Closed,
+    /// A failure the core reported that this version does not know (its description).
+    Other(String),
 }
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Service(e) => write!(f, "state store error: {e:?}"),
-            StoreError::Timeout { sent: true } => {
-                f.write_str("request timed out (it may have run)")
-            }
+            StoreError::Timeout { sent: true } => write!(f, "request timed out (it may have run)"),
             StoreError::Timeout { sent: false } => {
-                f.write_str("request timed out before it was sent")
+                write!(f, "request timed out before it was sent")
             }
-            StoreError::Unknown => f.write_str("connection lost after sending; outcome unknown"),
+            StoreError::Unknown => write!(f, "connection lost after sending; outcome unknown"),
             StoreError::Status { status, message } => {
                 write!(f, "RPC status {status}")?;
                 if let Some(m) = message {
@@ -67,16 +86,13 @@ impl std::fmt::Display for StoreError {
                 }
                 Ok(())
             }
-            StoreError::ClockDrift => {
-                f.write_str("reply timestamp too far ahead of the local clock")
-            }
-            StoreError::BadReply => f.write_str("malformed reply"),
-            StoreError::Busy => f.write_str("too many requests in flight"),
+            StoreError::ClockDrift => write!(f, "reply timestamp too far ahead of the local clock"),
+            StoreError::BadReply => write!(f, "malformed reply"),
+            StoreError::Busy => write!(f, "too many requests in flight"),
             StoreError::InvalidArgument(rule) => write!(f, "invalid argument: {rule}"),
-            StoreError::SubscriptionRefused => {
-                f.write_str("the broker refused the response-topic subscription")
-            }
-            StoreError::Closed => f.write_str("connection closed"),
+            StoreError::SubscriptionRefused => write!(f, "response subscription refused"),
+            StoreError::Closed => write!(f, "connection closed"),
+            StoreError::Other(what) => write!(f, "{what}"),
         }
     }
 }
@@ -94,16 +110,26 @@ impl From<RequestError> for StoreError {
                 message: message.map(|m| String::from_utf8_lossy(&m).into_owned()),
             },
             RequestError::ClockDrift => StoreError::ClockDrift,
+            RequestError::BadReply => StoreError::BadReply,
             RequestError::Busy => StoreError::Busy,
             RequestError::InvalidArgument(rule) => StoreError::InvalidArgument(rule),
             RequestError::SubscriptionRefused => StoreError::SubscriptionRefused,
-            // BadReply and anything a later core adds: the reply could not be used.
-            _ => StoreError::BadReply,
+            #[allow(unreachable_patterns)]
+            other => StoreError::Other(format!("{other:?}")),
         }
     }
 }
 
 /// Options of a SET.
+///
+/// ```
+/// use std::time::Duration;
+/// use leasedlock_api::SetOptions;
+///
+/// // Create the key only if absent, expiring after 30 s.
+/// let options = SetOptions::new().if_absent().expiry(Duration::from_secs(30));
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetOptions {
     pub(crate) condition: SetCondition,
@@ -114,42 +140,36 @@ pub struct SetOptions {
 }
 
 impl SetOptions {
-    /// An unconditional SET without expiry.
+    /// Unconditional SET without expiry, default timeout.
     pub fn new() -> SetOptions {
         SetOptions::default()
     }
-
-    /// Only if the key does not exist (NX).
+    /// `NX`: only if the key is absent.
     pub fn if_absent(mut self) -> SetOptions {
         self.condition = SetCondition::NotExists;
         self
     }
-
-    /// Only if the key does not exist or already holds this value (NEX).
+    /// `NEX`: only if the key is absent or already holds this value.
     pub fn if_absent_or_equal(mut self) -> SetOptions {
         self.condition = SetCondition::NotExistsOrEqual;
         self
     }
-
-    /// Expire the key after this long (PX, milliseconds).
+    /// `PX`: the key expires after this long (millisecond precision, at least 1 ms).
     pub fn expiry(mut self, expiry: Duration) -> SetOptions {
         self.expiry = Some(expiry);
         self
     }
-
-    /// Per-request timeout instead of the connection's default.
+    /// Request timeout instead of the connection's default.
     pub fn timeout(mut self, timeout: Duration) -> SetOptions {
         self.timeout = Some(timeout);
         self
     }
-
-    /// Fence the write with this token (`__ft`).
+    /// Fence the write with a lock's token (`__ft`).
     pub fn fencing_token(mut self, token: Hlc) -> SetOptions {
         self.fencing_token = Some(token);
         self
     }
-
-    /// Ask the store to persist the key.
+    /// Ask the store to persist the key (`aio-persistence`).
     pub fn persist(mut self) -> SetOptions {
         self.persist = true;
         self
@@ -157,6 +177,15 @@ impl SetOptions {
 }
 
 /// Options of a DEL or VDEL.
+///
+/// ```no_run
+/// # async fn demo(lock: leasedlock_api::Lock, store: leasedlock_api::StateStore) -> Result<(), Box<dyn std::error::Error>> {
+/// use leasedlock_api::DelOptions;
+///
+/// // Delete a key protected by the lock's fencing token.
+/// store.del("orders/42", &DelOptions::new().fencing_token(lock.token()?)).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DelOptions {
     pub(crate) timeout: Option<Duration>,
@@ -164,61 +193,60 @@ pub struct DelOptions {
 }
 
 impl DelOptions {
-    /// No timeout override, no fencing.
+    /// Default timeout, no fencing token.
     pub fn new() -> DelOptions {
         DelOptions::default()
     }
-
-    /// Per-request timeout instead of the connection's default.
+    /// Request timeout instead of the connection's default.
     pub fn timeout(mut self, timeout: Duration) -> DelOptions {
         self.timeout = Some(timeout);
         self
     }
-
-    /// Fence the delete with this token (`__ft`).
+    /// Fence the delete with a lock's token (`__ft`).
     pub fn fencing_token(mut self, token: Hlc) -> DelOptions {
         self.fencing_token = Some(token);
         self
     }
 }
 
-/// The result of a SET.
+/// The outcome of a SET.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetResult {
-    /// Whether the store wrote the value (false: a condition did not hold).
+    /// `false` when an NX/NEX condition failed.
     pub applied: bool,
-    /// The key's new version (`__ts`): the fencing token for leases.
+    /// The key's version after the SET (the new one when applied, the stored one otherwise).
+    /// For a lease SET this is the fencing token.
     pub version: Option<Hlc>,
 }
 
-/// A value with its version.
+/// A value read with GET.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
     /// The value.
     pub value: Bytes,
-    /// Its version, if the store sent one.
+    /// Its version.
     pub version: Option<Hlc>,
 }
 
-/// One change of an observed key.
+/// A change of an observed key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyChange {
     /// The key.
     pub key: Bytes,
-    /// The new value, `None` when deleted.
+    /// The new value, or `None` when the key was deleted (DEL, VDEL or expiry).
     pub value: Option<Bytes>,
-    /// The version after the change (absent on a resync marker).
+    /// The key's version after the change (absent for a resynchronised deletion).
     pub version: Option<Hlc>,
-    /// Changes may have been missed (the connection dropped and the key was registered again):
-    /// re-read the key. `value` is `None` and meaningless then.
+    /// `true` when this change was not notified but found by reading the key after a
+    /// reconnect (notifications may have been missed while the registration was down).
     pub resync: bool,
 }
 
-/// Why an observation yielded no change.
+/// A problem an observation stream reports between changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ObserveError {
-    /// The reader was too slow; this many changes were dropped.
+    /// The stream was not read fast enough and this many changes were dropped.
     Lagged {
         /// How many.
         missed: u64,
@@ -235,23 +263,33 @@ impl std::fmt::Display for ObserveError {
 
 impl std::error::Error for ObserveError {}
 
-/// Raw state-store operations. Cheap to clone; every future is cancel-safe (a dropped request's
-/// reply is discarded when it comes).
+/// Handle for state-store operations; cheap to clone, `Send + Sync`.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use leasedlock_async_std::{Connection, ConnectionOptions, SetOptions};
+/// # async fn demo(conn: leasedlock_api::Connection) -> Result<(), leasedlock_api::StoreError> {
+/// use leasedlock_api::{SetOptions, VdelOutcome};
 ///
-/// let conn = Connection::connect(ConnectionOptions::new("127.0.0.1", 1883, "app-1")).await?;
 /// let store = conn.state_store();
-/// store.set("config", "v1", &SetOptions::new()).await?;
-/// let got = store.get("config", None).await?;
-/// assert_eq!(got.map(|v| v.value), Some("v1".into()));
+/// store.set("session/7", "alice", &SetOptions::new()).await?;
+/// assert_eq!(store.vdel("session/7", "bob", &Default::default()).await?, VdelOutcome::Mismatch);
+/// assert_eq!(store.vdel("session/7", "alice", &Default::default()).await?, VdelOutcome::Deleted);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct StateStore {
     shared: Arc<Shared>,
+}
+
+fn request_options(
+    timeout: Option<Duration>,
+    fencing_token: Option<Hlc>,
+    persist: bool,
+) -> RequestOptions {
+    RequestOptions {
+        timeout,
+        fencing_token,
+        persist,
+    }
 }
 
 fn px_ms(expiry: Duration) -> u64 {
@@ -263,7 +301,7 @@ impl StateStore {
         StateStore { shared }
     }
 
-    /// SET `key` to `value`.
+    /// `SET key value` with the given condition, expiry, fencing token and persistence.
     pub async fn set(
         &self,
         key: impl Into<Bytes>,
@@ -276,34 +314,31 @@ impl StateStore {
             condition: options.condition,
             px_ms: options.expiry.map(px_ms),
         };
-        let opts = RequestOptions {
-            timeout: options.timeout,
-            fencing_token: options.fencing_token.clone(),
-            persist: options.persist,
-        };
+        let opts = request_options(
+            options.timeout,
+            options.fencing_token.clone(),
+            options.persist,
+        );
         let done = self.shared.request(request, opts).await?;
         match done.result? {
             Response::Set(outcome) => Ok(SetResult {
-                applied: outcome == SetOutcome::Applied,
+                applied: outcome == leasedlock_core::command::SetOutcome::Applied,
                 version: done.version,
             }),
             _ => Err(StoreError::BadReply),
         }
     }
 
-    /// GET `key`; `None` if absent.
+    /// `GET key`: the value and its version, or `None` when the key does not exist.
     pub async fn get(
         &self,
         key: impl Into<Bytes>,
         timeout: Option<Duration>,
     ) -> Result<Option<Versioned>, StoreError> {
-        let opts = RequestOptions {
-            timeout,
-            ..RequestOptions::default()
-        };
+        let request = Request::Get { key: key.into() };
         let done = self
             .shared
-            .request(Request::Get { key: key.into() }, opts)
+            .request(request, request_options(timeout, None, false))
             .await?;
         match done.result? {
             Response::Get(value) => Ok(value.map(|value| Versioned {
@@ -314,29 +349,21 @@ impl StateStore {
         }
     }
 
-    /// DEL `key`; whether it existed.
+    /// `DEL key`: `true` when a key was deleted.
     pub async fn del(
         &self,
         key: impl Into<Bytes>,
         options: &DelOptions,
     ) -> Result<bool, StoreError> {
-        let opts = RequestOptions {
-            timeout: options.timeout,
-            fencing_token: options.fencing_token.clone(),
-            persist: false,
-        };
-        match self
-            .shared
-            .request(Request::Del { key: key.into() }, opts)
-            .await?
-            .result?
-        {
+        let request = Request::Del { key: key.into() };
+        let opts = request_options(options.timeout, options.fencing_token.clone(), false);
+        match self.shared.request(request, opts).await?.result? {
             Response::Del(n) => Ok(n > 0),
             _ => Err(StoreError::BadReply),
         }
     }
 
-    /// VDEL: delete `key` only if it holds `value`.
+    /// `VDEL key value`: delete only if the key holds `value`.
     pub async fn vdel(
         &self,
         key: impl Into<Bytes>,
@@ -347,33 +374,32 @@ impl StateStore {
             key: key.into(),
             value: value.into(),
         };
-        let opts = RequestOptions {
-            timeout: options.timeout,
-            fencing_token: options.fencing_token.clone(),
-            persist: false,
-        };
+        let opts = request_options(options.timeout, options.fencing_token.clone(), false);
         match self.shared.request(request, opts).await?.result? {
             Response::Vdel(outcome) => Ok(outcome),
             _ => Err(StoreError::BadReply),
         }
     }
 
-    /// Observes `key` (KEYNOTIFY). The registration is renewed after reconnects; dropping the
-    /// [`Observation`] (or this future) unregisters it with KEYNOTIFY STOP when it was the
-    /// last observer of the key.
+    /// Starts observing `key` (KEYNOTIFY) and returns the stream of its changes.
+    ///
+    /// Several streams may observe one key; the store sees one registration. Dropping the last
+    /// stream of a key unregisters it (KEYNOTIFY STOP, sent by the connection with its own
+    /// timeout). After a reconnect the registration is renewed and the key read again, so a
+    /// change missed in between arrives as a [`KeyChange`] with `resync` set.
     pub async fn observe(&self, key: impl Into<Bytes>) -> Result<Observation, StoreError> {
         let key = key.into();
         let id = self.shared.next_id();
         let (tx, rx) = async_channel::bounded(self.shared.notification_buffer);
-        let (reply, wait) = futures_channel::oneshot::channel();
+        let (reply, wait) = oneshot::channel();
         // The guard exists before the command is sent: if this future is dropped while the
-        // KEYNOTIFY is in flight, the driver still learns that the stream is gone.
+        // KEYNOTIFY is in flight, the driver learns that the stream is gone.
         let guard = ObserveGuard {
             shared: self.shared.clone(),
             key: key.clone(),
             id,
         };
-        self.shared.send(Command::Observe {
+        self.shared.send(Cmd::Observe {
             key: key.clone(),
             id,
             tx,
@@ -388,6 +414,7 @@ impl StateStore {
     }
 }
 
+/// Tells the driver that an observation stream is gone.
 #[derive(Debug)]
 struct ObserveGuard {
     shared: Arc<Shared>,
@@ -397,20 +424,33 @@ struct ObserveGuard {
 
 impl Drop for ObserveGuard {
     fn drop(&mut self) {
-        // Fire and forget: the driver sends KEYNOTIFY STOP with its own deadline; this never
-        // depends on the dropped caller. A closed connection has nothing left to unregister.
-        let _ = self.shared.send(Command::Unobserve {
+        // Fire and forget: the driver sends KEYNOTIFY STOP with its own deadline. If the
+        // connection is already gone there is nothing left to unregister.
+        let _ = self.shared.send(Cmd::Unobserve {
             key: self.key.clone(),
             id: self.id,
         });
     }
 }
 
-/// The changes of one observed key, as a [`futures_core::Stream`].
+/// A stream of changes of one observed key. Drop it to stop observing.
+///
+/// ```no_run
+/// # async fn demo(store: leasedlock_api::StateStore) -> Result<(), leasedlock_api::StoreError> {
+/// let mut changes = store.observe("config/feature-x").await?;
+/// while let Some(change) = changes.next().await {
+///     match change {
+///         Ok(c) => println!("now {:?} (resync: {})", c.value, c.resync),
+///         Err(lag) => println!("{lag}"),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Observation {
     key: Bytes,
-    rx: Pin<Box<async_channel::Receiver<Result<KeyChange, ObserveError>>>>,
+    // Boxed: the receiver is `!Unpin`, the stream should not be.
+    rx: Pin<Box<async_channel::Receiver<fanout::Item>>>,
     _guard: ObserveGuard,
 }
 
@@ -420,16 +460,19 @@ impl Observation {
         &self.key
     }
 
-    /// The next change; `None` once the connection is closed.
+    /// The next change; `None` when the connection closed.
     pub async fn next(&mut self) -> Option<Result<KeyChange, ObserveError>> {
-        futures_lite::StreamExt::next(&mut self.rx).await
+        self.rx.recv().await.ok()
     }
 }
 
-impl futures_core::Stream for Observation {
+impl Stream for Observation {
     type Item = Result<KeyChange, ObserveError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.as_mut().poll_next(cx)
     }
 }
+
+/// What the request path hands back: the completion of one request.
+pub(crate) type Reply = Result<Completion, RequestError>;

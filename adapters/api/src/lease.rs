@@ -2,11 +2,10 @@
 //! async Rust.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(conn: leasedlock_api::Connection) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use leasedlock_tokio::{AcquireOptions, Connection, ConnectionOptions};
+//! use leasedlock_api::AcquireOptions;
 //!
-//! let conn = Connection::connect(ConnectionOptions::new("127.0.0.1", 1883, "worker-1")).await?;
 //! let lease = conn.lease("jobs/nightly")?;
 //! if lease.acquire(Duration::from_secs(10), &AcquireOptions::new()).await? {
 //!     let token = lease.token()?; // fence writes with it
@@ -22,16 +21,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_channel::oneshot;
+use futures_core::Stream;
 use leasedlock_core::hlc::Hlc;
 use leasedlock_core::lease::{self as core_lease, LeaseOptions};
-use tokio::sync::{mpsc, oneshot, watch};
 
 pub use leasedlock_core::lease::{ConfigRule, LostReason, ReleaseOutcome};
 
 use crate::connection::Shared;
-use crate::driver::Command;
-use crate::host::{MachineKind, Op, Status};
+use crate::engine::{Cmd, MachineKind, Op, Status};
 use crate::state_store::StoreError;
+use crate::watch;
 
 /// Why a lease operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +155,7 @@ impl From<StoreError> for LeaseError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use leasedlock_tokio::AcquireOptions;
+/// use leasedlock_api::AcquireOptions;
 ///
 /// // Renew every 3 s; each request may take 2 s; the lease duration must exceed 3 + 2 + margin.
 /// let options = AcquireOptions::new()
@@ -230,41 +230,37 @@ impl StatusView {
     /// The token while `now < safe_until`: an expired hold is never reported, even if the
     /// driver has not processed the expiry yet.
     pub(crate) fn token(&self) -> Result<Hlc, LeaseError> {
-        match &*self.rx.borrow() {
-            Status::Held { token, safe_until } if tokio::time::Instant::now() < *safe_until => {
+        self.rx.with(|s| match s {
+            Status::Held { token, safe_until } if std::time::Instant::now() < *safe_until => {
                 Ok(token.clone())
             }
             Status::Held { .. } => Err(LeaseError::Lost(LostReason::Expired)),
             Status::NotHeld(e) => Err(e.clone()),
-        }
+        })
     }
 
-    pub(crate) fn safe_until(&self) -> Option<tokio::time::Instant> {
-        match &*self.rx.borrow() {
-            Status::Held { safe_until, .. } if tokio::time::Instant::now() < *safe_until => {
+    pub(crate) fn safe_until(&self) -> Option<std::time::Instant> {
+        self.rx.with(|s| match s {
+            Status::Held { safe_until, .. } if std::time::Instant::now() < *safe_until => {
                 Some(*safe_until)
             }
             _ => None,
-        }
+        })
     }
 
-    /// Waits until the current hold ends (at once when not held) and says why.
+    /// Waits until the current hold ends (at once when not held) and says why. No timer here:
+    /// the machine's own `safe_until` deadline, run by the engine, ends the hold.
     pub(crate) async fn ended(&self) -> LeaseError {
         let mut rx = self.rx.clone();
         loop {
-            let deadline = match &*rx.borrow_and_update() {
-                Status::NotHeld(e) => return e.clone(),
-                Status::Held { safe_until, .. } => *safe_until,
-            };
-            tokio::select! {
-                changed = rx.changed() => if changed.is_err() {
-                    return LeaseError::Closed;
-                },
-                // The driver raises `Lost` at safe_until too; this only makes the answer not
-                // depend on the driver being scheduled.
-                () = tokio::time::sleep_until(deadline) => {
-                    return LeaseError::Lost(LostReason::Expired);
-                }
+            if let Some(e) = rx.with_and_update(|s| match s {
+                Status::NotHeld(e) => Some(e.clone()),
+                Status::Held { .. } => None,
+            }) {
+                return e;
+            }
+            if rx.changed().await.is_err() {
+                return LeaseError::Closed;
             }
         }
     }
@@ -297,7 +293,7 @@ impl AbandonGuard {
 impl Drop for AbandonGuard {
     fn drop(&mut self) {
         if self.armed {
-            let _ = self.shared.send(Command::Machine {
+            let _ = self.shared.send(Cmd::Machine {
                 id: self.id,
                 op: Op::Abandon { seq: self.seq },
             });
@@ -312,24 +308,21 @@ pub(crate) async fn call<T>(
     op: impl FnOnce(oneshot::Sender<T>) -> Op,
 ) -> Result<T, StoreError> {
     let (reply, wait) = oneshot::channel();
-    shared.send(Command::Machine { id, op: op(reply) })?;
+    shared.send(Cmd::Machine { id, op: op(reply) })?;
     wait.await.map_err(|_| StoreError::Closed)
 }
 
 /// A named lease held by this client (or by `clientId:sessionId`).
 ///
 /// ```no_run
-/// # async fn demo(conn: leasedlock_tokio::Connection) -> Result<(), leasedlock_tokio::LeaseError> {
+/// # async fn demo(conn: leasedlock_api::Connection) -> Result<(), leasedlock_api::LeaseError> {
 /// use std::time::Duration;
-/// use leasedlock_tokio::AcquireOptions;
+/// use leasedlock_api::AcquireOptions;
 ///
 /// let lease = conn.lease_with_session("db-migration", "replica-2")?;
 /// let options = AcquireOptions::new().renew(Duration::from_secs(5));
 /// if lease.acquire(Duration::from_secs(15), &options).await? {
-///     tokio::select! {
-///         reason = lease.lost() => eprintln!("lost the lease: {reason}"),
-///         _ = async { /* migrate, fencing writes with lease.token() */ } => {}
-///     }
+///     // ... migrate, fencing writes with lease.token(), stopping when lease.lost() resolves ...
 ///     lease.release().await?;
 /// }
 /// # Ok(()) }
@@ -362,7 +355,7 @@ impl Lease {
         }
         let id = shared.next_id();
         let (status_tx, status_rx) = watch::channel(Status::NotHeld(LeaseError::NoLease));
-        shared.send(Command::Create {
+        shared.send(Cmd::Create {
             id,
             kind: MachineKind::Lease {
                 name: name.clone(),
@@ -427,7 +420,7 @@ impl Lease {
     }
 
     /// Until when acting as the holder is safe, while held.
-    pub fn safe_until(&self) -> Option<tokio::time::Instant> {
+    pub fn safe_until(&self) -> Option<std::time::Instant> {
         self.status.safe_until()
     }
 
@@ -447,7 +440,7 @@ impl Lease {
     /// Starts observing the lease (KEYNOTIFY): a stream of [`Change`]s (a release or an expiry
     /// arrives as `held = false`). Drop the stream to stop observing.
     pub async fn observe(&self) -> Result<LeaseObservation, LeaseError> {
-        let (tx, rx) = mpsc::channel(self.shared.notification_buffer);
+        let (tx, rx) = async_channel::bounded(self.shared.notification_buffer);
         let seq = self.shared.next_id();
         let mut guard = AbandonGuard::new(self.shared.clone(), self.id, seq);
         let result = call(&self.shared, self.id, |reply| Op::ObserveStart {
@@ -459,7 +452,7 @@ impl Lease {
         guard.disarm();
         result??;
         Ok(LeaseObservation {
-            rx,
+            rx: Box::pin(rx),
             _stop: AbandonGuard::new(self.shared.clone(), self.id, seq),
         })
     }
@@ -484,7 +477,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let _ = self.shared.send(Command::Machine {
+        let _ = self.shared.send(Cmd::Machine {
             id: self.id,
             op: Op::Drop {
                 release: !self.detached,
@@ -497,7 +490,7 @@ impl Drop for Lease {
 /// STOP with its own timeout).
 ///
 /// ```no_run
-/// # async fn demo(lease: leasedlock_tokio::Lease) -> Result<(), leasedlock_tokio::LeaseError> {
+/// # async fn demo(lease: leasedlock_api::Lease) -> Result<(), leasedlock_api::LeaseError> {
 /// let mut changes = lease.observe().await?;
 /// while let Some(change) = changes.next().await {
 ///     println!("held: {}, by {:?}", change.held, change.holder);
@@ -506,21 +499,22 @@ impl Drop for Lease {
 /// ```
 #[derive(Debug)]
 pub struct LeaseObservation {
-    rx: mpsc::Receiver<Change>,
+    // Boxed: the receiver is `!Unpin`, the stream should not be.
+    rx: Pin<Box<async_channel::Receiver<Change>>>,
     _stop: AbandonGuard,
 }
 
 impl LeaseObservation {
     /// The next change; `None` when the lease handle or the connection is gone.
     pub async fn next(&mut self) -> Option<Change> {
-        self.rx.recv().await
+        self.rx.recv().await.ok()
     }
 }
 
-impl futures_core::Stream for LeaseObservation {
+impl Stream for LeaseObservation {
     type Item = Change;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
-        self.rx.poll_recv(cx)
+        self.rx.as_mut().poll_next(cx)
     }
 }

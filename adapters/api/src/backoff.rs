@@ -6,7 +6,7 @@ use leasedlock_core::rng::Rng;
 
 /// Exponential back-off with jitter between reconnect attempts.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     initial: Duration,
     max: Duration,
     attempt: u32,
@@ -16,7 +16,7 @@ pub(crate) struct Backoff {
 impl Backoff {
     /// A back-off starting at `initial` and capped at `max` (`max` is raised to `initial` when
     /// smaller).
-    pub(crate) fn new(initial: Duration, max: Duration, seed: u64) -> Backoff {
+    pub fn new(initial: Duration, max: Duration, seed: u64) -> Backoff {
         Backoff {
             initial,
             max: max.max(initial),
@@ -27,7 +27,7 @@ impl Backoff {
 
     /// The delay before the next attempt: the exponential step for this attempt, jittered to
     /// between half and all of it so that clients cut off together do not reconnect in lock step.
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
         let step = self.initial.saturating_mul(factor).min(self.max);
         self.attempt = self.attempt.saturating_add(1);
@@ -37,7 +37,7 @@ impl Backoff {
     }
 
     /// A connection succeeded: the next failure starts from the initial delay again.
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.attempt = 0;
     }
 }

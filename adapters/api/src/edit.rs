@@ -2,11 +2,10 @@
 //! fenced with the lock's token, unlock — always unlock.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(conn: leasedlock_api::Connection) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use leasedlock_tokio::{Connection, ConnectionOptions, EditDecision};
+//! use leasedlock_api::EditDecision;
 //!
-//! let conn = Connection::connect(ConnectionOptions::new("127.0.0.1", 1883, "worker-1")).await?;
 //! let lock = conn.lock("counter-lock")?;
 //! lock.edit("counter", Duration::from_secs(5), |current| async move {
 //!     let n: u64 = current
@@ -24,14 +23,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use leasedlock_core::edit::{self as core_edit, EditEvent};
-use tokio::sync::mpsc;
 
 pub use leasedlock_core::edit::{EditDecision, EditOutcome};
 pub use leasedlock_core::lease::LostReason;
 
 use crate::connection::Shared;
-use crate::driver::Command;
-use crate::host::{MachineKind, Op};
+use crate::engine::{Cmd, MachineKind, Op};
 use crate::lock::{Lock, LockError, LockOptions};
 use crate::state_store::StoreError;
 
@@ -96,7 +93,7 @@ struct EditGuard {
 impl Drop for EditGuard {
     fn drop(&mut self) {
         if !self.finished {
-            let _ = self.shared.send(Command::Machine {
+            let _ = self.shared.send(Cmd::Machine {
                 id: self.id,
                 op: Op::Drop { release: true },
             });
@@ -143,7 +140,7 @@ impl Lock {
         }
         let shared = self.shared.clone();
         let id = shared.next_id();
-        let (events, mut rx) = mpsc::unbounded_channel();
+        let (events, rx) = async_channel::unbounded();
         let options = options.to_core(shared.request_timeout, self.session_id.as_deref());
         let mut guard = EditGuard {
             shared: shared.clone(),
@@ -151,7 +148,7 @@ impl Lock {
             finished: false,
         };
         shared
-            .send(Command::Create {
+            .send(Cmd::Create {
                 id,
                 kind: MachineKind::Edit {
                     lock_name: self.name.clone(),
@@ -164,7 +161,7 @@ impl Lock {
             .map_err(|_| EditError::Closed)?;
         let mut decide = Some(decide);
         loop {
-            match rx.recv().await {
+            match rx.recv().await.ok() {
                 None => return Err(EditError::Closed),
                 Some(EditEvent::Requested { current, .. }) => {
                     let decision = match decide.take() {
@@ -172,7 +169,7 @@ impl Lock {
                         None => EditDecision::Abort,
                     };
                     shared
-                        .send(Command::Machine {
+                        .send(Cmd::Machine {
                             id,
                             op: Op::EditDecide { decision },
                         })

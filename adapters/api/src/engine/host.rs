@@ -1,5 +1,5 @@
-//! The driver side of the lease, lock, edit and leader handles: each handle owns one core
-//! machine living in the driver; this module feeds the handle's operations into it and turns
+//! The engine side of the lease, lock, edit and leader handles: each handle owns one core
+//! machine living in the engine; this module feeds the handle's operations into it and turns
 //! the machine's events into answers, status updates and stream items.
 //!
 //! No lease logic lives here: every decision (renewal, loss, herd control, release order) is
@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_channel::oneshot;
 use leasedlock_core::client::{Client, Completion, Notification};
 use leasedlock_core::edit::{Edit, EditDecision, EditEvent};
 use leasedlock_core::hlc::Hlc;
@@ -17,14 +18,14 @@ use leasedlock_core::lease::{Lease, LeaseEvent, LeaseOptions, LeaseState, OpId, 
 use leasedlock_core::lock::{Lock, LockEvent, LockOptions};
 use leasedlock_core::machine::Machine;
 use leasedlock_core::{Instant, Now};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::cancel::CancellationToken;
 use crate::clock::Clock;
 use crate::leader::{LeaderError, LeaderView, Term};
 use crate::lease::{Change, LeaseError};
 use crate::lock::LockError;
+use crate::watch;
 
 /// What a handle's status watch shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +33,7 @@ pub(crate) enum Status {
     /// Held until `safe_until`.
     Held {
         token: Hlc,
-        safe_until: tokio::time::Instant,
+        safe_until: std::time::Instant,
     },
     /// Not held, and why.
     NotHeld(LeaseError),
@@ -55,7 +56,7 @@ pub(crate) enum MachineKind {
         key: Bytes,
         duration: Duration,
         options: Box<LockOptions>,
-        events: mpsc::UnboundedSender<EditEvent>,
+        events: async_channel::Sender<EditEvent>,
     },
     Leader {
         name: Bytes,
@@ -82,7 +83,7 @@ pub(crate) enum Op {
     },
     ObserveStart {
         seq: u64,
-        tx: mpsc::Sender<Change>,
+        tx: async_channel::Sender<Change>,
         reply: oneshot::Sender<Result<(), LeaseError>>,
     },
     Lock {
@@ -131,7 +132,7 @@ fn status_of(lease: &Lease, now: Now, clock: Clock) -> Status {
     match lease.state(now.mono) {
         LeaseState::Held { token, safe_until } => Status::Held {
             token,
-            safe_until: clock.to_tokio(safe_until),
+            safe_until: clock.to_std(safe_until),
         },
         _ => Status::NotHeld(
             lease
@@ -173,7 +174,7 @@ struct LeaseHost {
     /// The last acquire: its sequence number, operation, and whether we held before it.
     acquire: Option<(u64, OpId, bool)>,
     /// The observation: its sequence number and stream.
-    observe: Option<(u64, mpsc::Sender<Change>)>,
+    observe: Option<(u64, async_channel::Sender<Change>)>,
 }
 
 impl LeaseHost {
@@ -437,7 +438,7 @@ impl LockHost {
 
 struct EditHost {
     m: Edit,
-    events: mpsc::UnboundedSender<EditEvent>,
+    events: async_channel::Sender<EditEvent>,
     done: bool,
 }
 
@@ -446,7 +447,7 @@ impl EditHost {
         match op {
             Op::EditDecide { decision } => {
                 if let Err(e) = self.m.decide(decision, r, now) {
-                    let _ = self.events.send(EditEvent::Done { result: Err(e) });
+                    let _ = self.events.try_send(EditEvent::Done { result: Err(e) });
                     self.done = true;
                 }
             }
@@ -466,7 +467,7 @@ impl EditHost {
             if matches!(event, EditEvent::Done { .. }) {
                 self.done = true;
             }
-            let _ = self.events.send(event);
+            let _ = self.events.try_send(event);
         }
         any
     }
@@ -531,14 +532,14 @@ impl LeaderHost {
                     info!(%token, "elected");
                     let cancel = CancellationToken::new();
                     self.term = Some(cancel.clone());
-                    let safe_until = clock.to_tokio(safe_until);
+                    let safe_until = clock.to_std(safe_until);
                     self.view.send_modify(|v| {
                         v.terms += 1;
                         v.term = Some(Term::new(token, safe_until, cancel, v.terms));
                     });
                 }
                 LeaderEvent::Renewed { token, safe_until } => {
-                    let safe_until = clock.to_tokio(safe_until);
+                    let safe_until = clock.to_std(safe_until);
                     self.view.send_modify(|v| {
                         if let Some(t) = &mut v.term {
                             t.renewed(token, safe_until);
@@ -637,13 +638,13 @@ impl Hosted {
                 let mut m = match Edit::new(lock_name, key, seed) {
                     Ok(m) => m,
                     Err(e) => {
-                        let _ = events.send(EditEvent::Done { result: Err(e) });
+                        let _ = events.try_send(EditEvent::Done { result: Err(e) });
                         return None;
                     }
                 };
                 let mut done = false;
                 if let Err(e) = m.start(duration, &options, r, now) {
-                    let _ = events.send(EditEvent::Done { result: Err(e) });
+                    let _ = events.try_send(EditEvent::Done { result: Err(e) });
                     done = true;
                 }
                 Kind::Edit(EditHost { m, events, done })

@@ -1,0 +1,231 @@
+//! [`Connection`]: the runtime-independent half of a connection — what every handle shares (the
+//! command channel to the engine, the connection state) and the methods that make handles.
+//!
+//! A runtime adapter's `Connection` wraps this one: it adds `connect`/`start` (which build the
+//! [`Engine`](crate::Engine) with [`Engine::new`](crate::Engine::new) and spawn the task driving
+//! it) and whatever only a runtime can do (aborting the task), and forwards everything else.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+use leasedlock_core::client::{Completion, RequestOptions};
+use leasedlock_core::command::Request;
+
+use crate::engine::{Cmd, Command};
+use crate::leader::{Leader, LeaderError};
+use crate::lease::{Lease, LeaseError};
+use crate::lock::{Lock, LockError};
+use crate::options::OptionsError;
+use crate::state_store::{StateStore, StoreError};
+use crate::watch;
+
+/// The connection's state as the engine last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// The first connection attempt has not finished.
+    Connecting,
+    /// Connected to the broker.
+    Connected,
+    /// The connection dropped; reconnecting with back-off. The last error's text.
+    Disconnected(String),
+    /// Closed for good (by [`Connection::close`] or because every handle was dropped).
+    Closed,
+}
+
+/// Why a connection could not be established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The options are invalid or name unusable files.
+    Options(OptionsError),
+    /// The client id is not usable in topics.
+    BadClientId,
+    /// No CONNACK within the connect timeout; the last connection error, if any.
+    Timeout(Option<String>),
+    /// The connection was closed while waiting.
+    Closed,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Options(e) => write!(f, "{e}"),
+            ConnectError::BadClientId => write!(f, "client id is not a valid topic level"),
+            ConnectError::Timeout(Some(e)) => write!(f, "could not connect: {e}"),
+            ConnectError::Timeout(None) => write!(f, "could not connect in time"),
+            ConnectError::Closed => write!(f, "connection closed"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl From<OptionsError> for ConnectError {
+    fn from(e: OptionsError) -> Self {
+        ConnectError::Options(e)
+    }
+}
+
+/// What every handle shares: the command channel to the engine and a few settings.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    commands: async_channel::Sender<Command>,
+    pub(crate) state: watch::Receiver<ConnectionState>,
+    client_id: String,
+    ids: AtomicU64,
+    pub(crate) notification_buffer: usize,
+    pub(crate) request_timeout: Duration,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        commands: async_channel::Sender<Command>,
+        state: watch::Receiver<ConnectionState>,
+        client_id: String,
+        notification_buffer: usize,
+        request_timeout: Duration,
+    ) -> Shared {
+        Shared {
+            commands,
+            state,
+            client_id,
+            ids: AtomicU64::new(1),
+            notification_buffer,
+            request_timeout,
+        }
+    }
+
+    /// A connection-unique id for streams, handles and operations.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends a command to the engine.
+    pub(crate) fn send(&self, command: Cmd) -> Result<(), StoreError> {
+        self.commands
+            .try_send(Command(command))
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs one state-store request and waits for its completion. Dropping the future is
+    /// safe: the engine discards the completion when it comes.
+    pub(crate) async fn request(
+        &self,
+        request: Request,
+        options: RequestOptions,
+    ) -> Result<Completion, StoreError> {
+        let (reply, wait) = oneshot::channel();
+        self.send(Cmd::Request {
+            request,
+            options,
+            reply,
+        })?;
+        Ok(wait.await.map_err(|_| StoreError::Closed)??)
+    }
+
+    pub(crate) fn client_id(&self) -> &str {
+        &self.client_id
+    }
+}
+
+/// The runtime-independent part of a connection; see the crate documentation for how an
+/// adapter's `Connection` builds and wraps it. Clone it freely: every clone, and every handle
+/// made from it, talks to the same engine. The engine starts closing when
+/// [`Connection::close`] is called or the last clone and handle are dropped.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Connection {
+    pub(crate) fn new(shared: Shared) -> Connection {
+        Connection {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Waits until the connection is up (returns at once if it is).
+    pub async fn wait_connected(&self) -> Result<(), ConnectError> {
+        let mut state = self.shared.state.clone();
+        loop {
+            let done = state.with_and_update(|s| match s {
+                ConnectionState::Connected => Some(Ok(())),
+                ConnectionState::Closed => Some(Err(ConnectError::Closed)),
+                _ => None,
+            });
+            if let Some(done) = done {
+                return done;
+            }
+            if state.changed().await.is_err() {
+                return Err(ConnectError::Closed);
+            }
+        }
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> ConnectionState {
+        if self.shared.state.is_closed() {
+            // The engine is gone (closed, or its task was aborted).
+            return ConnectionState::Closed;
+        }
+        self.shared.state.with(Clone::clone)
+    }
+
+    /// The MQTT client id (also the default lease holder name).
+    pub fn client_id(&self) -> &str {
+        self.shared.client_id()
+    }
+
+    /// A handle for the raw state-store operations.
+    pub fn state_store(&self) -> StateStore {
+        StateStore::new(self.shared.clone())
+    }
+
+    /// A handle for the lease `name`, held as this client id.
+    pub fn lease(&self, name: impl Into<Bytes>) -> Result<Lease, LeaseError> {
+        Lease::create(self.shared.clone(), name.into(), None)
+    }
+
+    /// A handle for the lease `name`, held as `clientId:sessionId` so that several leases of
+    /// one connection stay distinct.
+    pub fn lease_with_session(
+        &self,
+        name: impl Into<Bytes>,
+        session_id: impl Into<String>,
+    ) -> Result<Lease, LeaseError> {
+        Lease::create(self.shared.clone(), name.into(), Some(session_id.into()))
+    }
+
+    /// A handle for the lock `name`, held as this client id.
+    pub fn lock(&self, name: impl Into<Bytes>) -> Result<Lock, LockError> {
+        Lock::create(self.shared.clone(), name.into(), None)
+    }
+
+    /// A handle for the lock `name`, held as `clientId:sessionId`.
+    pub fn lock_with_session(
+        &self,
+        name: impl Into<Bytes>,
+        session_id: impl Into<String>,
+    ) -> Result<Lock, LockError> {
+        Lock::create(self.shared.clone(), name.into(), Some(session_id.into()))
+    }
+
+    /// A participant in the election `name` (call [`Leader::campaign`] to run).
+    pub fn leader(&self, name: impl Into<Bytes>) -> Result<Leader, LeaderError> {
+        Leader::create(self.shared.clone(), name.into())
+    }
+
+    /// Closes the connection: lets requests in flight (and pending releases and
+    /// unregistrations) finish within the request timeout, disconnects, and stops the engine.
+    /// Other handles then fail with `Closed`.
+    pub async fn close(&self) {
+        let (reply, wait) = oneshot::channel();
+        if self.shared.send(Cmd::Close { reply }).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}

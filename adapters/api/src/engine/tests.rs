@@ -1,0 +1,567 @@
+//! The engine driven by scripted events, no broker: a [`World`] of engines whose PUBLISHes go
+//! to the core's store model and whose replies and notifications come back by topic, in
+//! virtual time. Handle futures are polled by hand between steps.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use leasedlock_core::envelope::{notification_topic, response_topic, REQUEST_TOPIC};
+use leasedlock_core::server::{Store, StoreConfig, StoreOutput};
+use leasedlock_core::{Instant, Now};
+use proptest::prelude::*;
+
+use super::*;
+use crate::{
+    AcquireOptions, Connection, ConnectionOptions, LockOptions, ReleaseOutcome, SetOptions,
+    StoreError, VdelOutcome,
+};
+
+const WALL0: u64 = 1_700_000_000_000;
+
+/// One client: its engine, the connection its handles come from, and its command queue.
+struct Peer {
+    engine: Engine,
+    /// The world's own clone (taken by tests that need every handle gone).
+    conn: Option<Connection>,
+    commands: Commands,
+    client_id: String,
+    /// What the broker would deliver to this client while it is connected.
+    connected: bool,
+    closed_commands: bool,
+}
+
+/// Engines, a store and virtual time.
+struct World {
+    store: Store,
+    peers: Vec<Peer>,
+    ms: u64,
+}
+
+impl World {
+    fn new(clients: &[&str]) -> World {
+        let origin = std::time::Instant::now();
+        let peers = clients
+            .iter()
+            .map(|id| {
+                let options = ConnectionOptions::new("broker", 1883, *id)
+                    .seed(7)
+                    .request_timeout(Duration::from_secs(1));
+                let (engine, conn, commands) =
+                    Engine::new(&options, Clock::with_origin(origin)).unwrap();
+                Peer {
+                    engine,
+                    conn: Some(conn),
+                    commands,
+                    client_id: id.to_string(),
+                    connected: false,
+                    closed_commands: false,
+                }
+            })
+            .collect();
+        World {
+            store: Store::new(StoreConfig::default()).unwrap(),
+            peers,
+            ms: 0,
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now::new(Instant::from_millis(self.ms), WALL0 + self.ms)
+    }
+
+    fn conn(&self, peer: usize) -> Connection {
+        self.peers[peer]
+            .conn
+            .clone()
+            .expect("the world's connection")
+    }
+
+    fn connect(&mut self, peer: usize) {
+        let now = self.now();
+        self.peers[peer].connected = true;
+        self.peers[peer].engine.handle_connected(false, now);
+        self.settle();
+    }
+
+    fn disconnect(&mut self, peer: usize) {
+        let now = self.now();
+        let p = &mut self.peers[peer];
+        p.connected = false;
+        p.engine.handle_disconnected("cut".to_string(), now);
+        // The broker forgets a connection's client state; the store drops its registrations.
+        let id = p.client_id.clone();
+        self.store.handle_client_disconnected(id.as_bytes());
+        self.settle();
+    }
+
+    /// Runs every queue until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let now = self.now();
+            let mut moved = false;
+            for p in &mut self.peers {
+                while let Some(c) = p.commands.try_recv() {
+                    p.engine.handle_command(c, now);
+                    moved = true;
+                }
+                if !p.closed_commands
+                    && p.commands.rx.is_empty()
+                    && p.commands.rx.sender_count() == 0
+                {
+                    p.closed_commands = true;
+                    p.engine.handle_commands_closed(now);
+                    moved = true;
+                }
+                while let Some(t) = p.engine.poll_transmit() {
+                    moved = true;
+                    match t {
+                        // A disconnected client's packets are lost (the core resends what it must).
+                        _ if !p.connected => {}
+                        Transmit::Publish(m) if m.topic == REQUEST_TOPIC.as_bytes() => {
+                            self.store.handle_request(&m, now);
+                        }
+                        Transmit::Subscribe(f) => p.engine.handle_subscribed(&f, true, now),
+                        _ => {}
+                    }
+                }
+                if p.engine.is_done(now) {
+                    p.engine.finish(&p.commands);
+                }
+            }
+            while let Some(out) = self.store.poll_output() {
+                moved = true;
+                if let StoreOutput::Publish(m) = out {
+                    for p in &mut self.peers {
+                        let mine = m.topic.starts_with(response_topic(&p.client_id).as_bytes())
+                            || m.topic
+                                .starts_with(notification_topic(&p.client_id, b"").as_bytes());
+                        if mine && p.connected {
+                            p.engine.handle_publish(m.clone(), now);
+                        }
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the world never settles");
+    }
+
+    /// Advances virtual time to the next deadline of anyone (at most `max`); false if none.
+    fn advance(&mut self, max: Duration) -> bool {
+        let mut next = self.store.poll_timeout();
+        for p in &mut self.peers {
+            next = match (next, p.engine.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let limit = Instant::from_millis(self.ms) + max;
+        let Some(at) = next else { return false };
+        let at = at.min(limit);
+        let ms = at.as_nanos().div_ceil(1_000_000).max(self.ms);
+        self.ms = ms;
+        let now = self.now();
+        self.store.handle_timeout(now);
+        for p in &mut self.peers {
+            p.engine.handle_timeout(now);
+        }
+        self.settle();
+        true
+    }
+
+    /// Polls `fut` between steps of the world until it completes (virtual time advances when
+    /// nothing else moves; at most `limit` of it).
+    fn run<F: Future>(&mut self, fut: F, limit: Duration) -> F::Output {
+        let mut fut = pin!(fut);
+        let start = self.ms;
+        loop {
+            if let Poll::Ready(v) = poll_once(fut.as_mut()) {
+                return v;
+            }
+            self.settle();
+            if let Poll::Ready(v) = poll_once(fut.as_mut()) {
+                return v;
+            }
+            let spent = Duration::from_millis(self.ms - start);
+            assert!(spent < limit, "future still pending after {spent:?}");
+            if !self.advance(limit - spent) {
+                self.ms += 1;
+            }
+        }
+    }
+}
+
+fn poll_once<F: Future + ?Sized>(fut: Pin<&mut F>) -> Poll<F::Output> {
+    fut.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[test]
+fn requests_complete_through_the_engine() {
+    let mut w = World::new(&["a"]);
+    w.connect(0);
+    let store = w.conn(0).state_store();
+    let set = w
+        .run(store.set("k", "v1", &SetOptions::new()), LONG)
+        .unwrap();
+    assert!(set.applied && set.version.is_some());
+    let got = w.run(store.get("k", None), LONG).unwrap().unwrap();
+    assert_eq!(got.value, Bytes::from_static(b"v1"));
+    assert_eq!(
+        w.run(store.vdel("k", "other", &Default::default()), LONG),
+        Ok(VdelOutcome::Mismatch)
+    );
+    assert_eq!(w.run(store.del("k", &Default::default()), LONG), Ok(true));
+    assert_eq!(w.run(store.get("k", None), LONG), Ok(None));
+}
+
+#[test]
+fn a_request_while_disconnected_times_out_instead_of_hanging() {
+    let mut w = World::new(&["a"]);
+    let store = w.conn(0).state_store();
+    let r = w.run(store.get("k", None), LONG);
+    assert!(matches!(r, Err(StoreError::Timeout { .. })), "{r:?}");
+}
+
+#[test]
+fn close_answers_everyone_and_refuses_new_work() {
+    let mut w = World::new(&["a"]);
+    w.connect(0);
+    let conn = w.conn(0);
+    let lease = conn.lease("l").unwrap();
+    assert!(w
+        .run(
+            lease.acquire(Duration::from_secs(5), &AcquireOptions::new()),
+            LONG
+        )
+        .unwrap());
+    w.run(conn.close(), LONG);
+    assert_eq!(conn.state(), ConnectionState::Closed);
+    // Closing released the held lease, as dropping the handle would.
+    assert!(w.store.get(b"l").is_none());
+    let r = w.run(conn.state_store().get("k", None), LONG);
+    assert_eq!(r, Err(StoreError::Closed));
+}
+
+#[test]
+fn dropping_every_handle_closes_the_engine() {
+    let mut w = World::new(&["a"]);
+    w.connect(0);
+    let conn = w.peers[0].conn.take().unwrap();
+    let mut state = conn.shared.state.clone();
+    let store = conn.state_store();
+    drop(conn);
+    w.settle();
+    assert!(!w.peers[0].engine.finished, "a handle is still alive");
+    drop(store);
+    w.settle();
+    assert!(
+        w.peers[0].engine.finished,
+        "finished once every handle was gone"
+    );
+    assert!(state.with_and_update(|s| *s == ConnectionState::Closed));
+}
+
+#[test]
+fn a_dropped_held_lease_is_released_and_a_detached_one_is_not() {
+    let mut w = World::new(&["a"]);
+    w.connect(0);
+    let conn = w.conn(0);
+    let lease = conn.lease("dropped").unwrap();
+    assert!(w
+        .run(
+            lease.acquire(Duration::from_secs(30), &AcquireOptions::new()),
+            LONG
+        )
+        .unwrap());
+    assert!(lease.token().is_ok() && lease.is_held());
+    drop(lease);
+    w.settle();
+    assert!(w.store.get(b"dropped").is_none(), "released by a VDEL");
+
+    let kept = conn.lease("detached").unwrap();
+    assert!(w
+        .run(
+            kept.acquire(Duration::from_secs(30), &AcquireOptions::new()),
+            LONG
+        )
+        .unwrap());
+    kept.detach();
+    w.settle();
+    assert!(w.store.get(b"detached").is_some(), "left to expire");
+    assert!(
+        w.peers[0].engine.machines.is_empty(),
+        "no machine left behind"
+    );
+}
+
+#[test]
+fn lease_release_reports_the_store_outcome_and_lost_resolves() {
+    let mut w = World::new(&["a"]);
+    w.connect(0);
+    let lease = w.conn(0).lease("l").unwrap();
+    assert!(w
+        .run(
+            lease.acquire(Duration::from_secs(5), &AcquireOptions::new()),
+            LONG
+        )
+        .unwrap());
+    // Without renewal the hold ends at safe_until: the engine's machine timer says so.
+    let lost = w.run(lease.lost(), LONG);
+    assert!(matches!(lost, crate::LeaseError::Lost(_)), "{lost:?}");
+    assert!(lease.token().is_err());
+    let r = w.run(
+        lease.acquire(Duration::from_secs(5), &AcquireOptions::new()),
+        LONG,
+    );
+    assert_eq!(r, Ok(true), "expired on the store, so free again");
+    assert_eq!(w.run(lease.release(), LONG), Ok(ReleaseOutcome::Deleted));
+}
+
+#[test]
+fn a_lock_is_handed_over_and_a_dropped_wait_unregisters() {
+    let mut w = World::new(&["a", "b", "c"]);
+    for p in 0..3 {
+        w.connect(p);
+    }
+    let a = w.conn(0).lock("m").unwrap();
+    let b = w.conn(1).lock("m").unwrap();
+    let c = w.conn(2).lock("m").unwrap();
+    let options = LockOptions::new().max_jitter(Duration::ZERO);
+    w.run(a.lock(Duration::from_secs(30), &options), LONG)
+        .unwrap();
+
+    // c starts waiting, then gives up: its KEYNOTIFY must not stay behind.
+    {
+        let mut wait = pin!(c.lock(Duration::from_secs(30), &options));
+        assert!(poll_once(wait.as_mut()).is_pending());
+        w.settle();
+        assert!(poll_once(wait.as_mut()).is_pending());
+        assert_eq!(w.store.registrations_of(b"c").len(), 1);
+    }
+    w.settle();
+    assert!(
+        w.store.registrations_of(b"c").is_empty(),
+        "dropped wait unregistered"
+    );
+
+    let mut wait = pin!(b.lock(Duration::from_secs(30), &options));
+    assert!(poll_once(wait.as_mut()).is_pending());
+    w.settle();
+    assert!(poll_once(wait.as_mut()).is_pending());
+    let unlocked = w.run(a.unlock(), LONG);
+    assert_eq!(unlocked, Ok(ReleaseOutcome::Deleted));
+    let token = w.run(wait.as_mut(), Duration::from_millis(1));
+    assert!(
+        token.is_ok(),
+        "handed over without waiting for a timer: {token:?}"
+    );
+    assert!(b.is_held());
+}
+
+#[test]
+fn an_observation_resyncs_after_a_reconnect() {
+    let mut w = World::new(&["a", "b"]);
+    w.connect(0);
+    w.connect(1);
+    let mut changes = w.run(w.conn(0).state_store().observe("cfg"), LONG).unwrap();
+    let writer = w.conn(1).state_store();
+    w.run(writer.set("cfg", "1", &SetOptions::new()), LONG)
+        .unwrap();
+    let first = w.run(changes.next(), LONG).unwrap().unwrap();
+    assert_eq!(first.value.as_deref(), Some(&b"1"[..]));
+    assert!(!first.resync);
+
+    w.disconnect(0);
+    w.run(writer.set("cfg", "2", &SetOptions::new()), LONG)
+        .unwrap();
+    w.connect(0);
+    let missed = w.run(changes.next(), LONG).unwrap().unwrap();
+    assert_eq!(missed.value.as_deref(), Some(&b"2"[..]));
+    assert!(missed.resync, "found by the re-read, not notified");
+
+    drop(changes);
+    w.settle();
+    assert!(
+        w.store.registrations_of(b"a").is_empty(),
+        "last stream gone: unregistered"
+    );
+}
+
+#[test]
+fn a_leader_term_is_cancelled_on_resign() {
+    let mut w = World::new(&["a"]);
+    w.connect(0);
+    let leader = w.conn(0).leader("e").unwrap();
+    w.run(
+        leader.campaign(&crate::LeaderOptions::new(Duration::from_secs(9))),
+        LONG,
+    )
+    .unwrap();
+    let term = w.run(leader.elected(), LONG).unwrap();
+    assert!(!term.cancellation().is_cancelled() && leader.is_leader());
+    w.run(leader.resign(), LONG).unwrap();
+    assert!(term.cancellation().is_cancelled());
+    w.run(term.cancelled(), LONG);
+    assert!(w.store.get(b"e").is_none());
+}
+
+/// One step of a random schedule.
+#[derive(Debug, Clone)]
+enum Step {
+    Get(u8),
+    Set(u8),
+    Del(u8),
+    Observe(u8),
+    DropObservation,
+    Disconnect,
+    Connect,
+    Advance(u16),
+    Settle,
+    Close,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0u8..3).prop_map(Step::Get),
+        (0u8..3).prop_map(Step::Set),
+        (0u8..3).prop_map(Step::Del),
+        (0u8..3).prop_map(Step::Observe),
+        Just(Step::DropObservation),
+        Just(Step::Disconnect),
+        Just(Step::Connect),
+        (0u16..3000).prop_map(Step::Advance),
+        Just(Step::Settle),
+        Just(Step::Close),
+    ]
+}
+
+type Pending = Pin<Box<dyn Future<Output = String>>>;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever the interleaving of commands, connection events and time, every command gets
+    /// exactly one answer (a future never hangs, and resolving is final by construction), and
+    /// nothing is left registered on the store once everything is dropped.
+    #[test]
+    fn every_command_gets_exactly_one_answer(steps in proptest::collection::vec(step(), 1..40)) {
+        let mut w = World::new(&["a"]);
+        let conn = w.conn(0);
+        let store = conn.state_store();
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut answered = 0usize;
+        let mut issued = 0usize;
+        let kept = Rc::new(RefCell::new(Vec::new()));
+        let mut close_requested = false;
+        let key = |k: u8| Bytes::from(vec![b'k', k]);
+        for s in steps {
+            match s {
+                Step::Get(k) => {
+                    let st = store.clone();
+                    pending.push(Box::pin(async move { format!("{:?}", st.get(key(k), None).await) }));
+                }
+                Step::Set(k) => {
+                    let st = store.clone();
+                    pending.push(Box::pin(async move {
+                        format!("{:?}", st.set(key(k), "v", &SetOptions::new()).await)
+                    }));
+                }
+                Step::Del(k) => {
+                    let st = store.clone();
+                    pending.push(Box::pin(async move { format!("{:?}", st.del(key(k), &Default::default()).await) }));
+                }
+                Step::Observe(k) => {
+                    let st = store.clone();
+                    let kept = kept.clone();
+                    pending.push(Box::pin(async move {
+                        match st.observe(key(k)).await {
+                            Ok(o) => { kept.borrow_mut().push(o); "observing".to_string() }
+                            Err(e) => format!("{e:?}"),
+                        }
+                    }));
+                }
+                Step::DropObservation => { kept.borrow_mut().pop(); }
+                Step::Disconnect => if w.peers[0].connected { w.disconnect(0) },
+                Step::Connect => if !w.peers[0].connected { w.connect(0) },
+                Step::Advance(ms) => { w.advance(Duration::from_millis(u64::from(ms))); }
+                Step::Settle => w.settle(),
+                Step::Close => {
+                    close_requested = true;
+                    let c = conn.clone();
+                    pending.push(Box::pin(async move { c.close().await; "closed".to_string() }));
+                }
+            }
+            issued = answered + pending.len();
+            // Poll everything once; keep what is still waiting.
+            let mut still = Vec::new();
+            for mut f in pending.drain(..) {
+                match poll_once(f.as_mut()) {
+                    Poll::Ready(_) => answered += 1,
+                    Poll::Pending => still.push(f),
+                }
+            }
+            pending = still;
+        }
+        // Whatever state the schedule left: reconnect and let time pass; everything answers.
+        if !w.peers[0].connected { w.connect(0) }
+        for _ in 0..200 {
+            let mut still = Vec::new();
+            for mut f in pending.drain(..) {
+                match poll_once(f.as_mut()) {
+                    Poll::Ready(_) => answered += 1,
+                    Poll::Pending => still.push(f),
+                }
+            }
+            pending = still;
+            if pending.is_empty() { break; }
+            w.settle();
+            w.advance(Duration::from_millis(500));
+        }
+        prop_assert!(pending.is_empty(), "{} commands never answered", pending.len());
+        prop_assert_eq!(answered, issued);
+        kept.borrow_mut().clear();
+        w.settle();
+        // A close ends the streams with the connection (the store drops a disconnected client's
+        // registrations); otherwise dropping the last stream of a key unregisters it.
+        if !close_requested {
+            prop_assert!(w.store.registrations_of(b"a").is_empty(), "a registration outlived its streams");
+        }
+    }
+}
+
+#[test]
+fn the_deadline_follows_every_input() {
+    let mut w = World::new(&["a"]);
+    w.connect(0);
+    assert_eq!(w.peers[0].engine.poll_timeout(), None, "idle: no deadline");
+    let store = w.conn(0).state_store();
+    let mut get = pin!(store.get("k", None));
+    assert!(poll_once(get.as_mut()).is_pending());
+    let now = w.now();
+    let p = &mut w.peers[0];
+    let command = p.commands.try_recv().unwrap();
+    p.engine.handle_command(command, now);
+    let due = p.engine.poll_timeout().expect("the request's deadline");
+    assert_eq!(due, now.mono + Duration::from_secs(1));
+    assert_eq!(
+        p.engine.poll_timeout(),
+        Some(due),
+        "asking again changes nothing"
+    );
+    w.settle();
+    assert!(w.run(get, LONG).is_ok());
+    assert_eq!(
+        w.peers[0].engine.poll_timeout(),
+        None,
+        "answered: no stale deadline"
+    );
+}
