@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use leasedlock_adapter_bench::echo::Echo;
 use leasedlock_adapter_bench::measure::{versus, Recorder, Table};
-use leasedlock_adapter_bench::sides::{async_std_side, tokio_leases, tokio_side};
+use leasedlock_adapter_bench::sides::{async_std_leases, async_std_side, tokio_leases, tokio_side};
 use leasedlock_adapter_bench::world::World;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -83,6 +83,7 @@ fn main() {
     let tokio_client = rt.block_on(tokio_side::Side::start(&world));
     let tokio_locks = rt.block_on(tokio_leases::Leases::start(&world));
     let async_std_client = async_std::task::block_on(async_std_side::Side::start(&world));
+    let async_std_locks = async_std::task::block_on(async_std_leases::Leases::start(&world));
 
     let mut raw = Recorder::new(iters / 10);
     let mut tokio_lane = Lane::new(iters, handovers);
@@ -112,6 +113,18 @@ fn main() {
             for _ in 0..per_round {
                 async_std_lane.get.push(async_std_client.get().await);
             }
+            for _ in 0..per_round {
+                let (acquire, cycle) = async_std_locks.acquire_release().await;
+                async_std_lane.acquire.push(acquire);
+                async_std_lane.cycle.push(cycle);
+            }
+            for _ in 0..handovers_per_round {
+                let (handover, unlock) = async_std_locks.handover(Some(Duration::ZERO)).await;
+                async_std_lane.handover.push(handover);
+                async_std_lane.unlock.push(unlock);
+                let (handover, _) = async_std_locks.handover(None).await;
+                async_std_lane.handover_jitter.push(handover);
+            }
         });
     }
 
@@ -137,6 +150,11 @@ fn main() {
             &async_std_lane.cycle,
         ),
         (
+            "unlock (holder)",
+            &tokio_lane.unlock,
+            &async_std_lane.unlock,
+        ),
+        (
             "lock handover (no jitter)",
             &tokio_lane.handover,
             &async_std_lane.handover,
@@ -156,7 +174,10 @@ fn main() {
         tokio_client.close().await;
         tokio_locks.close().await;
     });
-    async_std::task::block_on(async_std_client.close());
+    async_std::task::block_on(async {
+        async_std_client.close().await;
+        async_std_locks.close().await;
+    });
     drop(rt);
     drop(world);
 }

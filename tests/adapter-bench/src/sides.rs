@@ -171,3 +171,10 @@ adapter_leases!(
     spawn = tokio::spawn,
     sleep = tokio::time::sleep
 );
+adapter_leases!(
+    async_std_leases,
+    async_std_side,
+    leasedlock_async_std,
+    spawn = async_std::task::spawn,
+    sleep = async_std::task::sleep
+);
