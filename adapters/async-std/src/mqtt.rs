@@ -19,7 +19,7 @@ use futures_lite::future;
 use leasedlock_core::envelope::{Message, QoS};
 use leasedlock_core::Now;
 use leasedlock_mqtt_session::{
-    DisconnectReason, Event, PublishOutcome, Session, SessionConfig, SessionError,
+    ConfigError, DisconnectReason, Event, PublishOutcome, Session, SessionConfig, SessionError,
 };
 use tracing::{debug, info, warn};
 
@@ -120,9 +120,14 @@ impl Mqtt {
         clock: Clock,
     ) -> Result<Mqtt, OptionsError> {
         // The options passed the api's validation; what is left is what only MQTT refuses
-        // (a NUL in the client id or the username, say).
-        let session =
-            Session::new(session_config(options)).map_err(|_| OptionsError::BadClientId)?;
+        // (a NUL in the client id or the username, say). `OptionsError` has no variant for an
+        // unusable username, so that one is reported with the TLS/transport reason text.
+        let session = Session::new(session_config(options)).map_err(|e| match e {
+            SessionError::Config(
+                ConfigError::NulCharacter("client_id") | ConfigError::TooLong("client_id"),
+            ) => OptionsError::BadClientId,
+            other => OptionsError::Tls(format!("MQTT CONNECT cannot carry the options: {other}")),
+        })?;
         let (reconnect_min, reconnect_max) = options.get_reconnect_backoff();
         let mut mqtt = Mqtt {
             backoff: Backoff::new(reconnect_min, reconnect_max, seed),
@@ -497,6 +502,40 @@ mod tests {
         mqtt.flush(clock.now());
         assert!(mqtt.retry_at.is_some());
         assert!(mqtt.attempt.is_none());
+    }
+
+    proptest::proptest! {
+        /// Whatever options pass the api's validation, the transport is built or refuses them
+        /// with a typed error; it never panics, and what it builds the session accepts.
+        #[test]
+        fn any_valid_options_build_or_fail_typed(
+            client_id in "\\PC{0,40}|[a-z\\x00/#+]{1,8}",
+            username in proptest::option::of("\\PC{0,20}|a\\x00b"),
+            keep_alive_ms in 0u64..70_000_000,
+            expiry in 0u64..5_000_000_000,
+            max_packet in 0u32..100_000,
+        ) {
+            let mut options = ConnectionOptions::new("h", 1, client_id)
+                .keep_alive(Duration::from_millis(keep_alive_ms))
+                .session_expiry(Duration::from_secs(expiry))
+                .max_packet_size(max_packet);
+            if let Some(user) = username {
+                options = options.credentials(user, "pw");
+            }
+            if options.validate().is_err() {
+                return Ok(());
+            }
+            let nul_in_id = options.client_id().contains('\0');
+            match Mqtt::new(&options, 1, Clock::new()) {
+                Ok(mqtt) => {
+                    proptest::prop_assert!(session_config(&options).validate().is_ok());
+                    proptest::prop_assert!(mqtt.attempt.is_some(), "the first attempt starts at once");
+                }
+                Err(OptionsError::BadClientId) => proptest::prop_assert!(nul_in_id),
+                Err(OptionsError::Tls(_)) => proptest::prop_assert!(!nul_in_id),
+                Err(other) => proptest::prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
     }
 
     #[test]
