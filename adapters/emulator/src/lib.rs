@@ -434,12 +434,26 @@ async fn store_task(
     ctx: Arc<Ctx>,
 ) {
     let (queued, verbose) = (&ctx.queued, ctx.verbose);
+    // One timer re-armed in place: a fresh `sleep_until` per request would register and remove
+    // a timer-wheel entry every time while any key has an expiry, though that rarely moves.
+    let mut timer = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
+    let mut armed = None;
     loop {
         let deadline = store.poll_timeout().map(|at| clock.deadline(at));
+        if deadline != armed {
+            if let Some(at) = deadline {
+                timer.as_mut().reset(at);
+            }
+            armed = deadline;
+        }
         tokio::select! {
             biased;
             _ = stop.changed() => return,
-            _ = sleep_until(deadline) => store.handle_timeout(clock.now()),
+            _ = timer.as_mut(), if armed.is_some() => {
+                // Fired: re-armed next turn even if the store names the same instant again.
+                armed = None;
+                store.handle_timeout(clock.now());
+            }
             p = requests.recv() => match p {
                 Some(p) => {
                     queued.release(p.payload.len());
@@ -521,12 +535,5 @@ impl Queued {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
                 Some(b.saturating_sub(len))
             });
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

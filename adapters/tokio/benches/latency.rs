@@ -74,8 +74,9 @@ fn pump(mut el: EventLoop, tx: mpsc::UnboundedSender<rumqttc::v5::mqttbytes::v5:
 }
 
 /// The raw MQTT request/reply round trip: QoS 1 request with response topic and correlation
-/// data, echoed by a bare rumqttc client at QoS 1; the same shape as a state-store call.
-async fn raw_round_trip(iters: usize) -> Vec<Duration> {
+/// data, echoed by a bare rumqttc client at QoS 1; the same shape as a state-store call. Back
+/// to back, or each after `pause` of idleness.
+async fn raw_round_trip(iters: usize, pause: Option<Duration>) -> Vec<Duration> {
     let tag = format!("{}-{}", std::process::id(), leasedlock_bench_nonce());
     let req_topic = format!("leasedlock-bench/{tag}/req");
     let resp_topic = format!("leasedlock-bench/{tag}/resp");
@@ -123,6 +124,9 @@ async fn raw_round_trip(iters: usize) -> Vec<Duration> {
             content_type: Some("application/octet-stream".into()),
             ..Default::default()
         };
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
         let start = Instant::now();
         req.publish_with_properties(
             req_topic.clone(),
@@ -242,12 +246,16 @@ fn leasedlock_bench_wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A state-store GET through the adapter (the same request as the raw store round trip).
-async fn adapter_get(iters: usize) -> Vec<Duration> {
+/// A state-store GET through the adapter (the same request as the raw store round trip),
+/// back to back, or each after `pause` of idleness (as the unlocks below come after a pause).
+async fn adapter_get(iters: usize, pause: Option<Duration>) -> Vec<Duration> {
     let conn = connect("bench-get").await;
     let store = conn.state_store();
     let mut samples = Vec::with_capacity(iters);
     for i in 0..iters + iters / 10 {
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
         let start = Instant::now();
         store.get("bench-raw-key", None).await.unwrap();
         if i >= iters / 10 {
@@ -393,9 +401,13 @@ fn main() {
         config.client_id = format!("bench-emulator-{}", std::process::id());
         let emulator = Emulator::start(config).await.expect("emulator starts");
 
-        let raw = summarize(raw_round_trip(iters).await);
+        let raw = summarize(raw_round_trip(iters, None).await);
+        let raw_paused =
+            summarize(raw_round_trip((iters / 5).max(20), Some(Duration::from_millis(2))).await);
         let raw_store = summarize(raw_store_round_trip(iters).await);
-        let get = summarize(adapter_get(iters).await);
+        let get = summarize(adapter_get(iters, None).await);
+        let get_paused =
+            summarize(adapter_get((iters / 5).max(20), Some(Duration::from_millis(2))).await);
         let (acquire, cycle) = acquire_release(iters).await;
         let (acquire, cycle) = (summarize(acquire), summarize(cycle));
         let (lock_alone, unlock_alone) = lock_unlock((iters / 5).max(20)).await;
@@ -410,8 +422,10 @@ fn main() {
             "measure (µs)", "p50", "p99", "mean", "p50/raw"
         );
         row("raw MQTT request/reply RTT (echo)", &raw, &raw);
+        row("raw echo, each after 2 ms idle", &raw_paused, &raw);
         row("raw state-store GET (bare rumqttc)", &raw_store, &raw);
         row("adapter GET", &get, &raw);
+        row("adapter GET, each after 2 ms idle", &get_paused, &raw);
         row("lease acquire", &acquire, &raw);
         row("lease acquire + release cycle", &cycle, &raw);
         row("lock, uncontended (KEYNOTIFY + SET)", &lock_alone, &raw);

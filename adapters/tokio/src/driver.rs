@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 use crate::convert::{self, OutgoingPublish};
 use crate::options::apply_credentials;
 use crate::subscriptions::{SubOp, Subscriptions};
+use crate::timer::Timer;
 
 /// Something for rumqttc's request channel.
 #[derive(Debug)]
@@ -52,13 +53,6 @@ fn poll_once(
         let result = el.poll().await;
         (el, result)
     })
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The driver's state.
@@ -112,6 +106,7 @@ impl Driver {
         };
         let mut poll = poll_once(el, None, None);
         let mut commands_open = true;
+        let mut timer = Timer::new();
         loop {
             let now = self.clock.now();
             // Deadlines already due run without going through tokio's timer, whose millisecond
@@ -124,10 +119,11 @@ impl Driver {
             if self.engine.is_done(now) {
                 break;
             }
-            let deadline = self
-                .engine
-                .poll_timeout()
-                .map(|t| tokio::time::Instant::from_std(self.clock.to_std(t)));
+            timer.set(
+                self.engine
+                    .poll_timeout()
+                    .map(|t| tokio::time::Instant::from_std(self.clock.to_std(t))),
+            );
             tokio::select! {
                 (mut el, result) = &mut poll => {
                     let delay = self.on_event(&mut el, result);
@@ -141,7 +137,7 @@ impl Driver {
                         self.engine.handle_commands_closed(self.clock.now());
                     }
                 },
-                () = sleep_until(deadline) => self.engine.handle_timeout(self.clock.now()),
+                () = timer.fired() => self.engine.handle_timeout(self.clock.now()),
             }
             self.transmit();
         }

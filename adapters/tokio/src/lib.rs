@@ -17,6 +17,7 @@ mod convert;
 mod driver;
 mod options;
 mod subscriptions;
+mod timer;
 
 pub use connection::Connection;
 pub use leasedlock_api::{edit, leader, lease, lock, state_store};
