@@ -7,9 +7,9 @@ use leasedlock_api::{Clock, Commands, Engine, Transmit};
 use leasedlock_core::Now;
 use tracing::{info, warn};
 
-use async_io::Timer;
 use futures_lite::future;
 
+use crate::deadline::Deadline;
 use crate::mqtt::{Input, Mqtt, MqttEvent};
 
 /// Loop turns between two voluntary yields to the executor.
@@ -27,6 +27,7 @@ pub(crate) struct Driver {
     commands: Commands,
     clock: Clock,
     mqtt: Mqtt,
+    timer: Deadline,
 }
 
 impl Driver {
@@ -36,6 +37,7 @@ impl Driver {
             commands,
             clock,
             mqtt,
+            timer: Deadline::default(),
         }
     }
 
@@ -60,9 +62,10 @@ impl Driver {
             if self.engine.is_done(now) {
                 break;
             }
-            let deadline = self.engine.poll_timeout().map(|t| self.clock.to_std(t));
+            self.timer
+                .arm(self.engine.poll_timeout().map(|t| self.clock.to_std(t)));
             let wake = {
-                let commands = &self.commands;
+                let (commands, mqtt, timer) = (&self.commands, &mut self.mqtt, &mut self.timer);
                 let command = async {
                     if commands_open {
                         Wake::Command(commands.recv().await)
@@ -70,15 +73,10 @@ impl Driver {
                         future::pending().await
                     }
                 };
-                let mqtt = async { Wake::Mqtt(self.mqtt.wait().await) };
+                let mqtt = async { Wake::Mqtt(mqtt.wait().await) };
                 let timer = async {
-                    match deadline {
-                        Some(at) => {
-                            Timer::at(at).await;
-                            Wake::Timer
-                        }
-                        None => future::pending().await,
-                    }
+                    timer.fired().await;
+                    Wake::Timer
                 };
                 future::race(mqtt, future::race(command, timer)).await
             };

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod connection;
+mod deadline;
 mod driver;
 mod link;
 mod mqtt;

@@ -27,6 +27,7 @@ use leasedlock_api::{
     Authentication, Backoff, Clock, ConnectionOptions, OptionsError, Secret, K8S_SAT_METHOD,
 };
 
+use crate::deadline::Deadline;
 use crate::link::Link;
 use crate::transport::{self, Transport};
 
@@ -86,6 +87,7 @@ pub(crate) struct Mqtt {
     token: Option<Bytes>,
     token_check_at: Option<Instant>,
     events: VecDeque<MqttEvent>,
+    timer: Deadline,
 }
 
 /// The session's configuration for these options.
@@ -140,6 +142,7 @@ impl Mqtt {
             token: None,
             token_check_at: None,
             events: VecDeque::new(),
+            timer: Deadline::default(),
         };
         mqtt.attempt = Some(mqtt.start_attempt());
         Ok(mqtt)
@@ -180,27 +183,23 @@ impl Mqtt {
     /// Waits for the next input: bytes or the end of the stream, a finished connection
     /// attempt, or a deadline. Cancel-safe: nothing is lost when the future is dropped.
     pub(crate) async fn wait(&mut self) -> Input {
-        let deadline = self.deadline();
+        self.timer.arm(self.deadline());
+        let (link, attempt, timer) = (&self.link, &mut self.attempt, &mut self.timer);
         let net = async {
-            match &self.link {
+            match link {
                 Some(link) => Input::Net(link.recv().await),
                 None => future::pending().await,
             }
         };
         let connecting = async {
-            match self.attempt.as_mut() {
+            match attempt.as_mut() {
                 Some(f) => Input::Attempt(f.as_mut().await),
                 None => future::pending().await,
             }
         };
         let timer = async {
-            match deadline {
-                Some(at) => {
-                    Timer::at(at).await;
-                    Input::Timer
-                }
-                None => future::pending().await,
-            }
+            timer.fired().await;
+            Input::Timer
         };
         future::race(net, future::race(connecting, timer)).await
     }
