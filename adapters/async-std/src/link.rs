@@ -1,5 +1,6 @@
-//! One live byte stream to the broker: a reader task feeding a bounded channel and a writer
-//! task draining an unbounded one, so the driver never blocks on the socket.
+//! One live byte stream to the broker: the driver reads it directly (a read that is dropped
+//! while pending loses nothing, so it can race with the driver's other inputs), and a writer
+//! task drains an unbounded channel, so the driver never blocks on a slow socket.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -7,9 +8,9 @@ use std::time::Duration;
 
 use async_io::Timer;
 use bytes::Bytes;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
 
-use crate::transport::Transport;
+use crate::transport::{ByteStream, Transport};
 
 /// Bytes queued for the socket beyond which the connection is presumed stuck and dropped.
 const MAX_PENDING_WRITE: usize = 32 * 1024 * 1024;
@@ -18,36 +19,22 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How long a closing link may take to flush before its socket is shut down.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// The reader and writer tasks of one connection; dropping it flushes what is queued (within
-/// [`LINGER`]) and closes the socket.
+/// The read half and the writer task of one connection; dropping it flushes what is queued
+/// (within [`LINGER`]) and closes the socket.
 pub(crate) struct Link {
-    incoming: async_channel::Receiver<std::io::Result<Vec<u8>>>,
+    reader: ReadHalf<Box<dyn ByteStream>>,
+    buf: Vec<u8>,
     outgoing: async_channel::Sender<Bytes>,
     pending: Arc<AtomicUsize>,
     socket: async_std::net::TcpStream,
 }
 
 impl Link {
-    /// Starts the reader and writer tasks on the transport.
+    /// Starts the writer task on the transport.
     pub(crate) fn start(transport: Transport) -> Link {
-        let (mut reader, mut writer) = futures_lite::io::split(transport.stream);
-        let (in_tx, incoming) = async_channel::bounded(8);
+        let (reader, mut writer) = futures_lite::io::split(transport.stream);
         let (outgoing, out_rx) = async_channel::unbounded::<Bytes>();
         let pending = Arc::new(AtomicUsize::new(0));
-        async_std::task::spawn(async move {
-            let mut buf = vec![0u8; READ_CHUNK];
-            loop {
-                let item = match reader.read(&mut buf).await {
-                    Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
-                    Ok(n) => Ok(buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default()),
-                    Err(e) => Err(e),
-                };
-                let end = item.is_err();
-                if in_tx.send(item).await.is_err() || end {
-                    break;
-                }
-            }
-        });
         let socket = transport.socket.clone();
         let counter = pending.clone();
         async_std::task::spawn(async move {
@@ -58,21 +45,26 @@ impl Link {
                     break;
                 }
             }
-            // Drained (or failed): close both directions, which also ends the reader.
+            // Drained (or failed): close both directions, which also ends the driver's read.
             Transport::shutdown(&socket);
         });
         Link {
-            incoming,
+            reader,
+            buf: vec![0u8; READ_CHUNK],
             outgoing,
             pending,
             socket: transport.socket,
         }
     }
 
-    /// The next chunk read, or the error that ended the stream (`None`: the reader is gone).
-    /// Cancel-safe.
-    pub(crate) async fn recv(&self) -> Option<std::io::Result<Vec<u8>>> {
-        self.incoming.recv().await.ok()
+    /// The next chunk read, or the error that ended the stream (end of stream is
+    /// `UnexpectedEof`). Cancel-safe: a read dropped while pending has consumed nothing.
+    pub(crate) async fn recv(&mut self) -> std::io::Result<Vec<u8>> {
+        match self.reader.read(&mut self.buf).await {
+            Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => Ok(self.buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Queues bytes; false when the writer is gone or too far behind.

@@ -58,7 +58,7 @@ pub(crate) enum MqttEvent {
 /// Something [`Mqtt::wait`] saw; hand it to [`Mqtt::handle`].
 pub(crate) enum Input {
     /// Bytes from the broker, or the error (or end) of the stream.
-    Net(Option<std::io::Result<Vec<u8>>>),
+    Net(std::io::Result<Vec<u8>>),
     /// A connection attempt finished.
     Attempt(Result<(Transport, Secrets), String>),
     /// One of the transport's own deadlines passed.
@@ -184,7 +184,7 @@ impl Mqtt {
     /// attempt, or a deadline. Cancel-safe: nothing is lost when the future is dropped.
     pub(crate) async fn wait(&mut self) -> Input {
         self.timer.arm(self.deadline());
-        let (link, attempt, timer) = (&self.link, &mut self.attempt, &mut self.timer);
+        let (link, attempt, timer) = (&mut self.link, &mut self.attempt, &mut self.timer);
         let net = async {
             match link {
                 Some(link) => Input::Net(link.recv().await),
@@ -207,8 +207,8 @@ impl Mqtt {
     /// Feeds what [`Mqtt::wait`] returned into the session.
     pub(crate) async fn handle(&mut self, input: Input, now: Now) {
         match input {
-            Input::Net(Some(Ok(bytes))) => self.session.handle_bytes_received(&bytes, now.mono),
-            Input::Net(_) => {
+            Input::Net(Ok(bytes)) => self.session.handle_bytes_received(&bytes, now.mono),
+            Input::Net(Err(_)) => {
                 self.session.handle_connection_lost(now.mono);
                 self.link = None;
             }
