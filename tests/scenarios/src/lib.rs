@@ -11,6 +11,7 @@ pub mod broker;
 pub mod env;
 pub mod garbage;
 pub mod scenarios;
+pub mod tls;
 pub mod util;
 
 pub use adapter::*;
