@@ -1,6 +1,8 @@
-//! One timer re-armed in place: the driver loop sets its next deadline on every turn, and a new
-//! `async_io::Timer` per turn would insert into (and remove from) the reactor's timer table
-//! each time, under its lock, even when the deadline did not move.
+//! One timer, re-armed only when a deadline comes earlier. The driver loop sets its next
+//! deadline on every turn, and the keep-alive and request deadlines move later with nearly every
+//! packet; each (re-)insertion into async-io's timer table also wakes the reactor thread, which
+//! on a busy machine costs more than the occasional early wake-up this saves (the session and
+//! the engine treat an early `handle_timeout` as a no-op).
 
 use std::time::Instant;
 
@@ -24,20 +26,21 @@ impl Default for Deadline {
 }
 
 impl Deadline {
-    /// Sets the deadline; touches the reactor only when it changed.
+    /// Makes sure the timer fires no later than `at`. A later (or no) deadline keeps the
+    /// timer already armed: it may then fire early, once, and the caller re-arms.
     pub(crate) fn arm(&mut self, at: Option<Instant>) {
-        if at == self.at {
-            return;
+        match (at, self.at) {
+            (Some(new), Some(armed)) if armed <= new => {}
+            (Some(new), _) => {
+                self.timer.set_at(new);
+                self.at = Some(new);
+            }
+            (None, _) => {}
         }
-        match at {
-            Some(at) => self.timer.set_at(at),
-            None => self.timer = Timer::never(),
-        }
-        self.at = at;
     }
 
-    /// Resolves when the deadline passes (never while there is none); the deadline is then
-    /// cleared. Cancel-safe.
+    /// Resolves when the armed time passes (never while nothing is armed); the timer is then
+    /// disarmed. Cancel-safe.
     pub(crate) async fn fired(&mut self) {
         if self.at.is_none() {
             return future::pending().await;
@@ -77,7 +80,14 @@ mod tests {
         // The same instant again re-arms (it was cleared), and a past one fires at once.
         d.arm(Some(start));
         d.fired().await;
+        // A later deadline (or none) keeps the earlier timer: it fires early, not late.
+        let soon = Instant::now() + Duration::from_millis(20);
+        d.arm(Some(soon));
+        d.arm(Some(soon + Duration::from_secs(60)));
         d.arm(None);
+        assert_eq!(d.at, Some(soon));
+        d.fired().await;
+        assert!(Instant::now() >= soon);
         assert_eq!(d.at, None);
     }
 }
