@@ -1,14 +1,15 @@
-//! One live byte stream to the broker: the driver reads it directly (a read that is dropped
-//! while pending loses nothing, so it can race with the driver's other inputs), and a writer
-//! task drains an unbounded channel, so the driver never blocks on a slow socket.
+//! One live byte stream to the broker, read and written by the driver task itself: a read or
+//! a write dropped while pending has done nothing, so both can race with the driver's other
+//! inputs, and no bytes pass through another task on their way. Dropping the link hands what
+//! is still unwritten (a DISCONNECT, say) to a short-lived task that writes it, within
+//! [`LINGER`], and closes the socket.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_io::Timer;
-use bytes::Bytes;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
+use bytes::{Buf, BytesMut};
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::transport::{ByteStream, Transport};
 
@@ -19,70 +20,136 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How long a closing link may take to flush before its socket is shut down.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// The read half and the writer task of one connection; dropping it flushes what is queued
-/// (within [`LINGER`]) and closes the socket.
-pub(crate) struct Link {
-    reader: ReadHalf<Box<dyn ByteStream>>,
+/// The read side of a link.
+pub(crate) struct Reader {
+    half: ReadHalf<Box<dyn ByteStream>>,
     buf: Vec<u8>,
-    outgoing: async_channel::Sender<Bytes>,
-    pending: Arc<AtomicUsize>,
-    socket: async_std::net::TcpStream,
 }
 
-impl Link {
-    /// Starts the writer task on the transport.
-    pub(crate) fn start(transport: Transport) -> Link {
-        let (reader, mut writer) = futures_lite::io::split(transport.stream);
-        let (outgoing, out_rx) = async_channel::unbounded::<Bytes>();
-        let pending = Arc::new(AtomicUsize::new(0));
-        let socket = transport.socket.clone();
-        let counter = pending.clone();
-        async_std::task::spawn(async move {
-            while let Ok(bytes) = out_rx.recv().await {
-                let ok = writer.write_all(&bytes).await.is_ok();
-                counter.fetch_sub(bytes.len(), Ordering::Relaxed);
-                if !ok || (out_rx.is_empty() && writer.flush().await.is_err()) {
-                    break;
-                }
-            }
-            // Drained (or failed): close both directions, which also ends the driver's read.
-            Transport::shutdown(&socket);
-        });
-        Link {
-            reader,
-            buf: vec![0u8; READ_CHUNK],
-            outgoing,
-            pending,
-            socket: transport.socket,
-        }
-    }
-
+impl Reader {
     /// The next chunk read, or the error that ended the stream (end of stream is
-    /// `UnexpectedEof`). Cancel-safe: a read dropped while pending has consumed nothing.
+    /// `UnexpectedEof`). Cancel-safe.
     pub(crate) async fn recv(&mut self) -> std::io::Result<Vec<u8>> {
-        match self.reader.read(&mut self.buf).await {
+        match self.half.read(&mut self.buf).await {
             Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => Ok(self.buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default()),
             Err(e) => Err(e),
         }
     }
+}
 
-    /// Queues bytes; false when the writer is gone or too far behind.
-    pub(crate) fn send(&self, bytes: Bytes) -> bool {
-        let queued = self.pending.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
-        queued <= MAX_PENDING_WRITE && self.outgoing.try_send(bytes).is_ok()
+/// The write side of a link: bytes queued by [`Writer::send`], written by [`Writer::drain`].
+pub(crate) struct Writer {
+    half: Option<WriteHalf<Box<dyn ByteStream>>>,
+    out: BytesMut,
+    needs_flush: bool,
+}
+
+impl Writer {
+    /// Queues bytes; false when too much is already waiting (the peer stopped reading).
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> bool {
+        if self.out.len().saturating_add(bytes.len()) > MAX_PENDING_WRITE {
+            return false;
+        }
+        self.out.extend_from_slice(bytes);
+        true
+    }
+
+    /// Whether [`Writer::drain`] has work.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.out.is_empty() || self.needs_flush
+    }
+
+    /// Writes and flushes everything queued. Cancel-safe: what was written is accounted for
+    /// before the next await.
+    pub(crate) async fn drain(&mut self) -> std::io::Result<()> {
+        let Some(half) = self.half.as_mut() else {
+            return Err(std::io::ErrorKind::NotConnected.into());
+        };
+        while !self.out.is_empty() {
+            let n = half.write(&self.out).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.out.advance(n);
+            self.needs_flush = true;
+        }
+        if self.needs_flush {
+            half.flush().await?;
+            self.needs_flush = false;
+        }
+        Ok(())
+    }
+}
+
+/// An open connection's two sides and its socket.
+pub(crate) struct Link {
+    pub(crate) reader: Reader,
+    pub(crate) writer: Writer,
+    socket: async_std::net::TcpStream,
+}
+
+impl Link {
+    /// Takes over the transport.
+    pub(crate) fn start(transport: Transport) -> Link {
+        let (reader, writer) = futures_lite::io::split(transport.stream);
+        Link {
+            reader: Reader {
+                half: reader,
+                buf: vec![0u8; READ_CHUNK],
+            },
+            writer: Writer {
+                half: Some(writer),
+                out: BytesMut::new(),
+                needs_flush: false,
+            },
+            socket: transport.socket,
+        }
     }
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
-        // The writer flushes what is queued (a DISCONNECT, say) and shuts the socket; if it is
-        // stuck on a peer that stopped reading, the socket is shut down after a moment anyway.
-        self.outgoing.close();
         let socket = self.socket.clone();
+        let mut last = Writer {
+            half: self.writer.half.take(),
+            out: std::mem::take(&mut self.writer.out),
+            needs_flush: self.writer.needs_flush,
+        };
+        // Bounded: a peer that stopped reading cannot keep the socket open.
         async_std::task::spawn(async move {
-            Timer::after(LINGER).await;
+            let written = async {
+                let _ = last.drain().await;
+            };
+            let expired = async {
+                Timer::after(LINGER).await;
+            };
+            future::or(written, expired).await;
+            drop(last);
             Transport::shutdown(&socket);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[async_std::test]
+    async fn a_peer_that_stops_reading_is_detected_not_buffered_forever() {
+        let mut w = Writer {
+            half: None,
+            out: BytesMut::new(),
+            needs_flush: false,
+        };
+        assert!(!w.has_pending());
+        let chunk = vec![0u8; 1024 * 1024];
+        for _ in 0..32 {
+            assert!(w.send(&chunk));
+        }
+        assert!(!w.send(&[0]), "past 32 MiB the link reports a stall");
+        assert!(w.has_pending());
+        let err = w.drain().await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotConnected);
     }
 }

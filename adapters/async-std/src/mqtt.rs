@@ -59,6 +59,8 @@ pub(crate) enum MqttEvent {
 pub(crate) enum Input {
     /// Bytes from the broker, or the error (or end) of the stream.
     Net(std::io::Result<Vec<u8>>),
+    /// Everything queued was written, or writing failed.
+    Written(std::io::Result<()>),
     /// A connection attempt finished.
     Attempt(Result<(Transport, Secrets), String>),
     /// One of the transport's own deadlines passed.
@@ -185,10 +187,20 @@ impl Mqtt {
     pub(crate) async fn wait(&mut self) -> Input {
         self.timer.arm(self.deadline());
         let (link, attempt, timer) = (&mut self.link, &mut self.attempt, &mut self.timer);
+        let (reader, writer) = match link {
+            Some(l) => (Some(&mut l.reader), Some(&mut l.writer)),
+            None => (None, None),
+        };
         let net = async {
-            match link {
-                Some(link) => Input::Net(link.recv().await),
+            match reader {
+                Some(r) => Input::Net(r.recv().await),
                 None => future::pending().await,
+            }
+        };
+        let write = async {
+            match writer {
+                Some(w) if w.has_pending() => Input::Written(w.drain().await),
+                _ => future::pending().await,
             }
         };
         let connecting = async {
@@ -201,14 +213,15 @@ impl Mqtt {
             timer.fired().await;
             Input::Timer
         };
-        future::race(net, future::race(connecting, timer)).await
+        future::race(future::race(net, write), future::race(connecting, timer)).await
     }
 
     /// Feeds what [`Mqtt::wait`] returned into the session.
     pub(crate) async fn handle(&mut self, input: Input, now: Now) {
         match input {
             Input::Net(Ok(bytes)) => self.session.handle_bytes_received(&bytes, now.mono),
-            Input::Net(Err(_)) => {
+            Input::Written(Ok(())) => {}
+            Input::Net(Err(_)) | Input::Written(Err(_)) => {
                 self.session.handle_connection_lost(now.mono);
                 self.link = None;
             }
@@ -268,9 +281,9 @@ impl Mqtt {
     /// link and no attempt running, schedules the next attempt after a back-off. Call after
     /// every batch of inputs.
     pub(crate) fn flush(&mut self, now: Now) {
-        if let Some(link) = &self.link {
+        if let Some(link) = &mut self.link {
             while let Some(bytes) = self.session.poll_transmit() {
-                if !link.send(bytes) {
+                if !link.writer.send(&bytes) {
                     warn!("connection stalled or closed while writing");
                     // Reported as `Disconnected` by the session, which drops the link below.
                     self.session.handle_connection_lost(now.mono);
@@ -295,9 +308,9 @@ impl Mqtt {
     /// (bounded by its linger).
     pub(crate) fn close(&mut self, now: Now) {
         self.session.disconnect(false, now.mono);
-        if let Some(link) = &self.link {
+        if let Some(link) = &mut self.link {
             while let Some(bytes) = self.session.poll_transmit() {
-                link.send(bytes);
+                link.writer.send(&bytes);
             }
         }
         self.drain_session();
@@ -354,9 +367,9 @@ impl Mqtt {
 
     /// The session ended the connection: write its last bytes, then drop the link.
     fn link_ended(&mut self) {
-        if let Some(link) = self.link.take() {
+        if let Some(mut link) = self.link.take() {
             while let Some(bytes) = self.session.poll_transmit() {
-                link.send(bytes);
+                link.writer.send(&bytes);
             }
         }
     }
