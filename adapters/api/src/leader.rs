@@ -211,6 +211,11 @@ impl Term {
         &self.cancel
     }
 
+    /// Whether the term has ended (its token is cancelled).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
     /// Resolves when the term ends.
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await

@@ -409,7 +409,7 @@ fn a_leader_term_is_cancelled_on_resign() {
     let term = w.run(leader.elected(), LONG).unwrap();
     assert!(!term.cancellation().is_cancelled() && leader.is_leader());
     w.run(leader.resign(), LONG).unwrap();
-    assert!(term.cancellation().is_cancelled());
+    assert!(term.cancellation().is_cancelled() && term.is_cancelled());
     w.run(term.cancelled(), LONG);
     assert!(w.store.get(b"e").is_none());
 }
