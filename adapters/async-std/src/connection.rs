@@ -1,177 +1,45 @@
-//! [`Connection`]: one MQTT connection to the broker, driven by a background task, and the
+//! [`Connection`]: one MQTT connection to the broker, driven by an async-std task, and the
 //! cheap handles built on it.
+//!
+//! The handles and the runtime-independent half of the connection are `leasedlock-api`'s; this
+//! type wraps that half ([`leasedlock_api::Connection`]) and adds what needs a runtime:
+//! starting the task that drives the engine, waiting with a timer, aborting the task, and a
+//! bound on [`Connection::close`].
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_io::Timer;
 use bytes::Bytes;
-use event_listener::Event;
-use futures_channel::oneshot;
-use leasedlock_core::client::{ClientConfig, Completion, RequestOptions};
-use leasedlock_core::command::Request;
-use leasedlock_core::rng::Rng;
+use futures_lite::future;
+use leasedlock_api::{
+    Clock, ConnectError, ConnectionOptions, ConnectionState, Engine, Leader, LeaderError, Lease,
+    LeaseError, Lock, LockError, StateStore,
+};
+use tracing::Instrument;
 
-use crate::driver::{self, Driver};
-use crate::options::{ConnectionOptions, OptionsError};
-use crate::state_store::{KeyChange, ObserveError, StateStore, StoreError};
+use crate::driver::Driver;
+use crate::mqtt::Mqtt;
 
-/// The longest [`Connection::close`] waits for the driver to say goodbye (it flushes a
-/// DISCONNECT for at most a second) before detaching.
+/// How much longer than the engine's own closing grace (the request timeout, for requests
+/// still in flight) [`Connection::close`] waits for the driver before it stops waiting.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// The connection's state as the driver last saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConnectionState {
-    /// The first connection attempt has not finished.
-    Connecting,
-    /// Connected to the broker.
-    Connected,
-    /// The connection dropped; reconnecting with back-off. The last error's text.
-    Disconnected(String),
-    /// Closed for good (by [`Connection::close`] or because every handle was dropped).
-    Closed,
-}
-
-/// Why a connection could not be established.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The options are invalid or name unusable files.
-    Options(OptionsError),
-    /// The client id is not usable in topics.
-    BadClientId,
-    /// No CONNACK within the connect timeout; the last connection error, if any.
-    Timeout(Option<String>),
-    /// The connection was closed while waiting.
-    Closed,
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Options(e) => write!(f, "{e}"),
-            ConnectError::BadClientId => f.write_str("client id is not a valid topic level"),
-            ConnectError::Timeout(Some(e)) => write!(f, "could not connect: {e}"),
-            ConnectError::Timeout(None) => f.write_str("could not connect in time"),
-            ConnectError::Closed => f.write_str("connection closed"),
-        }
-    }
-}
-
-impl std::error::Error for ConnectError {}
-
-impl From<OptionsError> for ConnectError {
-    fn from(e: OptionsError) -> Self {
-        ConnectError::Options(e)
-    }
-}
-
-/// What a handle asks the driver to do.
+/// The driver task as the connection's clones share it.
 #[derive(Debug)]
-pub(crate) enum Command {
-    /// Run one state-store request.
-    Request {
-        request: Request,
-        options: RequestOptions,
-        reply: oneshot::Sender<Result<Completion, StoreError>>,
-    },
-    /// Add an observer of `key` (KEYNOTIFY when it is the first).
-    Observe {
-        key: Bytes,
-        id: u64,
-        tx: async_channel::Sender<Result<KeyChange, ObserveError>>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// Remove an observer (KEYNOTIFY STOP when it was the last).
-    Unobserve { key: Bytes, id: u64 },
-    /// Leave: DISCONNECT with session expiry 0, then stop.
-    Close { done: oneshot::Sender<()> },
+struct Task {
+    /// Closing (or dropping) it ends the task at its next poll, as a crash would.
+    abort: async_channel::Sender<()>,
+    /// `close()` stopped waiting for a driver that did not finish in time.
+    detached: AtomicBool,
+    close_bound: Duration,
 }
 
-/// What every handle shares: the command channel to the driver and the published state.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    commands: async_channel::Sender<Command>,
-    state: Mutex<ConnectionState>,
-    state_changed: Event,
-    client_id: String,
-    ids: AtomicU64,
-    pub(crate) notification_buffer: usize,
-}
-
-impl Shared {
-    /// A process-unique id for streams and handles.
-    pub(crate) fn next_id(&self) -> u64 {
-        self.ids.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Sends a command to the driver.
-    pub(crate) fn send(&self, command: Command) -> Result<(), StoreError> {
-        self.commands
-            .try_send(command)
-            .map_err(|_| StoreError::Closed)
-    }
-
-    /// Runs one state-store request and waits for its completion. Dropping the future is
-    /// safe: the driver discards the completion when it comes.
-    pub(crate) async fn request(
-        &self,
-        request: Request,
-        options: RequestOptions,
-    ) -> Result<Completion, StoreError> {
-        let (reply, wait) = oneshot::channel();
-        self.send(Command::Request {
-            request,
-            options,
-            reply,
-        })?;
-        wait.await.map_err(|_| StoreError::Closed)?
-    }
-
-    pub(crate) fn state(&self) -> ConnectionState {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    pub(crate) fn set_state(&self, state: ConnectionState) {
-        let mut current = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if *current != ConnectionState::Closed && *current != state {
-            *current = state;
-            drop(current);
-            self.state_changed.notify(usize::MAX);
-        }
-    }
-
-    /// Gives up on the driver: no command reaches it any more (it ends when it next runs and
-    /// finds its inbox closed) and the state is `Closed` for good.
-    pub(crate) fn detach(&self) {
-        self.commands.close();
-        self.set_state(ConnectionState::Closed);
-    }
-
-    /// Waits until connected or closed.
-    async fn wait_connected(&self) -> Result<(), ConnectError> {
-        loop {
-            let listener = self.state_changed.listen();
-            match self.state() {
-                ConnectionState::Connected => return Ok(()),
-                ConnectionState::Closed => return Err(ConnectError::Closed),
-                _ => listener.await,
-            }
-        }
-    }
-}
-
-/// A connection to the broker: a sans-IO MQTT session, the core's state-store client and
-/// the lease machines, driven by one background task over async-std (or smol) I/O. Clone it
-/// freely; every clone (and every handle made from it) talks to the same task. The task ends
-/// when [`Connection::close`] is called or the last handle is dropped.
+/// A connection to the broker: one sans-IO MQTT session over async-std (or smol) I/O and the
+/// engine (the core's state-store client and machines), driven by one task. Clone it freely;
+/// every clone (and every handle made from it) talks to the same task. The task ends when
+/// [`Connection::close`] is called or the last handle is dropped.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), leasedlock_async_std::ConnectError> {
@@ -184,195 +52,180 @@ impl Shared {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Connection {
-    shared: Arc<Shared>,
-    connect_timeout: Duration,
+    inner: leasedlock_api::Connection,
+    task: Arc<Task>,
 }
 
 impl Connection {
-    /// Starts the driver and returns at once; the first connection attempt runs in the
-    /// background (see [`Connection::wait_connected`]). Requests made before the connection is
-    /// up wait for it (their timeouts keep running).
+    /// Starts the connection task and returns at once; requests made before the broker
+    /// answers wait (within their timeouts) for the connection.
     pub async fn start(options: ConnectionOptions) -> Result<Connection, ConnectError> {
-        options.validate()?;
-        let seed = options.seed.unwrap_or_else(random_seed);
-        let client = ClientConfig {
-            client_id: options.client_id.clone(),
-            seed,
-            max_in_flight: options.max_in_flight,
-            max_observed: options.max_observed,
-            default_timeout: options.request_timeout,
-            max_drift_ms: 60_000,
-            hlc_node: node_id(seed),
-        };
-        let (commands, inbox) = async_channel::unbounded();
-        let shared = Arc::new(Shared {
-            commands,
-            state: Mutex::new(ConnectionState::Connecting),
-            state_changed: Event::new(),
-            client_id: options.client_id.clone(),
-            ids: AtomicU64::new(0),
-            notification_buffer: options.notification_buffer,
-        });
-        let connect_timeout = options.connect_timeout;
-        let driver =
-            Driver::new(options, client, seed, Arc::downgrade(&shared)).map_err(|e| match e {
-                driver::BuildError::Options(o) => ConnectError::Options(o),
-                driver::BuildError::ClientId => ConnectError::BadClientId,
-            })?;
-        async_std::task::spawn(driver.run(inbox));
+        let clock = Clock::new();
+        let (engine, inner, commands) = Engine::new(&options, clock)?;
+        let mqtt = Mqtt::new(&options, engine.seed(), clock)?;
+        let span = tracing::info_span!("leasedlock", client_id = %options.client_id());
+        let driver = Driver::new(engine, commands, clock, mqtt);
+        let (abort, aborted) = async_channel::bounded::<()>(1);
+        // The task holds a sender itself, so dropping every `Connection` clone (while other
+        // handles live on) does not close the channel; only `abort()` does.
+        let keep_open = abort.clone();
+        async_std::task::spawn(
+            async move {
+                let _keep_open = keep_open;
+                // `recv` fails once `abort()` closed the channel: the driver's future is
+                // dropped where it stands, with no DISCONNECT and nothing released.
+                let killed = async {
+                    let _ = aborted.recv().await;
+                };
+                future::or(driver.run(), killed).await;
+            }
+            .instrument(span),
+        );
         Ok(Connection {
-            shared,
-            connect_timeout,
+            inner,
+            task: Arc::new(Task {
+                abort,
+                detached: AtomicBool::new(false),
+                close_bound: options.get_request_timeout() + CLOSE_GRACE,
+            }),
         })
     }
 
-    /// Starts the driver and waits for the first CONNACK (up to the connect timeout).
+    /// Starts the connection and waits for the broker to accept it (at most the connect
+    /// timeout of the options, for the first attempts together).
     pub async fn connect(options: ConnectionOptions) -> Result<Connection, ConnectError> {
+        let wait = options.get_connect_timeout();
         let conn = Connection::start(options).await?;
-        conn.wait_connected().await?;
-        Ok(conn)
-    }
-
-    /// Waits until the connection is up, at most the connect timeout.
-    pub async fn wait_connected(&self) -> Result<(), ConnectError> {
-        let timeout = async {
-            async_io::Timer::after(self.connect_timeout).await;
-            Err(match self.shared.state() {
-                ConnectionState::Disconnected(e) => ConnectError::Timeout(Some(e)),
-                _ => ConnectError::Timeout(None),
-            })
+        let expired = async {
+            Timer::after(wait).await;
+            None
         };
-        futures_lite::future::or(self.shared.wait_connected(), timeout).await
-    }
-
-    /// The current state.
-    pub fn state(&self) -> ConnectionState {
-        self.shared.state()
-    }
-
-    /// The MQTT client id.
-    pub fn client_id(&self) -> &str {
-        &self.shared.client_id
-    }
-
-    /// A handle for raw state-store operations.
-    pub fn state_store(&self) -> StateStore {
-        StateStore::new(self.shared.clone())
-    }
-
-    /// Leaves: releases nothing by itself (handles do that when dropped), sends DISCONNECT with
-    /// Session Expiry 0 so the broker forgets the session, and stops the driver. Requests still
-    /// waiting end with [`StoreError::Closed`].
-    ///
-    /// Bounded: if the driver has not finished within [`CLOSE_GRACE`] (a stuck peer, a starved
-    /// executor), the connection is detached instead: every handle fails with
-    /// [`StoreError::Closed`] from then on and the driver stops as soon as it runs again.
-    pub async fn close(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.shared.send(Command::Close { done }).is_ok() {
-            let finished = async {
-                let _ = wait.await;
-                true
-            };
-            let expired = async {
-                async_io::Timer::after(CLOSE_GRACE).await;
-                false
-            };
-            if !futures_lite::future::or(finished, expired).await {
-                tracing::warn!("driver did not finish closing in time; detaching");
-                self.shared.detach();
+        match future::or(async { Some(conn.wait_connected().await) }, expired).await {
+            Some(result) => result.map(|()| conn),
+            None => {
+                let last = match conn.state() {
+                    ConnectionState::Disconnected(e) => Some(e),
+                    _ => None,
+                };
+                conn.close().await;
+                Err(ConnectError::Timeout(last))
             }
-        } else {
-            // Already closed (or the driver is gone): make sure the state says so.
-            self.shared.detach();
         }
     }
-}
 
-/// A seed from the OS-seeded hasher keys, mixed with the time.
-fn random_seed() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
+    /// Waits until the connection is up (returns at once if it is).
+    pub async fn wait_connected(&self) -> Result<(), ConnectError> {
+        self.inner.wait_connected().await
+    }
 
-/// A UUID-shaped HLC node id derived from the seed.
-fn node_id(seed: u64) -> String {
-    let b = Rng::new(seed ^ 0x9E37_79B9_7F4A_7C15).bytes16();
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    /// The current connection state.
+    pub fn state(&self) -> ConnectionState {
+        if self.task.detached.load(Ordering::Relaxed) {
+            return ConnectionState::Closed;
+        }
+        self.inner.state()
+    }
+
+    /// Stops the connection task as a crash would: nothing is released or unregistered and no
+    /// DISCONNECT is sent, so the broker sees the connection drop and the store lets leases
+    /// expire. Meant for failover tests and fatal-error paths; prefer [`Connection::close`].
+    pub fn abort(&self) {
+        self.task.abort.close();
+    }
+
+    /// The MQTT client id (also the default lease holder name).
+    pub fn client_id(&self) -> &str {
+        self.inner.client_id()
+    }
+
+    /// A handle for the raw state-store operations.
+    pub fn state_store(&self) -> StateStore {
+        self.inner.state_store()
+    }
+
+    /// A handle for the lease `name`, held as this client id.
+    pub fn lease(&self, name: impl Into<Bytes>) -> Result<Lease, LeaseError> {
+        self.inner.lease(name)
+    }
+
+    /// A handle for the lease `name`, held as `clientId:sessionId` so that several leases of
+    /// one connection stay distinct.
+    pub fn lease_with_session(
+        &self,
+        name: impl Into<Bytes>,
+        session_id: impl Into<String>,
+    ) -> Result<Lease, LeaseError> {
+        self.inner.lease_with_session(name, session_id)
+    }
+
+    /// A handle for the lock `name`, held as this client id.
+    pub fn lock(&self, name: impl Into<Bytes>) -> Result<Lock, LockError> {
+        self.inner.lock(name)
+    }
+
+    /// A handle for the lock `name`, held as `clientId:sessionId`.
+    pub fn lock_with_session(
+        &self,
+        name: impl Into<Bytes>,
+        session_id: impl Into<String>,
+    ) -> Result<Lock, LockError> {
+        self.inner.lock_with_session(name, session_id)
+    }
+
+    /// A participant in the election `name` (call [`Leader::campaign`] to run).
+    pub fn leader(&self, name: impl Into<Bytes>) -> Result<Leader, LeaderError> {
+        self.inner.leader(name)
+    }
+
+    /// Closes the connection: lets requests in flight (and pending unregistrations) finish
+    /// within their timeouts, disconnects, and stops the task. Other handles then fail with
+    /// `Closed`.
+    ///
+    /// Bounded: if the driver has not finished within the request timeout plus
+    /// [`CLOSE_GRACE`] (a stuck peer, an executor whose threads are all blocked), `close`
+    /// returns anyway and the state reads `Closed`; the driver completes the close as soon as
+    /// it runs again.
+    pub async fn close(&self) {
+        let bound = self.task.close_bound;
+        let expired = async {
+            Timer::after(bound).await;
+            false
+        };
+        let closed = async {
+            self.inner.close().await;
+            true
+        };
+        if !future::or(closed, expired).await {
+            tracing::warn!("driver did not finish closing in time; detaching");
+            self.task.detached.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The runtime-independent half of this connection (the type every adapter shares).
+    pub fn as_api(&self) -> &leasedlock_api::Connection {
+        &self.inner
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn node_ids_are_uuid_shaped_and_seeded() {
-        let a = node_id(1);
-        assert_eq!(a.len(), 36);
-        assert_eq!(a.matches('-').count(), 4);
-        assert_eq!(a, node_id(1));
-        assert_ne!(a, node_id(2));
-    }
+    use leasedlock_api::OptionsError;
 
     #[async_std::test]
     async fn invalid_options_fail_before_spawning() {
-        let err = Connection::start(ConnectionOptions::new("h", 1, "a/b"))
+        let err = Connection::start(ConnectionOptions::new("h", 1, ""))
             .await
             .unwrap_err();
         assert_eq!(err, ConnectError::Options(OptionsError::BadClientId));
-    }
-
-    /// A connection whose driver never runs (stuck or starved): `inbox` is kept alive and
-    /// never read.
-    fn stuck_connection() -> (Connection, async_channel::Receiver<Command>) {
-        let (commands, inbox) = async_channel::unbounded();
-        let shared = Arc::new(Shared {
-            commands,
-            state: Mutex::new(ConnectionState::Connected),
-            state_changed: Event::new(),
-            client_id: "stuck".into(),
-            ids: AtomicU64::new(0),
-            notification_buffer: 4,
-        });
-        let conn = Connection {
-            shared,
-            connect_timeout: Duration::from_secs(1),
-        };
-        (conn, inbox)
-    }
-
-    #[async_std::test]
-    async fn close_detaches_from_a_driver_that_does_not_answer() {
-        let (conn, inbox) = stuck_connection();
-        let started = std::time::Instant::now();
-        conn.close().await;
-        let took = started.elapsed();
-        assert!(took >= CLOSE_GRACE && took < CLOSE_GRACE * 2, "{took:?}");
-        assert_eq!(conn.state(), ConnectionState::Closed);
-        // Handles fail fast from now on, and the driver would find its inbox closed after
-        // the `Close` it never read.
-        let err = conn.state_store().get("k", None).await.unwrap_err();
-        assert_eq!(err, StoreError::Closed);
-        assert!(matches!(inbox.recv().await, Ok(Command::Close { .. })));
-        assert!(inbox.recv().await.is_err());
-        // Closing again returns at once.
-        let started = std::time::Instant::now();
-        conn.close().await;
-        assert!(started.elapsed() < CLOSE_GRACE);
+        // What only MQTT refuses is refused as well.
+        let err = Connection::start(ConnectionOptions::new("h", 1, "a\0b"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ConnectError::Options(_) | ConnectError::BadClientId),
+            "{err:?}"
+        );
     }
 
     #[async_std::test]
@@ -382,5 +235,24 @@ mod tests {
             .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(50));
         let err = Connection::connect(options).await.unwrap_err();
         assert!(matches!(err, ConnectError::Timeout(Some(_))), "{err:?}");
+    }
+
+    #[async_std::test]
+    async fn abort_ends_the_task_and_handles_fail_closed() {
+        let options = ConnectionOptions::new("127.0.0.1", 1, "c-abort")
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(50));
+        let conn = Connection::start(options).await.unwrap();
+        conn.abort();
+        let store = conn.state_store();
+        let got = future::or(async { Some(store.get("k", None).await) }, async {
+            Timer::after(Duration::from_secs(3)).await;
+            None
+        })
+        .await;
+        assert!(
+            matches!(got, Some(Err(leasedlock_api::StoreError::Closed))),
+            "{got:?}"
+        );
+        assert_eq!(conn.state(), ConnectionState::Closed);
     }
 }

@@ -2,29 +2,48 @@
 //! Operations state store, for async-std and smol.
 //!
 //! The adapter is thin: a background task owns the connection (TCP or TLS through
-//! `futures-io`/`async-io`), the sans-IO MQTT session of `leasedlock-mqtt-session`, the timers
-//! and the channels, and feeds the sans-IO machines of `leasedlock-core`, where all protocol
-//! and lease logic lives. Nothing here depends on tokio. Handles are cheap to clone and
-//! `Send + Sync`; dropping any future leaves no state behind on the server.
+//! `futures-io`/`async-io`) and the sans-IO MQTT 5 session of `leasedlock-mqtt-session`, and
+//! drives the sans-IO engine of `leasedlock-api`, which hosts the machines of
+//! `leasedlock-core`, where all protocol and lease logic lives. The handles, options and errors
+//! are `leasedlock-api`'s, re-exported here, so they are the same types as under
+//! `leasedlock-tokio`; only [`Connection`] is this crate's own, with the same methods. Nothing
+//! here depends on tokio. Handles are cheap to clone and `Send + Sync`; dropping any future
+//! leaves no state behind on the server.
 //!
-//! Start with a [`Connection`]; from it make [`StateStore`] handles for the raw operations.
+//! Start with a [`Connection`]; from it make [`Lease`], [`Lock`] and [`Leader`] handles, or
+//! [`StateStore`] handles for the raw operations.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod backoff;
-mod clock;
 mod connection;
+mod deadline;
 mod driver;
-mod options;
-pub mod state_store;
+mod link;
+mod mqtt;
 mod transport;
 
-pub use connection::{ConnectError, Connection, ConnectionState, CLOSE_GRACE};
-pub use leasedlock_core::hlc::Hlc;
-pub use options::{
-    Authentication, ConnectionOptions, OptionsError, Secret, TlsOptions, K8S_SAT_METHOD,
+pub use connection::{Connection, CLOSE_GRACE};
+pub use leasedlock_api::{edit, leader, lease, lock, state_store};
+pub use leasedlock_api::{
+    AcquireOptions, Authentication, CancellationToken, Change, ConnectError, ConnectionOptions,
+    ConnectionState, DelOptions, DeposedReason, EditDecision, EditError, EditOutcome, Hlc,
+    KeyChange, Leader, LeaderError, LeaderOptions, Lease, LeaseError, LeaseObservation, Lock,
+    LockError, LockOptions, LostReason, Observation, ObserveError, OptionsError, ReleaseOutcome,
+    Secret, SetOptions, SetResult, StateStore, StoreError, Term, TlsOptions, VdelOutcome,
+    Versioned, K8S_SAT_METHOD,
 };
-pub use state_store::{
-    DelOptions, KeyChange, Observation, ObserveError, SetOptions, SetResult, StateStore,
-    StoreError, VdelOutcome, Versioned,
-};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handles_are_send_sync_and_cheap_to_share() {
+        fn check<T: Send + Sync>() {}
+        check::<crate::Connection>();
+        check::<crate::StateStore>();
+        check::<crate::Lease>();
+        check::<crate::Lock>();
+        check::<crate::Leader>();
+        check::<crate::Observation>();
+        check::<crate::LeaseObservation>();
+    }
+}

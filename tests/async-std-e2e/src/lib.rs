@@ -1,6 +1,8 @@
 //! Test support: the emulator running on its own tokio runtime thread, so async-std tests can
 //! use it without tokio in the adapter.
 
+pub mod runtime;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 

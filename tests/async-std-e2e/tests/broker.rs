@@ -133,3 +133,25 @@ async fn dropped_handles_stop_the_driver() {
         .unwrap_err();
     assert_eq!(err, StoreError::Timeout { sent: true });
 }
+
+/// A request made just after `close()` returned must end with `Closed`, not wait forever: the
+/// driver signalled the close before dropping its inbox, so a command could slip in between
+/// and its reply was never sent.
+#[async_std::test]
+async fn requests_right_after_close_are_refused() {
+    let broker = PrivateBroker::start();
+    for i in 0..10 {
+        let conn = Connection::connect(options(broker.port(), &format!("as-after-close-{i}")))
+            .await
+            .unwrap();
+        let store = conn.state_store();
+        conn.close().await;
+        let refused = async { Some(store.get("k", None).await) };
+        let hung = async {
+            async_std::task::sleep(Duration::from_secs(3)).await;
+            None
+        };
+        let got = futures_lite::future::or(refused, hung).await;
+        assert_eq!(got, Some(Err(StoreError::Closed)), "round {i}");
+    }
+}

@@ -10,15 +10,19 @@ use leasedlock_scenarios::PrivateBroker;
 #[async_std::test]
 async fn close_is_bounded_while_the_executor_is_starved() {
     let broker = PrivateBroker::start();
+    // `close` waits at most the request timeout (for requests in flight) plus `CLOSE_GRACE`.
+    let request_timeout = Duration::from_millis(500);
+    let bound = request_timeout + CLOSE_GRACE;
     let options = ConnectionOptions::new(
         "127.0.0.1",
         broker.port(),
         format!("as-starved-{}", std::process::id()),
-    );
+    )
+    .request_timeout(request_timeout);
     let conn = Connection::connect(options).await.unwrap();
     // More blockers than executor threads: the driver gets no thread until they finish.
     let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
-    let blocked_for = CLOSE_GRACE + Duration::from_secs(2);
+    let blocked_for = bound + Duration::from_secs(2);
     let blockers: Vec<_> = (0..threads)
         .map(|_| async_std::task::spawn(async move { std::thread::sleep(blocked_for) }))
         .collect();
@@ -27,7 +31,7 @@ async fn close_is_bounded_while_the_executor_is_starved() {
     let started = Instant::now();
     conn.close().await;
     let took = started.elapsed();
-    assert!(took < CLOSE_GRACE + Duration::from_secs(1), "{took:?}");
+    assert!(took < bound + Duration::from_secs(1), "{took:?}");
     assert_eq!(conn.state(), ConnectionState::Closed);
     for b in blockers {
         b.await;

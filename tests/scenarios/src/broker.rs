@@ -14,7 +14,8 @@ pub struct PrivateBroker {
     child: Option<Child>,
 }
 
-fn mosquitto_bin() -> PathBuf {
+/// The Mosquitto binary: from `PATH`, else Debian's location.
+pub(crate) fn mosquitto_bin() -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
         let p = PathBuf::from(dir).join("mosquitto");
         if p.is_file() {

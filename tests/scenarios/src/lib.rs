@@ -6,10 +6,12 @@
 //! Scenarios panic on failure and bound every wait, so a bug shows as a failure, not a hang.
 
 pub mod adapter;
+pub mod api;
 pub mod broker;
 pub mod env;
 pub mod garbage;
 pub mod scenarios;
+pub mod tls;
 pub mod util;
 
 pub use adapter::*;

@@ -1064,3 +1064,437 @@ proptest! {
         prop_assert_eq!(outcomes.len(), published.len());
     }
 }
+
+// ---- keep-alive, PUBACK tracking and session loss: targeted cases --------------------------
+
+#[test]
+fn a_duplicate_puback_is_counted_and_completes_nothing() {
+    let mut s = Session::new(config()).unwrap();
+    connect(&mut s, ms(0), false, None);
+    events(&mut s);
+    let a = s.publish(&request(1), ms(1)).unwrap();
+    sent(&mut s);
+    s.handle_bytes_received(&bytes_of(&PubAckPacket::new(1)), ms(2));
+    s.handle_bytes_received(&bytes_of(&PubAckPacket::new(1)), ms(3));
+    assert_eq!(
+        events(&mut s),
+        vec![Event::Published {
+            id: a,
+            outcome: PublishOutcome::Acknowledged(ReasonCode::SUCCESS)
+        }]
+    );
+    assert_eq!(s.stats().unmatched_acks, 1);
+    assert!(
+        s.is_connected(),
+        "a duplicate PUBACK is not a reason to disconnect"
+    );
+}
+
+#[test]
+fn own_in_flight_cap_bounds_unacknowledged_publishes() {
+    let mut s = Session::new(SessionConfig {
+        max_in_flight: 2,
+        ..config()
+    })
+    .unwrap();
+    // The broker allows far more; our own cap still holds.
+    connect(&mut s, ms(0), false, Some(100));
+    for n in 1..=4 {
+        s.publish(&request(n), ms(1)).unwrap();
+    }
+    assert_eq!(publishes(&sent(&mut s)), vec![(1, false, 1), (2, false, 2)]);
+    assert_eq!((s.in_flight(), s.queued()), (2, 2));
+    s.handle_bytes_received(&bytes_of(&PubAckPacket::new(1)), ms(2));
+    assert_eq!(publishes(&sent(&mut s)), vec![(3, false, 3)]);
+    assert_eq!((s.in_flight(), s.queued()), (2, 1));
+}
+
+#[test]
+fn puback_for_a_message_not_yet_resent_on_this_connection_is_ignored() {
+    let mut s = Session::new(config()).unwrap();
+    connect(&mut s, ms(0), false, Some(2));
+    let a = s.publish(&request(1), ms(1)).unwrap();
+    let b = s.publish(&request(2), ms(1)).unwrap();
+    sent(&mut s);
+    s.handle_connection_lost(ms(2));
+    // The broker now allows one at a time: only packet 1 is re-sent.
+    connect(&mut s, ms(3), true, Some(1));
+    assert_eq!(publishes(&sent(&mut s)), vec![(1, true, 1)]);
+    events(&mut s);
+    // An acknowledgement of packet 2 (not on this connection yet) must not complete it.
+    s.handle_bytes_received(&bytes_of(&PubAckPacket::new(2)), ms(4));
+    assert!(events(&mut s).is_empty());
+    assert_eq!(s.stats().unmatched_acks, 1);
+    s.handle_bytes_received(&bytes_of(&PubAckPacket::new(1)), ms(5));
+    assert_eq!(publishes(&sent(&mut s)), vec![(2, true, 2)]);
+    s.handle_bytes_received(&bytes_of(&PubAckPacket::new(2)), ms(6));
+    let ok = PublishOutcome::Acknowledged(ReasonCode::SUCCESS);
+    assert_eq!(
+        events(&mut s),
+        vec![
+            Event::Published { id: a, outcome: ok },
+            Event::Published { id: b, outcome: ok }
+        ]
+    );
+}
+
+#[test]
+fn pingresp_just_before_the_deadline_keeps_the_connection() {
+    let mut s = Session::new(config()).unwrap();
+    connect(&mut s, ms(0), false, None);
+    events(&mut s);
+    s.handle_timeout(ms(10_000));
+    assert!(matches!(sent(&mut s).as_slice(), [Packet::PingReq]));
+    s.handle_bytes_received(&[0xD0, 0x00], ms(11_999));
+    s.handle_timeout(ms(12_000));
+    assert!(s.is_connected());
+    assert!(events(&mut s).is_empty());
+    // Only one ping per keep-alive period, however often the timer fires.
+    s.handle_timeout(ms(12_001));
+    s.handle_timeout(ms(19_999));
+    assert!(sent(&mut s).is_empty());
+    assert_eq!(s.stats().pings_sent, 1);
+}
+
+#[test]
+fn a_reconnect_clears_an_outstanding_ping() {
+    let mut s = Session::new(config()).unwrap();
+    connect(&mut s, ms(0), false, None);
+    s.handle_timeout(ms(10_000));
+    sent(&mut s);
+    s.handle_connection_lost(ms(10_500));
+    events(&mut s);
+    connect(&mut s, ms(11_000), true, None);
+    events(&mut s);
+    // The old ping's deadline (12 s) does not kill the new connection.
+    assert_eq!(s.poll_timeout(), Some(ms(21_000)));
+    s.handle_timeout(ms(12_000));
+    assert!(s.is_connected());
+}
+
+#[test]
+fn session_lost_drops_acknowledged_subscriptions_and_resends_pending_ones() {
+    let mut s = Session::new(config()).unwrap();
+    connect(&mut s, ms(0), false, None);
+    let done = s.subscribe("resp/c1", QoS::AtLeastOnce, ms(0)).unwrap();
+    let pending = s.subscribe("notify/c1/#", QoS::AtLeastOnce, ms(0)).unwrap();
+    let packets = sent(&mut s);
+    let [Packet::Subscribe(first), Packet::Subscribe(second)] = packets.as_slice() else {
+        panic!("expected two SUBSCRIBEs, got {packets:?}")
+    };
+    let suback =
+        SubAckPacket::new(first.packet_id).add_granted_qos(mqtt5_protocol::QoS::AtLeastOnce);
+    s.handle_bytes_received(&bytes_of(&suback), ms(1));
+    events(&mut s);
+    s.handle_connection_lost(ms(2));
+    events(&mut s);
+    connect(&mut s, ms(3), false, None);
+    // The driver learns the broker forgot everything before it hears Connected, so it can
+    // subscribe again; the session itself only re-sends the SUBSCRIBE still unanswered.
+    assert_eq!(
+        events(&mut s),
+        vec![
+            Event::SessionLost,
+            Event::Connected {
+                session_present: false
+            }
+        ]
+    );
+    let packets = sent(&mut s);
+    assert!(
+        matches!(packets.as_slice(), [Packet::Subscribe(again)] if again.packet_id == second.packet_id && again.filters[0].filter == "notify/c1/#"),
+        "{packets:?}"
+    );
+    let suback =
+        SubAckPacket::new(second.packet_id).add_granted_qos(mqtt5_protocol::QoS::AtLeastOnce);
+    s.handle_bytes_received(&bytes_of(&suback), ms(4));
+    assert_eq!(
+        events(&mut s),
+        vec![Event::Subscribed {
+            id: pending,
+            filter: "notify/c1/#".to_string(),
+            result: Ok(QoS::AtLeastOnce)
+        }]
+    );
+    assert_ne!(done, pending);
+    // Re-subscribing after the loss works like a first subscription.
+    s.subscribe("resp/c1", QoS::AtLeastOnce, ms(5)).unwrap();
+    assert!(matches!(sent(&mut s).as_slice(), [Packet::Subscribe(_)]));
+}
+
+#[test]
+fn session_present_true_reports_no_loss_and_keeps_subscriptions() {
+    let mut s = Session::new(config()).unwrap();
+    connect(&mut s, ms(0), false, None);
+    s.subscribe("resp/c1", QoS::AtLeastOnce, ms(0)).unwrap();
+    let pid = match sent(&mut s).as_slice() {
+        [Packet::Subscribe(sub)] => sub.packet_id,
+        other => panic!("unexpected {other:?}"),
+    };
+    let suback = SubAckPacket::new(pid).add_granted_qos(mqtt5_protocol::QoS::AtLeastOnce);
+    s.handle_bytes_received(&bytes_of(&suback), ms(1));
+    s.handle_connection_lost(ms(2));
+    events(&mut s);
+    connect(&mut s, ms(3), true, None);
+    assert_eq!(
+        events(&mut s),
+        vec![Event::Connected {
+            session_present: true
+        }]
+    );
+    assert!(sent(&mut s).is_empty(), "nothing to re-send");
+}
+
+// ---- keep-alive and session-loss properties -------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Traffic {
+    /// We send a QoS 0 message after `dt` ms.
+    Send(u16),
+    /// The broker sends a QoS 0 message after `dt` ms.
+    Receive(u16),
+    /// The broker answers an outstanding ping after `dt` ms.
+    PingResp(u16),
+    /// The timer fires after `dt` ms.
+    Tick(u16),
+}
+
+fn traffic() -> impl Strategy<Value = Traffic> {
+    prop_oneof![
+        (0u16..12_000).prop_map(Traffic::Send),
+        (0u16..12_000).prop_map(Traffic::Receive),
+        (0u16..4_000).prop_map(Traffic::PingResp),
+        (0u16..15_000).prop_map(Traffic::Tick),
+    ]
+}
+
+fn qos0(n: u8) -> Message {
+    Message {
+        qos: QoS::AtMostOnce,
+        ..request(n)
+    }
+}
+
+proptest! {
+    /// Against a model of MQTT keep-alive: the next deadline is always the keep-alive after the
+    /// earlier of the last send and the last receive (or the PINGRESP deadline while a ping is
+    /// outstanding); a PINGREQ is written exactly when the timer fires at or after it, never
+    /// twice for one period; the connection is declared dead exactly when the PINGRESP is
+    /// later than the ping timeout, and nothing else ends it.
+    #[test]
+    fn keep_alive_follows_the_model(
+        keep_alive_secs in 1u64..8,
+        ping_timeout_ms in 1u64..5_000,
+        steps in proptest::collection::vec(traffic(), 1..40),
+    ) {
+        let keep_alive = keep_alive_secs * 1000;
+        let mut s = Session::new(SessionConfig {
+            keep_alive: Duration::from_secs(keep_alive_secs),
+            ping_timeout: Duration::from_millis(ping_timeout_ms),
+            ..config()
+        })
+        .unwrap();
+        connect(&mut s, ms(0), false, None);
+        events(&mut s);
+        let (mut now, mut last_tx, mut last_rx) = (0u64, 0u64, 0u64);
+        let mut ping_sent: Option<u64> = None;
+        let mut dead = false;
+        for step in steps {
+            let expected = match ping_sent {
+                Some(at) => at + ping_timeout_ms,
+                None => last_tx.min(last_rx) + keep_alive,
+            };
+            prop_assert_eq!(s.poll_timeout(), Some(ms(expected)));
+            match step {
+                Traffic::Send(dt) => {
+                    now += u64::from(dt);
+                    s.publish(&qos0(1), ms(now)).unwrap();
+                    prop_assert_eq!(publishes(&sent(&mut s)).len(), 1);
+                    last_tx = now;
+                }
+                Traffic::Receive(dt) => {
+                    now += u64::from(dt);
+                    let p = PublishPacket::new("t", &b"x"[..], mqtt5_protocol::QoS::AtMostOnce);
+                    s.handle_bytes_received(&bytes_of(&p), ms(now));
+                    prop_assert!(sent(&mut s).is_empty());
+                    last_rx = now;
+                }
+                Traffic::PingResp(dt) => {
+                    // Only an answer that beats the deadline; a late one is a timer firing.
+                    let Some(at) = ping_sent else { continue };
+                    let arrival = (now + u64::from(dt)).min(at + ping_timeout_ms - 1);
+                    now = now.max(arrival);
+                    s.handle_bytes_received(&[0xD0, 0x00], ms(now));
+                    ping_sent = None;
+                    last_rx = now;
+                }
+                Traffic::Tick(dt) => {
+                    now += u64::from(dt);
+                    s.handle_timeout(ms(now));
+                    let packets = sent(&mut s);
+                    match ping_sent {
+                        Some(at) if now >= at + ping_timeout_ms => {
+                            prop_assert!(packets.is_empty());
+                            dead = true;
+                        }
+                        Some(_) => prop_assert!(packets.is_empty(), "a second ping"),
+                        None if now >= last_tx.min(last_rx) + keep_alive => {
+                            prop_assert!(matches!(packets.as_slice(), [Packet::PingReq]));
+                            ping_sent = Some(now);
+                            last_tx = now;
+                        }
+                        None => prop_assert!(packets.is_empty(), "an early ping"),
+                    }
+                }
+            }
+            let evs = events(&mut s);
+            if dead {
+                prop_assert_eq!(evs, vec![Event::Disconnected(DisconnectReason::PingTimeout)]);
+                prop_assert!(!s.is_connected());
+                prop_assert_eq!(s.poll_timeout(), None);
+                break;
+            }
+            prop_assert!(
+                evs.iter().all(|e| matches!(e, Event::Message(_) | Event::Published { .. })),
+                "{:?}", evs
+            );
+            prop_assert!(s.is_connected());
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Life {
+    Publish,
+    Ack,
+    /// Acknowledge the most recently acknowledged packet id again.
+    DuplicateAck,
+    Reconnect {
+        session_present: bool,
+    },
+}
+
+fn life() -> impl Strategy<Value = Life> {
+    prop_oneof![
+        4 => Just(Life::Publish),
+        3 => Just(Life::Ack),
+        1 => Just(Life::DuplicateAck),
+        2 => any::<bool>().prop_map(|session_present| Life::Reconnect { session_present }),
+    ]
+}
+
+proptest! {
+    /// Against a model of the in-flight table across reconnects: a message on the wire is
+    /// acknowledged once (duplicates complete nothing); a reconnect with the session re-sends
+    /// every unacknowledged message with DUP and its old packet id, within our own in-flight
+    /// cap; a reconnect without it reports every such message `Lost` (after `SessionLost`,
+    /// before `Connected`) and sends nothing with DUP; queued messages are never lost.
+    #[test]
+    fn in_flight_messages_survive_or_are_reported_lost(
+        max_in_flight in 1u16..4,
+        steps in proptest::collection::vec(life(), 1..50),
+    ) {
+        let mut s = Session::new(SessionConfig { max_in_flight, ..config() }).unwrap();
+        connect(&mut s, ms(0), false, None);
+        events(&mut s);
+        let cap = usize::from(max_in_flight);
+        let mut now = 0u64;
+        let mut next_payload = 0u8;
+        // Payload byte -> publish id, for every publish without an outcome yet.
+        let mut open: BTreeMap<u8, PublishId> = BTreeMap::new();
+        // Packet id -> payload byte, on the wire of this connection, oldest first.
+        let mut wire: Vec<(u16, u8)> = Vec::new();
+        // Payload bytes of messages that were on the wire of an earlier connection, unacked.
+        let mut sent_before: BTreeSet<u8> = BTreeSet::new();
+        let mut last_acked: Option<u16> = None;
+        for step in steps {
+            now += 10;
+            let mut expect_lost: BTreeSet<u8> = BTreeSet::new();
+            let mut expect_ack: Option<u8> = None;
+            let mut session_lost = false;
+            match step {
+                Life::Publish => {
+                    let id = s.publish(&request(next_payload), ms(now)).unwrap();
+                    open.insert(next_payload, id);
+                    next_payload += 1;
+                }
+                Life::Ack => {
+                    if wire.is_empty() {
+                        continue;
+                    }
+                    let (pid, payload) = wire.remove(0);
+                    s.handle_bytes_received(&bytes_of(&PubAckPacket::new(pid)), ms(now));
+                    expect_ack = Some(payload);
+                    last_acked = Some(pid);
+                }
+                Life::DuplicateAck => {
+                    let Some(pid) = last_acked else { continue };
+                    if wire.iter().any(|(p, _)| *p == pid) {
+                        continue;
+                    }
+                    s.handle_bytes_received(&bytes_of(&PubAckPacket::new(pid)), ms(now));
+                }
+                Life::Reconnect { session_present } => {
+                    s.handle_connection_lost(ms(now));
+                    prop_assert_eq!(
+                        events(&mut s),
+                        vec![Event::Disconnected(DisconnectReason::Transport)]
+                    );
+                    sent_before.extend(wire.drain(..).map(|(_, p)| p));
+                    connect(&mut s, ms(now), session_present, None);
+                    if !session_present {
+                        expect_lost = core::mem::take(&mut sent_before);
+                        session_lost = true;
+                    }
+                    last_acked = None;
+                }
+            }
+            for p in sent(&mut s) {
+                if let Packet::Publish(p) = p {
+                    let pid = p.packet_id.unwrap_or(0);
+                    let payload = p.payload[0];
+                    prop_assert!(open.contains_key(&payload), "sent after its outcome");
+                    prop_assert_eq!(p.dup, sent_before.remove(&payload), "DUP iff a re-send");
+                    prop_assert!(!wire.iter().any(|(w, _)| *w == pid), "packet id in use");
+                    wire.push((pid, payload));
+                    prop_assert!(wire.len() <= cap, "in-flight cap exceeded");
+                }
+            }
+            let mut lost_seen: BTreeSet<u8> = BTreeSet::new();
+            let mut seen_connected = false;
+            let by_id: BTreeMap<PublishId, u8> = open.iter().map(|(p, id)| (*id, *p)).collect();
+            for (i, e) in events(&mut s).into_iter().enumerate() {
+                match e {
+                    Event::SessionLost => prop_assert!(session_lost && i == 0),
+                    Event::Connected { .. } => seen_connected = true,
+                    Event::Published { id, outcome } => {
+                        let payload = by_id.get(&id).copied();
+                        prop_assert!(payload.is_some(), "a second outcome for {:?}", id);
+                        let payload = payload.unwrap_or_default();
+                        open.remove(&payload);
+                        match outcome {
+                            PublishOutcome::Lost => {
+                                prop_assert!(!seen_connected, "Lost after Connected");
+                                lost_seen.insert(payload);
+                            }
+                            PublishOutcome::Acknowledged(_) => {
+                                prop_assert_eq!(expect_ack.take(), Some(payload));
+                            }
+                            other => prop_assert!(false, "unexpected {:?}", other),
+                        }
+                    }
+                    other => prop_assert!(false, "unexpected {:?}", other),
+                }
+            }
+            prop_assert_eq!(expect_ack, None, "PUBACK completed nothing");
+            prop_assert_eq!(lost_seen, expect_lost);
+            // Everything unacknowledged that was on the wire before is re-sent or still waits
+            // for quota.
+            prop_assert!(wire.len() + sent_before.len() <= open.len());
+        }
+        // Nothing still open was dropped silently: sent ones are on the wire or waiting for a
+        // re-send, the rest are queued.
+        prop_assert_eq!(s.in_flight(), wire.len() + sent_before.len());
+        prop_assert_eq!(s.in_flight() + s.queued(), open.len());
+    }
+}
