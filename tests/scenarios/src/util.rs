@@ -3,10 +3,24 @@
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::adapter::Runtime;
+
+/// Polls `fut` exactly once, then drops it: `Some` only if it finished in that one poll.
+///
+/// This is how a caller abandons an operation mid-flight, deterministically: a zero deadline
+/// raced against the future instead depends on when the runtime's timer ticks, and a fast
+/// round trip can beat it.
+pub fn poll_once_then_drop<T>(fut: impl Future<Output = T>) -> Option<T> {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
 
 /// Runs `fut` with a deadline: `None` when `limit` passed first.
 pub async fn within<R: Runtime, T>(
