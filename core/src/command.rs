@@ -669,6 +669,24 @@ impl NotifyPayload {
         }
     }
 
+    /// Fuzzing hook, not API: the two paths [`NotifyPayload::parse`] combines, each on its own,
+    /// so the `notify_parse` fuzz target can check that they agree on every input and limit.
+    /// `.0` is the allocation-free path for the store's exact form (`None`: not that form), `.1`
+    /// the general decoder.
+    #[doc(hidden)]
+    pub fn parse_paths_for_fuzzing(
+        payload: &Bytes,
+        limits: &Limits,
+    ) -> (
+        Option<NotifyPayload>,
+        Result<NotifyPayload, NotifyPayloadError>,
+    ) {
+        (
+            NotifyPayload::parse_canonical(payload, limits),
+            NotifyPayload::parse_decoded(payload, limits),
+        )
+    }
+
     /// The two shapes byte for byte as [`NotifyPayload::encode`] writes them (the store's
     /// form), recognised without building the array; `None` for anything else, which
     /// [`NotifyPayload::parse_decoded`] then judges. Where this returns a payload that one

@@ -10,6 +10,12 @@
 //! - fencing never accepts a lower token: a write that succeeds on a key protected by token T
 //!   carried `__ft` ≥ T, and after a fenced SET the key's token is at least `__ft`;
 //! - expired keys are gone and no deadline is left due after `handle_timeout`;
+//! - the reply cache answers a redelivery (same `__srcId` and correlation data, from the
+//!   structured clients or from raw messages with any ids) with exactly the reply its last
+//!   execution got, payload and `__ts`, never another entry's (the cache is a keyed-hash index);
+//! - notifications (`NotificationFanout`, keys of any bytes): every notification to one of the
+//!   clients parses for that client; a write that succeeded notifies each client registered for
+//!   its key, a SET exactly once with its own version and value, and nobody else;
 //! - bounded memory: keys, bytes, registrations and cached replies stay within the config.
 #![no_main]
 
@@ -17,15 +23,20 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use core::time::Duration;
 use leasedlock_core::command::{
-    decode_reply, ReplyError, Request, Response, SetCondition, SetOutcome, VdelOutcome,
+    decode_reply, NotifyPayload, ReplyError, Request, Response, SetCondition, SetOutcome,
+    VdelOutcome,
 };
-use leasedlock_core::envelope::{self, build_request, prop, RequestEnvelope};
+use leasedlock_core::envelope::{
+    self, build_request, notification_topic, parse_notification, prop, Message,
+    NotificationEnvelope, RequestEnvelope,
+};
 use leasedlock_core::hlc::Hlc;
 use leasedlock_core::resp3::Limits;
 use leasedlock_core::server::{Store, StoreConfig, StoreOutput};
 use leasedlock_core::{Instant, Now};
 use leasedlock_fuzz::message::{ArbHlc, ArbKey, FuzzMessage};
 use libfuzzer_sys::fuzz_target;
+use std::collections::BTreeMap;
 
 const CLIENTS: [&str; 3] = ["client-a", "client-b", "client-c"];
 
@@ -80,6 +91,22 @@ struct Harness {
     correlations: Vec<(usize, [u8; 16])>,
     next_corr: u128,
     config: StoreConfig,
+    /// (`__srcId`, correlation data) → payload and `__ts` of the reply its last execution got.
+    executed: BTreeMap<(Bytes, Bytes), (Bytes, Option<Bytes>)>,
+}
+
+/// The notifications among `outs` addressed to client `c`, parsed; panics if one does not parse.
+fn notifications_to(outs: &[StoreOutput], c: usize) -> Vec<NotificationEnvelope> {
+    let prefix = notification_topic(CLIENTS[c], b"");
+    outs.iter()
+        .filter_map(|o| match o {
+            StoreOutput::Publish(m) if m.topic.starts_with(prefix.as_bytes()) => Some(
+                parse_notification(m, CLIENTS[c])
+                    .unwrap_or_else(|e| panic!("notification to {} unparsable: {e:?}", CLIENTS[c])),
+            ),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Harness {
@@ -123,7 +150,55 @@ impl Harness {
             outs.push(o);
             assert!(outs.len() < 10_000, "store outputs never drain");
         }
+        for c in 0..CLIENTS.len() {
+            notifications_to(&outs, c);
+        }
         outs
+    }
+
+    /// Hands `msg` to the store and checks the reply cache against `executed`: a replayed
+    /// reply is the one the last execution of the same (`__srcId`, correlation) got.
+    fn handle(&mut self, msg: &Message) -> (Vec<StoreOutput>, bool) {
+        let parsed = envelope::parse_request(msg).ok();
+        let replayed_before = self.store.stats().replayed;
+        let clock_before = self.store.clock();
+        self.store.handle_request(msg, self.now);
+        let outs = self.drain();
+        assert!(self.store.clock() >= clock_before, "store clock went back");
+        let replayed = self.store.stats().replayed > replayed_before;
+        let Some(req) = parsed else {
+            assert!(!replayed, "a rejected request was answered from the cache");
+            return (outs, replayed);
+        };
+        let replies: Vec<_> = outs
+            .iter()
+            .filter_map(|o| match o {
+                StoreOutput::Publish(m)
+                    if m.topic == req.response_topic
+                        && m.correlation_data.as_ref() == Some(&req.correlation) =>
+                {
+                    Some(m)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies.len(), 1, "expected exactly one reply: {outs:?}");
+        let got = (
+            replies[0].payload.clone(),
+            replies[0].user_property(prop::TIMESTAMP).cloned(),
+        );
+        let pair = (req.source_id.clone(), req.correlation.clone());
+        if replayed {
+            assert_eq!(
+                self.executed.get(&pair),
+                Some(&got),
+                "a redelivery got another reply than its last execution"
+            );
+        } else {
+            // At most one entry per op, and ops are capped at 256.
+            self.executed.insert(pair, got);
+        }
+        (outs, replayed)
     }
 
     fn check_bounds(&self) {
@@ -209,12 +284,11 @@ impl Harness {
         }
         let key = request.key().clone();
         let before = self.store.get(&key);
-        let replayed_before = self.store.stats().replayed;
-        let clock_before = self.store.clock();
-        self.store.handle_request(&msg, self.now);
-        let outs = self.drain();
-        let replayed = self.store.stats().replayed > replayed_before;
-        assert!(self.store.clock() >= clock_before, "store clock went back");
+        let watchers: Vec<bool> = CLIENTS
+            .iter()
+            .map(|c| self.store.registrations_of(c.as_bytes()).contains(&key))
+            .collect();
+        let (outs, replayed) = self.handle(&msg);
 
         let replies: Vec<_> = outs
             .iter()
@@ -276,7 +350,35 @@ impl Harness {
             }
             let stored = self.store.get(&key).expect("a SET key is stored");
             assert_eq!(stored.version, v);
+            if let Request::Set { value, .. } = &request {
+                // The version is new, so exactly the watchers got this one.
+                for (c, watching) in watchers.iter().enumerate() {
+                    let copies = notifications_to(&outs, c)
+                        .into_iter()
+                        .filter(|n| n.version == v)
+                        .inspect(|n| {
+                            assert_eq!(n.key, key);
+                            assert_eq!(
+                                n.payload,
+                                NotifyPayload::Set {
+                                    value: value.clone()
+                                }
+                            );
+                        })
+                        .count();
+                    assert_eq!(copies, usize::from(*watching), "SET notification to {c}");
+                }
+            }
             self.note_version(v);
+        } else if wrote {
+            for (c, _) in watchers.iter().enumerate().filter(|(_, w)| **w) {
+                assert!(
+                    notifications_to(&outs, c)
+                        .iter()
+                        .any(|n| n.key == key && n.payload == NotifyPayload::Delete),
+                    "no DELETE notification to watcher {c}"
+                );
+            }
         }
     }
 }
@@ -307,6 +409,7 @@ fuzz_target!(|input: (u16, u32, Vec<Op>)| {
         correlations: Vec::new(),
         next_corr: 0,
         config,
+        executed: BTreeMap::new(),
     };
     for op in ops.iter().take(256) {
         match op {
@@ -354,10 +457,7 @@ fuzz_target!(|input: (u16, u32, Vec<Op>)| {
                 );
             }
             Op::Raw(m) => {
-                let clock_before = h.store.clock();
-                h.store.handle_request(&m.to_message(), h.now);
-                h.drain();
-                assert!(h.store.clock() >= clock_before, "store clock went back");
+                h.handle(&m.to_message());
             }
             Op::Advance { ms } => {
                 h.now = h.now.advanced(Duration::from_millis(u64::from(*ms)));

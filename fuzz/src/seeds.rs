@@ -136,21 +136,61 @@ pub fn encoded_error_replies() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Both notification shapes as core encodes them.
+/// Both notification shapes as core encodes them (the client's allocation-free path takes
+/// exactly these), with values at the length-digit boundaries and values that look like
+/// framing, plus near misses that must fall back to the general decoder: non-canonical length
+/// digits, a length one off, trailing bytes, and a nested array in the value's place.
 pub fn encoded_notifications() -> Vec<Vec<u8>> {
-    [
-        NotifyPayload::Delete,
-        NotifyPayload::Set {
-            value: Bytes::from_static(b"holder-2"),
-        },
-    ]
-    .iter()
-    .map(|p| {
-        let mut out = Vec::new();
-        p.encode(&mut out);
-        out
-    })
-    .collect()
+    let values: [&[u8]; 7] = [
+        b"holder-2",
+        b"",
+        b"123456789",
+        b"0123456789",
+        b"\r\n$3\r\nSET\r\n",
+        b"*2\r\n$6\r\nNOTIFY\r\n$6\r\nDELETE\r\n",
+        &[b'x'; 100],
+    ];
+    let mut out: Vec<Vec<u8>> = core::iter::once(NotifyPayload::Delete)
+        .chain(values.iter().map(|v| NotifyPayload::Set {
+            value: Bytes::copy_from_slice(v),
+        }))
+        .map(|p| {
+            let mut wire = Vec::new();
+            p.encode(&mut wire);
+            wire
+        })
+        .collect();
+    let head = b"*4\r\n$6\r\nNOTIFY\r\n$3\r\nSET\r\n$5\r\nVALUE\r\n";
+    for tail in [
+        b"$03\r\nabc\r\n".as_slice(),
+        b"$4\r\nabc\r\n",
+        b"$2\r\nabc\r\n",
+        b"$3\r\nabc\r\nX",
+        b"$3\r\nabc\n\r",
+        b"*1\r\n$3\r\nabc\r\n",
+        b"$-1\r\n",
+        b"$99999999999999999999\r\nabc\r\n",
+    ] {
+        out.push([head.as_slice(), tail].concat());
+    }
+    out.push(b"*2\r\n$6\r\nNOTIFY\r\n$6\r\nDELETE\r\n\r\n".to_vec());
+    out
+}
+
+/// Nested arrays (the decoder keeps open arrays inline up to some depth, then spills).
+pub fn nested_arrays() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for depth in [1usize, 2, 3, 4, 8, 16, 33] {
+        let mut wire = Vec::new();
+        for _ in 0..depth {
+            wire.extend_from_slice(b"*2\r\n$1\r\na\r\n");
+        }
+        wire.extend_from_slice(b"*0\r\n");
+        out.push(wire);
+    }
+    out.push(b"*3\r\n*1\r\n:1\r\n*2\r\n+OK\r\n*0\r\n_\r\n".to_vec());
+    out.push(b"*2\r\n*2\r\n*2\r\n".to_vec());
+    out
 }
 
 /// Canonical HLC texts from the formatter.
@@ -173,7 +213,13 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let replies = [owned(SPEC_REPLIES), encoded_error_replies()].concat();
     let notifications = [owned(SPEC_NOTIFICATIONS), encoded_notifications()].concat();
     let hlcs = [owned(SPEC_HLCS), encoded_hlcs()].concat();
-    let everything_resp3 = [requests.clone(), replies.clone(), notifications.clone()].concat();
+    let everything_resp3 = [
+        requests.clone(),
+        replies.clone(),
+        notifications.clone(),
+        nested_arrays(),
+    ]
+    .concat();
     vec![
         ("resp3_decode", everything_resp3),
         ("decode_reply", replies),
@@ -205,6 +251,31 @@ mod tests {
         for h in SPEC_HLCS.iter().take(4) {
             assert!(Hlc::parse_slice(h).is_ok(), "{h:?}");
         }
+    }
+
+    #[test]
+    fn notification_seeds_reach_both_paths() {
+        let limits = Limits::default();
+        let seeds = encoded_notifications();
+        let (exact, near_misses) = seeds.split_at(8);
+        for seed in exact {
+            let (fast, general) =
+                NotifyPayload::parse_paths_for_fuzzing(&Bytes::copy_from_slice(seed), &limits);
+            assert!(fast.is_some(), "{seed:?}");
+            assert_eq!(general.ok(), fast);
+        }
+        // Leading zeros in the length (`$03`) are still the fast path's: the decoder accepts
+        // them too. Every other near miss falls back.
+        let mut fell_back = 0;
+        for seed in near_misses {
+            let (fast, general) =
+                NotifyPayload::parse_paths_for_fuzzing(&Bytes::copy_from_slice(seed), &limits);
+            match fast {
+                Some(fast) => assert_eq!(general, Ok(fast), "{seed:?}"),
+                None => fell_back += 1,
+            }
+        }
+        assert_eq!(fell_back, near_misses.len() - 1);
     }
 
     #[test]
