@@ -10,7 +10,8 @@
 //! whatever delivers to them.
 //!
 //! Guarantees to every subscriber: the versions it is given strictly increase, no change is
-//! given twice, and a deletion is given once (never two deletions in a row). Every registration
+//! given twice, and a deletion found by a re-read is not given again by its notification (nor
+//! an absence twice in a row by re-reads). Every registration
 //! that may have reached the store ends in exactly one [`Action::Unregister`] once nobody
 //! observes the key any more.
 
@@ -107,28 +108,32 @@ struct KeyWatch {
     last_version: Option<Hlc>,
     /// Whether the last known state is "present"; `None` = unknown.
     present: Option<bool>,
+    /// The absence was last reported by a re-read, which carries no version: the
+    /// notification of that same deletion may still arrive and must not report it again.
+    absent_by_reread: bool,
 }
 
 impl KeyWatch {
     /// Whether a change to `value` at `version` is news, recording it if it is. Stale or
-    /// repeated versions are not; a deletion of a key known to be absent is not (the version
-    /// is still recorded so that older notifications stay stale).
+    /// repeated versions are not. A deletion notified after a re-read already reported the
+    /// key absent is not either: the re-read cannot tell which deletion it saw, so it is
+    /// taken to be this one (its version is still recorded so that older ones stay stale).
     fn accept(&mut self, value: &Option<Bytes>, version: &Option<Hlc>) -> bool {
         let present = value.is_some();
-        if let (Some(v), Some(last)) = (version, &self.last_version) {
-            if v <= last {
-                return false;
-            }
-        }
-        if let Some(v) = version {
-            self.last_version = Some(v.clone());
-        }
         let news = match version {
-            // A versioned change is new unless it is a second deletion in a row.
-            Some(_) => present || self.present != Some(false),
+            Some(v) => {
+                if self.last_version.as_ref().is_some_and(|last| v <= last) {
+                    return false;
+                }
+                self.last_version = Some(v.clone());
+                present || !(self.present == Some(false) && self.absent_by_reread)
+            }
             // Without a version only a change of presence can be told apart.
             None => self.present != Some(present),
         };
+        if news || version.is_some() {
+            self.absent_by_reread = !present && version.is_none();
+        }
         self.present = Some(present);
         news
     }
@@ -159,7 +164,8 @@ impl Watches {
         let watch = match self.keys.get_mut(&key) {
             Some(watch) => watch,
             None => {
-                self.actions.push_back(Action::Register { key: key.clone() });
+                self.actions
+                    .push_back(Action::Register { key: key.clone() });
                 self.keys.entry(key.clone()).or_default()
             }
         };
@@ -408,12 +414,16 @@ mod tests {
         w.notification(&k(), v("a"), hlc(5));
         w.notification(&k(), v("z"), hlc(4));
         w.notification(&k(), None, hlc(6));
+        w.notification(&k(), None, hlc(6));
+        // Deletions with distinct versions are distinct events (a SET between them may have
+        // been dropped by a full stream upstream): each is reported.
         w.notification(&k(), None, hlc(7));
         assert_eq!(
             drain(&mut w),
             vec![
                 deliver(v("a"), Some(hlc(5)), false),
-                deliver(None, Some(hlc(6)), false)
+                deliver(None, Some(hlc(6)), false),
+                deliver(None, Some(hlc(7)), false)
             ]
         );
     }
@@ -524,9 +534,7 @@ mod tests {
                     }
                     Action::Deliver { change, .. } => {
                         for s in &self.live {
-                            if self.ready.contains(s) {
-                                self.seen.entry(*s).or_default().push(change.clone());
-                            }
+                            self.seen.entry(*s).or_default().push(change.clone());
                         }
                     }
                 }
@@ -597,9 +605,15 @@ mod tests {
             for changes in h.seen.values() {
                 let mut last: Option<&Hlc> = None;
                 for pair in changes.windows(2) {
+                    // The deletion a re-read found (no version) is not reported again.
+                    let deletions = pair[0].value.is_none() && pair[1].value.is_none();
                     prop_assert!(
-                        pair[0].value.is_some() || pair[1].value.is_some(),
-                        "two deletions in a row: {:?}", pair
+                        !deletions || (pair[0].version.is_some() && pair[1].version.is_some()),
+                        "a deletion reported twice: {:?}", pair
+                    );
+                    prop_assert!(
+                        pair[0].version.is_some() || pair[0] != pair[1],
+                        "an unversioned change reported twice: {:?}", pair
                     );
                 }
                 for c in changes {
