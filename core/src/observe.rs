@@ -618,7 +618,7 @@ mod tests {
                 }
                 for c in changes {
                     if let Some(v) = &c.version {
-                        prop_assert!(last.map_or(true, |l| v > l), "version not increasing");
+                        prop_assert!(last.is_none_or(|l| v > l), "version not increasing");
                         last = Some(v);
                     }
                 }
