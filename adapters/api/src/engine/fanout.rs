@@ -353,4 +353,38 @@ mod tests {
             assert!(rx.try_recv().is_err(), "still absent: nothing new");
         });
     }
+
+    #[test]
+    fn the_notification_of_a_change_a_resync_found_is_not_delivered_again() {
+        block_on(async {
+            let mut f = Fanout::default();
+            let (tx, rx) = async_channel::bounded(8);
+            let (r, _w) = oneshot::channel();
+            f.add(key(), 1, tx, r);
+            f.registered(&key(), Ok(()));
+            assert_eq!(f.reregistered(&key(), true), Action::Resync);
+            f.resync(&key(), Some(Bytes::from_static(b"b")), Some(hlc(8)));
+            assert!(rx.recv().await.unwrap().unwrap().resync);
+            f.deliver(&key(), Some(Bytes::from_static(b"b")), hlc(8));
+            f.deliver(&key(), Some(Bytes::from_static(b"a")), hlc(7));
+            assert!(rx.try_recv().is_err(), "stale or repeated version");
+        });
+    }
+
+    #[test]
+    fn a_resync_that_finds_every_stream_gone_stops_the_registration() {
+        block_on(async {
+            let mut f = Fanout::default();
+            let (tx, rx) = async_channel::bounded(8);
+            let (r, _w) = oneshot::channel();
+            f.add(key(), 1, tx, r);
+            f.registered(&key(), Ok(()));
+            drop(rx);
+            assert_eq!(
+                f.resync(&key(), Some(Bytes::from_static(b"b")), Some(hlc(8))),
+                Action::Unregister
+            );
+            assert_eq!(f.len(), 0);
+        });
+    }
 }
