@@ -12,7 +12,8 @@
 //! - [`envelope`]: the MQTT 5 request/response/notification envelope as plain data.
 //! - [`client`]: the state-store client machine (in-flight table, timeouts, reconnects).
 //! - [`lease`], [`lock`], [`edit`], [`leader`]: lease, lock, edit-under-lock and leader-election
-//!   machines driven through [`client::Requester`]; [`machine`] routes client outputs to them.
+//!   machines driven through [`client::Requester`]; [`machine`] routes client outputs to them;
+//!   [`observe`] decides the fan-out of key notifications to many subscribers.
 //! - [`server`]: the state store itself as a pure model (the emulator and simulator drive it).
 //! - `sim` (feature `sim`): a deterministic simulator that runs many clients against the store
 //!   model over a faulty network in virtual time and checks the safety invariants.
@@ -34,6 +35,7 @@ pub mod leader;
 pub mod lease;
 pub mod lock;
 pub mod machine;
+pub mod observe;
 pub mod resp3;
 pub mod rng;
 pub mod server;

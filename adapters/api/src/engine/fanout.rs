@@ -1,9 +1,10 @@
 //! Fan-out of key notifications to observation streams.
 //!
 //! The store keeps one KEYNOTIFY registration per (client id, key), so the engine registers a
-//! key once and hands each notification to every stream observing it. This module is the
-//! bookkeeping only: it says when a registration must be started or stopped, and the engine
-//! turns that into core requests.
+//! key once and hands each notification to every stream observing it. Every decision (when a
+//! registration starts or stops, what a failed one means, which keys are re-read after a
+//! reconnect, which changes are new) is the core's [`Watches`]; this module maps its
+//! subscriber ids to channels, and the engine turns the returned [`Action`] into core requests.
 
 use std::collections::HashMap;
 
@@ -11,6 +12,8 @@ use async_channel::TrySendError;
 use bytes::Bytes;
 use futures_channel::oneshot;
 use leasedlock_core::hlc::Hlc;
+use leasedlock_core::observe::{self, Registration, Watches};
+use tracing::debug;
 
 use crate::state_store::{KeyChange, ObserveError, StoreError};
 
@@ -57,17 +60,6 @@ impl Subscriber {
     }
 }
 
-#[derive(Debug, Default)]
-struct KeyEntry {
-    /// The KEYNOTIFY succeeded (otherwise it is in flight).
-    registered: bool,
-    subscribers: Vec<Subscriber>,
-    /// Version of the last change delivered (or learned by a resync GET); `None` = absent.
-    last_version: Option<Hlc>,
-    /// Whether the last known state is "present".
-    present: Option<bool>,
-}
-
 /// What the engine must do after a fan-out change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
@@ -77,12 +69,16 @@ pub(crate) enum Action {
     Register,
     /// Send KEYNOTIFY STOP for the key (nobody observes it any more).
     Unregister,
+    /// Re-read the key with GET (its registration was renewed after a reconnect).
+    Resync,
 }
 
-/// All observed keys and their streams.
+/// All observed keys and their streams: the core's [`Watches`] decides, this maps its
+/// subscriber ids to channels.
 #[derive(Debug, Default)]
 pub(crate) struct Fanout {
-    keys: HashMap<Bytes, KeyEntry>,
+    watches: Watches,
+    streams: HashMap<Bytes, Vec<Subscriber>>,
 }
 
 impl Fanout {
@@ -94,139 +90,149 @@ impl Fanout {
         tx: async_channel::Sender<Item>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     ) -> Action {
-        let (entry, action) = match self.keys.get_mut(&key) {
-            Some(entry) => (entry, Action::None),
-            None => (self.keys.entry(key).or_default(), Action::Register),
-        };
-        let reply = if entry.registered {
-            // Already registered: nothing to wait for. A dropped caller just drops the stream.
-            let _ = reply.send(Ok(()));
-            None
-        } else {
-            Some(reply)
-        };
-        entry.subscribers.push(Subscriber {
-            id,
-            tx,
-            missed: 0,
-            reply,
-        });
-        action
+        self.streams
+            .entry(key.clone())
+            .or_default()
+            .push(Subscriber {
+                id,
+                tx,
+                missed: 0,
+                reply: Some(reply),
+            });
+        self.watches.subscribe(key, id);
+        // Already registered: nothing to wait for. A dropped caller just drops the stream.
+        self.settle(None, false)
     }
 
     /// The KEYNOTIFY for `key` finished.
     pub(crate) fn registered(&mut self, key: &Bytes, result: Result<(), StoreError>) -> Action {
-        let Some(entry) = self.keys.get_mut(key) else {
-            // Every stream went away while the KEYNOTIFY was in flight.
-            return if result.is_ok() {
-                Action::Unregister
-            } else {
-                Action::None
-            };
-        };
         match result {
             Ok(()) => {
-                entry.registered = true;
-                entry.subscribers.retain_mut(|s| match s.reply.take() {
-                    // A caller that gave up (dropped future) leaves no stream behind.
-                    Some(reply) => reply.send(Ok(())).is_ok(),
-                    None => !s.tx.is_closed(),
-                });
-                if entry.subscribers.is_empty() {
-                    self.keys.remove(key);
-                    return Action::Unregister;
-                }
-                Action::None
+                self.watches.registered(key, Registration::Done);
+                // A caller that gave up (dropped future) leaves no stream behind.
+                self.settle(None, true)
             }
             Err(e) => {
-                if let Some(entry) = self.keys.remove(key) {
-                    for s in entry.subscribers {
-                        if let Some(reply) = s.reply {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
-                }
-                // The KEYNOTIFY may have run (timeout, unknown): stop it to leave nothing behind.
-                Action::Unregister
+                self.watches.registered(key, Registration::Failed);
+                self.settle(Some(&e), false)
             }
         }
+    }
+
+    /// The KEYNOTIFY for `key` could not be started: nothing was sent, so nothing is stopped.
+    pub(crate) fn not_started(&mut self, key: &Bytes, error: StoreError) -> Action {
+        self.watches.registered(key, Registration::NotSent);
+        self.settle(Some(&error), false)
     }
 
     /// Stream `id` on `key` is gone.
     pub(crate) fn remove(&mut self, key: &Bytes, id: u64) -> Action {
-        let Some(entry) = self.keys.get_mut(key) else {
-            return Action::None;
-        };
-        entry.subscribers.retain(|s| s.id != id);
-        if entry.subscribers.is_empty() && entry.registered {
-            self.keys.remove(key);
-            return Action::Unregister;
-        }
-        // Still registering with nobody left: `registered` will unregister when it completes.
-        if entry.subscribers.is_empty() {
-            entry.subscribers.shrink_to_fit();
-        }
-        Action::None
+        self.take_stream(key, id);
+        self.watches.unsubscribe(key, id);
+        self.settle(None, false)
     }
 
     /// A notification arrived. Returns `Unregister` when every stream of the key is gone.
     pub(crate) fn deliver(&mut self, key: &Bytes, value: Option<Bytes>, version: Hlc) -> Action {
-        let Some(entry) = self.keys.get_mut(key) else {
-            return Action::None;
-        };
-        let change = KeyChange {
-            key: key.clone(),
-            value,
-            version: Some(version.clone()),
-            resync: false,
-        };
-        entry.present = Some(change.value.is_some());
-        entry.last_version = Some(version);
-        entry.subscribers.retain_mut(|s| s.deliver(&change));
-        if entry.subscribers.is_empty() && entry.registered {
-            self.keys.remove(key);
-            return Action::Unregister;
-        }
-        Action::None
+        self.watches.notification(key, value, version);
+        self.settle(None, false)
     }
 
-    /// After a reconnect the current state of `key` was read with GET: deliver it as a
-    /// synthetic change if it differs from what the streams last saw (a change may have been
-    /// missed while the registration was down).
-    pub(crate) fn resync(&mut self, key: &Bytes, value: Option<Bytes>, version: Option<Hlc>) {
-        let Some(entry) = self.keys.get_mut(key) else {
-            return;
-        };
-        let present = value.is_some();
-        let newer = match (&version, &entry.last_version) {
-            (Some(v), Some(last)) => v > last,
-            (Some(_), None) => true,
-            (None, _) => entry.present != Some(false),
-        };
-        if !newer {
-            return;
-        }
-        entry.present = Some(present);
-        if version.is_some() {
-            entry.last_version = version.clone();
-        }
-        let change = KeyChange {
-            key: key.clone(),
-            value,
-            version,
-            resync: true,
-        };
-        entry.subscribers.retain_mut(|s| s.deliver(&change));
+    /// After a reconnect the client renewed the registration of `key` (`ok`: accepted).
+    /// Returns `Resync` when the key must be re-read.
+    pub(crate) fn reregistered(&mut self, key: &Bytes, ok: bool) -> Action {
+        self.watches.reregistered(key, ok);
+        self.settle(None, false)
     }
 
-    /// Whether `key` has a completed registration (to resync after a reconnect).
-    pub(crate) fn is_registered(&self, key: &Bytes) -> bool {
-        self.keys.get(key).is_some_and(|e| e.registered)
+    /// The re-read of `key` after a reconnect found `value` at `version`: the streams get it
+    /// as a synthetic change if it differs from what they last saw (a change may have been
+    /// missed while the registration was down). Returns `Unregister` when every stream of the
+    /// key turned out to be gone.
+    pub(crate) fn resync(
+        &mut self,
+        key: &Bytes,
+        value: Option<Bytes>,
+        version: Option<Hlc>,
+    ) -> Action {
+        self.watches.resynced(key, value, version);
+        self.settle(None, false)
     }
 
     /// Number of observed keys.
     pub(crate) fn len(&self) -> usize {
-        self.keys.len()
+        self.watches.len()
+    }
+
+    /// Carries out the core's actions on the channels; returns the one request (if any) the
+    /// engine must start. `failure` answers subscribers of a failed registration;
+    /// `drop_gave_up` drops streams whose caller stopped waiting for the registration.
+    fn settle(&mut self, failure: Option<&StoreError>, drop_gave_up: bool) -> Action {
+        let mut out = Action::None;
+        while let Some(action) = self.watches.poll_action() {
+            match action {
+                observe::Action::Register { .. } => out = Action::Register,
+                observe::Action::Unregister { key } => {
+                    self.streams.remove(&key);
+                    out = Action::Unregister;
+                }
+                observe::Action::Resync { .. } => out = Action::Resync,
+                observe::Action::Ready { key, subscriber } => {
+                    let gave_up = self
+                        .stream_mut(&key, subscriber)
+                        .and_then(|s| s.reply.take())
+                        .is_some_and(|reply| reply.send(Ok(())).is_err());
+                    if gave_up && drop_gave_up {
+                        self.take_stream(&key, subscriber);
+                        self.watches.unsubscribe(&key, subscriber);
+                    }
+                }
+                observe::Action::Failed { key, subscriber } => {
+                    let reply = self.take_stream(&key, subscriber).and_then(|s| s.reply);
+                    if let (Some(reply), Some(e)) = (reply, failure) {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+                observe::Action::Deliver { key, change } => {
+                    let change = KeyChange {
+                        key: key.clone(),
+                        value: change.value,
+                        version: change.version,
+                        resync: change.resync,
+                    };
+                    let mut gone = Vec::new();
+                    if let Some(streams) = self.streams.get_mut(&key) {
+                        streams.retain_mut(|s| {
+                            let alive = s.deliver(&change);
+                            if !alive {
+                                gone.push(s.id);
+                            }
+                            alive
+                        });
+                    }
+                    for id in gone {
+                        self.watches.unsubscribe(&key, id);
+                    }
+                }
+                other => debug!(action = ?other, "unhandled observation action"),
+            }
+        }
+        out
+    }
+
+    fn stream_mut(&mut self, key: &Bytes, id: u64) -> Option<&mut Subscriber> {
+        self.streams.get_mut(key)?.iter_mut().find(|s| s.id == id)
+    }
+
+    /// Removes stream `id` of `key` (and the key's list once empty).
+    fn take_stream(&mut self, key: &Bytes, id: u64) -> Option<Subscriber> {
+        let streams = self.streams.get_mut(key)?;
+        let at = streams.iter().position(|s| s.id == id)?;
+        let stream = streams.remove(at);
+        if streams.is_empty() {
+            self.streams.remove(key);
+        }
+        Some(stream)
     }
 }
 
@@ -345,6 +351,40 @@ mod tests {
             assert!(c.resync && c.value.is_none());
             f.resync(&key(), None, None);
             assert!(rx.try_recv().is_err(), "still absent: nothing new");
+        });
+    }
+
+    #[test]
+    fn the_notification_of_a_change_a_resync_found_is_not_delivered_again() {
+        block_on(async {
+            let mut f = Fanout::default();
+            let (tx, rx) = async_channel::bounded(8);
+            let (r, _w) = oneshot::channel();
+            f.add(key(), 1, tx, r);
+            f.registered(&key(), Ok(()));
+            assert_eq!(f.reregistered(&key(), true), Action::Resync);
+            f.resync(&key(), Some(Bytes::from_static(b"b")), Some(hlc(8)));
+            assert!(rx.recv().await.unwrap().unwrap().resync);
+            f.deliver(&key(), Some(Bytes::from_static(b"b")), hlc(8));
+            f.deliver(&key(), Some(Bytes::from_static(b"a")), hlc(7));
+            assert!(rx.try_recv().is_err(), "stale or repeated version");
+        });
+    }
+
+    #[test]
+    fn a_resync_that_finds_every_stream_gone_stops_the_registration() {
+        block_on(async {
+            let mut f = Fanout::default();
+            let (tx, rx) = async_channel::bounded(8);
+            let (r, _w) = oneshot::channel();
+            f.add(key(), 1, tx, r);
+            f.registered(&key(), Ok(()));
+            drop(rx);
+            assert_eq!(
+                f.resync(&key(), Some(Bytes::from_static(b"b")), Some(hlc(8))),
+                Action::Unregister
+            );
+            assert_eq!(f.len(), 0);
         });
     }
 }

@@ -445,7 +445,7 @@ impl Engine {
                         }
                         Err(e) => {
                             // Nothing was sent: report the error, no STOP needed.
-                            let _ = self.fanout.registered(&key, Err(e.into()));
+                            let _ = self.fanout.not_started(&key, e.into());
                         }
                     }
                 }
@@ -534,9 +534,6 @@ impl Engine {
     /// After a reconnect the store had dropped the registration of `key`; the client renewed
     /// it. Read the key so that a change missed meanwhile still reaches the streams.
     fn resync(&mut self, key: Bytes, now: Now) {
-        if !self.fanout.is_registered(&key) {
-            return;
-        }
         let get = Request::Get { key: key.clone() };
         let options = RequestOptions {
             timeout: Some(self.request_timeout),
@@ -583,7 +580,9 @@ impl Engine {
                     for m in self.machines.values_mut() {
                         m.on_reregistered(&key, ok, &mut self.client, now);
                     }
-                    self.resync(key, now);
+                    if self.fanout.reregistered(&key, ok) == Action::Resync {
+                        self.resync(key, now);
+                    }
                 }
                 Output::Disconnected => {
                     for m in self.machines.values_mut() {
@@ -621,7 +620,11 @@ impl Engine {
                 }
             }
             Route::Resync(key) => match completion.result {
-                Ok(Response::Get(value)) => self.fanout.resync(&key, value, completion.version),
+                Ok(Response::Get(value)) => {
+                    if self.fanout.resync(&key, value, completion.version) == Action::Unregister {
+                        self.unregister(key, now);
+                    }
+                }
                 other => debug!(result = ?other, "resync GET failed"),
             },
             Route::Discard => {
