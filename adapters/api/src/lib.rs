@@ -41,6 +41,7 @@ mod clock;
 mod connection;
 pub mod edit;
 mod engine;
+mod handle;
 pub mod leader;
 pub mod lease;
 pub mod lock;
