@@ -172,6 +172,13 @@ mod tests {
             matches!(err, ConnectError::Options(_) | ConnectError::BadClientId),
             "{err:?}"
         );
+        let err = Connection::start(ConnectionOptions::new("h", 1, "c").credentials("a\0b", "pw"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ConnectError::Options(OptionsError::Unencodable("username"))
+        );
     }
 
     #[async_std::test]
