@@ -28,6 +28,15 @@ pub async fn within<R: Runtime, T>(
     .await
 }
 
+/// Polls `fut` once and drops it: `true` when it was still pending, i.e. it was dropped before
+/// its answer. Unlike `within(rt, Duration::ZERO, fut)` this does not race the reply against the
+/// runtime's timer (tokio's zero sleep stays pending until its timer wheel ticks, ~1 ms, long
+/// enough for a loopback round trip).
+pub async fn dropped_after_one_poll<T>(fut: impl Future<Output = T>) -> bool {
+    let mut fut = pin!(fut);
+    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())).await
+}
+
 /// Like [`within`], panicking with `what` on timeout: a hang is a test failure, not a hang.
 pub async fn must<R: Runtime, T>(
     rt: &R,
