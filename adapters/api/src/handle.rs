@@ -126,6 +126,52 @@ impl Handle {
     }
 }
 
+/// The methods a [`Lease`](crate::Lease) and a [`Lock`](crate::Lock) answer alike from their
+/// [`Handle`] (in the field `handle`); `$what` names the handle kind in the docs.
+macro_rules! hold_methods {
+    ($what:literal) => {
+        #[doc = concat!("The ", $what, "'s key.")]
+        pub fn name(&self) -> &bytes::Bytes {
+            &self.handle.name
+        }
+
+        /// The value this handle stores as holder: `clientId` or `clientId:sessionId`.
+        pub fn holder_value(&self) -> bytes::Bytes {
+            self.handle.holder_value()
+        }
+
+        /// The current fencing token, or why there is none (`NoLease` when never held or
+        /// released; `Lost` after a loss). Never returns a token past `safe_until`.
+        pub fn token(&self) -> Result<leasedlock_core::hlc::Hlc, crate::lease::LeaseError> {
+            self.handle.token()
+        }
+
+        #[doc = concat!("Whether the ", $what, " is held now (`now < safe_until`).")]
+        pub fn is_held(&self) -> bool {
+            self.handle.safe_until().is_some()
+        }
+
+        /// Until when acting as the holder is safe, while held.
+        pub fn safe_until(&self) -> Option<std::time::Instant> {
+            self.handle.safe_until()
+        }
+
+        /// Waits until the current hold ends and returns why: `Lost(..)` (raised at
+        /// `safe_until` at the latest when no renewal succeeded) or `NoLease` after a release.
+        /// Returns at once when not held.
+        pub async fn lost(&self) -> crate::lease::LeaseError {
+            self.handle.ended().await
+        }
+
+        #[doc = concat!("Gives up the handle without releasing: a held ", $what, " stops renewing")]
+        /// and expires on the store by itself.
+        pub fn detach(mut self) {
+            self.handle.detach();
+        }
+    };
+}
+pub(crate) use hold_methods;
+
 impl Drop for Handle {
     fn drop(&mut self) {
         let _ = self.shared.send(Cmd::Machine {

@@ -22,14 +22,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use leasedlock_core::hlc::Hlc;
 use leasedlock_core::lease::{self as core_lease, LeaseOptions};
 
 pub use leasedlock_core::lease::{ConfigRule, LostReason, ReleaseOutcome};
 
 use crate::connection::Shared;
 use crate::engine::{MachineKind, Op};
-use crate::handle::{AbandonGuard, Handle};
+use crate::handle::{hold_methods, AbandonGuard, Handle};
 use crate::state_store::StoreError;
 
 /// Why a lease operation failed.
@@ -256,16 +255,6 @@ impl Lease {
         Ok(Lease { handle })
     }
 
-    /// The lease key.
-    pub fn name(&self) -> &Bytes {
-        &self.handle.name
-    }
-
-    /// The value this handle stores as holder: `clientId` or `clientId:sessionId`.
-    pub fn holder_value(&self) -> Bytes {
-        self.handle.holder_value()
-    }
-
     /// One acquisition attempt (`SET name holder NEX PX duration`): `true` when held, `false`
     /// when someone else holds it. With [`AcquireOptions::renew`] the lease then renews itself
     /// until released or lost. While held without auto-renew, this renews manually.
@@ -284,29 +273,6 @@ impl Lease {
                 reply,
             })
             .await?
-    }
-
-    /// The current fencing token, or why there is none (`NoLease` when never acquired,
-    /// refused or released; `Lost` after a loss). Never returns a token past `safe_until`.
-    pub fn token(&self) -> Result<Hlc, LeaseError> {
-        self.handle.token()
-    }
-
-    /// Whether the lease is held now (`now < safe_until`).
-    pub fn is_held(&self) -> bool {
-        self.handle.safe_until().is_some()
-    }
-
-    /// Until when acting as the holder is safe, while held.
-    pub fn safe_until(&self) -> Option<std::time::Instant> {
-        self.handle.safe_until()
-    }
-
-    /// Waits until the current hold ends and returns why: `Lost(..)` (raised at `safe_until`
-    /// at the latest when no renewal succeeded) or `NoLease` after a release. Returns at once
-    /// when not held.
-    pub async fn lost(&self) -> LeaseError {
-        self.handle.ended().await
     }
 
     /// Who holds the lease (`GET`): `None` when free.
@@ -340,11 +306,7 @@ impl Lease {
             .await?
     }
 
-    /// Gives up the handle without releasing: a held lease stops renewing and expires on the
-    /// store by itself.
-    pub fn detach(mut self) {
-        self.handle.detach();
-    }
+    hold_methods!("lease");
 }
 
 /// The stream of [`Change`]s of an observed lease. Dropping it stops the observation (KEYNOTIFY

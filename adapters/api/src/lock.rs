@@ -28,7 +28,7 @@ use leasedlock_core::lock as core_lock;
 
 use crate::connection::Shared;
 use crate::engine::{MachineKind, Op};
-use crate::handle::Handle;
+use crate::handle::{hold_methods, Handle};
 use crate::lease::{AcquireOptions, LeaseError, ReleaseOutcome};
 use crate::state_store::StoreError;
 
@@ -195,16 +195,6 @@ impl Lock {
         Ok(Lock { handle })
     }
 
-    /// The lock's key.
-    pub fn name(&self) -> &Bytes {
-        &self.handle.name
-    }
-
-    /// The value this handle stores as holder: `clientId` or `clientId:sessionId`.
-    pub fn holder_value(&self) -> Bytes {
-        self.handle.holder_value()
-    }
-
     /// Waits until the lock is held (returns its fencing token), the wait times out, or the
     /// future is dropped (which unregisters and releases what the wait may have taken).
     pub async fn lock(&self, duration: Duration, options: &LockOptions) -> Result<Hlc, LockError> {
@@ -232,29 +222,5 @@ impl Lock {
             .await?
     }
 
-    /// The fencing token while held (never past `safe_until`), or why there is none.
-    pub fn token(&self) -> Result<Hlc, LeaseError> {
-        self.handle.token()
-    }
-
-    /// Whether the lock is held now.
-    pub fn is_held(&self) -> bool {
-        self.handle.safe_until().is_some()
-    }
-
-    /// Until when acting as the holder is safe, while held.
-    pub fn safe_until(&self) -> Option<std::time::Instant> {
-        self.handle.safe_until()
-    }
-
-    /// Waits until the current hold ends and says why (`Lost(..)` at `safe_until` at the
-    /// latest, or `NoLease` after an unlock).
-    pub async fn lost(&self) -> LeaseError {
-        self.handle.ended().await
-    }
-
-    /// Gives up the handle without unlocking: the lock stops renewing and expires by itself.
-    pub fn detach(mut self) {
-        self.handle.detach();
-    }
+    hold_methods!("lock");
 }
