@@ -33,6 +33,8 @@ use crate::lock::{Lock, LockError, LockOptions};
 use crate::state_store::StoreError;
 
 /// Why an edit failed.
+// Not core's `EditError` on purpose: it wraps this crate's `LockError`/`StoreError`, adds
+// `Closed`, and drops the core's `Busy`/`NotDeciding`, which `Lock::edit` cannot cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EditError {
@@ -138,10 +140,10 @@ impl Lock {
         if key.is_empty() {
             return Err(EditError::EmptyKey);
         }
-        let shared = self.shared.clone();
+        let shared = self.handle.shared.clone();
         let id = shared.next_id();
         let (events, rx) = async_channel::unbounded();
-        let options = options.to_core(shared.request_timeout, self.session_id.as_deref());
+        let options = options.to_core(shared.request_timeout, self.handle.session_id.as_deref());
         let mut guard = EditGuard {
             shared: shared.clone(),
             id,
@@ -151,7 +153,7 @@ impl Lock {
             .send(Cmd::Create {
                 id,
                 kind: MachineKind::Edit {
-                    lock_name: self.name.clone(),
+                    lock_name: self.handle.name.clone(),
                     key,
                     duration,
                     options: Box::new(options),

@@ -33,12 +33,14 @@ pub use leasedlock_core::leader::DeposedReason;
 use crate::cancel::CancellationToken;
 use crate::connection::Shared;
 use crate::engine::{Cmd, MachineKind, Op};
-use crate::lease::{call, AcquireOptions, ConfigRule};
+use crate::handle::call;
+use crate::lease::{AcquireOptions, ConfigRule};
 use crate::lock::LockError;
 use crate::state_store::StoreError;
 use crate::watch;
 
 /// Why a leader operation failed.
+// Not core's `LeaderError` on purpose: it wraps this crate's `LockError` and adds `Closed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LeaderError {
@@ -100,6 +102,8 @@ impl From<StoreError> for LeaderError {
 /// let options = LeaderOptions::new(Duration::from_secs(9)).recampaign(false);
 /// # let _ = options;
 /// ```
+// Not core's `LeaderOptions` on purpose: a builder over `AcquireOptions` (connection defaults
+// filled in by `to_core`) with the duration the core takes as an argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderOptions {
     pub(crate) duration: Duration,

@@ -21,19 +21,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_channel::oneshot;
 use futures_core::Stream;
-use leasedlock_core::hlc::Hlc;
 use leasedlock_core::lease::{self as core_lease, LeaseOptions};
 
 pub use leasedlock_core::lease::{ConfigRule, LostReason, ReleaseOutcome};
 
 use crate::connection::Shared;
-use crate::engine::{Cmd, MachineKind, Op, Status};
+use crate::engine::{MachineKind, Op};
+use crate::handle::{hold_methods, AbandonGuard, Handle};
 use crate::state_store::StoreError;
-use crate::watch;
 
 /// Why a lease operation failed.
+// Not core's `LeaseError` on purpose: requests fail with this crate's `StoreError`, and a
+// closed connection (`Closed`) is an outcome the sans-IO core cannot have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LeaseError {
@@ -163,6 +163,8 @@ impl From<StoreError> for LeaseError {
 ///     .timeout(Duration::from_secs(2));
 /// # let _ = options;
 /// ```
+// Not core's `LeaseOptions` on purpose: a builder whose timeout defaults to the connection's
+// and whose session id comes from the handle (`to_core` fills both in).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AcquireOptions {
     pub(crate) timeout: Option<Duration>,
@@ -216,102 +218,6 @@ pub struct Change {
     pub holder: Option<Bytes>,
 }
 
-/// The holding state a handle shares with the driver, readable without a round trip.
-#[derive(Debug, Clone)]
-pub(crate) struct StatusView {
-    rx: watch::Receiver<Status>,
-}
-
-impl StatusView {
-    pub(crate) fn new(rx: watch::Receiver<Status>) -> StatusView {
-        StatusView { rx }
-    }
-
-    /// The token while `now < safe_until`: an expired hold is never reported, even if the
-    /// driver has not processed the expiry yet.
-    pub(crate) fn token(&self) -> Result<Hlc, LeaseError> {
-        self.rx.with(|s| match s {
-            Status::Held { token, safe_until } if std::time::Instant::now() < *safe_until => {
-                Ok(token.clone())
-            }
-            Status::Held { .. } => Err(LeaseError::Lost(LostReason::Expired)),
-            Status::NotHeld(e) => Err(e.clone()),
-        })
-    }
-
-    pub(crate) fn safe_until(&self) -> Option<std::time::Instant> {
-        self.rx.with(|s| match s {
-            Status::Held { safe_until, .. } if std::time::Instant::now() < *safe_until => {
-                Some(*safe_until)
-            }
-            _ => None,
-        })
-    }
-
-    /// Waits until the current hold ends (at once when not held) and says why. No timer here:
-    /// the machine's own `safe_until` deadline, run by the engine, ends the hold.
-    pub(crate) async fn ended(&self) -> LeaseError {
-        let mut rx = self.rx.clone();
-        loop {
-            if let Some(e) = rx.with_and_update(|s| match s {
-                Status::NotHeld(e) => Some(e.clone()),
-                Status::Held { .. } => None,
-            }) {
-                return e;
-            }
-            if rx.changed().await.is_err() {
-                return LeaseError::Closed;
-            }
-        }
-    }
-}
-
-/// Arms on creation; if the future owning it is dropped before the operation's answer was
-/// taken, tells the driver so that nothing is left behind on the server.
-#[derive(Debug)]
-pub(crate) struct AbandonGuard {
-    shared: Arc<Shared>,
-    id: u64,
-    seq: u64,
-    armed: bool,
-}
-
-impl AbandonGuard {
-    pub(crate) fn new(shared: Arc<Shared>, id: u64, seq: u64) -> AbandonGuard {
-        AbandonGuard {
-            shared,
-            id,
-            seq,
-            armed: true,
-        }
-    }
-    pub(crate) fn disarm(&mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for AbandonGuard {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = self.shared.send(Cmd::Machine {
-                id: self.id,
-                op: Op::Abandon { seq: self.seq },
-            });
-        }
-    }
-}
-
-/// Sends `op` to machine `id` and waits for its answer.
-pub(crate) async fn call<T>(
-    shared: &Shared,
-    id: u64,
-    op: impl FnOnce(oneshot::Sender<T>) -> Op,
-) -> Result<T, StoreError> {
-    let (reply, wait) = oneshot::channel();
-    shared.send(Cmd::Machine { id, op: op(reply) })?;
-    wait.await.map_err(|_| StoreError::Closed)
-}
-
 /// A named lease held by this client (or by `clientId:sessionId`).
 ///
 /// ```no_run
@@ -333,12 +239,7 @@ pub(crate) async fn call<T>(
 /// cancel: an abandoned acquisition is released.
 #[derive(Debug)]
 pub struct Lease {
-    shared: Arc<Shared>,
-    id: u64,
-    name: Bytes,
-    session_id: Option<String>,
-    status: StatusView,
-    detached: bool,
+    handle: Handle,
 }
 
 impl Lease {
@@ -347,43 +248,11 @@ impl Lease {
         name: Bytes,
         session_id: Option<String>,
     ) -> Result<Lease, LeaseError> {
-        if name.is_empty() {
-            return Err(LeaseError::InvalidArgument("lease name must not be empty"));
-        }
-        if session_id.as_deref() == Some("") {
-            return Err(LeaseError::InvalidConfig(ConfigRule::SessionIdNonEmpty));
-        }
-        let id = shared.next_id();
-        let (status_tx, status_rx) = watch::channel(Status::NotHeld(LeaseError::NoLease));
-        shared.send(Cmd::Create {
-            id,
-            kind: MachineKind::Lease {
-                name: name.clone(),
-                status: status_tx,
-            },
+        Handle::validate(&name, session_id.as_deref(), "lease name must not be empty")?;
+        let handle = Handle::register(shared, name, session_id, |name, status| {
+            MachineKind::Lease { name, status }
         })?;
-        Ok(Lease {
-            shared,
-            id,
-            name,
-            session_id,
-            status: StatusView::new(status_rx),
-            detached: false,
-        })
-    }
-
-    /// The lease key.
-    pub fn name(&self) -> &Bytes {
-        &self.name
-    }
-
-    /// The value this handle stores as holder: `clientId` or `clientId:sessionId`.
-    pub fn holder_value(&self) -> Bytes {
-        core_lease::holder_value(self.shared.client_id(), self.session_id.as_deref())
-    }
-
-    fn options(&self, options: &AcquireOptions) -> LeaseOptions {
-        options.to_core(self.shared.request_timeout, self.session_id.as_deref())
+        Ok(Lease { handle })
     }
 
     /// One acquisition attempt (`SET name holder NEX PX duration`): `true` when held, `false`
@@ -394,96 +263,50 @@ impl Lease {
         duration: Duration,
         options: &AcquireOptions,
     ) -> Result<bool, LeaseError> {
-        let seq = self.shared.next_id();
-        let mut guard = AbandonGuard::new(self.shared.clone(), self.id, seq);
-        let options = self.options(options);
-        let result = call(&self.shared, self.id, |reply| Op::Acquire {
-            seq,
-            duration,
-            options,
-            reply,
-        })
-        .await;
-        guard.disarm();
-        result?
-    }
-
-    /// The current fencing token, or why there is none (`NoLease` when never acquired,
-    /// refused or released; `Lost` after a loss). Never returns a token past `safe_until`.
-    pub fn token(&self) -> Result<Hlc, LeaseError> {
-        self.status.token()
-    }
-
-    /// Whether the lease is held now (`now < safe_until`).
-    pub fn is_held(&self) -> bool {
-        self.status.safe_until().is_some()
-    }
-
-    /// Until when acting as the holder is safe, while held.
-    pub fn safe_until(&self) -> Option<std::time::Instant> {
-        self.status.safe_until()
-    }
-
-    /// Waits until the current hold ends and returns why: `Lost(..)` (raised at `safe_until`
-    /// at the latest when no renewal succeeded) or `NoLease` after a release. Returns at once
-    /// when not held.
-    pub async fn lost(&self) -> LeaseError {
-        self.status.ended().await
+        let seq = self.handle.next_seq();
+        let options = self.handle.lease_options(options);
+        self.handle
+            .guarded_call(seq, |reply| Op::Acquire {
+                seq,
+                duration,
+                options,
+                reply,
+            })
+            .await?
     }
 
     /// Who holds the lease (`GET`): `None` when free.
     pub async fn holder(&self) -> Result<Option<Bytes>, LeaseError> {
-        let timeout = Some(self.shared.request_timeout);
-        call(&self.shared, self.id, |reply| Op::Holder { timeout, reply }).await?
+        let timeout = Some(self.handle.shared.request_timeout);
+        self.handle
+            .call(|reply| Op::Holder { timeout, reply })
+            .await?
     }
 
     /// Starts observing the lease (KEYNOTIFY): a stream of [`Change`]s (a release or an expiry
     /// arrives as `held = false`). Drop the stream to stop observing.
     pub async fn observe(&self) -> Result<LeaseObservation, LeaseError> {
-        let (tx, rx) = async_channel::bounded(self.shared.notification_buffer);
-        let seq = self.shared.next_id();
-        let mut guard = AbandonGuard::new(self.shared.clone(), self.id, seq);
-        let result = call(&self.shared, self.id, |reply| Op::ObserveStart {
-            seq,
-            tx,
-            reply,
-        })
-        .await;
-        guard.disarm();
-        result??;
+        let (tx, rx) = async_channel::bounded(self.handle.shared.notification_buffer);
+        let seq = self.handle.next_seq();
+        self.handle
+            .guarded_call(seq, |reply| Op::ObserveStart { seq, tx, reply })
+            .await??;
         Ok(LeaseObservation {
             rx: Box::pin(rx),
-            _stop: AbandonGuard::new(self.shared.clone(), self.id, seq),
+            _stop: self.handle.abandon_guard(seq),
         })
     }
 
     /// Releases: stops renewing and clears the token first, then `VDEL name holder`. Reports
     /// honestly what the store found.
     pub async fn release(&self) -> Result<ReleaseOutcome, LeaseError> {
-        let options = self.options(&AcquireOptions::new());
-        call(&self.shared, self.id, |reply| Op::Release {
-            options,
-            reply,
-        })
-        .await?
+        let options = self.handle.lease_options(&AcquireOptions::new());
+        self.handle
+            .call(|reply| Op::Release { options, reply })
+            .await?
     }
 
-    /// Gives up the handle without releasing: a held lease stops renewing and expires on the
-    /// store by itself.
-    pub fn detach(mut self) {
-        self.detached = true;
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let _ = self.shared.send(Cmd::Machine {
-            id: self.id,
-            op: Op::Drop {
-                release: !self.detached,
-            },
-        });
-    }
+    hold_methods!("lease");
 }
 
 /// The stream of [`Change`]s of an observed lease. Dropping it stops the observation (KEYNOTIFY

@@ -23,7 +23,9 @@
 //!   [`Connection::wait_connected`]; `abort()` kills that task. Every other method
 //!   (`state`, `wait_connected`, `client_id`, `state_store`, `lease`, `lease_with_session`,
 //!   `lock`, `lock_with_session`, `leader`, `close`) forwards to this crate's [`Connection`], so
-//!   handles are the same types under every runtime;
+//!   handles are the same types under every runtime ([`forward_connection_methods!`] writes the
+//!   plain forwarders), and every other public name comes from re-exporting
+//!   [`adapter::exports`] at the adapter's root;
 //! - the task: the MQTT client's event loop, the runtime's timer set to
 //!   [`Engine::poll_timeout`], and the [`Commands`] receiver, all feeding the engine (see
 //!   `adapters/api/PORTING.md` for the loop);
@@ -32,12 +34,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adapter;
 mod backoff;
 mod cancel;
 mod clock;
 mod connection;
 pub mod edit;
 mod engine;
+mod handle;
 pub mod leader;
 pub mod lease;
 pub mod lock;
@@ -45,25 +49,11 @@ mod options;
 pub mod state_store;
 mod watch;
 
+pub use adapter::exports::*;
 pub use backoff::Backoff;
-pub use cancel::CancellationToken;
 pub use clock::{wall_ms, Clock};
-pub use connection::{ConnectError, Connection, ConnectionState};
-pub use edit::{EditDecision, EditError, EditOutcome};
+pub use connection::Connection;
 pub use engine::{Command, Commands, Engine, Transmit};
-pub use leader::{DeposedReason, Leader, LeaderError, LeaderOptions, Term};
-pub use lease::{
-    AcquireOptions, Change, Lease, LeaseError, LeaseObservation, LostReason, ReleaseOutcome,
-};
-pub use leasedlock_core::hlc::Hlc;
-pub use lock::{Lock, LockError, LockOptions};
-pub use options::{
-    Authentication, ConnectionOptions, OptionsError, Secret, TlsOptions, K8S_SAT_METHOD,
-};
-pub use state_store::{
-    DelOptions, KeyChange, Observation, ObserveError, SetOptions, SetResult, StateStore,
-    StoreError, VdelOutcome, Versioned,
-};
 
 #[cfg(test)]
 mod tests {

@@ -24,16 +24,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use leasedlock_core::hlc::Hlc;
-use leasedlock_core::lease::holder_value;
 use leasedlock_core::lock as core_lock;
 
 use crate::connection::Shared;
-use crate::engine::{Cmd, MachineKind, Op, Status};
-use crate::lease::{call, AbandonGuard, AcquireOptions, LeaseError, ReleaseOutcome, StatusView};
+use crate::engine::{MachineKind, Op};
+use crate::handle::{hold_methods, Handle};
+use crate::lease::{AcquireOptions, LeaseError, ReleaseOutcome};
 use crate::state_store::StoreError;
-use crate::watch;
 
 /// Why a lock operation failed.
+// Not core's `LockError` on purpose: it wraps this crate's `LeaseError` and adds `Closed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LockError {
@@ -104,6 +104,8 @@ impl From<StoreError> for LockError {
 ///     .renew(Duration::from_secs(2));
 /// # let _ = options;
 /// ```
+// Not core's `LockOptions` on purpose: a builder over `AcquireOptions`, completed by the handle
+// (`to_core`); the core-internal `watch_holder` is the leader's business.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LockOptions {
     pub(crate) acquire: AcquireOptions,
@@ -176,12 +178,7 @@ impl LockOptions {
 /// ```
 #[derive(Debug)]
 pub struct Lock {
-    pub(crate) shared: Arc<Shared>,
-    id: u64,
-    pub(crate) name: Bytes,
-    pub(crate) session_id: Option<String>,
-    status: StatusView,
-    detached: bool,
+    pub(crate) handle: Handle,
 }
 
 impl Lock {
@@ -190,104 +187,40 @@ impl Lock {
         name: Bytes,
         session_id: Option<String>,
     ) -> Result<Lock, LockError> {
-        if name.is_empty() {
-            return Err(LockError::Lease(LeaseError::InvalidArgument(
-                "lock name must not be empty",
-            )));
-        }
-        if session_id.as_deref() == Some("") {
-            return Err(LockError::Lease(LeaseError::InvalidConfig(
-                crate::lease::ConfigRule::SessionIdNonEmpty,
-            )));
-        }
-        let id = shared.next_id();
-        let (status_tx, status_rx) = watch::channel(Status::NotHeld(LeaseError::NoLease));
-        shared.send(Cmd::Create {
-            id,
-            kind: MachineKind::Lock {
-                name: name.clone(),
-                status: status_tx,
-            },
+        Handle::validate(&name, session_id.as_deref(), "lock name must not be empty")
+            .map_err(LockError::Lease)?;
+        let handle = Handle::register(shared, name, session_id, |name, status| {
+            MachineKind::Lock { name, status }
         })?;
-        Ok(Lock {
-            shared,
-            id,
-            name,
-            session_id,
-            status: StatusView::new(status_rx),
-            detached: false,
-        })
-    }
-
-    /// The lock's key.
-    pub fn name(&self) -> &Bytes {
-        &self.name
-    }
-
-    /// The value this handle stores as holder: `clientId` or `clientId:sessionId`.
-    pub fn holder_value(&self) -> Bytes {
-        holder_value(self.shared.client_id(), self.session_id.as_deref())
+        Ok(Lock { handle })
     }
 
     /// Waits until the lock is held (returns its fencing token), the wait times out, or the
     /// future is dropped (which unregisters and releases what the wait may have taken).
     pub async fn lock(&self, duration: Duration, options: &LockOptions) -> Result<Hlc, LockError> {
-        let seq = self.shared.next_id();
-        let mut guard = AbandonGuard::new(self.shared.clone(), self.id, seq);
-        let options = options.to_core(self.shared.request_timeout, self.session_id.as_deref());
-        let result = call(&self.shared, self.id, |reply| Op::Lock {
-            seq,
-            duration,
-            options,
-            reply,
-        })
-        .await;
-        guard.disarm();
-        result?
+        let seq = self.handle.next_seq();
+        let options = options.to_core(
+            self.handle.shared.request_timeout,
+            self.handle.session_id.as_deref(),
+        );
+        self.handle
+            .guarded_call(seq, |reply| Op::Lock {
+                seq,
+                duration,
+                options,
+                reply,
+            })
+            .await?
     }
 
     /// Releases the lock (stop renewing, clear the token, VDEL) and reports what the store
     /// found.
     pub async fn unlock(&self) -> Result<ReleaseOutcome, LockError> {
-        let options =
-            AcquireOptions::new().to_core(self.shared.request_timeout, self.session_id.as_deref());
-        call(&self.shared, self.id, |reply| Op::Unlock { options, reply }).await?
+        let options = self.handle.lease_options(&AcquireOptions::new());
+        self.handle
+            .call(|reply| Op::Unlock { options, reply })
+            .await?
     }
 
-    /// The fencing token while held (never past `safe_until`), or why there is none.
-    pub fn token(&self) -> Result<Hlc, LeaseError> {
-        self.status.token()
-    }
-
-    /// Whether the lock is held now.
-    pub fn is_held(&self) -> bool {
-        self.status.safe_until().is_some()
-    }
-
-    /// Until when acting as the holder is safe, while held.
-    pub fn safe_until(&self) -> Option<std::time::Instant> {
-        self.status.safe_until()
-    }
-
-    /// Waits until the current hold ends and says why (`Lost(..)` at `safe_until` at the
-    /// latest, or `NoLease` after an unlock).
-    pub async fn lost(&self) -> LeaseError {
-        self.status.ended().await
-    }
-
-    /// Gives up the handle without unlocking: the lock stops renewing and expires by itself.
-    pub fn detach(mut self) {
-        self.detached = true;
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = self.shared.send(Cmd::Machine {
-            id: self.id,
-            op: Op::Drop {
-                release: !self.detached,
-            },
-        });
-    }
+    hold_methods!("lock");
 }

@@ -42,6 +42,9 @@ pub enum OptionsError {
     },
     /// The TLS material is unusable (the reason).
     Tls(String),
+    /// MQTT cannot carry this field's value: a string with a NUL character, or a string or
+    /// binary value longer than 65 535 bytes (the field's name).
+    Unencodable(&'static str),
 }
 
 impl std::fmt::Display for OptionsError {
@@ -56,6 +59,10 @@ impl std::fmt::Display for OptionsError {
                 write!(f, "cannot read {what} file {}: {error}", path.display())
             }
             OptionsError::Tls(reason) => write!(f, "TLS configuration: {reason}"),
+            OptionsError::Unencodable(field) => write!(
+                f,
+                "MQTT cannot carry the {field} (a NUL character or over 65535 bytes)"
+            ),
         }
     }
 }
@@ -498,6 +505,15 @@ impl ConnectionOptions {
         if u32::try_from(self.session_expiry.as_secs()).is_err() {
             return Err(OptionsError::SessionExpiry);
         }
+        if let Authentication::UsernamePassword { username, password } = &self.auth {
+            if !mqtt_can_carry_string(username) {
+                return Err(OptionsError::Unencodable("username"));
+            }
+            // A password file is only read at connection time, so only an inline one is checked.
+            if matches!(password, Secret::Inline(p) if p.len() > MQTT_MAX_FIELD) {
+                return Err(OptionsError::Unencodable("password"));
+            }
+        }
         for (what, zero) in [
             ("request timeout", self.request_timeout.is_zero()),
             ("connect timeout", self.connect_timeout.is_zero()),
@@ -512,6 +528,14 @@ impl ConnectionOptions {
         }
         Ok(())
     }
+}
+
+/// The longest string or binary field of an MQTT packet (a two-byte length prefix).
+const MQTT_MAX_FIELD: usize = u16::MAX as usize;
+
+/// Whether an MQTT UTF-8 string field can hold `s` (MQTT forbids U+0000 in them).
+fn mqtt_can_carry_string(s: &str) -> bool {
+    s.len() <= MQTT_MAX_FIELD && !s.contains('\0')
 }
 
 #[cfg(test)]
@@ -561,10 +585,25 @@ mod tests {
                 ok.clone().notification_buffer(0),
                 OptionsError::Zero("notification buffer"),
             ),
+            (
+                ok.clone().credentials("a\0b", "pw"),
+                OptionsError::Unencodable("username"),
+            ),
+            (
+                ok.clone().credentials("u".repeat(65_536), "pw"),
+                OptionsError::Unencodable("username"),
+            ),
+            (
+                ok.clone().credentials("u", "p".repeat(65_536)),
+                OptionsError::Unencodable("password"),
+            ),
         ];
         for (opts, err) in cases {
             assert_eq!(opts.validate(), Err(err));
         }
+        // The longest values MQTT carries pass.
+        let longest = ok.credentials("u".repeat(65_535), "p".repeat(65_535));
+        assert_eq!(longest.validate(), Ok(()));
     }
 
     #[test]

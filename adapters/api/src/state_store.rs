@@ -35,6 +35,8 @@ use crate::connection::Shared;
 use crate::engine::{fanout, Cmd};
 
 /// Why a state-store operation failed.
+// Not core's `RequestError` on purpose: owned `String` status text, plus `Closed` and `Other`,
+// which only a connection (not the sans-IO client) can produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreError {

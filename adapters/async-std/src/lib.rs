@@ -23,27 +23,14 @@ mod mqtt;
 mod transport;
 
 pub use connection::{Connection, CLOSE_GRACE};
-pub use leasedlock_api::{edit, leader, lease, lock, state_store};
-pub use leasedlock_api::{
-    AcquireOptions, Authentication, CancellationToken, Change, ConnectError, ConnectionOptions,
-    ConnectionState, DelOptions, DeposedReason, EditDecision, EditError, EditOutcome, Hlc,
-    KeyChange, Leader, LeaderError, LeaderOptions, Lease, LeaseError, LeaseObservation, Lock,
-    LockError, LockOptions, LostReason, Observation, ObserveError, OptionsError, ReleaseOutcome,
-    Secret, SetOptions, SetResult, StateStore, StoreError, Term, TlsOptions, VdelOutcome,
-    Versioned, K8S_SAT_METHOD,
-};
+pub use leasedlock_api::adapter::exports::*;
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn handles_are_send_sync_and_cheap_to_share() {
         fn check<T: Send + Sync>() {}
+        // The other handles are leasedlock-api's, checked there.
         check::<crate::Connection>();
-        check::<crate::StateStore>();
-        check::<crate::Lease>();
-        check::<crate::Lock>();
-        check::<crate::Leader>();
-        check::<crate::Observation>();
-        check::<crate::LeaseObservation>();
     }
 }

@@ -123,14 +123,17 @@ impl Mqtt {
         seed: u64,
         clock: Clock,
     ) -> Result<Mqtt, OptionsError> {
-        // The options passed the api's validation; what is left is what only MQTT refuses
-        // (a NUL in the client id or the username, say). `OptionsError` has no variant for an
-        // unusable username, so that one is reported with the TLS/transport reason text.
+        // The options passed the api's validation (which already refuses an unusable
+        // username); what is left is what only MQTT refuses (a NUL in the client id, say).
         let session = Session::new(session_config(options)).map_err(|e| match e {
             SessionError::Config(
                 ConfigError::NulCharacter("client_id") | ConfigError::TooLong("client_id"),
             ) => OptionsError::BadClientId,
-            other => OptionsError::Tls(format!("MQTT CONNECT cannot carry the options: {other}")),
+            SessionError::Config(
+                ConfigError::NulCharacter(field) | ConfigError::TooLong(field),
+            ) => OptionsError::Unencodable(field),
+            // Ruled out by the api's validation and `session_config`; still a typed error.
+            _ => OptionsError::Unencodable("CONNECT"),
         })?;
         let (reconnect_min, reconnect_max) = options.get_reconnect_backoff();
         let mut mqtt = Mqtt {
@@ -457,6 +460,18 @@ fn describe(reason: &DisconnectReason) -> String {
 mod tests {
     use super::*;
 
+    /// Was `OptionsError::Tls("MQTT CONNECT cannot carry …")`, a TLS error for a username.
+    #[test]
+    fn a_username_mqtt_cannot_carry_is_unencodable_not_tls() {
+        // `Mqtt::new` does not rely on the api's validation having run.
+        let options = ConnectionOptions::new("h", 1, "c1").credentials("a\0b", "pw");
+        let err = Mqtt::new(&options, 1, Clock::new()).err();
+        assert_eq!(err, Some(OptionsError::Unencodable("username")));
+        let options = ConnectionOptions::new("h", 1, "c1").credentials("u".repeat(65_536), "pw");
+        let err = Mqtt::new(&options, 1, Clock::new()).err();
+        assert_eq!(err, Some(OptionsError::Unencodable("username")));
+    }
+
     #[test]
     fn session_config_follows_the_options() {
         let options = ConnectionOptions::new("h", 1883, "c1")
@@ -544,7 +559,7 @@ mod tests {
                     proptest::prop_assert!(mqtt.attempt.is_some(), "the first attempt starts at once");
                 }
                 Err(OptionsError::BadClientId) => proptest::prop_assert!(nul_in_id),
-                Err(OptionsError::Tls(_)) => proptest::prop_assert!(!nul_in_id),
+                Err(OptionsError::Unencodable(_)) => proptest::prop_assert!(!nul_in_id),
                 Err(other) => proptest::prop_assert!(false, "unexpected {:?}", other),
             }
         }

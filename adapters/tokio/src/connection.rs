@@ -7,11 +7,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use leasedlock_api::{
-    Clock, ConnectError, ConnectionOptions, ConnectionState, Engine, Leader, LeaderError, Lease,
-    LeaseError, Lock, LockError, StateStore,
-};
+use leasedlock_api::{Clock, ConnectError, ConnectionOptions, ConnectionState, Engine};
 use tracing::Instrument;
 
 use crate::driver::Driver;
@@ -75,11 +71,6 @@ impl Connection {
         }
     }
 
-    /// Waits until the connection is up (returns at once if it is).
-    pub async fn wait_connected(&self) -> Result<(), ConnectError> {
-        self.inner.wait_connected().await
-    }
-
     /// The current connection state.
     pub fn state(&self) -> ConnectionState {
         self.inner.state()
@@ -93,50 +84,6 @@ impl Connection {
         self.task.0.abort();
     }
 
-    /// The MQTT client id (also the default lease holder name).
-    pub fn client_id(&self) -> &str {
-        self.inner.client_id()
-    }
-
-    /// A handle for the raw state-store operations.
-    pub fn state_store(&self) -> StateStore {
-        self.inner.state_store()
-    }
-
-    /// A handle for the lease `name`, held as this client id.
-    pub fn lease(&self, name: impl Into<Bytes>) -> Result<Lease, LeaseError> {
-        self.inner.lease(name)
-    }
-
-    /// A handle for the lease `name`, held as `clientId:sessionId` so that several leases of
-    /// one connection stay distinct.
-    pub fn lease_with_session(
-        &self,
-        name: impl Into<Bytes>,
-        session_id: impl Into<String>,
-    ) -> Result<Lease, LeaseError> {
-        self.inner.lease_with_session(name, session_id)
-    }
-
-    /// A handle for the lock `name`, held as this client id.
-    pub fn lock(&self, name: impl Into<Bytes>) -> Result<Lock, LockError> {
-        self.inner.lock(name)
-    }
-
-    /// A handle for the lock `name`, held as `clientId:sessionId`.
-    pub fn lock_with_session(
-        &self,
-        name: impl Into<Bytes>,
-        session_id: impl Into<String>,
-    ) -> Result<Lock, LockError> {
-        self.inner.lock_with_session(name, session_id)
-    }
-
-    /// A participant in the election `name` (call [`Leader::campaign`] to run).
-    pub fn leader(&self, name: impl Into<Bytes>) -> Result<Leader, LeaderError> {
-        self.inner.leader(name)
-    }
-
     /// Closes the connection: lets requests in flight (and pending unregistrations) finish
     /// within their timeouts, disconnects, and stops the task. Other handles then fail with
     /// `Closed`.
@@ -144,8 +91,7 @@ impl Connection {
         self.inner.close().await
     }
 
-    /// The runtime-independent half of this connection (the type every adapter shares).
-    pub fn as_api(&self) -> &leasedlock_api::Connection {
-        &self.inner
-    }
+    // wait_connected, client_id, state_store, lease, lease_with_session, lock,
+    // lock_with_session, leader, as_api: the same under every adapter.
+    leasedlock_api::forward_connection_methods!(inner);
 }

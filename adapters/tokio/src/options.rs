@@ -85,6 +85,18 @@ mod tests {
         assert!(matches!(r, Err(OptionsError::KeepAlive)), "{r:?}");
         let r = to_mqtt(&ConnectionOptions::new("", 1, "c")).await;
         assert!(matches!(r, Err(OptionsError::EmptyHost)), "{r:?}");
+        // rumqttc would put these into a CONNECT the broker must refuse as malformed.
+        let r = to_mqtt(&ConnectionOptions::new("h", 1, "c").credentials("a\0b", "pw")).await;
+        assert!(
+            matches!(r, Err(OptionsError::Unencodable("username"))),
+            "{r:?}"
+        );
+        let r = to_mqtt(&ConnectionOptions::new("h", 1, "c").credentials("u", "p".repeat(65_536)))
+            .await;
+        assert!(
+            matches!(r, Err(OptionsError::Unencodable("password"))),
+            "{r:?}"
+        );
     }
 
     #[tokio::test]

@@ -3,35 +3,17 @@
 
 use std::time::Duration;
 
-use leasedlock_async_std::{Connection, ConnectionOptions};
-use leasedlock_scenarios::api::{AdapterConn, ApiConn};
+use leasedlock_async_std::Connection;
+use leasedlock_scenarios::api::{connection_options, ApiConn};
 use leasedlock_scenarios::{BoxFuture, ConnectSpec, Failure, Runtime};
 
 /// The async-std runtime for the scenarios.
 #[derive(Debug, Clone)]
 pub struct AsyncStd;
 
-/// An async-std adapter connection for the scenarios.
-#[derive(Debug, Clone)]
-pub struct AsConn(pub Connection);
-
-impl AdapterConn for AsConn {
-    fn api(&self) -> &leasedlock_api::Connection {
-        self.0.as_api()
-    }
-    fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.0.close())
-    }
-    fn abort(&self) {
-        self.0.abort();
-    }
-}
-
-/// The adapter options a scenario asks for.
-pub fn options(spec: ConnectSpec) -> ConnectionOptions {
-    ConnectionOptions::new(spec.host, spec.port, spec.client_id)
-        .request_timeout(spec.request_timeout)
-        .reconnect_backoff(Duration::from_millis(50), spec.reconnect_max)
+leasedlock_scenarios::adapter_conn! {
+    /// An async-std adapter connection for the scenarios.
+    pub struct AsConn(Connection);
 }
 
 impl Runtime for AsyncStd {
@@ -39,7 +21,7 @@ impl Runtime for AsyncStd {
 
     fn connect(&self, spec: ConnectSpec) -> BoxFuture<'static, Result<Self::Conn, Failure>> {
         Box::pin(async move {
-            Connection::connect(options(spec))
+            Connection::connect(connection_options(spec))
                 .await
                 .map(|c| ApiConn(AsConn(c)))
                 .map_err(|e| Failure::Other(e.to_string()))

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use leasedlock_async_std_e2e::runtime::options;
+use leasedlock_scenarios::api::connection_options as options;
 use leasedlock_scenarios::api::{AdapterConn, ApiConn};
 use leasedlock_scenarios::{scenarios, BoxFuture, ConnectSpec, Env, Failure, Runtime};
 

@@ -14,7 +14,10 @@ use leasedlock_core::edit::{EditDecision, EditOutcome};
 use leasedlock_core::hlc::Hlc;
 use leasedlock_core::lease::ReleaseOutcome;
 
-use crate::adapter::{self as sc, BoxFuture, Failure};
+use crate::adapter::{self as sc, BoxFuture, ConnectSpec, Failure};
+
+#[doc(hidden)]
+pub use leasedlock_api as __api;
 
 /// What an adapter's `Connection` adds to the shared [`ll::Connection`]: the runtime-specific
 /// entry points.
@@ -25,6 +28,44 @@ pub trait AdapterConn: Clone + Send + Sync + 'static {
     fn close(&self) -> BoxFuture<'_, ()>;
     /// `Connection::abort`.
     fn abort(&self);
+}
+
+/// Declares `struct $name(pub $conn);` (with the given attributes and visibility) and
+/// implements [`AdapterConn`] for it, for an adapter `Connection` type `$conn` with the usual
+/// `as_api`, `close` and `abort`.
+///
+/// ```ignore
+/// leasedlock_scenarios::adapter_conn! {
+///     /// The tokio adapter's connection for the scenarios.
+///     struct TokioConn(leasedlock_tokio::Connection);
+/// }
+/// ```
+#[macro_export]
+macro_rules! adapter_conn {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident($conn:ty);) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        $vis struct $name(pub $conn);
+
+        impl $crate::api::AdapterConn for $name {
+            fn api(&self) -> &$crate::api::__api::Connection {
+                self.0.as_api()
+            }
+            fn close(&self) -> $crate::BoxFuture<'_, ()> {
+                ::std::boxed::Box::pin(self.0.close())
+            }
+            fn abort(&self) {
+                self.0.abort();
+            }
+        }
+    };
+}
+
+/// The connection options a scenario asks for (every adapter re-exports this type).
+pub fn connection_options(spec: ConnectSpec) -> ll::ConnectionOptions {
+    ll::ConnectionOptions::new(spec.host, spec.port, spec.client_id)
+        .request_timeout(spec.request_timeout)
+        .reconnect_backoff(Duration::from_millis(50), spec.reconnect_max)
 }
 
 /// An adapter's connection as the scenarios drive it.

@@ -11,6 +11,7 @@ pub mod broker;
 pub mod env;
 pub mod garbage;
 pub mod scenarios;
+pub mod suite;
 pub mod tls;
 pub mod util;
 

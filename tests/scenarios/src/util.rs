@@ -3,24 +3,10 @@
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use crate::adapter::Runtime;
-
-/// Polls `fut` exactly once, then drops it: `Some` only if it finished in that one poll.
-///
-/// This is how a caller abandons an operation mid-flight, deterministically: a zero deadline
-/// raced against the future instead depends on when the runtime's timer ticks, and a fast
-/// round trip can beat it.
-pub fn poll_once_then_drop<T>(fut: impl Future<Output = T>) -> Option<T> {
-    let mut fut = pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
-}
 
 /// Runs `fut` with a deadline: `None` when `limit` passed first.
 pub async fn within<R: Runtime, T>(
@@ -40,6 +26,15 @@ pub async fn within<R: Runtime, T>(
         Poll::Pending
     })
     .await
+}
+
+/// Polls `fut` once and drops it: `true` when it was still pending, i.e. it was dropped before
+/// its answer. Unlike `within(rt, Duration::ZERO, fut)` this does not race the reply against the
+/// runtime's timer (tokio's zero sleep stays pending until its timer wheel ticks, ~1 ms, long
+/// enough for a loopback round trip).
+pub async fn dropped_after_one_poll<T>(fut: impl Future<Output = T>) -> bool {
+    let mut fut = pin!(fut);
+    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())).await
 }
 
 /// Like [`within`], panicking with `what` on timeout: a hang is a test failure, not a hang.

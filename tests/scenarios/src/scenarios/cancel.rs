@@ -8,7 +8,7 @@ use leasedlock_core::edit::EditDecision;
 use super::{connect, until_absent};
 use crate::adapter::{Conn, LeaseApi, LockApi, Runtime};
 use crate::env::Env;
-use crate::util::{eventually, must, poll_once_then_drop, unique, within};
+use crate::util::{dropped_after_one_poll, eventually, must, unique, within};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -73,7 +73,7 @@ pub async fn dropped_futures_leave_nothing_behind<R: Runtime>(rt: &R, env: &Env)
     assert!(eventually(rt, T, || env.registrations() == baseline + 1).await);
     drop(obs);
     settled("dropped key observation").await;
-    assert!(poll_once_then_drop(b.observe(k)).is_none());
+    assert!(dropped_after_one_poll(b.observe(k)).await);
     settled("dropped observe() call").await;
     let lease = b.lease(name.clone(), None).unwrap();
     let changes = must(rt, T, "observe lease", lease.observe()).await.unwrap();
@@ -84,7 +84,7 @@ pub async fn dropped_futures_leave_nothing_behind<R: Runtime>(rt: &R, env: &Env)
     // An acquire dropped before its answer: whatever it took is released.
     let free = Bytes::from(unique("cancel-acquire"));
     let lease = b.lease(free.clone(), None).unwrap();
-    assert!(poll_once_then_drop(lease.acquire(Duration::from_secs(30), None)).is_none());
+    assert!(dropped_after_one_poll(lease.acquire(Duration::from_secs(30), None)).await);
     assert!(
         until_absent(rt, &a, &free, T).await,
         "an abandoned acquire is released"
