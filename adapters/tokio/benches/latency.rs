@@ -509,15 +509,8 @@ async fn traced_handover(iters: usize, raw: &Summary) {
         let (r, got) = rx.await.unwrap();
         r.expect("waiter gets the lock");
         hops::mark(got, "bench: waiter's lock() returned");
-        let mut events = hops::take();
-        events.sort_by_key(|(at, _)| *at);
-        let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
         let mut line = Vec::new();
-        for (at, what) in events.into_iter().filter(|(at, _)| *at <= got) {
-            let n = seen.entry(what.clone()).or_default();
-            *n += 1;
-            let key = if *n > 1 { format!("{what} #{n}") } else { what };
-            let us = at.saturating_duration_since(released).as_secs_f64() * 1e6;
+        for (us, key) in timeline(released, got) {
             line.push(format!("{us:.0} {key}"));
             offsets.entry(key).or_default().push(us);
         }
@@ -526,6 +519,38 @@ async fn traced_handover(iters: usize, raw: &Summary) {
         }
         lb.unlock().await.unwrap();
     }
+    print_medians(
+        "median offsets from the holder's unlock() call",
+        offsets,
+        iters,
+        raw,
+    );
+    a.close().await;
+    b.close().await;
+}
+
+/// Orders the recorded events of one operation after `start` by time, numbering repeats.
+fn timeline(start: Instant, end: Instant) -> Vec<(f64, String)> {
+    let mut events = hops::take();
+    events.sort_by_key(|(at, _)| *at);
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut out = Vec::new();
+    for (at, what) in events.into_iter().filter(|(at, _)| *at <= end) {
+        let n = seen.entry(what.clone()).or_default();
+        *n += 1;
+        let key = if *n > 1 { format!("{what} #{n}") } else { what };
+        out.push((at.saturating_duration_since(start).as_secs_f64() * 1e6, key));
+    }
+    out
+}
+
+/// Prints each event's median offset, in µs and as a ratio to the echo.
+fn print_medians(
+    title: &str,
+    offsets: std::collections::BTreeMap<String, Vec<f64>>,
+    iters: usize,
+    raw: &Summary,
+) {
     let mut medians: Vec<(f64, String, usize)> = offsets
         .into_iter()
         .map(|(k, mut v)| {
@@ -534,18 +559,47 @@ async fn traced_handover(iters: usize, raw: &Summary) {
         })
         .collect();
     medians.sort_by(|x, y| x.0.total_cmp(&y.0));
-    println!(
-        "echo p50 {:.1} µs; median offsets from the holder's unlock() call:",
-        raw.p50
-    );
+    println!("echo p50 {:.1} µs; {title}:", raw.p50);
     for (us, what, n) in medians {
         println!(
             "{us:>9.1} µs {:>6.2}x  {what}  (in {n}/{iters})",
             us / raw.p50
         );
     }
-    a.close().await;
-    b.close().await;
+}
+
+/// Traced acquires of a free lease: each hop's median offset from the `acquire()` call.
+async fn traced_acquire(iters: usize, raw: &Summary) {
+    let conn = connect("bench-lease").await;
+    let lease = conn
+        .lease(format!("bench-lease-{}", leasedlock_bench_nonce()))
+        .unwrap();
+    let options = AcquireOptions::new();
+    let mut offsets: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for i in 0..iters + iters / 10 {
+        hops::take();
+        let start = Instant::now();
+        assert!(lease
+            .acquire(Duration::from_secs(10), &options)
+            .await
+            .unwrap());
+        let end = Instant::now();
+        hops::mark(end, "bench: acquire() returned");
+        let line = timeline(start, end);
+        lease.release().await.unwrap();
+        if i >= iters / 10 {
+            for (us, key) in line {
+                offsets.entry(key).or_default().push(us);
+            }
+        }
+    }
+    print_medians(
+        "median offsets from the acquire() call",
+        offsets,
+        iters,
+        raw,
+    );
+    conn.close().await;
 }
 
 fn row(name: &str, s: &Summary, raw: &Summary) {
@@ -578,6 +632,7 @@ fn main() {
         let raw = summarize(raw_round_trip(iters, None).await);
         if std::env::var_os("LEASEDLOCK_BENCH_TRACE").is_some() {
             if tracing::subscriber::set_global_default(hops::Recorder).is_ok() {
+                traced_acquire(iters / 5, &raw).await;
                 traced_handover((iters / 10).max(20), &raw).await;
             }
             emulator.shutdown().await;
@@ -585,6 +640,9 @@ fn main() {
         }
         let raw_paused =
             summarize(raw_round_trip((iters / 5).max(20), Some(Duration::from_millis(2))).await);
+        // The handovers below follow 30 ms of idleness.
+        let raw_idle30 =
+            summarize(raw_round_trip((iters / 50).max(20), Some(Duration::from_millis(30))).await);
         let raw_store = summarize(raw_store_round_trip(iters).await);
         let get = summarize(adapter_get(iters, None).await);
         let get_paused =
@@ -604,6 +662,7 @@ fn main() {
         );
         row("raw MQTT request/reply RTT (echo)", &raw, &raw);
         row("raw echo, each after 2 ms idle", &raw_paused, &raw);
+        row("raw echo, each after 30 ms idle", &raw_idle30, &raw);
         row("raw state-store GET (bare rumqttc)", &raw_store, &raw);
         row("adapter GET", &get, &raw);
         row("adapter GET, each after 2 ms idle", &get_paused, &raw);

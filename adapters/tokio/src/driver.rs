@@ -143,6 +143,7 @@ impl Driver {
                     Some(command) => {
                         trace!(target: HOP, client = %self.id, "command");
                         self.engine.handle_command(command, self.clock.now());
+                        trace!(target: HOP, client = %self.id, "command handled");
                     }
                     None => {
                         commands_open = false;
@@ -207,6 +208,7 @@ impl Driver {
                 trace!(target: HOP, client = %self.id, topic = ?publish.topic, "publish in");
                 self.engine
                     .handle_publish(convert::from_publish(publish), now);
+                trace!(target: HOP, client = %self.id, "publish handled");
                 None
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
