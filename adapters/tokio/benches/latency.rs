@@ -471,8 +471,10 @@ mod hops {
                 message: String::new(),
             };
             event.record(&mut f);
-            let who = if f.client.is_empty() {
+            let who = if f.message.starts_with("emulator") {
                 "emulator"
+            } else if f.client.is_empty() {
+                "a driver's timer"
             } else {
                 role(&f.client)
             };
@@ -483,16 +485,18 @@ mod hops {
     }
 }
 
-/// Traced handovers without jitter: prints each hop's median offset from the `unlock()` call.
-async fn traced_handover(iters: usize, raw: &Summary) {
+/// Traced handovers (jitter `None`: the default): prints each hop's median offset from the
+/// `unlock()` call.
+async fn traced_handover(iters: usize, raw: &Summary, jitter: Option<Duration>) {
     let a = connect("bench-holder").await;
     let b = connect("bench-waiter").await;
     let name = format!("bench-lock-{}", leasedlock_bench_nonce());
     let la = a.lock(name.clone()).unwrap();
     let lb = std::sync::Arc::new(b.lock(name).unwrap());
-    let options = LockOptions::new()
-        .wait_timeout(Duration::from_secs(10))
-        .max_jitter(Duration::ZERO);
+    let mut options = LockOptions::new().wait_timeout(Duration::from_secs(10));
+    if let Some(j) = jitter {
+        options = options.max_jitter(j);
+    }
     let mut offsets: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     for i in 0..iters {
         la.lock(Duration::from_secs(10), &options).await.unwrap();
@@ -635,7 +639,9 @@ fn main() {
         if std::env::var_os("LEASEDLOCK_BENCH_TRACE").is_some() {
             if tracing::subscriber::set_global_default(hops::Recorder).is_ok() {
                 traced_acquire(iters / 5, &raw).await;
-                traced_handover((iters / 10).max(20), &raw).await;
+                traced_handover((iters / 10).max(20), &raw, Some(Duration::ZERO)).await;
+                println!("with the default jitter:");
+                traced_handover((iters / 10).max(20), &raw, None).await;
             }
             emulator.shutdown().await;
             return;
