@@ -29,8 +29,10 @@ macro_rules! log {
 pub mod convert;
 pub mod persist;
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,14 +40,20 @@ use bytes::Bytes;
 use leasedlock_core::envelope::REQUEST_TOPIC;
 use leasedlock_core::server::{Store, StoreConfig, StoreError, StoreOutput, StoreStats};
 use leasedlock_core::{Instant as CoreInstant, Now};
-use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::v5::{
+    AsyncClient, ClientError, ConnectionError, Event, EventLoop, MqttOptions, Request,
+};
 use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use persist::Durable;
+
+/// `tracing` target of the per-hop TRACE events (request in, served, publish), for latency
+/// breakdowns.
+pub const HOP: &str = "leasedlock::hop";
 
 /// TLS settings for the broker connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,10 +81,11 @@ pub struct EmulatorConfig {
     pub data_dir: Option<PathBuf>,
     /// MQTT keep-alive of the emulator's connection.
     pub keep_alive: Duration,
-    /// Requests queued between the network task and the store before new ones are shed.
+    /// Replies and notifications waiting for room in the MQTT client's channel before new
+    /// requests are shed.
     pub queue_len: usize,
-    /// Payload bytes queued between the network task and the store before new requests are
-    /// shed.
+    /// Payload bytes of replies and notifications waiting for room in the MQTT client's
+    /// channel before new requests are shed.
     pub queue_bytes: usize,
     /// The store model's configuration (node id, bounds).
     pub store: StoreConfig,
@@ -156,15 +165,14 @@ pub struct Snapshot {
     pub keys: usize,
     /// KEYNOTIFY registrations.
     pub registrations: usize,
-    /// Requests shed because the store's queue was full.
+    /// Requests shed because the replies waiting for the MQTT client were over their bounds.
     pub shed: u64,
 }
 
 /// A running emulator.
 pub struct Emulator {
     stop: watch::Sender<bool>,
-    net: JoinHandle<()>,
-    store: JoinHandle<()>,
+    task: JoinHandle<()>,
     ctx: Arc<Ctx>,
 }
 
@@ -193,38 +201,30 @@ impl Emulator {
         let (client, eventloop) = AsyncClient::new(options, 1024);
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (req_tx, req_rx) = mpsc::channel(config.queue_len.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
         let ctx = Arc::new(Ctx {
             snapshot: Mutex::new(Snapshot::default()),
-            queued: Queued {
-                bytes: AtomicUsize::new(0),
-                max: config.queue_bytes,
-            },
             verbose: config.verbose,
         });
-
-        let net = tokio::spawn(network_task(
-            eventloop,
-            client.clone(),
-            req_tx,
-            ready_tx,
-            stop_rx.clone(),
-            ctx.clone(),
-        ));
-        let store_task = tokio::spawn(store_task(
+        let server = Server {
             store,
             clock,
             durable,
             client,
-            req_rx,
+            outbox: VecDeque::new(),
+            outbox_bytes: 0,
+            ctx: ctx.clone(),
+        };
+        let task = tokio::spawn(serve(
+            eventloop,
+            server,
+            ready_tx,
             stop_rx,
-            ctx.clone(),
+            (config.queue_len.max(1), config.queue_bytes),
         ));
         let emulator = Emulator {
             stop: stop_tx,
-            net,
-            store: store_task,
+            task,
             ctx,
         };
         match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
@@ -251,8 +251,7 @@ impl Emulator {
     /// Stops serving: the store task ends, the connection is closed with a DISCONNECT.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = self.store.await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.net).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
     }
 }
 
@@ -346,100 +345,66 @@ fn mqtt_options(config: &EmulatorConfig) -> Result<MqttOptions, EmulatorError> {
     Ok(o)
 }
 
-/// Polls the MQTT connection: (re)subscribes on every CONNACK, forwards request PUBLISHes to the
-/// store without ever blocking (a full queue sheds the request: the caller times out, the
-/// emulator keeps serving), and reconnects after errors.
-async fn network_task(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
-    requests: mpsc::Sender<rumqttc::v5::mqttbytes::v5::Publish>,
-    ready: oneshot::Sender<()>,
-    mut stop: watch::Receiver<bool>,
-    ctx: Arc<Ctx>,
-) {
-    let (queued, verbose) = (&ctx.queued, ctx.verbose);
-    let mut ready = Some(ready);
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let event = tokio::select! {
-            e = eventloop.poll() => e,
-            _ = stop.changed() => {
-                let _ = client.try_disconnect();
-                // Let the DISCONNECT go out.
-                let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                    while eventloop.poll().await.is_ok() {}
-                }).await;
-                return;
-            }
-        };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = Duration::from_millis(50);
-                if verbose {
-                    log!("connected; subscribing to {REQUEST_TOPIC}");
-                }
-                // rumqttc never resubscribes by itself. The request channel is empty right after
-                // a (re)connect, so this cannot fail for lack of room.
-                if let Err(e) = client.try_subscribe(REQUEST_TOPIC, QoS::AtLeastOnce) {
-                    log!("subscribe failed: {e}");
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(());
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let len = p.payload.len();
-                let accepted = if !queued.reserve(len) {
-                    false
-                } else if requests.try_send(p).is_err() {
-                    queued.release(len);
-                    false
-                } else {
-                    true
-                };
-                if !accepted {
-                    if let Ok(mut s) = ctx.snapshot.lock() {
-                        s.shed += 1;
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                if verbose {
-                    eprintln!(
-                        "leasedlock-emulator: connection error: {e}; retrying in {backoff:?}"
-                    );
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+type PollFuture = Pin<Box<dyn Future<Output = (EventLoop, Result<Event, ConnectionError>)> + Send>>;
+
+/// One `EventLoop::poll`, optionally after a back-off delay. The future owns the event loop, so
+/// the serving task can wait for its timer or a stop at the same time without ever cancelling
+/// a poll halfway through writing a packet.
+fn poll_once(mut eventloop: EventLoop, delay: Option<Duration>) -> PollFuture {
+    Box::pin(async move {
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
         }
-    }
+        let result = eventloop.poll().await;
+        (eventloop, result)
+    })
 }
 
-/// Owns the store: feeds it requests and timer expiries, and carries out its outputs in order
-/// (durable writes before the reply that follows them).
-async fn store_task(
-    mut store: Store,
+/// A PUBLISH waiting for room in rumqttc's request channel.
+type Outgoing = (String, QoS, Bytes, PublishProperties);
+
+/// Everything the serving task owns besides the connection.
+struct Server {
+    store: Store,
     clock: Clock,
     durable: Option<Durable>,
     client: AsyncClient,
-    mut requests: mpsc::Receiver<rumqttc::v5::mqttbytes::v5::Publish>,
-    mut stop: watch::Receiver<bool>,
+    /// Replies and notifications rumqttc's channel had no room for yet, in order.
+    outbox: VecDeque<Outgoing>,
+    outbox_bytes: usize,
     ctx: Arc<Ctx>,
+}
+
+/// Serves the store on the MQTT connection, all in one task: (re)subscribes on every CONNACK,
+/// hands every request PUBLISH to the store as it arrives and publishes the replies and
+/// notifications at once, fires the store's expiry timer, and reconnects after errors.
+///
+/// One task, so a request costs no task hop (no wake of another task, possibly on another
+/// thread) between receiving it, serving it and writing the reply: the reply goes into
+/// rumqttc's channel and the same task's event loop writes it on its next turn. When rumqttc's
+/// channel is full the outputs wait in the outbox; while the outbox is over its bounds, new
+/// requests are shed (the caller times out, the emulator keeps serving).
+async fn serve(
+    eventloop: EventLoop,
+    mut server: Server,
+    ready: oneshot::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+    config: (usize, usize),
 ) {
-    let (queued, verbose) = (&ctx.queued, ctx.verbose);
+    let (max_len, max_bytes) = config;
+    let verbose = server.ctx.verbose;
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(50);
+    let mut poll = poll_once(eventloop, None);
     // One timer re-armed in place: a fresh `sleep_until` per request would register and remove
     // a timer-wheel entry every time while any key has an expiry, though that rarely moves.
     let mut timer = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
     let mut armed = None;
     loop {
-        let deadline = store.poll_timeout().map(|at| clock.deadline(at));
+        let deadline = server
+            .store
+            .poll_timeout()
+            .map(|at| server.clock.deadline(at));
         if deadline != armed {
             if let Some(at) = deadline {
                 timer.as_mut().reset(at);
@@ -448,47 +413,101 @@ async fn store_task(
         }
         tokio::select! {
             biased;
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                let _ = server.client.try_disconnect();
+                // Let the DISCONNECT go out.
+                let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                    loop {
+                        let (eventloop, result) = (&mut poll).await;
+                        if result.is_err() {
+                            break;
+                        }
+                        poll = poll_once(eventloop, None);
+                    }
+                })
+                .await;
+                return;
+            }
+            (eventloop, event) = &mut poll => {
+                let delay = match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(50);
+                        if verbose {
+                            log!("connected; subscribing to {REQUEST_TOPIC}");
+                        }
+                        // rumqttc never resubscribes by itself.
+                        if let Err(e) = server.client.try_subscribe(REQUEST_TOPIC, QoS::AtLeastOnce) {
+                            log!("subscribe failed: {e}");
+                        }
+                        None
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                        None
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        tracing::trace!(target: HOP, topic = ?p.topic, "emulator request in");
+                        if server.outbox.len() < max_len && server.outbox_bytes <= max_bytes {
+                            let msg = convert::to_message(&p);
+                            server.store.handle_request(&msg, server.clock.now());
+                        } else if let Ok(mut s) = server.ctx.snapshot.lock() {
+                            s.shed += 1;
+                        }
+                        None
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        if verbose {
+                            log!("connection error: {e}; retrying in {backoff:?}");
+                        }
+                        let delay = backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        Some(delay)
+                    }
+                };
+                poll = poll_once(eventloop, delay);
+            }
             _ = timer.as_mut(), if armed.is_some() => {
                 // Fired: re-armed next turn even if the store names the same instant again.
                 armed = None;
-                store.handle_timeout(clock.now());
+                server.store.handle_timeout(server.clock.now());
             }
-            p = requests.recv() => match p {
-                Some(p) => {
-                    queued.release(p.payload.len());
-                    let msg = convert::to_message(&p);
-                    store.handle_request(&msg, clock.now());
-                }
-                None => return,
-            },
         }
-        while let Some(out) = store.poll_output() {
+        // Reply first; the snapshot is bookkeeping.
+        server.carry_out();
+        server.flush();
+        if let Ok(mut s) = server.ctx.snapshot.lock() {
+            s.stats = server.store.stats();
+            s.keys = server.store.len();
+            s.registrations = server.store.registration_count();
+        }
+    }
+}
+
+impl Server {
+    /// Carries out the store's outputs in order: durable writes at once (before the reply that
+    /// follows them is handed to rumqttc), publishes into the outbox.
+    fn carry_out(&mut self) {
+        while let Some(out) = self.store.poll_output() {
             match out {
                 StoreOutput::Publish(msg) => {
-                    let Some((topic, qos, payload, props)) = convert::to_publish(msg) else {
-                        continue;
-                    };
-                    // Errors: an invalid topic from a hostile client (rumqttc refuses it) or a
-                    // closed client during shutdown. Neither may stop the store.
-                    if let Err(e) = client
-                        .publish_bytes_with_properties(topic, qos, false, payload, props)
-                        .await
-                    {
-                        if verbose {
-                            log!("publish refused: {e}");
-                        }
+                    if let Some(publish) = convert::to_publish(msg) {
+                        tracing::trace!(target: HOP, topic = %publish.0, "emulator publish");
+                        self.outbox_bytes = self.outbox_bytes.saturating_add(publish.2.len());
+                        self.outbox.push_back(publish);
                     }
                 }
                 StoreOutput::Persist(rec) => {
-                    if let Some(d) = &durable {
+                    if let Some(d) = &self.durable {
                         if let Err(e) = d.put(&rec) {
                             log!("persisting a key failed: {e}");
                         }
                     }
                 }
                 StoreOutput::Forget(key) => {
-                    if let Some(d) = &durable {
+                    if let Some(d) = &self.durable {
                         if let Err(e) = d.remove(&key) {
                             log!("forgetting a key failed: {e}");
                         }
@@ -497,43 +516,45 @@ async fn store_task(
                 _ => {}
             }
         }
-        if let Ok(mut s) = ctx.snapshot.lock() {
-            s.stats = store.stats();
-            s.keys = store.len();
-            s.registrations = store.registration_count();
+    }
+
+    /// Hands the outbox to rumqttc without waiting on its channel.
+    fn flush(&mut self) {
+        while let Some((topic, qos, payload, props)) = self.outbox.pop_front() {
+            let len = payload.len();
+            match self
+                .client
+                .try_publish_with_properties(topic, qos, false, payload, props)
+            {
+                Ok(()) => self.outbox_bytes = self.outbox_bytes.saturating_sub(len),
+                Err(ClientError::TryRequest(Request::Publish(p))) => {
+                    // Full: keep it (first in line) for after the next event.
+                    match String::from_utf8(p.topic.to_vec()) {
+                        Ok(topic) => self.outbox.push_front((
+                            topic,
+                            p.qos,
+                            p.payload,
+                            p.properties.unwrap_or_default(),
+                        )),
+                        Err(_) => self.outbox_bytes = self.outbox_bytes.saturating_sub(len),
+                    }
+                    return;
+                }
+                // An invalid topic from a hostile client (rumqttc refuses it) or a closed
+                // client during shutdown. Neither may stop the store.
+                Err(e) => {
+                    self.outbox_bytes = self.outbox_bytes.saturating_sub(len);
+                    if self.ctx.verbose {
+                        log!("publish refused: {e}");
+                    }
+                }
+            }
         }
     }
 }
 
-/// State the emulator's tasks share.
+/// State the serving task shares with the [`Emulator`] handle.
 struct Ctx {
     snapshot: Mutex<Snapshot>,
-    queued: Queued,
     verbose: bool,
-}
-
-/// Payload bytes waiting between the network task and the store.
-struct Queued {
-    bytes: AtomicUsize,
-    max: usize,
-}
-
-impl Queued {
-    /// Counts `len` more bytes; `false` (and nothing counted) if that would pass the bound.
-    fn reserve(&self, len: usize) -> bool {
-        self.bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                let n = b.checked_add(len)?;
-                (n <= self.max).then_some(n)
-            })
-            .is_ok()
-    }
-
-    fn release(&self, len: usize) {
-        let _ = self
-            .bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                Some(b.saturating_sub(len))
-            });
-    }
 }

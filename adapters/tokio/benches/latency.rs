@@ -7,12 +7,19 @@
 //!
 //! Nothing else may serve the state-store request topic on that broker during the run.
 //!
+//! `LEASEDLOCK_BENCH_TRACE=1` runs only the echo and a traced handover instead: the adapter's
+//! and the emulator's TRACE events of target `leasedlock::hop` (publish in/out, timers,
+//! commands, the emulator's request in / serving / publish) are recorded with their time, and
+//! the median offset of each hop from the holder's `unlock()` call is printed.
+//!
 //! Reading the unlock rows: an unlock is one VDEL round trip (no KEYNOTIFY STOP before or after
 //! it; the STOP of a lock wait leaves when the lock is taken). It costs more than the echo for two
 //! reasons the extra rows separate: it follows a pause, and a request after 2 ms of idleness pays
 //! for waking parked threads ("... after 2 ms idle" rows, the echo's included); and in the
 //! handover the waiter's notification, its SET and the emulator serving it run at the same moment
 //! in this process, on the same few cores ("unlock, no waiter" against "unlock ... by the holder").
+//! Each handover follows 30 ms of idleness (the waiter settling); "raw echo, each after 30 ms
+//! idle" is the round trip under that condition.
 
 use std::time::{Duration, Instant};
 
@@ -381,6 +388,226 @@ async fn handover(iters: usize, jitter: Option<Duration>) -> (Vec<Duration>, Vec
     (samples, unlocks)
 }
 
+/// Records the `leasedlock::hop` TRACE events with their time (trace mode only).
+mod hops {
+    use std::fmt::Write as _;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use tracing::field::{Field, Visit};
+    use tracing::span;
+
+    static EVENTS: Mutex<Vec<(Instant, String)>> = Mutex::new(Vec::new());
+
+    /// Records a bench-side mark.
+    pub fn mark(at: Instant, what: &str) {
+        if let Ok(mut v) = EVENTS.lock() {
+            v.push((at, what.to_string()));
+        }
+    }
+
+    /// Takes everything recorded so far.
+    pub fn take() -> Vec<(Instant, String)> {
+        EVENTS
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    struct Fields {
+        client: String,
+        topic: String,
+        message: String,
+    }
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            let mut text = String::new();
+            let _ = write!(text, "{value:?}");
+            match field.name() {
+                "client" => self.client = text,
+                "topic" => self.topic = text,
+                "message" => self.message = text,
+                _ => {}
+            }
+        }
+    }
+
+    /// Who: the bench role in a client id (`bench-waiter-PID-NONCE` -> `waiter`).
+    fn role(client: &str) -> &str {
+        client.split('-').nth(1).unwrap_or("emulator")
+    }
+
+    /// What kind of topic: a state-store request, a notification or a response.
+    fn kind(topic: &str) -> &'static str {
+        if topic.is_empty() {
+            ""
+        } else if topic.contains("notify") {
+            " [notification]"
+        } else if topic.ends_with("/response") {
+            " [response]"
+        } else {
+            " [request]"
+        }
+    }
+
+    /// The recording subscriber.
+    pub struct Recorder;
+
+    impl tracing::Subscriber for Recorder {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            metadata.target() == "leasedlock::hop"
+        }
+        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+            span::Id::from_u64(1)
+        }
+        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let at = Instant::now();
+            let mut f = Fields {
+                client: String::new(),
+                topic: String::new(),
+                message: String::new(),
+            };
+            event.record(&mut f);
+            let who = if f.message.starts_with("emulator") {
+                "emulator"
+            } else if f.client.is_empty() {
+                "a driver's timer"
+            } else {
+                role(&f.client)
+            };
+            mark(at, &format!("{who}: {}{}", f.message, kind(&f.topic)));
+        }
+        fn enter(&self, _: &span::Id) {}
+        fn exit(&self, _: &span::Id) {}
+    }
+}
+
+/// Traced handovers (jitter `None`: the default): prints each hop's median offset from the
+/// `unlock()` call.
+async fn traced_handover(iters: usize, raw: &Summary, jitter: Option<Duration>) {
+    let a = connect("bench-holder").await;
+    let b = connect("bench-waiter").await;
+    let name = format!("bench-lock-{}", leasedlock_bench_nonce());
+    let la = a.lock(name.clone()).unwrap();
+    let lb = std::sync::Arc::new(b.lock(name).unwrap());
+    let mut options = LockOptions::new().wait_timeout(Duration::from_secs(10));
+    if let Some(j) = jitter {
+        options = options.max_jitter(j);
+    }
+    let mut offsets: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for i in 0..iters {
+        la.lock(Duration::from_secs(10), &options).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let waiter = lb.clone();
+        let opts = options.clone();
+        tokio::spawn(async move {
+            let r = waiter.lock(Duration::from_secs(10), &opts).await;
+            let _ = tx.send((r, Instant::now()));
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        hops::take();
+        let released = Instant::now();
+        la.unlock().await.unwrap();
+        hops::mark(Instant::now(), "bench: holder's unlock() returned");
+        let (r, got) = rx.await.unwrap();
+        r.expect("waiter gets the lock");
+        hops::mark(got, "bench: waiter's lock() returned");
+        let mut line = Vec::new();
+        for (us, key) in timeline(released, got) {
+            line.push(format!("{us:.0} {key}"));
+            offsets.entry(key).or_default().push(us);
+        }
+        if i < 3 {
+            println!("handover {i}: {}", line.join(" | "));
+        }
+        lb.unlock().await.unwrap();
+    }
+    print_medians(
+        "median offsets from the holder's unlock() call",
+        offsets,
+        iters,
+        raw,
+    );
+    a.close().await;
+    b.close().await;
+}
+
+/// Orders the recorded events of one operation after `start` by time, numbering repeats.
+fn timeline(start: Instant, end: Instant) -> Vec<(f64, String)> {
+    let mut events = hops::take();
+    events.sort_by_key(|(at, _)| *at);
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut out = Vec::new();
+    for (at, what) in events.into_iter().filter(|(at, _)| *at <= end) {
+        let n = seen.entry(what.clone()).or_default();
+        *n += 1;
+        let key = if *n > 1 { format!("{what} #{n}") } else { what };
+        out.push((at.saturating_duration_since(start).as_secs_f64() * 1e6, key));
+    }
+    out
+}
+
+/// Prints each event's median offset, in µs and as a ratio to the echo.
+fn print_medians(
+    title: &str,
+    offsets: std::collections::BTreeMap<String, Vec<f64>>,
+    iters: usize,
+    raw: &Summary,
+) {
+    let mut medians: Vec<(f64, String, usize)> = offsets
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by(|x, y| x.total_cmp(y));
+            (v[v.len() / 2], k, v.len())
+        })
+        .collect();
+    medians.sort_by(|x, y| x.0.total_cmp(&y.0));
+    println!("echo p50 {:.1} µs; {title}:", raw.p50);
+    for (us, what, n) in medians {
+        println!(
+            "{us:>9.1} µs {:>6.2}x  {what}  (in {n}/{iters})",
+            us / raw.p50
+        );
+    }
+}
+
+/// Traced acquires of a free lease: each hop's median offset from the `acquire()` call.
+async fn traced_acquire(iters: usize, raw: &Summary) {
+    let conn = connect("bench-lease").await;
+    let lease = conn
+        .lease(format!("bench-lease-{}", leasedlock_bench_nonce()))
+        .unwrap();
+    let options = AcquireOptions::new();
+    let mut offsets: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for i in 0..iters + iters / 10 {
+        hops::take();
+        let start = Instant::now();
+        assert!(lease
+            .acquire(Duration::from_secs(10), &options)
+            .await
+            .unwrap());
+        let end = Instant::now();
+        hops::mark(end, "bench: acquire() returned");
+        let line = timeline(start, end);
+        lease.release().await.unwrap();
+        if i >= iters / 10 {
+            for (us, key) in line {
+                offsets.entry(key).or_default().push(us);
+            }
+        }
+    }
+    print_medians(
+        "median offsets from the acquire() call",
+        offsets,
+        iters,
+        raw,
+    );
+    conn.close().await;
+}
+
 fn row(name: &str, s: &Summary, raw: &Summary) {
     println!(
         "{:<40} {:>9.1} {:>9.1} {:>9.1} {:>9.2}x",
@@ -409,8 +636,21 @@ fn main() {
         let emulator = Emulator::start(config).await.expect("emulator starts");
 
         let raw = summarize(raw_round_trip(iters, None).await);
+        if std::env::var_os("LEASEDLOCK_BENCH_TRACE").is_some() {
+            if tracing::subscriber::set_global_default(hops::Recorder).is_ok() {
+                traced_acquire(iters / 5, &raw).await;
+                traced_handover((iters / 10).max(20), &raw, Some(Duration::ZERO)).await;
+                println!("with the default jitter:");
+                traced_handover((iters / 10).max(20), &raw, None).await;
+            }
+            emulator.shutdown().await;
+            return;
+        }
         let raw_paused =
             summarize(raw_round_trip((iters / 5).max(20), Some(Duration::from_millis(2))).await);
+        // The handovers below follow 30 ms of idleness.
+        let raw_idle30 =
+            summarize(raw_round_trip((iters / 50).max(20), Some(Duration::from_millis(30))).await);
         let raw_store = summarize(raw_store_round_trip(iters).await);
         let get = summarize(adapter_get(iters, None).await);
         let get_paused =
@@ -430,6 +670,7 @@ fn main() {
         );
         row("raw MQTT request/reply RTT (echo)", &raw, &raw);
         row("raw echo, each after 2 ms idle", &raw_paused, &raw);
+        row("raw echo, each after 30 ms idle", &raw_idle30, &raw);
         row("raw state-store GET (bare rumqttc)", &raw_store, &raw);
         row("adapter GET", &get, &raw);
         row("adapter GET, each after 2 ms idle", &get_paused, &raw);

@@ -17,12 +17,16 @@ use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::{valid_filter, valid_topic, QoS as MqttQoS};
 use rumqttc::v5::{AsyncClient, ClientError, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::Outgoing;
-use tracing::{error, info, warn};
+use tracing::{error, info, trace, warn};
 
 use crate::convert::{self, OutgoingPublish};
 use crate::options::apply_credentials;
 use crate::subscriptions::{SubOp, Subscriptions};
 use crate::timer::Timer;
+
+/// `tracing` target of the per-hop TRACE events (publish in/out, timer, command), for latency
+/// breakdowns: `RUST_LOG`-style filters can select just these.
+pub(crate) const HOP: &str = "leasedlock::hop";
 
 /// Something for rumqttc's request channel.
 #[derive(Debug)]
@@ -66,6 +70,8 @@ pub(crate) struct Driver {
     outbox: VecDeque<Outbound>,
     backoff: Backoff,
     refresh_auth: Option<Authentication>,
+    /// The MQTT client id, to tell connections apart in trace events.
+    id: String,
 }
 
 impl Driver {
@@ -79,6 +85,7 @@ impl Driver {
         // Room for every request the core may have in flight plus subscriptions; past that the
         // outbox holds the rest (the driver never blocks on rumqttc's channel).
         let capacity = options.get_max_in_flight().saturating_add(64);
+        let id = mqtt.client_id();
         let (mqtt_client, event_loop) = AsyncClient::new(mqtt, capacity);
         let refresh_auth = match options.get_authentication() {
             Authentication::None => None,
@@ -96,6 +103,7 @@ impl Driver {
             outbox: VecDeque::new(),
             backoff: Backoff::new(reconnect_min, reconnect_max, seed),
             refresh_auth,
+            id,
         }
     }
 
@@ -113,6 +121,7 @@ impl Driver {
             // resolution would delay a zero-delay timer (a waiter's jitter of 0, a retry at
             // once) to the next tick.
             if self.engine.poll_timeout().is_some_and(|t| t <= now.mono) {
+                trace!(target: HOP, client = %self.id, "deadline due");
                 self.engine.handle_timeout(now);
                 self.transmit();
             }
@@ -131,13 +140,20 @@ impl Driver {
                     poll = poll_once(el, delay, auth);
                 }
                 command = self.commands.recv(), if commands_open => match command {
-                    Some(command) => self.engine.handle_command(command, self.clock.now()),
+                    Some(command) => {
+                        trace!(target: HOP, client = %self.id, "command");
+                        self.engine.handle_command(command, self.clock.now());
+                        trace!(target: HOP, client = %self.id, "command handled");
+                    }
                     None => {
                         commands_open = false;
                         self.engine.handle_commands_closed(self.clock.now());
                     }
                 },
-                () = timer.fired() => self.engine.handle_timeout(self.clock.now()),
+                () = timer.fired() => {
+                    trace!(target: HOP, client = %self.id, "timer fired");
+                    self.engine.handle_timeout(self.clock.now());
+                }
             }
             self.transmit();
         }
@@ -189,8 +205,10 @@ impl Driver {
                 None
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                trace!(target: HOP, client = %self.id, topic = ?publish.topic, "publish in");
                 self.engine
                     .handle_publish(convert::from_publish(publish), now);
+                trace!(target: HOP, client = %self.id, "publish handled");
                 None
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -265,6 +283,7 @@ impl Driver {
                         error!(topic = %p.topic, "invalid publish topic; dropped");
                         continue;
                     }
+                    trace!(target: HOP, client = %self.id, topic = %p.topic, "publish out");
                     self.mqtt.try_publish_with_properties(
                         p.topic,
                         p.qos,

@@ -26,6 +26,7 @@ pub(crate) async fn to_mqtt(o: &ConnectionOptions) -> Result<MqttOptions, Option
     mqtt.set_connection_timeout(o.get_connect_timeout().as_secs().max(1));
     mqtt.set_session_expiry_interval(u32::try_from(o.get_session_expiry().as_secs()).ok());
     mqtt.set_max_packet_size(Some(o.get_max_packet_size()));
+    mqtt.set_outgoing_inflight_upper_limit(inflight_limit(o));
     let mut network = rumqttc::NetworkOptions::new();
     // Without it every QoS 1 request/reply stalls on Nagle's algorithm (~40 ms).
     network.set_tcp_nodelay(true);
@@ -36,6 +37,15 @@ pub(crate) async fn to_mqtt(o: &ConnectionOptions) -> Result<MqttOptions, Option
     }
     apply_credentials(o.get_authentication(), &mut mqtt).await?;
     Ok(mqtt)
+}
+
+/// The most QoS 1 publishes rumqttc keeps unacknowledged. rumqttc allocates (and zeroes) its
+/// table of them for this limit when the client is made, `u16::MAX + 1` entries by default:
+/// megabytes per connection and milliseconds of every connect. A limit only makes rumqttc hold
+/// further publishes in its channel until PUBACKs free slots, and the driver never has more
+/// than the channel's capacity (`max_in_flight + 64`) queued anyway.
+fn inflight_limit(o: &ConnectionOptions) -> u16 {
+    u16::try_from(o.get_max_in_flight().saturating_add(64)).unwrap_or(u16::MAX)
 }
 
 async fn read_secret(what: &'static str, path: &Path) -> Result<String, OptionsError> {
@@ -116,6 +126,13 @@ mod tests {
         assert_eq!(mqtt.keep_alive(), Duration::from_secs(7));
         assert!(mqtt.credentials().is_none());
         assert_eq!(mqtt.max_packet_size(), Some(8 * 1024 * 1024));
+        // Not rumqttc's default of u16::MAX, which allocates a table that large per connection.
+        assert_eq!(mqtt.get_outgoing_inflight_upper_limit(), Some(1024 + 64));
+        let huge =
+            to_mqtt(&ConnectionOptions::new("broker", 1884, "id-2").max_in_flight(100_000)).await;
+        if let Ok(huge) = huge {
+            assert_eq!(huge.get_outgoing_inflight_upper_limit(), Some(u16::MAX));
+        }
     }
 
     #[tokio::test]

@@ -3,10 +3,21 @@
 //! A fresh `sleep_until` on every turn of the driver's loop registers and removes a timer-wheel
 //! entry each time (under the timer driver's lock) while a request is in flight, although the
 //! deadline rarely moves. This keeps one entry and resets it only when the deadline changes.
+//!
+//! tokio's timer counts whole milliseconds and rounds every deadline up to the next tick, so a
+//! deadline 200 µs away fires 1–2 ms later: a waiter's sub-millisecond herd-control jitter
+//! became a millisecond or two of handover latency. The timer therefore waits on tokio's wheel
+//! only until [`PRECISE`] before the deadline, and sleeps the rest on a blocking-pool thread
+//! (`nanosleep`, tens of µs of slack) so it fires close to the deadline itself.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
+
+/// How close to the deadline the wait moves from tokio's millisecond wheel to a precise sleep:
+/// one tick of the wheel, whose rounding it absorbs.
+pub(crate) const PRECISE: Duration = Duration::from_millis(1);
 
 /// A timer armed for at most one deadline.
 #[derive(Debug)]
@@ -29,7 +40,10 @@ impl Timer {
     pub(crate) fn set(&mut self, at: Option<Instant>) {
         if at != self.armed {
             if let Some(at) = at {
-                self.sleep.as_mut().reset(at);
+                // The wheel rounds up: aim one tick early and finish with a precise sleep.
+                self.sleep
+                    .as_mut()
+                    .reset(at.checked_sub(PRECISE).unwrap_or(at));
             }
             self.armed = at;
         }
@@ -37,10 +51,24 @@ impl Timer {
 
     /// Resolves at the armed deadline (never while disarmed) and disarms. Cancel-safe.
     pub(crate) async fn fired(&mut self) {
-        if self.armed.is_none() {
-            std::future::pending::<()>().await;
+        let Some(at) = self.armed else {
+            return std::future::pending::<()>().await;
+        };
+        if at.saturating_duration_since(Instant::now()) > PRECISE {
+            self.sleep.as_mut().await;
         }
-        self.sleep.as_mut().await;
+        // What is left in real time; beyond one tick only if tokio's clock is not the real one
+        // (paused in tests), where tokio's own sleep is exact.
+        let left = at
+            .into_std()
+            .saturating_duration_since(std::time::Instant::now());
+        if left > PRECISE {
+            tokio::time::sleep_until(at).await;
+        } else if !left.is_zero() {
+            tracing::trace!(target: crate::driver::HOP, left = ?left, "precise sleep");
+            // A dropped wait leaves this sleep to finish on its own: at most one tick.
+            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(left)).await;
+        }
         self.armed = None;
     }
 }
@@ -71,5 +99,25 @@ mod tests {
         t.set(Some(later));
         t.fired().await;
         assert!(Instant::now() >= later);
+    }
+
+    /// The wheel entry is aimed one tick early (tokio rounds deadlines up to the next
+    /// millisecond tick; the last stretch is a precise sleep), and the timer never fires early.
+    /// How close to the deadline it fires is measured by the latency bench (default-jitter
+    /// handover), not asserted here.
+    #[tokio::test]
+    async fn wheel_entry_aimed_a_tick_early_and_never_fires_early() {
+        let mut t = Timer::new();
+        let at = Instant::now() + Duration::from_millis(5);
+        t.set(Some(at));
+        assert_eq!(t.sleep.deadline(), at - PRECISE);
+        t.fired().await;
+        assert!(Instant::now() >= at, "never early");
+        for micros in [0, 1, 300, 999, 1000, 1001, 2500] {
+            let at = Instant::now() + Duration::from_micros(micros);
+            t.set(Some(at));
+            t.fired().await;
+            assert!(Instant::now() >= at, "never early ({micros} µs)");
+        }
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::adapter::Runtime;
 
-/// Runs `fut` with a deadline: `None` when `limit` passed first.
+/// Runs `fut` with a deadline: `None` when `limit` passed first. A zero `limit` polls `fut`
+/// exactly once ("dropped before its answer"): a runtime's zero sleep may only fire at its next
+/// timer tick (tokio's millisecond), by which time a fast round trip has completed.
 pub async fn within<R: Runtime, T>(
     rt: &R,
     limit: Duration,
@@ -20,7 +22,7 @@ pub async fn within<R: Runtime, T>(
         if let Poll::Ready(v) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(v));
         }
-        if sleep.as_mut().poll(cx).is_ready() {
+        if limit.is_zero() || sleep.as_mut().poll(cx).is_ready() {
             return Poll::Ready(None);
         }
         Poll::Pending
