@@ -40,7 +40,7 @@ use bytes::Bytes;
 use leasedlock_core::envelope::REQUEST_TOPIC;
 use leasedlock_core::server::{Store, StoreConfig, StoreError, StoreOutput, StoreStats};
 use leasedlock_core::{Instant as CoreInstant, Now};
-use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{
     AsyncClient, ClientError, ConnectionError, Event, EventLoop, MqttOptions, Request,
@@ -213,6 +213,7 @@ impl Emulator {
             client,
             outbox: VecDeque::new(),
             outbox_bytes: 0,
+            acks: VecDeque::new(),
             ctx: ctx.clone(),
         };
         let task = tokio::spawn(serve(
@@ -310,6 +311,9 @@ fn mqtt_options(config: &EmulatorConfig) -> Result<MqttOptions, EmulatorError> {
     let mut o = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     o.set_keep_alive(config.keep_alive);
     o.set_clean_start(true);
+    // rumqttc would write the PUBACK of a request before handing the request over, a write on
+    // the path of every round trip; acked by hand, it follows the reply instead.
+    o.set_manual_acks(true);
     // The broker drops larger packets for us instead of sending them: no request can be bigger
     // than the largest key and value the store accepts, plus room for properties.
     let largest = config
@@ -372,7 +376,20 @@ struct Server {
     /// Replies and notifications rumqttc's channel had no room for yet, in order.
     outbox: VecDeque<Outgoing>,
     outbox_bytes: usize,
+    /// Received requests whose PUBACK is not in rumqttc's channel yet (only their packet id
+    /// and QoS: see [`ack_of`]). Acked after the replies, shed requests included.
+    acks: VecDeque<Publish>,
     ctx: Arc<Ctx>,
+}
+
+/// What [`AsyncClient::try_ack`] needs of a received PUBLISH (its QoS and packet id), without
+/// holding on to its payload.
+fn ack_of(p: &Publish) -> Publish {
+    Publish {
+        qos: p.qos,
+        pkid: p.pkid,
+        ..Publish::default()
+    }
 }
 
 /// Serves the store on the MQTT connection, all in one task: (re)subscribes on every CONNACK,
@@ -449,6 +466,7 @@ async fn serve(
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         tracing::trace!(target: HOP, topic = ?p.topic, "emulator request in");
+                        server.acks.push_back(ack_of(&p));
                         if server.outbox.len() < max_len && server.outbox_bytes <= max_bytes {
                             let msg = convert::to_message(&p);
                             server.store.handle_request(&msg, server.clock.now());
@@ -462,6 +480,9 @@ async fn serve(
                         if verbose {
                             log!("connection error: {e}; retrying in {backoff:?}");
                         }
+                        // Their packet ids belong to the lost session (every connection starts
+                        // clean).
+                        server.acks.clear();
                         let delay = backoff;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
                         Some(delay)
@@ -475,9 +496,10 @@ async fn serve(
                 server.store.handle_timeout(server.clock.now());
             }
         }
-        // Reply first; the snapshot is bookkeeping.
+        // Reply first; the acks and the snapshot are bookkeeping.
         server.carry_out();
         server.flush();
+        server.flush_acks();
         if let Ok(mut s) = server.ctx.snapshot.lock() {
             s.stats = server.store.stats();
             s.keys = server.store.len();
@@ -514,6 +536,20 @@ impl Server {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Hands the pending PUBACKs to rumqttc without waiting on its channel; what does not fit
+    /// waits for the next event.
+    fn flush_acks(&mut self) {
+        while let Some(ack) = self.acks.front() {
+            match self.client.try_ack(ack) {
+                Err(ClientError::TryRequest(_)) => return,
+                // Sent, or the client is closed (shutting down): either way done with it.
+                _ => {
+                    self.acks.pop_front();
+                }
             }
         }
     }
