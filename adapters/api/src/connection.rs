@@ -168,8 +168,10 @@ impl Connection {
 
     /// The current connection state.
     pub fn state(&self) -> ConnectionState {
-        if self.shared.state.is_closed() {
-            // The engine is gone (closed, or its task was aborted).
+        // The engine is gone (closed, or its task was aborted). Its command receiver and its
+        // state sender are dropped one after the other, so either one gone means closed: a
+        // handle refused with `Closed` must never see the state still read otherwise.
+        if self.shared.state.is_closed() || self.shared.commands.is_closed() {
             return ConnectionState::Closed;
         }
         self.shared.state.with(Clone::clone)

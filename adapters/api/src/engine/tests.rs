@@ -204,6 +204,19 @@ fn poll_once<F: Future + ?Sized>(fut: Pin<&mut F>) -> Poll<F::Output> {
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// An aborted driver drops the engine's command receiver and its state sender one after the
+/// other; in between, a handle already gets `Closed`, so the state must read `Closed` too.
+#[test]
+fn the_state_reads_closed_as_soon_as_commands_are_refused() {
+    let options = ConnectionOptions::new("broker", 1883, "c-abort");
+    let (engine, conn, commands) = Engine::new(&options, Clock::new()).unwrap();
+    assert_ne!(conn.state(), ConnectionState::Closed);
+    drop(commands);
+    assert_eq!(conn.state(), ConnectionState::Closed);
+    drop(engine);
+    assert_eq!(conn.state(), ConnectionState::Closed);
+}
+
 #[test]
 fn requests_complete_through_the_engine() {
     let mut w = World::new(&["a"]);
