@@ -90,6 +90,19 @@ fn pump(mut el: EventLoop, tx: mpsc::UnboundedSender<rumqttc::v5::mqttbytes::v5:
 /// The raw MQTT request/reply round trip: QoS 1 request with response topic and correlation
 /// data, echoed by a bare rumqttc client at QoS 1; the same shape as a state-store call. Back
 /// to back, or each after `pause` of idleness.
+/// Waits for the reply carrying `correlation`, skipping stale ones (from warm-up requests).
+async fn await_reply(
+    replies: &mut mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Publish>,
+    correlation: &Bytes,
+) {
+    loop {
+        let p = replies.recv().await.expect("a reply");
+        if p.properties.and_then(|pp| pp.correlation_data).as_ref() == Some(correlation) {
+            return;
+        }
+    }
+}
+
 async fn raw_round_trip(iters: usize, pause: Option<Duration>) -> Vec<Duration> {
     let tag = format!("{}-{}", std::process::id(), leasedlock_bench_nonce());
     let req_topic = format!("leasedlock-bench/{tag}/req");
@@ -151,12 +164,7 @@ async fn raw_round_trip(iters: usize, pause: Option<Duration>) -> Vec<Duration> 
         )
         .await
         .unwrap();
-        loop {
-            let p = replies.recv().await.expect("echo reply");
-            if p.properties.and_then(|pp| pp.correlation_data) == Some(corr.clone()) {
-                break;
-            }
-        }
+        await_reply(&mut replies, &corr).await;
         // The first tenth warms up connections and caches.
         if i >= iters / 10 {
             samples.push(start.elapsed());
@@ -239,13 +247,7 @@ async fn raw_store_round_trip(iters: usize) -> Vec<Duration> {
             .publish_with_properties(topic, QoS::AtLeastOnce, false, msg.payload, props)
             .await
             .unwrap();
-        let want = Bytes::copy_from_slice(&correlation);
-        loop {
-            let p = replies.recv().await.expect("store reply");
-            if p.properties.and_then(|pp| pp.correlation_data) == Some(want.clone()) {
-                break;
-            }
-        }
+        await_reply(&mut replies, &Bytes::copy_from_slice(&correlation)).await;
         if i >= iters / 10 {
             samples.push(start.elapsed());
         }

@@ -245,6 +245,21 @@ mod tests {
         Hlc::new(ms, 0, "n").unwrap()
     }
 
+    /// A fan-out with one stream (id 1, buffer 8) on `key()` whose registration succeeded; the
+    /// third value is the stream's registration answer, kept alive by the caller.
+    fn one_registered_stream() -> (
+        Fanout,
+        async_channel::Receiver<Item>,
+        oneshot::Receiver<Result<(), StoreError>>,
+    ) {
+        let mut f = Fanout::default();
+        let (tx, rx) = async_channel::bounded(8);
+        let (r, w) = oneshot::channel();
+        f.add(key(), 1, tx, r);
+        f.registered(&key(), Ok(()));
+        (f, rx, w)
+    }
+
     fn key() -> Bytes {
         Bytes::from_static(b"k")
     }
@@ -337,11 +352,7 @@ mod tests {
     #[test]
     fn resync_reports_only_what_changed() {
         block_on(async {
-            let mut f = Fanout::default();
-            let (tx, rx) = async_channel::bounded(8);
-            let (r, _w) = oneshot::channel();
-            f.add(key(), 1, tx, r);
-            f.registered(&key(), Ok(()));
+            let (mut f, rx, _w) = one_registered_stream();
             f.deliver(&key(), Some(Bytes::from_static(b"a")), hlc(5));
             rx.recv().await.unwrap().unwrap();
             f.resync(&key(), Some(Bytes::from_static(b"a")), Some(hlc(5)));
@@ -357,11 +368,7 @@ mod tests {
     #[test]
     fn the_notification_of_a_change_a_resync_found_is_not_delivered_again() {
         block_on(async {
-            let mut f = Fanout::default();
-            let (tx, rx) = async_channel::bounded(8);
-            let (r, _w) = oneshot::channel();
-            f.add(key(), 1, tx, r);
-            f.registered(&key(), Ok(()));
+            let (mut f, rx, _w) = one_registered_stream();
             assert_eq!(f.reregistered(&key(), true), Action::Resync);
             f.resync(&key(), Some(Bytes::from_static(b"b")), Some(hlc(8)));
             assert!(rx.recv().await.unwrap().unwrap().resync);
@@ -374,11 +381,7 @@ mod tests {
     #[test]
     fn a_resync_that_finds_every_stream_gone_stops_the_registration() {
         block_on(async {
-            let mut f = Fanout::default();
-            let (tx, rx) = async_channel::bounded(8);
-            let (r, _w) = oneshot::channel();
-            f.add(key(), 1, tx, r);
-            f.registered(&key(), Ok(()));
+            let (mut f, rx, _w) = one_registered_stream();
             drop(rx);
             assert_eq!(
                 f.resync(&key(), Some(Bytes::from_static(b"b")), Some(hlc(8))),
