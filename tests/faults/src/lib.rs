@@ -15,3 +15,4 @@ pub mod clock;
 pub mod procs;
 pub mod proxy;
 pub mod record;
+pub mod scenario;

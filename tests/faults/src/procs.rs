@@ -180,7 +180,15 @@ impl Proc {
 
     /// Its stdout and stderr so far, for failure messages.
     pub fn output(&self) -> String {
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        // The tail: a chatty process must not drown the failure message.
+        let read = |p: &Path| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            let cut = text.len().saturating_sub(4000);
+            let cut = (cut..text.len())
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(0);
+            text[cut..].to_string()
+        };
         format!(
             "--- {} stdout:\n{}--- {} stderr:\n{}",
             self.name,
@@ -424,7 +432,7 @@ pub struct ContenderSpec {
 }
 
 impl ContenderSpec {
-    /// A contender with the suite's defaults: TTL 1.5 s, one hold of 1 s, keep-alive 2 s,
+    /// A contender with the suite's defaults: TTL 1.5 s, one hold of 1 s, keep-alive 5 s (the tokio adapter's minimum),
     /// deadline 60 s.
     pub fn new(id: &str, runtime: Runtime, port: u16) -> ContenderSpec {
         ContenderSpec {
@@ -434,7 +442,7 @@ impl ContenderSpec {
             ttl: Duration::from_millis(1500),
             hold: Duration::from_secs(1),
             rounds: 1,
-            keep_alive: Duration::from_secs(2),
+            keep_alive: Duration::from_secs(5),
             deadline: Duration::from_secs(60),
         }
     }
@@ -444,6 +452,9 @@ impl ContenderSpec {
 pub const LOCK: &str = "faults/lock";
 /// The fenced key.
 pub const PROTECTED: &str = "faults/protected";
+
+/// Set (to anything) to keep each scenario's directory (log, outputs, configs) for reading.
+pub const KEEP_ENV: &str = "LEASEDLOCK_FAULTS_KEEP";
 
 /// One scenario's world: a temp directory, the shared log, a broker and an emulator.
 #[derive(Debug)]
@@ -462,10 +473,14 @@ pub struct World {
 impl World {
     /// Starts a broker and an emulator of their own.
     pub fn start(bins: Bins) -> Result<World, String> {
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("leasedlock-faults-")
             .tempdir()
             .map_err(|e| format!("tempdir: {e}"))?;
+        if std::env::var_os(KEEP_ENV).is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("keeping {}", dir.path().display());
+        }
         let broker = Mosquitto::start(&bins.mosquitto, dir.path())?;
         let emulator = Emulator::start(&bins.leasedlock, dir.path(), broker.port())?;
         let log = Log::new(dir.path().join("log"));
@@ -533,17 +548,34 @@ impl World {
         }
     }
 
-    /// Waits until some record satisfies `pred`, at most `timeout`.
+    /// Waits until some record satisfies `pred`, at most `timeout`; fails at once if one of
+    /// `alive` exits meanwhile.
     pub fn wait_record(
         &self,
         timeout: Duration,
         what: &str,
+        alive: &mut [&mut Proc],
         pred: impl Fn(&Record) -> bool,
     ) -> Result<(), String> {
-        wait_until(timeout, what, || {
-            self.log.read().is_ok_and(|rs| rs.iter().any(&pred))
-        })
-        .map_err(|e| format!("{e}\n--- log:\n{}", self.log.text()))
+        let mut died = None;
+        let waited = wait_until(timeout, what, || {
+            if self.log.read().is_ok_and(|rs| rs.iter().any(&pred)) {
+                return true;
+            }
+            died = alive
+                .iter_mut()
+                .find_map(|p| p.exited().map(|status| (p.name().to_string(), status)));
+            died.is_some()
+        });
+        let procs: Vec<&Proc> = alive.iter().map(|p| &**p).collect();
+        match (waited, died) {
+            (Ok(()), None) => Ok(()),
+            (Ok(()), Some((name, status))) => Err(format!(
+                "{name} exited ({status}) while waiting for {what}\n{}",
+                self.dump(&procs)
+            )),
+            (Err(e), _) => Err(format!("{e}\n{}", self.dump(&procs))),
+        }
     }
 
     /// The process groups the CLI's commands recorded.
@@ -593,13 +625,27 @@ impl World {
         })
     }
 
-    /// Everything a failing scenario should print.
+    /// What a failing scenario prints: the holds the log shows, every record but the
+    /// heartbeats, and the processes' output (the full log stays in the scenario's directory
+    /// with `LEASEDLOCK_FAULTS_KEEP=1`).
     pub fn dump(&self, procs: &[&Proc]) -> String {
-        let mut out = format!(
-            "--- log ({}):\n{}",
-            self.log.path().display(),
-            self.log.text()
-        );
+        let mut out = format!("--- log {}:\n", self.log.path().display());
+        match self.log.read() {
+            Ok(records) => {
+                match crate::record::holds(&records) {
+                    Ok(holds) => {
+                        for h in holds {
+                            out.push_str(&format!("hold {h}\n"));
+                        }
+                    }
+                    Err(e) => out.push_str(&format!("holds: {e}\n")),
+                }
+                for r in records.iter().filter(|r| !matches!(r, Record::Held { .. })) {
+                    out.push_str(&format!("{r}\n"));
+                }
+            }
+            Err(e) => out.push_str(&format!("unreadable: {e}\n")),
+        }
         for p in procs {
             out.push_str(&p.output());
         }

@@ -13,13 +13,17 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use futures_lite::future;
+
 use leasedlock_api::{AcquireOptions, ConnectionOptions, Hlc, LockOptions, SetOptions, StoreError};
 use leasedlock_core::command::ServiceError;
 use leasedlock_faults::clock::now_ns;
 use leasedlock_faults::record::{Log, Record, WriteOutcome};
 
-/// How often a holder beats and writes.
-const BEAT: Duration = Duration::from_millis(25);
+/// How often a holder records that it holds the lock.
+const BEAT: Duration = Duration::from_millis(5);
+/// How long a holder pauses between fenced writes.
+const WRITE_EVERY: Duration = Duration::from_millis(25);
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -169,51 +173,65 @@ where
             }
         };
         let hold_until = Instant::now() + args.hold;
-        let mut last: Option<Hlc> = None;
-        let mut writes = 0u64;
-        let lost = loop {
-            // Stamp, then ask: the stamp precedes a moment the handle said "held".
-            let at = now_ns();
-            let token = match lock.token() {
-                Ok(t) => t,
-                Err(e) => {
-                    args.note(format!("lost round {round}: {e}"));
-                    break true;
+        // Beats and writes run side by side, so a write waiting for its reply never leaves a
+        // gap in the record of when this process believed it held the lock.
+        let beats = async {
+            let mut last = None;
+            loop {
+                // Stamp, then ask: the stamp precedes a moment the handle said "held".
+                let at = now_ns();
+                match lock.token() {
+                    Ok(token) => {
+                        args.record(Record::Held {
+                            at,
+                            who: args.id.clone(),
+                            session: session.clone(),
+                            token: token.clone(),
+                            group: None,
+                        });
+                        last = Some(token);
+                    }
+                    Err(e) => {
+                        args.note(format!("lost round {round}: {e}"));
+                        return (true, last);
+                    }
                 }
-            };
-            args.record(Record::Held {
-                at,
-                who: args.id.clone(),
-                session: session.clone(),
-                token: token.clone(),
-                group: None,
-            });
-            last = Some(token.clone());
-            if Instant::now() >= hold_until {
-                break false;
+                if Instant::now() >= hold_until {
+                    return (false, last);
+                }
+                sleep(BEAT).await;
             }
-            writes += 1;
-            let start = now_ns();
-            let result = store
-                .set(
-                    args.key.clone(),
-                    format!("{}:{round}:{writes}", args.id),
-                    &SetOptions::new()
-                        .fencing_token(token.clone())
-                        .persist()
-                        .timeout(args.request_timeout()),
-                )
-                .await;
-            args.record(Record::Write {
-                start,
-                end: now_ns(),
-                who: args.id.clone(),
-                token,
-                outcome: outcome_of(&result),
-                stale: false,
-            });
-            sleep(BEAT).await;
         };
+        let writes = async {
+            let mut writes = 0u64;
+            while let Ok(token) = lock.token() {
+                if Instant::now() >= hold_until {
+                    break;
+                }
+                writes += 1;
+                let start = now_ns();
+                let result = store
+                    .set(
+                        args.key.clone(),
+                        format!("{}:{round}:{writes}", args.id),
+                        &SetOptions::new()
+                            .fencing_token(token.clone())
+                            .persist()
+                            .timeout(args.request_timeout()),
+                    )
+                    .await;
+                args.record(Record::Write {
+                    start,
+                    end: now_ns(),
+                    who: args.id.clone(),
+                    token,
+                    outcome: outcome_of(&result),
+                    stale: false,
+                });
+                sleep(WRITE_EVERY).await;
+            }
+        };
+        let ((lost, last), ()) = future::zip(beats, writes).await;
         if !lost {
             match lock.unlock().await {
                 Ok(outcome) => args.note(format!("released round {round}: {outcome:?}")),

@@ -1,0 +1,184 @@
+//! `leasedlock lock NAME -- CMD` under faults. The commands record heartbeats with the stamp
+//! binary; the hard case is a command that ignores SIGTERM. `cli-a` is the holder the fault
+//! hits; `cli-b` waits for the lock on a direct connection, beats a bounded number of times,
+//! and makes one fenced write with its token; afterwards the test writes with `cli-a`'s token,
+//! which the store must refuse.
+
+use std::process::Command;
+use std::time::Duration;
+
+use leasedlock_faults::clock::now_ns;
+use leasedlock_faults::procs::{wait_until, Proc, World, PROTECTED, START_TIMEOUT};
+use leasedlock_faults::proxy::{Fault, FaultProxy};
+use leasedlock_faults::record::{Record, WriteOutcome};
+use leasedlock_faults::scenario::{expect_exit, holds_by, judge, run, Stale, EXIT_TIMEOUT};
+use nix::sys::signal::Signal;
+
+/// The lease of every CLI participant, and the grace its command gets between SIGTERM and
+/// SIGKILL.
+const LOCK_ARGS: &[&str] = &["--ttl", "2s", "--grace", "300ms", "--timeout", "30s"];
+
+/// Beats until killed, ignoring SIGTERM (and so does every child it starts).
+const STUBBORN: &str = r#"trap '' TERM; while :; do "$STAMP" "$LOG"; sleep 0.02; done"#;
+
+/// The exit status of `leasedlock lock` when the lease was lost while the command ran.
+const LEASE_LOST: i32 = 123;
+
+/// How long a command may outlive the wrapper that was killed before the check gives up.
+const ORPHAN_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn world() -> Result<World, String> {
+    leasedlock_faults::scenario::world(
+        env!("CARGO_BIN_EXE_leasedlock-faults-contender"),
+        env!("CARGO_BIN_EXE_leasedlock-faults-stamp"),
+    )
+}
+
+/// `cli-b`: waits for the lock, beats 25 times, writes the protected key fenced with its token.
+fn start_b(world: &World) -> Result<Proc, String> {
+    let script = format!(
+        r#"set -e
+i=0
+while [ $i -lt 25 ]; do "$STAMP" "$LOG"; sleep 0.02; i=$((i+1)); done
+"{cli}" --broker 127.0.0.1:{port} set {key} cli-b --fencing-token "$LEASEDLOCK_FENCING_TOKEN"
+"$STAMP" "$LOG""#,
+        cli = world.bins.leasedlock.display(),
+        port = world.broker.port(),
+        key = PROTECTED,
+    );
+    world.cli_lock("cli-b", world.broker.port(), LOCK_ARGS, &script)
+}
+
+/// Writes the protected key fenced with the first token `who` held, records the outcome as a
+/// stale write, and fails unless the store refused it.
+fn stale_write_of(world: &World, who: &str) -> Result<(), String> {
+    let token = world
+        .records()
+        .into_iter()
+        .find_map(|r| match r {
+            Record::Held { who: w, token, .. } if w == who => Some(token),
+            _ => None,
+        })
+        .ok_or_else(|| format!("{who} never held the lock\n{}", world.dump(&[])))?;
+    let start = now_ns();
+    let mut set = Command::new(&world.bins.leasedlock);
+    set.args(["--broker", &format!("127.0.0.1:{}", world.broker.port())])
+        .args(["--timeout", "10s", "set", PROTECTED, "stale"])
+        .args(["--fencing-token", &token.to_string()]);
+    let mut proc = Proc::spawn(&format!("{who}-stale-write"), set, world.dir())?;
+    let status = proc.wait(EXIT_TIMEOUT)?;
+    // Exit status 4: the store refused the request.
+    let outcome = match status.code() {
+        Some(0) => WriteOutcome::Applied,
+        Some(4) => WriteOutcome::Refused,
+        _ => WriteOutcome::Unknown(format!("exit-{status}")),
+    };
+    world
+        .log
+        .append(&Record::Write {
+            start,
+            end: now_ns(),
+            who: who.to_string(),
+            token,
+            outcome,
+            stale: true,
+        })
+        .map_err(|e| format!("log: {e}"))?;
+    Ok(())
+}
+
+/// Fails if a command `who` ran is still alive `ORPHAN_TIMEOUT` after the check starts.
+fn expect_commands_gone(world: &World, who: &str) -> Result<(), String> {
+    let groups: Vec<_> = world
+        .records()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Held {
+                who: w,
+                group: Some(g),
+                ..
+            } if w == who => Some(nix::unistd::Pid::from_raw(g)),
+            _ => None,
+        })
+        .collect();
+    wait_until(
+        ORPHAN_TIMEOUT,
+        &format!("the commands of {who} to die"),
+        || groups.iter().all(|g| !world.group_alive(*g)),
+    )
+    .map_err(|e| {
+        format!(
+            "{e}: the command outlived its lease holder\n{}",
+            world.dump(&[])
+        )
+    })
+}
+
+/// The holder's connection is black-holed (a partition) while its command ignores SIGTERM.
+/// The command must be dead by the time another holder can get the lock.
+#[test]
+fn partitioned_holder_with_a_term_ignoring_command() {
+    run(|| {
+        let world = world()?;
+        let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
+        let mut a = world.cli_lock("cli-a", proxy.addr().port(), LOCK_ARGS, STUBBORN)?;
+        world.wait_record(
+            START_TIMEOUT,
+            "cli-a to hold",
+            &mut [&mut a],
+            holds_by("cli-a"),
+        )?;
+        let mut b = start_b(&world)?;
+        proxy.set(Fault::BlackHole);
+        expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
+        expect_exit(&world, &mut a, LEASE_LOST, EXIT_TIMEOUT)?;
+        stale_write_of(&world, "cli-a")?;
+        judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
+        expect_commands_gone(&world, "cli-a")
+    });
+}
+
+/// `kill -9` of the `leasedlock lock` process: its command (which ignores SIGTERM) must die
+/// with it, before the lease can pass to another holder.
+#[test]
+fn wrapper_killed_with_sigkill() {
+    run(|| {
+        let world = world()?;
+        let mut a = world.cli_lock("cli-a", world.broker.port(), LOCK_ARGS, STUBBORN)?;
+        world.wait_record(
+            START_TIMEOUT,
+            "cli-a to hold",
+            &mut [&mut a],
+            holds_by("cli-a"),
+        )?;
+        a.signal(Signal::SIGKILL)?;
+        let mut b = start_b(&world)?;
+        expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
+        stale_write_of(&world, "cli-a")?;
+        judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
+        expect_commands_gone(&world, "cli-a")
+    });
+}
+
+/// The command exits by itself but leaves a background process (ignoring SIGTERM) in its
+/// group: the group must be gone before the lock is released to the next holder.
+#[test]
+fn command_exits_leaving_a_background_process() {
+    run(|| {
+        let world = world()?;
+        let script = format!(r#"( {STUBBORN} ) & "$STAMP" "$LOG"; sleep 0.1; exit 0"#);
+        let mut a = world.cli_lock("cli-a", world.broker.port(), LOCK_ARGS, &script)?;
+        world.wait_record(
+            START_TIMEOUT,
+            "cli-a to hold",
+            &mut [&mut a],
+            holds_by("cli-a"),
+        )?;
+        let mut b = start_b(&world)?;
+        expect_exit(&world, &mut a, 0, EXIT_TIMEOUT)?;
+        expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
+        stale_write_of(&world, "cli-a")?;
+        judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
+        expect_commands_gone(&world, "cli-a")
+    });
+}

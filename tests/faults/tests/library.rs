@@ -1,0 +1,173 @@
+//! Library clients under faults: holder `a` on one runtime, contender `b` on the other, and a
+//! fault aimed at `a` (through its own proxy, or as signals). Each scenario runs once with `a`
+//! on tokio and once with `a` on async-std.
+
+use std::time::Duration;
+
+use leasedlock_faults::procs::{ContenderSpec, Runtime, World, START_TIMEOUT};
+use leasedlock_faults::proxy::{Fault, FaultProxy};
+use leasedlock_faults::scenario::{
+    applied_write_by, expect_exit, holds_by, judge, note_by, run, Stale, EXIT_TIMEOUT,
+    FAULT_TIMEOUT,
+};
+use nix::sys::signal::Signal;
+
+fn world() -> Result<World, String> {
+    leasedlock_faults::scenario::world(
+        env!("CARGO_BIN_EXE_leasedlock-faults-contender"),
+        env!("CARGO_BIN_EXE_leasedlock-faults-stamp"),
+    )
+}
+
+/// `a` holds through a proxy (for far longer than the scenario lasts, so only a loss ends its
+/// hold), `b` waits on a direct connection; then the proxy applies `fault` to `a`. `b` must
+/// take over only after `a` stopped acting as holder, and `a`'s write with its lost token must
+/// be refused once the network heals.
+fn holder_cut_off(runtime: Runtime, fault: Fault) -> Result<(), String> {
+    let world = world()?;
+    let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
+    let mut a_spec = ContenderSpec::new("a", runtime, proxy.addr().port());
+    a_spec.hold = Duration::from_secs(120);
+    let mut a = world.contender(&a_spec)?;
+    world.wait_record(START_TIMEOUT, "a to hold", &mut [&mut a], holds_by("a"))?;
+    let mut b = world.contender(&ContenderSpec::new(
+        "b",
+        runtime.other(),
+        world.broker.port(),
+    ))?;
+    world.wait_record(
+        START_TIMEOUT,
+        "b to connect",
+        &mut [&mut a, &mut b],
+        note_by("b", "ready"),
+    )?;
+
+    proxy.set(fault);
+    world.wait_record(
+        FAULT_TIMEOUT,
+        "b to take over and write",
+        &mut [&mut b],
+        applied_write_by("b"),
+    )?;
+    proxy.set(Fault::Pass);
+
+    expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
+    expect_exit(&world, &mut a, 0, EXIT_TIMEOUT)?;
+    judge(&world, &["a", "b"], Stale::Refused)?;
+    Ok(())
+}
+
+/// `a` holds on a direct connection, `b` waits; `signal` hits `a` (then `after`, if any, once
+/// `b` took over).
+fn holder_signalled(runtime: Runtime, signal: Signal, after: Option<Signal>) -> Result<(), String> {
+    let world = world()?;
+    let mut a_spec = ContenderSpec::new("a", runtime, world.broker.port());
+    a_spec.hold = Duration::from_secs(120);
+    let mut a = world.contender(&a_spec)?;
+    world.wait_record(START_TIMEOUT, "a to hold", &mut [&mut a], holds_by("a"))?;
+    let mut b = world.contender(&ContenderSpec::new(
+        "b",
+        runtime.other(),
+        world.broker.port(),
+    ))?;
+    world.wait_record(
+        START_TIMEOUT,
+        "b to connect",
+        &mut [&mut a, &mut b],
+        note_by("b", "ready"),
+    )?;
+
+    a.signal(signal)?;
+    world.wait_record(
+        FAULT_TIMEOUT,
+        "b to take over and write",
+        &mut [&mut b],
+        applied_write_by("b"),
+    )?;
+    if let Some(after) = after {
+        a.signal(after)?;
+    }
+
+    expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
+    match after {
+        // Resumed after its TTL: it must find the lock lost and its stale write refused.
+        Some(_) => {
+            expect_exit(&world, &mut a, 0, EXIT_TIMEOUT)?;
+            judge(&world, &["a", "b"], Stale::Refused)?;
+        }
+        None => {
+            a.wait(START_TIMEOUT)?;
+            judge(&world, &["a", "b"], Stale::Optional)?;
+        }
+    }
+    Ok(())
+}
+
+/// `a` holds through a proxy that resets its connection, and every reconnection attempt, a few
+/// times; then the network heals. `a` keeps or loses its lock (either is safe); both finish.
+fn holder_reset(runtime: Runtime) -> Result<(), String> {
+    let world = world()?;
+    let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
+    let mut a_spec = ContenderSpec::new("a", runtime, proxy.addr().port());
+    a_spec.hold = Duration::from_secs(3);
+    let mut a = world.contender(&a_spec)?;
+    world.wait_record(START_TIMEOUT, "a to hold", &mut [&mut a], holds_by("a"))?;
+    let mut b = world.contender(&ContenderSpec::new(
+        "b",
+        runtime.other(),
+        world.broker.port(),
+    ))?;
+    world.wait_record(
+        START_TIMEOUT,
+        "b to connect",
+        &mut [&mut a, &mut b],
+        note_by("b", "ready"),
+    )?;
+
+    proxy.set(Fault::Reset);
+    // The open connection and at least two reconnection attempts.
+    leasedlock_faults::procs::wait_until(FAULT_TIMEOUT, "three resets", || proxy.resets() >= 3)
+        .map_err(|e| format!("{e}\n{}", world.dump(&[&a])))?;
+    proxy.set(Fault::Pass);
+
+    expect_exit(&world, &mut a, 0, EXIT_TIMEOUT)?;
+    expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
+    let records = world.records();
+    let a_lost = records.iter().any(note_by("a", "lost"));
+    let stale = if a_lost {
+        Stale::Refused
+    } else {
+        Stale::Optional
+    };
+    judge(&world, &["a", "b"], stale)?;
+    Ok(())
+}
+
+macro_rules! on_both_runtimes {
+    ($($tokio:ident, $async_std:ident => $scenario:expr;)*) => {$(
+        #[test]
+        fn $tokio() {
+            run(|| $scenario(Runtime::Tokio));
+        }
+        #[test]
+        fn $async_std() {
+            run(|| $scenario(Runtime::AsyncStd));
+        }
+    )*};
+}
+
+on_both_runtimes! {
+    black_hole_tokio, black_hole_async_std =>
+        |rt| holder_cut_off(rt, Fault::BlackHole);
+    // Longer than the request timeout and the lease: renewals time out, then arrive late.
+    delay_tokio, delay_async_std =>
+        |rt| holder_cut_off(rt, Fault::Delay(Duration::from_secs(2)));
+    half_open_tokio, half_open_async_std =>
+        |rt| holder_cut_off(rt, Fault::HalfOpen);
+    reset_tokio, reset_async_std => holder_reset;
+    // A GC pause: stopped for longer than the TTL, then resumed.
+    sigstop_past_ttl_tokio, sigstop_past_ttl_async_std =>
+        |rt| holder_signalled(rt, Signal::SIGSTOP, Some(Signal::SIGCONT));
+    kill_9_tokio, kill_9_async_std =>
+        |rt| holder_signalled(rt, Signal::SIGKILL, None);
+}
