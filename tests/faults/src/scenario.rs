@@ -1,10 +1,13 @@
 //! What the scenario tests share: starting a world with the right binaries, record predicates,
 //! and the final judgement of a log.
 
-use std::process::ExitStatus;
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use crate::procs::{Bins, Proc, World};
+use leasedlock_core::hlc::Hlc;
+
+use crate::clock::now_ns;
+use crate::procs::{Bins, Proc, World, PROTECTED};
 use crate::record::{check_safety, stale_writes, Hold, Record, WriteOutcome};
 
 /// The bound on waiting for a fault's consequence (a loss, a take-over).
@@ -91,4 +94,46 @@ pub fn run(scenario: impl FnOnce() -> Result<(), String>) {
     if let Err(e) = scenario() {
         panic!("{e}");
     }
+}
+
+/// The first token `who` held.
+pub fn first_token(world: &World, who: &str) -> Result<Hlc, String> {
+    world
+        .records()
+        .into_iter()
+        .find_map(|r| match r {
+            Record::Held { who: w, token, .. } if w == who => Some(token),
+            _ => None,
+        })
+        .ok_or_else(|| format!("{who} never held the lock\n{}", world.dump(&[])))
+}
+
+/// Writes the protected key with `leasedlock set` fenced with `token`, and records the outcome
+/// as a stale write of `who` (which [`judge`] then checks).
+pub fn stale_write_with_cli(world: &World, who: &str, token: Hlc) -> Result<(), String> {
+    let start = now_ns();
+    let mut set = Command::new(&world.bins.leasedlock);
+    set.args(["--broker", &format!("127.0.0.1:{}", world.broker.port())])
+        .args(["--timeout", "10s", "set", PROTECTED, "stale"])
+        .args(["--fencing-token", &token.to_string()]);
+    let mut proc = Proc::spawn(&format!("{who}-stale-write"), set, world.dir())?;
+    let status = proc.wait(EXIT_TIMEOUT)?;
+    // Exit status 4: the store refused the request.
+    let outcome = match status.code() {
+        Some(0) => WriteOutcome::Applied,
+        Some(4) => WriteOutcome::Refused,
+        _ => WriteOutcome::Unknown(format!("exit-{status}")),
+    };
+    world
+        .log
+        .append(&Record::Write {
+            start,
+            end: now_ns(),
+            who: who.to_string(),
+            token,
+            outcome,
+            stale: true,
+        })
+        .map_err(|e| format!("log: {e}"))?;
+    Ok(())
 }

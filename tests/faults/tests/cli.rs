@@ -4,14 +4,14 @@
 //! and makes one fenced write with its token; afterwards the test writes with `cli-a`'s token,
 //! which the store must refuse.
 
-use std::process::Command;
 use std::time::Duration;
 
-use leasedlock_faults::clock::now_ns;
 use leasedlock_faults::procs::{wait_until, Proc, World, PROTECTED, START_TIMEOUT};
 use leasedlock_faults::proxy::{Fault, FaultProxy};
-use leasedlock_faults::record::{Record, WriteOutcome};
-use leasedlock_faults::scenario::{expect_exit, holds_by, judge, run, Stale, EXIT_TIMEOUT};
+use leasedlock_faults::record::Record;
+use leasedlock_faults::scenario::{
+    expect_exit, first_token, holds_by, judge, run, stale_write_with_cli, Stale, EXIT_TIMEOUT,
+};
 use nix::sys::signal::Signal;
 
 /// The lease of every CLI participant, and the grace its command gets between SIGTERM and
@@ -47,44 +47,6 @@ while [ $i -lt 25 ]; do "$STAMP" "$LOG"; sleep 0.02; i=$((i+1)); done
         key = PROTECTED,
     );
     world.cli_lock("cli-b", world.broker.port(), LOCK_ARGS, &script)
-}
-
-/// Writes the protected key fenced with the first token `who` held, records the outcome as a
-/// stale write, and fails unless the store refused it.
-fn stale_write_of(world: &World, who: &str) -> Result<(), String> {
-    let token = world
-        .records()
-        .into_iter()
-        .find_map(|r| match r {
-            Record::Held { who: w, token, .. } if w == who => Some(token),
-            _ => None,
-        })
-        .ok_or_else(|| format!("{who} never held the lock\n{}", world.dump(&[])))?;
-    let start = now_ns();
-    let mut set = Command::new(&world.bins.leasedlock);
-    set.args(["--broker", &format!("127.0.0.1:{}", world.broker.port())])
-        .args(["--timeout", "10s", "set", PROTECTED, "stale"])
-        .args(["--fencing-token", &token.to_string()]);
-    let mut proc = Proc::spawn(&format!("{who}-stale-write"), set, world.dir())?;
-    let status = proc.wait(EXIT_TIMEOUT)?;
-    // Exit status 4: the store refused the request.
-    let outcome = match status.code() {
-        Some(0) => WriteOutcome::Applied,
-        Some(4) => WriteOutcome::Refused,
-        _ => WriteOutcome::Unknown(format!("exit-{status}")),
-    };
-    world
-        .log
-        .append(&Record::Write {
-            start,
-            end: now_ns(),
-            who: who.to_string(),
-            token,
-            outcome,
-            stale: true,
-        })
-        .map_err(|e| format!("log: {e}"))?;
-    Ok(())
 }
 
 /// Fails if a command `who` ran is still alive `ORPHAN_TIMEOUT` after the check starts.
@@ -132,7 +94,7 @@ fn partitioned_holder_with_a_term_ignoring_command() {
         proxy.set(Fault::BlackHole);
         expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
         expect_exit(&world, &mut a, LEASE_LOST, EXIT_TIMEOUT)?;
-        stale_write_of(&world, "cli-a")?;
+        stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
         judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
         expect_commands_gone(&world, "cli-a")
     });
@@ -154,7 +116,7 @@ fn wrapper_killed_with_sigkill() {
         a.signal(Signal::SIGKILL)?;
         let mut b = start_b(&world)?;
         expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
-        stale_write_of(&world, "cli-a")?;
+        stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
         judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
         expect_commands_gone(&world, "cli-a")
     });
@@ -177,7 +139,7 @@ fn command_exits_leaving_a_background_process() {
         let mut b = start_b(&world)?;
         expect_exit(&world, &mut a, 0, EXIT_TIMEOUT)?;
         expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
-        stale_write_of(&world, "cli-a")?;
+        stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
         judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
         expect_commands_gone(&world, "cli-a")
     });
