@@ -10,7 +10,7 @@ use leasedlock_faults::clock::now_ns;
 use leasedlock_faults::procs::{ContenderSpec, Runtime, World, START_TIMEOUT};
 use leasedlock_faults::record::{Record, WriteOutcome};
 use leasedlock_faults::scenario::{
-    expect_exit, first_token, judge, run, stale_write_with_cli, Stale, EXIT_TIMEOUT,
+    expect_exit, first_token, judge, run, stale_write_with_cli, Stale, EXIT_TIMEOUT, FAULT_TIMEOUT,
 };
 
 fn world() -> Result<World, String> {
@@ -20,16 +20,18 @@ fn world() -> Result<World, String> {
     )
 }
 
-/// Runs `a` and `b` for four rounds each, calls `restart` once one of them holds the lock, and
-/// judges the log.
+/// Runs `a` and `b` for `rounds` holds of `hold` each, calls `restart` once one of them holds
+/// the lock, and judges the log.
 fn restart_while_held(
+    rounds: u32,
+    hold: Duration,
     restart: impl FnOnce(&mut World) -> Result<(), String>,
 ) -> Result<(), String> {
     let mut world = world()?;
     let spec = |id: &str, runtime| {
         let mut s = ContenderSpec::new(id, runtime, world.broker.port());
-        s.rounds = 4;
-        s.hold = Duration::from_millis(400);
+        s.rounds = rounds;
+        s.hold = hold;
         s
     };
     let (a_spec, b_spec) = (spec("a", Runtime::Tokio), spec("b", Runtime::AsyncStd));
@@ -72,13 +74,33 @@ fn restart_while_held(
     Ok(())
 }
 
-/// Mosquitto restarts (SIGTERM, then started again on its port): the emulator and both clients
-/// lose their connections and sessions and must reconnect, re-subscribe and re-register.
+/// Mosquitto restarts (SIGTERM, then started again on its port) at once: the emulator and both
+/// clients lose their connections and sessions and must reconnect, re-subscribe and
+/// re-register; the holder may keep its lease.
 #[test]
 fn mosquitto_restart() {
     run(|| {
-        restart_while_held(|world| {
+        restart_while_held(4, Duration::from_millis(400), |world| {
             world.broker.stop()?;
+            world.broker.start_again()
+        })
+    });
+}
+
+/// Mosquitto stays down until the holder has lost its lease (holds last twice the TTL), then
+/// comes back: the lease expires in the store while nobody can reach it, and everyone must
+/// recover.
+#[test]
+fn mosquitto_down_past_the_ttl() {
+    run(|| {
+        restart_while_held(2, Duration::from_secs(3), |world| {
+            world.broker.stop()?;
+            world.wait_record(
+                FAULT_TIMEOUT,
+                "a holder to lose the lock",
+                &mut [],
+                |r| matches!(r, Record::Note { text, .. } if text.starts_with("lost")),
+            )?;
             world.broker.start_again()
         })
     });
