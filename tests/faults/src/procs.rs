@@ -56,6 +56,33 @@ fn target_dir() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// A source file of `binary` modified after it was built, if any, from the dependency file
+/// cargo writes next to it (`leasedlock.d`). `cargo test --workspace` rebuilds the CLI first;
+/// `cargo test -p leasedlock-faults` does not, and a stale binary would make every CLI
+/// scenario test old code.
+fn newer_source(binary: &Path) -> Result<Option<PathBuf>, String> {
+    let built = std::fs::metadata(binary)
+        .and_then(|m| m.modified())
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
+    // Without the file (a binary from elsewhere) there is nothing to compare.
+    let Ok(deps) = std::fs::read_to_string(binary.with_extension("d")) else {
+        return Ok(None);
+    };
+    // `target: source source ...`, spaces inside paths escaped with a backslash.
+    let Some((_, sources)) = deps.lines().next().and_then(|l| l.split_once(": ")) else {
+        return Ok(None);
+    };
+    let sources = sources.replace("\\ ", "\0");
+    Ok(sources
+        .split_whitespace()
+        .map(|s| PathBuf::from(s.replace('\0', " ")))
+        .find(|p| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m > built)
+        }))
+}
+
 /// The binaries a scenario runs.
 #[derive(Debug, Clone)]
 pub struct Bins {
@@ -79,6 +106,14 @@ impl Bins {
                 "{} is missing: the fault suite runs the real CLI binary; build it first with \
                  `cargo build -p leasedlock-cli` (`cargo test --workspace` builds it too)",
                 leasedlock.display()
+            ));
+        }
+        if let Some(newer) = newer_source(&leasedlock)? {
+            return Err(format!(
+                "{} is older than {}: the fault suite would test a stale CLI; rebuild it with \
+                 `cargo build -p leasedlock-cli`",
+                leasedlock.display(),
+                newer.display()
             ));
         }
         let mosquitto = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
