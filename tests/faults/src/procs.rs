@@ -553,22 +553,24 @@ impl World {
         Proc::spawn(&spec.id, command, self.dir())
     }
 
-    /// Starts `leasedlock lock` for [`LOCK`] as client `id` through `port`, running `script`
-    /// with `sh -c`. The script finds the stamp binary in `$STAMP` and the log in `$LOG`:
-    /// `"$STAMP" "$LOG"` records one heartbeat of the hold.
-    pub fn cli_lock(
+    /// Starts `leasedlock SUBCOMMAND [LOCK] ARGS -- sh -c SCRIPT` as client `id` through
+    /// `port`; `subcommand` is `lock` or `elect`, both on [`LOCK`]. The script finds the stamp
+    /// binary in `$STAMP` and the log in `$LOG`: `"$STAMP" "$LOG"` records one heartbeat of
+    /// the hold.
+    pub fn cli_under_lease(
         &self,
         id: &str,
         port: u16,
-        lock_args: &[&str],
+        subcommand: &str,
+        args: &[&str],
         script: &str,
     ) -> Result<Proc, String> {
         let mut command = Command::new(&self.bins.leasedlock);
         command
             .args(["--broker", &format!("127.0.0.1:{port}")])
             .args(["--client-id", id])
-            .args(["lock", LOCK])
-            .args(lock_args)
+            .args([subcommand, LOCK])
+            .args(args)
             .args(["--", "sh", "-c", script])
             .env("STAMP", &self.bins.stamp)
             .env("LOG", self.log.path());

@@ -1,8 +1,8 @@
-//! `leasedlock lock NAME -- CMD` under faults. The commands record heartbeats with the stamp
-//! binary; the hard case is a command that ignores SIGTERM. `cli-a` is the holder the fault
-//! hits; `cli-b` waits for the lock on a direct connection, beats a bounded number of times,
-//! and makes one fenced write with its token; afterwards the test writes with `cli-a`'s token,
-//! which the store must refuse.
+//! `leasedlock lock NAME -- CMD` (and `elect`) under faults. The commands record heartbeats
+//! with the stamp binary; the hard case is a command that ignores SIGTERM. `cli-a` is the
+//! holder the fault hits; `cli-b` waits for the lock on a direct connection, beats a bounded
+//! number of times, and makes one fenced write with its token; afterwards the test writes with
+//! `cli-a`'s token, which the store must refuse.
 
 use std::time::Duration;
 
@@ -14,9 +14,15 @@ use leasedlock_faults::scenario::{
 };
 use nix::sys::signal::Signal;
 
-/// The lease of every CLI participant, and the grace its command gets between SIGTERM and
-/// SIGKILL.
-const LOCK_ARGS: &[&str] = &["--ttl", "2s", "--grace", "300ms", "--timeout", "30s"];
+/// `lock`: the lease of every participant, the grace its command gets between SIGTERM and
+/// SIGKILL, and the bound on the wait for the lock.
+const LOCK: (&str, &[&str]) = (
+    "lock",
+    &["--ttl", "2s", "--grace", "300ms", "--timeout", "30s"],
+);
+
+/// `elect`: the same lease and grace; one term only, so a deposed leader exits.
+const ELECT: (&str, &[&str]) = ("elect", &["--ttl", "2s", "--grace", "300ms", "--once"]);
 
 /// Beats until killed, ignoring SIGTERM (and so does every child it starts).
 const STUBBORN: &str = r#"trap '' TERM; while :; do "$STAMP" "$LOG"; sleep 0.02; done"#;
@@ -34,8 +40,18 @@ fn world() -> Result<World, String> {
     )
 }
 
+/// Starts `cli-a`, the holder: `wrapper` through `port` running `script`.
+fn start_a(
+    world: &World,
+    (subcommand, args): (&str, &[&str]),
+    port: u16,
+    script: &str,
+) -> Result<Proc, String> {
+    world.cli_under_lease("cli-a", port, subcommand, args, script)
+}
+
 /// `cli-b`: waits for the lock, beats 25 times, writes the protected key fenced with its token.
-fn start_b(world: &World) -> Result<Proc, String> {
+fn start_b(world: &World, (subcommand, args): (&str, &[&str])) -> Result<Proc, String> {
     let script = format!(
         r#"set -e
 i=0
@@ -46,7 +62,7 @@ while [ $i -lt 25 ]; do "$STAMP" "$LOG"; sleep 0.02; i=$((i+1)); done
         port = world.broker.port(),
         key = PROTECTED,
     );
-    world.cli_lock("cli-b", world.broker.port(), LOCK_ARGS, &script)
+    world.cli_under_lease("cli-b", world.broker.port(), subcommand, args, &script)
 }
 
 /// Fails if a command `who` ran is still alive `ORPHAN_TIMEOUT` after the check starts.
@@ -78,26 +94,34 @@ fn expect_commands_gone(world: &World, who: &str) -> Result<(), String> {
 
 /// The holder's connection is black-holed (a partition) while its command ignores SIGTERM.
 /// The command must be dead by the time another holder can get the lock.
+fn partitioned_holder_with_a_term_ignoring_command(wrapper: (&str, &[&str])) -> Result<(), String> {
+    let world = world()?;
+    let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
+    let mut a = start_a(&world, wrapper, proxy.addr().port(), STUBBORN)?;
+    world.wait_record(
+        START_TIMEOUT,
+        "cli-a to hold",
+        &mut [&mut a],
+        holds_by("cli-a"),
+    )?;
+    let mut b = start_b(&world, wrapper)?;
+    proxy.set(Fault::BlackHole);
+    expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
+    expect_exit(&world, &mut a, LEASE_LOST, EXIT_TIMEOUT)?;
+    stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
+    judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
+    expect_commands_gone(&world, "cli-a")
+}
+
 #[test]
-fn partitioned_holder_with_a_term_ignoring_command() {
-    run(|| {
-        let world = world()?;
-        let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
-        let mut a = world.cli_lock("cli-a", proxy.addr().port(), LOCK_ARGS, STUBBORN)?;
-        world.wait_record(
-            START_TIMEOUT,
-            "cli-a to hold",
-            &mut [&mut a],
-            holds_by("cli-a"),
-        )?;
-        let mut b = start_b(&world)?;
-        proxy.set(Fault::BlackHole);
-        expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
-        expect_exit(&world, &mut a, LEASE_LOST, EXIT_TIMEOUT)?;
-        stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
-        judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
-        expect_commands_gone(&world, "cli-a")
-    });
+fn lock_partitioned_holder_with_a_term_ignoring_command() {
+    run(|| partitioned_holder_with_a_term_ignoring_command(LOCK));
+}
+
+/// The same for a leader: `elect --once` deposed by a partition.
+#[test]
+fn elect_partitioned_leader_with_a_term_ignoring_command() {
+    run(|| partitioned_holder_with_a_term_ignoring_command(ELECT));
 }
 
 /// `kill -9` of the `leasedlock lock` process: its command (which ignores SIGTERM) must die
@@ -106,7 +130,7 @@ fn partitioned_holder_with_a_term_ignoring_command() {
 fn wrapper_killed_with_sigkill() {
     run(|| {
         let world = world()?;
-        let mut a = world.cli_lock("cli-a", world.broker.port(), LOCK_ARGS, STUBBORN)?;
+        let mut a = start_a(&world, LOCK, world.broker.port(), STUBBORN)?;
         world.wait_record(
             START_TIMEOUT,
             "cli-a to hold",
@@ -114,7 +138,7 @@ fn wrapper_killed_with_sigkill() {
             holds_by("cli-a"),
         )?;
         a.signal(Signal::SIGKILL)?;
-        let mut b = start_b(&world)?;
+        let mut b = start_b(&world, LOCK)?;
         expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
         stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
         judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
@@ -129,14 +153,14 @@ fn command_exits_leaving_a_background_process() {
     run(|| {
         let world = world()?;
         let script = format!(r#"( {STUBBORN} ) & "$STAMP" "$LOG"; sleep 0.1; exit 0"#);
-        let mut a = world.cli_lock("cli-a", world.broker.port(), LOCK_ARGS, &script)?;
+        let mut a = start_a(&world, LOCK, world.broker.port(), &script)?;
         world.wait_record(
             START_TIMEOUT,
             "cli-a to hold",
             &mut [&mut a],
             holds_by("cli-a"),
         )?;
-        let mut b = start_b(&world)?;
+        let mut b = start_b(&world, LOCK)?;
         expect_exit(&world, &mut a, 0, EXIT_TIMEOUT)?;
         expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
         stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
