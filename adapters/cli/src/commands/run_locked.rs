@@ -1,8 +1,10 @@
 //! `lock NAME -- CMD` and `elect NAME -- CMD`: run a command under a lease, renewed while it
-//! runs, stopped if the lease is lost, released when it ends.
+//! runs, stopped before the lease can pass to anyone else, released when it ends (after what
+//! it left running in its process group was killed). See [`crate::supervise`] for the timeline
+//! and [`crate::guard`] for what happens when `leasedlock` itself dies.
 
 use std::ffi::OsString;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use leasedlock_tokio::{Connection, Hlc, LeaderOptions, LockError, LockOptions};
 
@@ -11,7 +13,7 @@ use crate::commands::common::{lossy, Report, ShutdownSignals};
 use crate::commands::connect::{connect, Failure, RenewPlan};
 use crate::exit;
 use crate::supervise::{
-    supervise, ChildSpec, Outcome, Supervised, Terminated, FENCING_TOKEN_ENV, HOLDER_ENV,
+    supervise, ChildSpec, Outcome, Stop, Supervised, Terminated, FENCING_TOKEN_ENV, HOLDER_ENV,
     LOCK_NAME_ENV,
 };
 
@@ -32,14 +34,18 @@ fn child_spec(
         .env(HOLDER_ENV, holder))
 }
 
-fn describe_stop(terminated: &Terminated, grace: Duration) -> String {
+fn describe_stop<R>(why: &Stop<R>, terminated: &Terminated) -> String {
+    let when = match why {
+        Stop::Ended(_) => "at once",
+        Stop::NotRenewed { .. } => "--grace before the lease's safe end",
+    };
     if terminated.killed {
         format!(
-            "the command was sent SIGTERM and, still running after {} ms, SIGKILL",
-            grace.as_millis()
+            "the command was sent SIGTERM {when} and, still running at the lease's safe end, \
+             SIGKILL"
         )
     } else {
-        "the command was sent SIGTERM".to_string()
+        format!("the command was sent SIGTERM {when}")
     }
 }
 
@@ -47,12 +53,11 @@ fn describe_stop(terminated: &Terminated, grace: Duration) -> String {
 pub async fn lock(global: &GlobalOptions, args: &LockArgs, report: Report) -> Result<u8, Failure> {
     let mut signals = ShutdownSignals::new();
     // For `lock`, --timeout bounds the wait for the lock; requests keep the default.
-    let plan =
-        RenewPlan::new(args.ttl, None, DEFAULT_REQUEST_TIMEOUT).map_err(|f| f.context("--ttl"))?;
+    let (plan, grace) = RenewPlan::for_command(args.ttl, args.grace, DEFAULT_REQUEST_TIMEOUT)?;
     let conn = connect(global, plan.timeout)
         .await
         .map_err(|f| Failure::new(exit::WRAPPER_FAILED, f.message))?;
-    let result = lock_with(&conn, global, args, plan, &mut signals, report).await;
+    let result = lock_with(&conn, global, args, plan, grace, &mut signals, report).await;
     conn.close().await;
     result
 }
@@ -62,6 +67,7 @@ async fn lock_with(
     global: &GlobalOptions,
     args: &LockArgs,
     plan: RenewPlan,
+    grace: Duration,
     signals: &mut ShutdownSignals,
     report: Report,
 ) -> Result<u8, Failure> {
@@ -98,7 +104,7 @@ async fn lock_with(
             return Ok(e.exit_code());
         }
     };
-    let outcome = supervise(&mut child, lock.lost(), args.grace)
+    let outcome = supervise(&mut child, lock.lost(), || lock.safe_until(), grace)
         .await
         .map_err(|e| {
             Failure::new(
@@ -107,6 +113,8 @@ async fn lock_with(
             )
         })?;
     match outcome {
+        // `Supervised::wait` returned only once the command's group was killed: nothing of it
+        // runs when the lock is released.
         Outcome::Exited(status) => {
             if let Err(e) = lock.unlock().await {
                 // The command's status still stands; the lock expires after --ttl anyway.
@@ -118,7 +126,7 @@ async fn lock_with(
             report.error(&format!(
                 "lost the lock {} ({why}); {}",
                 args.name,
-                describe_stop(&terminated, args.grace)
+                describe_stop(&why, &terminated)
             ));
             let _ = lock.unlock().await;
             Ok(exit::LEASE_LOST)
@@ -133,12 +141,11 @@ pub async fn elect(
     report: Report,
 ) -> Result<u8, Failure> {
     let mut signals = ShutdownSignals::new();
-    let plan =
-        RenewPlan::new(args.ttl, None, global.request_timeout()).map_err(|f| f.context("--ttl"))?;
+    let (plan, grace) = RenewPlan::for_command(args.ttl, args.grace, global.request_timeout())?;
     let conn = connect(global, plan.timeout)
         .await
         .map_err(|f| Failure::new(exit::WRAPPER_FAILED, f.message))?;
-    let result = elect_with(&conn, args, plan, &mut signals, report).await;
+    let result = elect_with(&conn, args, plan, grace, &mut signals, report).await;
     conn.close().await;
     result
 }
@@ -147,6 +154,7 @@ async fn elect_with(
     conn: &Connection,
     args: &ElectArgs,
     plan: RenewPlan,
+    grace: Duration,
     signals: &mut ShutdownSignals,
     report: Report,
 ) -> Result<u8, Failure> {
@@ -154,6 +162,7 @@ async fn elect_with(
     let leader = conn
         .leader(args.name.clone())
         .map_err(|e| wrapper(e.into()))?;
+    // The leader handle does not say which holder value it stores; it is the client id.
     let holder = conn.client_id().to_string();
     let options = LeaderOptions::new(args.ttl)
         .acquire(plan.acquire_options())
@@ -182,7 +191,15 @@ async fn elect_with(
         };
         // While the command runs, its own reaction to SIGINT/SIGTERM decides (they are
         // forwarded to it); ours resume when it is gone.
-        let outcome = supervise(&mut child, term.cancelled(), args.grace)
+        // The term's safe end as renewals move it; `None` once this term is over.
+        let term_safe_until = || -> Option<Instant> {
+            leader
+                .term()
+                .filter(|t| t.number() == term.number() && !t.is_cancelled())
+                .map(|t| t.safe_until())
+                .filter(|s| Instant::now() < *s)
+        };
+        let outcome = supervise(&mut child, term.cancelled(), term_safe_until, grace)
             .await
             .map_err(|e| {
                 Failure::new(
@@ -195,11 +212,17 @@ async fn elect_with(
                 let _ = leader.resign().await;
                 return Ok(exit::from_status(status));
             }
-            Outcome::Stopped { terminated, .. } => {
+            Outcome::Stopped { why, terminated } => {
+                let reason = match &why {
+                    Stop::Ended(()) => "deposed",
+                    Stop::NotRenewed { .. } => {
+                        "no renewal succeeded in time to keep the command running"
+                    }
+                };
                 report.error(&format!(
-                    "deposed as leader of {}; {}",
+                    "no longer leader of {} ({reason}); {}",
                     args.name,
-                    describe_stop(&terminated, args.grace)
+                    describe_stop(&why, &terminated)
                 ));
                 if args.once {
                     let _ = leader.resign().await;
