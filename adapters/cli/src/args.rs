@@ -565,7 +565,10 @@ mod tests {
                 "before the\n    lock is released",
                 "Assumptions",
             ] {
-                assert!(help.contains(needle), "{sub} --help lacks {needle:?}:\n{help}");
+                assert!(
+                    help.contains(needle),
+                    "{sub} --help lacks {needle:?}:\n{help}"
+                );
             }
         }
     }

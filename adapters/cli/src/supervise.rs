@@ -17,8 +17,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -426,7 +426,10 @@ mod tests {
         let now = Instant::now();
         let safe_until = now + Duration::from_secs(10);
         let grace = Duration::from_secs(2);
-        assert_eq!(term_at(safe_until, grace, now), now + Duration::from_secs(8));
+        assert_eq!(
+            term_at(safe_until, grace, now),
+            now + Duration::from_secs(8)
+        );
         assert_eq!(kill_at(safe_until), safe_until - KILL_LEAD);
         // Lost early: SIGKILL a grace later...
         assert_eq!(
@@ -435,7 +438,10 @@ mod tests {
         );
         // ...but never after the safe end.
         let late = now + Duration::from_secs(9);
-        assert_eq!(kill_at_after_early_end(safe_until, grace, late), kill_at(safe_until));
+        assert_eq!(
+            kill_at_after_early_end(safe_until, grace, late),
+            kill_at(safe_until)
+        );
     }
 
     proptest! {

@@ -450,7 +450,16 @@ fn leftovers_of_the_command_are_killed_before_the_unlock() {
         go = sh_quote(&go)
     );
     let first = server
-        .command(&["lock", "handover", "--ttl", "5s", "--", "sh", "-c", &first_script])
+        .command(&[
+            "lock",
+            "handover",
+            "--ttl",
+            "5s",
+            "--",
+            "sh",
+            "-c",
+            &first_script,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -466,7 +475,16 @@ fn leftovers_of_the_command_are_killed_before_the_unlock() {
          if [ -z \"$s\" ] || [ \"$s\" = Z ]; then exit 0; else echo \"grandchild state $s\" >&2; exit 9; fi"
     );
     let second = server
-        .command(&["lock", "handover", "--ttl", "5s", "--", "sh", "-c", &second_script])
+        .command(&[
+            "lock",
+            "handover",
+            "--ttl",
+            "5s",
+            "--",
+            "sh",
+            "-c",
+            &second_script,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -359,17 +359,26 @@ mod tests {
                 "{ttl_ms} ms with the default grace"
             );
         }
-        // The old default grace (5 s) does not fit a 10 s lease: TERM would be due 4.5 s after
-        // the grant, before the renewal at 3.3 s could have used its time.
-        let err = RenewPlan::for_command(ten, Some(Duration::from_secs(5)), DEFAULT_TIMEOUT)
-            .expect_err("5s grace in a 10s lease");
+        // A 5 s grace fits a 10 s lease (SIGTERM due 4.5 s after the grant, the renewal sent at
+        // 3.3 s gets 0.58 s), but not a 5 s lease: SIGTERM would be due before the lease starts.
+        let (p, _) = RenewPlan::for_command(ten, Some(Duration::from_secs(5)), DEFAULT_TIMEOUT)
+            .expect("5s grace in a 10s lease");
+        assert!(p.renew + 2 * p.timeout <= ten - p.margin - Duration::from_secs(5));
+        let five = Duration::from_secs(5);
+        let err = RenewPlan::for_command(five, Some(five), DEFAULT_TIMEOUT)
+            .expect_err("5s grace in a 5s lease");
         assert_eq!(err.code, exit::USAGE);
         assert!(err.message.contains("--grace"), "{}", err.message);
         assert!(err.message.contains("renewal"), "{}", err.message);
         // The largest grace the message offers is accepted; that plus a millisecond is not.
         let ttl = Duration::from_secs(2);
         let largest = ttl - (Duration::from_millis(100) + ttl / 3) - MIN_RENEW_ROOM;
-        assert!(RenewPlan::for_command(ttl, Some(largest - Duration::from_millis(1)), DEFAULT_TIMEOUT).is_ok());
+        assert!(RenewPlan::for_command(
+            ttl,
+            Some(largest - Duration::from_millis(1)),
+            DEFAULT_TIMEOUT
+        )
+        .is_ok());
         assert!(RenewPlan::for_command(ttl, Some(largest), DEFAULT_TIMEOUT).is_err());
     }
 
