@@ -389,6 +389,12 @@ fn kill_all(pids: &[i32]) {
 #[test]
 fn kill_9_of_the_wrapper_kills_the_command_and_its_group() {
     let server = Server::start();
+    for sub in ["lock", "elect"] {
+        kill_9_of_the_wrapper(&server, sub);
+    }
+}
+
+fn kill_9_of_the_wrapper(server: &Server, sub: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let pids_file = dir.path().join("pids");
     // The command starts a grandchild in the background, reports both process ids (renamed into
@@ -399,7 +405,16 @@ fn kill_9_of_the_wrapper_kills_the_command_and_its_group() {
         pids = sh_quote(&pids_file)
     );
     let mut wrapper = server
-        .command(&["lock", "k9", "--ttl", "5s", "--", "sh", "-c", &script])
+        .command(&[
+            sub,
+            &format!("k9-{sub}"),
+            "--ttl",
+            "5s",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -430,7 +445,7 @@ fn kill_9_of_the_wrapper_kills_the_command_and_its_group() {
     kill_all(&pids);
     assert!(
         gone,
-        "the command or its grandchild outlived the killed wrapper: {pids:?}"
+        "{sub}: the command or its grandchild outlived the killed wrapper: {pids:?}"
     );
 }
 
@@ -529,6 +544,87 @@ fn a_grace_that_does_not_fit_the_lease_is_refused() {
             "{sub}: the message must say why: {message}"
         );
     }
+}
+
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    let pid = i32::try_from(pid).expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal");
+}
+
+fn wall_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos()
+}
+
+#[test]
+fn a_command_is_dead_before_its_unrenewed_lease_could_pass_on() {
+    for sub in ["lock", "elect"] {
+        command_dead_before_the_lease_could_pass_on(sub);
+    }
+}
+
+/// Freezes the whole state store (broker and emulator) while the command runs: no renewal can
+/// succeed any more. The last renewal the store applied was applied before the freeze, so the
+/// store's lease ends before freeze + --ttl at the latest, and a contender could hold the lock
+/// from then on. The command ignores SIGTERM; its last heartbeat must come before that.
+fn command_dead_before_the_lease_could_pass_on(sub: &str) {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (beats, term, ready) = (
+        dir.path().join("beats"),
+        dir.path().join("term"),
+        dir.path().join("ready"),
+    );
+    let script = format!(
+        "trap 'echo TERM > {term}' TERM; date +%s%N >> {beats}; echo $$ > {tmp}; mv {tmp} {ready}; \
+         while :; do date +%s%N >> {beats}; sleep 0.01; done",
+        term = sh_quote(&term),
+        beats = sh_quote(&beats),
+        tmp = sh_quote(&dir.path().join("ready.tmp")),
+        ready = sh_quote(&ready),
+    );
+    let ttl = Duration::from_secs(2);
+    let mut args = vec![sub, "frozen", "--ttl", "2s"];
+    if sub == "elect" {
+        args.push("--once");
+    }
+    args.extend(["--", "sh", "-c", &script]);
+    let wrapper = server
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let command: i32 = wait_for_file(&ready, LIMIT).trim().parse().expect("pid");
+    let frozen_at = wall_ns();
+    signal(server.child.id(), nix::sys::signal::Signal::SIGSTOP);
+    let dead = eventually(LIMIT, || process_ended(command));
+    signal(server.child.id(), nix::sys::signal::Signal::SIGCONT);
+    let out = output_within(wrapper, LIMIT);
+    kill_all(&[command]);
+    assert!(dead, "{sub}: the command survived its lease");
+    assert_eq!(code(&out), 123, "{sub}: {}", stderr(&out));
+    assert!(term.exists(), "{sub}: no SIGTERM before the SIGKILL");
+    let last = std::fs::read_to_string(&beats)
+        .expect("heartbeats")
+        .lines()
+        .filter_map(|l| l.trim().parse::<u128>().ok())
+        .max()
+        .expect("a heartbeat");
+    let lease_could_end = frozen_at + ttl.as_nanos();
+    if last < lease_could_end {
+        eprintln!(
+            "{sub}: last heartbeat {} ms before the lease could pass on",
+            (lease_could_end - last) / 1_000_000
+        );
+    }
+    assert!(
+        last < lease_could_end,
+        "{sub}: the command still ran {} ms after the lease could have passed to another holder",
+        (last - lease_could_end) / 1_000_000
+    );
 }
 
 #[test]

@@ -386,6 +386,12 @@ mod tests {
 
     proptest! {
         #[test]
+        fn the_default_grace_fits_every_ttl_from_250_ms(ttl_ms in 250u64..10_000_000) {
+            let ttl = Duration::from_millis(ttl_ms);
+            prop_assert!(RenewPlan::for_command(ttl, None, DEFAULT_TIMEOUT).is_ok());
+        }
+
+        #[test]
         fn command_plan_leaves_room_for_a_renewal_before_sigterm(
             ttl_ms in 0u64..100_000,
             grace_ms in proptest::option::of(0u64..100_000),

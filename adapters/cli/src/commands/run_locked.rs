@@ -190,8 +190,8 @@ async fn elect_with(
             }
         };
         // While the command runs, its own reaction to SIGINT/SIGTERM decides (they are
-        // forwarded to it); ours resume when it is gone.
-        // The term's safe end as renewals move it; `None` once this term is over.
+        // forwarded to it); ours resume when it is gone. The term's safe end as renewals move
+        // it; `None` once this term is over.
         let term_safe_until = || -> Option<Instant> {
             leader
                 .term()
@@ -227,6 +227,16 @@ async fn elect_with(
                 if args.once {
                     let _ = leader.resign().await;
                     return Ok(exit::LEASE_LOST);
+                }
+                if matches!(why, Stop::NotRenewed { .. }) {
+                    // The term may still be current (a renewal late, not failed): it must not
+                    // hand the command a term that is about to end again at once. Give it up
+                    // and stand again.
+                    leader.resign().await.map_err(|e| wrapper(e.into()))?;
+                    leader
+                        .campaign(&options)
+                        .await
+                        .map_err(|e| wrapper(e.into()))?;
                 }
             }
         }
