@@ -30,19 +30,33 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::exit;
 
 /// The hidden first argument that runs `leasedlock` as the guard:
-/// `leasedlock __leasedlock-guard PARENT_PID -- PROGRAM ARGS…`.
+/// `leasedlock __leasedlock-guard PARENT_PID text|json -- PROGRAM ARGS…` (`json`: report a
+/// command that cannot start as `{"error": …}` on stdout, as `--json` does).
 pub const GUARD_ARG: &str = "__leasedlock-guard";
 
 /// The arguments (after the program name) that make `leasedlock` the guard of `argv`, for the
-/// parent `parent`.
-pub(crate) fn guard_args(parent: u32, argv: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+/// parent `parent`, reporting errors as JSON when `json`.
+pub(crate) fn guard_args(
+    parent: u32,
+    json: bool,
+    argv: impl IntoIterator<Item = OsString>,
+) -> Vec<OsString> {
     let mut args = vec![
         OsString::from(GUARD_ARG),
         OsString::from(parent.to_string()),
+        OsString::from(if json { "json" } else { "text" }),
         OsString::from("--"),
     ];
     args.extend(argv);
     args
+}
+
+/// What the guard was asked to do.
+#[derive(Debug, PartialEq, Eq)]
+struct Invocation<'a> {
+    parent: Pid,
+    json: bool,
+    command: &'a [OsString],
 }
 
 /// Whether the process arguments ask for the guard (`argv[1]` is [`GUARD_ARG`]).
@@ -52,8 +66,10 @@ pub fn is_guard_invocation(args: &[OsString]) -> bool {
 
 /// Runs the guard with the process arguments (`argv[0]` included) and returns its exit code.
 pub fn main(args: &[OsString]) -> ExitCode {
-    let Some((parent, command)) = parse(args) else {
-        eprintln!("leasedlock: {GUARD_ARG} is internal: {GUARD_ARG} PARENT_PID -- COMMAND…");
+    let Some(invocation) = parse(args) else {
+        eprintln!(
+            "leasedlock: {GUARD_ARG} is internal: {GUARD_ARG} PARENT_PID text|json -- COMMAND…"
+        );
         return ExitCode::from(exit::USAGE);
     };
     // SIGKILL to our group must never reach anything but the command: refuse to run unless we
@@ -72,18 +88,27 @@ pub fn main(args: &[OsString]) -> ExitCode {
             return ExitCode::from(exit::WRAPPER_FAILED);
         }
     };
-    ExitCode::from(runtime.block_on(guard(parent, command)))
+    ExitCode::from(runtime.block_on(guard(invocation)))
 }
 
-fn parse(args: &[OsString]) -> Option<(Pid, &[OsString])> {
-    let [_, mode, parent, dashes, command @ ..] = args else {
+fn parse(args: &[OsString]) -> Option<Invocation<'_>> {
+    let [_, mode, parent, format, dashes, command @ ..] = args else {
         return None;
     };
     if mode != GUARD_ARG || dashes != "--" || command.is_empty() {
         return None;
     }
+    let json = match format.to_str()? {
+        "json" => true,
+        "text" => false,
+        _ => return None,
+    };
     let parent: i32 = parent.to_str()?.parse().ok()?;
-    (parent > 1).then_some((Pid::from_raw(parent), command))
+    (parent > 1).then_some(Invocation {
+        parent: Pid::from_raw(parent),
+        json,
+        command,
+    })
 }
 
 /// Kills our group (the command, what it started, and us) with SIGKILL.
@@ -93,7 +118,12 @@ fn kill_group() -> u8 {
     exit::WRAPPER_FAILED
 }
 
-async fn guard(parent: Pid, command: &[OsString]) -> u8 {
+async fn guard(invocation: Invocation<'_>) -> u8 {
+    let Invocation {
+        parent,
+        json,
+        command,
+    } = invocation;
     // Handlers first: a signal that arrives before its handler would take its default action.
     let handlers = (
         signal(SignalKind::user_defined1()),
@@ -127,7 +157,12 @@ async fn guard(parent: Pid, command: &[OsString]) -> u8 {
                 }
                 _ => (exit::WRAPPER_FAILED, "command could not be started"),
             };
-            eprintln!("leasedlock: {what}: {}: {e}", program.to_string_lossy());
+            let message = format!("{what}: {}: {e}", program.to_string_lossy());
+            if json {
+                println!("{}", serde_json::json!({ "error": message }));
+            } else {
+                eprintln!("leasedlock: {message}");
+            }
             return code;
         }
     };
@@ -179,12 +214,18 @@ mod tests {
     fn arguments_round_trip() {
         let args = [OsString::from("leasedlock")]
             .into_iter()
-            .chain(guard_args(4242, os(&["sh", "-c", "exit 3"])))
+            .chain(guard_args(4242, true, os(&["sh", "-c", "exit 3"])))
             .collect::<Vec<_>>();
         assert!(is_guard_invocation(&args));
-        let (parent, command) = parse(&args).expect("parses");
-        assert_eq!(parent, Pid::from_raw(4242));
-        assert_eq!(command, os(&["sh", "-c", "exit 3"]).as_slice());
+        let command = os(&["sh", "-c", "exit 3"]);
+        assert_eq!(
+            parse(&args),
+            Some(Invocation {
+                parent: Pid::from_raw(4242),
+                json: true,
+                command: &command,
+            })
+        );
     }
 
     #[test]
@@ -192,12 +233,14 @@ mod tests {
         for bad in [
             &["leasedlock"][..],
             &["leasedlock", GUARD_ARG],
-            &["leasedlock", GUARD_ARG, "12", "--"],
-            &["leasedlock", GUARD_ARG, "12", "sh"],
-            &["leasedlock", GUARD_ARG, "x", "--", "sh"],
-            &["leasedlock", GUARD_ARG, "1", "--", "sh"],
-            &["leasedlock", GUARD_ARG, "-5", "--", "sh"],
-            &["leasedlock", "lock", "12", "--", "sh"],
+            &["leasedlock", GUARD_ARG, "12", "text", "--"],
+            &["leasedlock", GUARD_ARG, "12", "text", "sh"],
+            &["leasedlock", GUARD_ARG, "12", "--", "sh"],
+            &["leasedlock", GUARD_ARG, "12", "yaml", "--", "sh"],
+            &["leasedlock", GUARD_ARG, "x", "text", "--", "sh"],
+            &["leasedlock", GUARD_ARG, "1", "text", "--", "sh"],
+            &["leasedlock", GUARD_ARG, "-5", "text", "--", "sh"],
+            &["leasedlock", "lock", "12", "text", "--", "sh"],
         ] {
             assert!(parse(&os(bad)).is_none(), "{bad:?} accepted");
         }

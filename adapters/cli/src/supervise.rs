@@ -53,6 +53,7 @@ pub struct ChildSpec {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     guard: PathBuf,
+    json_errors: bool,
 }
 
 impl ChildSpec {
@@ -64,6 +65,7 @@ impl ChildSpec {
             args: args.to_vec(),
             env: Vec::new(),
             guard: PathBuf::from(THIS_EXECUTABLE),
+            json_errors: false,
         })
     }
 
@@ -77,6 +79,13 @@ impl ChildSpec {
     /// embed the supervision, and for tests, which are not `leasedlock` themselves).
     pub fn guard_program(mut self, path: impl Into<PathBuf>) -> ChildSpec {
         self.guard = path.into();
+        self
+    }
+
+    /// Reports a command that cannot be started as `{"error": …}` on stdout (as `--json` does)
+    /// instead of a line on stderr.
+    pub fn json_errors(mut self, json: bool) -> ChildSpec {
+        self.json_errors = json;
         self
     }
 
@@ -148,6 +157,7 @@ impl Supervised {
         command
             .args(guard::guard_args(
                 std::process::id(),
+                spec.json_errors,
                 std::iter::once(spec.program.clone()).chain(spec.args.iter().cloned()),
             ))
             .envs(spec.env.iter().map(|(k, v)| (k, v)))

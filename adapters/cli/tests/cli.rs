@@ -227,6 +227,24 @@ fn lock_runs_the_command_with_its_token_and_releases() {
     ]);
     assert_eq!(code(&out), 127, "stderr: {}", stderr(&out));
     assert_eq!(code(&server.run(&["holder", "job"])), 1);
+    // With --json the reason is a JSON object on stdout.
+    let out = server.run(&[
+        "--json",
+        "lock",
+        "job",
+        "--ttl",
+        "3s",
+        "--",
+        "/nonexistent/leasedlock-test",
+    ]);
+    assert_eq!(code(&out), 127, "stderr: {}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert!(
+        json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("command not found")),
+        "{json}"
+    );
 }
 
 #[test]

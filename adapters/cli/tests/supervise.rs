@@ -447,6 +447,7 @@ fn the_guard_refuses_to_run_outside_a_group_of_its_own() {
         .args([
             leasedlock_cli::guard::GUARD_ARG,
             &std::process::id().to_string(),
+            "text",
             "--",
             "true",
         ])

@@ -25,10 +25,12 @@ fn child_spec(
     name: &str,
     holder: &str,
     token: &Hlc,
+    report: Report,
 ) -> Result<ChildSpec, Failure> {
     let spec = ChildSpec::from_argv(command)
         .ok_or_else(|| Failure::new(exit::USAGE, "no command given after `--`"))?;
     Ok(spec
+        .json_errors(report.is_json())
         .env(FENCING_TOKEN_ENV, token.to_string())
         .env(LOCK_NAME_ENV, name)
         .env(HOLDER_ENV, holder))
@@ -95,7 +97,7 @@ async fn lock_with(
         () = signals.recv() => return Ok(INTERRUPTED),
     };
     tracing::info!(name = %args.name, %holder, %token, "lock acquired");
-    let spec = child_spec(&args.command, &args.name, &holder, &token)?;
+    let spec = child_spec(&args.command, &args.name, &holder, &token, report)?;
     let mut child = match Supervised::spawn(&spec) {
         Ok(child) => child,
         Err(e) => {
@@ -180,7 +182,7 @@ async fn elect_with(
             }
         };
         tracing::info!(name = %args.name, token = %term.token(), "elected");
-        let spec = child_spec(&args.command, &args.name, &holder, term.token())?;
+        let spec = child_spec(&args.command, &args.name, &holder, term.token(), report)?;
         let mut child = match Supervised::spawn(&spec) {
             Ok(child) => child,
             Err(e) => {
