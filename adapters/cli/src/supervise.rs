@@ -381,13 +381,12 @@ where
     // The last safe end seen; only ever moves later, and is never later than the real one.
     let Some(mut known) = safe_until() else {
         // Not held (any more): stop at once.
-        let terminated = child.terminate_until(Instant::now()).await?;
+        let now = Instant::now();
         let why = match tokio::time::timeout(Duration::ZERO, &mut ended).await {
             Ok(why) => Stop::Ended(why),
-            Err(_) => Stop::NotRenewed {
-                safe_until: Instant::now(),
-            },
+            Err(_) => Stop::NotRenewed { safe_until: now },
         };
+        let terminated = child.terminate_until(now).await?;
         return Ok(Outcome::Stopped { why, terminated });
     };
     loop {
@@ -408,11 +407,12 @@ where
                         // `known` never runs past the real safe end; a renewal may just have
                         // moved it later.
                         let end = still.map_or(known, |s| s.max(known));
-                        let terminated = child.terminate_until(kill_at(end)).await?;
+                        // Why, as of now: the hold may have ended in the same instant.
                         let why = match tokio::time::timeout(Duration::ZERO, &mut ended).await {
                             Ok(why) => Stop::Ended(why),
                             Err(_) => Stop::NotRenewed { safe_until: end },
                         };
+                        let terminated = child.terminate_until(kill_at(end)).await?;
                         return Ok(Outcome::Stopped { why, terminated });
                     }
                 }

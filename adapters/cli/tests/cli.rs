@@ -624,6 +624,11 @@ fn command_dead_before_the_lease_could_pass_on(sub: &str) {
     kill_all(&[command]);
     assert!(dead, "{sub}: the command survived its lease");
     assert_eq!(code(&out), 123, "{sub}: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no renewal succeeded in time"),
+        "{sub}: {}",
+        stderr(&out)
+    );
     assert!(term.exists(), "{sub}: no SIGTERM before the SIGKILL");
     let last = std::fs::read_to_string(&beats)
         .expect("heartbeats")
