@@ -18,20 +18,27 @@
 //!   directly; the guard catches and ignores them so that it stays to report the command's exit
 //!   status (its exit code is the command's, or 128 + the signal that killed it). Caught
 //!   handlers are reset by `exec`, so the command starts with default dispositions.
+//! - When given a deadline file ([`crate::deadline`]), the guard kills the group at the lease's
+//!   safe end by itself unless `leasedlock` has moved the deadline later by then: a `leasedlock`
+//!   that is alive but cannot act (stopped with SIGSTOP, frozen, starved) cannot keep the
+//!   command running past the lease.
 
 use std::ffi::OsString;
 use std::io;
+use std::path::Path;
 use std::process::ExitCode;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{getpgrp, getpid, getppid, Pid};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::deadline;
 use crate::exit;
 
 /// The hidden first argument that runs `leasedlock` as the guard:
-/// `leasedlock __leasedlock-guard PARENT_PID text|json -- PROGRAM ARGS…` (`json`: report a
-/// command that cannot start as `{"error": …}` on stdout, as `--json` does).
+/// `leasedlock __leasedlock-guard PARENT_PID text|json DEADLINE_FILE|- -- PROGRAM ARGS…`
+/// (`json`: report a command that cannot start as `{"error": …}` on stdout, as `--json` does;
+/// `DEADLINE_FILE`: see [`crate::deadline`]).
 pub const GUARD_ARG: &str = "__leasedlock-guard";
 
 /// The arguments (after the program name) that make `leasedlock` the guard of `argv`, for the
@@ -39,12 +46,14 @@ pub const GUARD_ARG: &str = "__leasedlock-guard";
 pub(crate) fn guard_args(
     parent: u32,
     json: bool,
+    deadline: Option<&Path>,
     argv: impl IntoIterator<Item = OsString>,
 ) -> Vec<OsString> {
     let mut args = vec![
         OsString::from(GUARD_ARG),
         OsString::from(parent.to_string()),
         OsString::from(if json { "json" } else { "text" }),
+        deadline.map_or_else(|| OsString::from("-"), |p| p.as_os_str().to_owned()),
         OsString::from("--"),
     ];
     args.extend(argv);
@@ -56,6 +65,7 @@ pub(crate) fn guard_args(
 struct Invocation<'a> {
     parent: Pid,
     json: bool,
+    deadline: Option<&'a Path>,
     command: &'a [OsString],
 }
 
@@ -68,7 +78,8 @@ pub fn is_guard_invocation(args: &[OsString]) -> bool {
 pub fn main(args: &[OsString]) -> ExitCode {
     let Some(invocation) = parse(args) else {
         eprintln!(
-            "leasedlock: {GUARD_ARG} is internal: {GUARD_ARG} PARENT_PID text|json -- COMMAND…"
+            "leasedlock: {GUARD_ARG} is internal: \
+             {GUARD_ARG} PARENT_PID text|json DEADLINE_FILE|- -- COMMAND…"
         );
         return ExitCode::from(exit::USAGE);
     };
@@ -92,7 +103,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
 }
 
 fn parse(args: &[OsString]) -> Option<Invocation<'_>> {
-    let [_, mode, parent, format, dashes, command @ ..] = args else {
+    let [_, mode, parent, format, deadline, dashes, command @ ..] = args else {
         return None;
     };
     if mode != GUARD_ARG || dashes != "--" || command.is_empty() {
@@ -103,10 +114,12 @@ fn parse(args: &[OsString]) -> Option<Invocation<'_>> {
         "text" => false,
         _ => return None,
     };
+    let deadline = (deadline != "-").then_some(Path::new(deadline));
     let parent: i32 = parent.to_str()?.parse().ok()?;
     (parent > 1).then_some(Invocation {
         parent: Pid::from_raw(parent),
         json,
+        deadline,
         command,
     })
 }
@@ -122,6 +135,7 @@ async fn guard(invocation: Invocation<'_>) -> u8 {
     let Invocation {
         parent,
         json,
+        deadline: deadline_file,
         command,
     } = invocation;
     // Handlers first: a signal that arrives before its handler would take its default action.
@@ -144,6 +158,17 @@ async fn guard(invocation: Invocation<'_>) -> u8 {
     if getppid() != parent {
         return kill_group();
     }
+    // The latest moment the group may live, as leasedlock last said (`None`: no limit).
+    let mut deadline = match deadline_file {
+        None => None,
+        Some(path) => match deadline::read(path) {
+            Some(at) => Some(at),
+            None => {
+                eprintln!("leasedlock: guard: no deadline in {}", path.display());
+                return exit::WRAPPER_FAILED;
+            }
+        },
+    };
     let Some((program, args)) = command.split_first() else {
         return exit::USAGE;
     };
@@ -167,7 +192,25 @@ async fn guard(invocation: Invocation<'_>) -> u8 {
         }
     };
     loop {
+        let due = async {
+            match deadline.map(deadline::until) {
+                Some(Ok(left)) => tokio::time::sleep(left).await,
+                // Without a clock we cannot keep the deadline: act as if it had come.
+                Some(Err(_)) => {}
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = due => {
+                // Renewed since (a later deadline), or leasedlock could not say so in time.
+                let later = deadline_file
+                    .and_then(deadline::read)
+                    .filter(|at| deadline.is_some_and(|d| *at > d));
+                match later {
+                    Some(at) => deadline = Some(at),
+                    None => return kill_group(),
+                }
+            }
             status = child.wait() => return match status {
                 Ok(status) => exit::from_status(status),
                 Err(e) => {
@@ -214,7 +257,12 @@ mod tests {
     fn arguments_round_trip() {
         let args = [OsString::from("leasedlock")]
             .into_iter()
-            .chain(guard_args(4242, true, os(&["sh", "-c", "exit 3"])))
+            .chain(guard_args(
+                4242,
+                true,
+                Some(Path::new("/run/x/deadline")),
+                os(&["sh", "-c", "exit 3"]),
+            ))
             .collect::<Vec<_>>();
         assert!(is_guard_invocation(&args));
         let command = os(&["sh", "-c", "exit 3"]);
@@ -223,6 +271,7 @@ mod tests {
             Some(Invocation {
                 parent: Pid::from_raw(4242),
                 json: true,
+                deadline: Some(Path::new("/run/x/deadline")),
                 command: &command,
             })
         );
@@ -233,14 +282,14 @@ mod tests {
         for bad in [
             &["leasedlock"][..],
             &["leasedlock", GUARD_ARG],
-            &["leasedlock", GUARD_ARG, "12", "text", "--"],
-            &["leasedlock", GUARD_ARG, "12", "text", "sh"],
-            &["leasedlock", GUARD_ARG, "12", "--", "sh"],
-            &["leasedlock", GUARD_ARG, "12", "yaml", "--", "sh"],
-            &["leasedlock", GUARD_ARG, "x", "text", "--", "sh"],
-            &["leasedlock", GUARD_ARG, "1", "text", "--", "sh"],
-            &["leasedlock", GUARD_ARG, "-5", "text", "--", "sh"],
-            &["leasedlock", "lock", "12", "text", "--", "sh"],
+            &["leasedlock", GUARD_ARG, "12", "text", "-", "--"],
+            &["leasedlock", GUARD_ARG, "12", "text", "-", "sh"],
+            &["leasedlock", GUARD_ARG, "12", "text", "--", "sh"],
+            &["leasedlock", GUARD_ARG, "12", "yaml", "-", "--", "sh"],
+            &["leasedlock", GUARD_ARG, "x", "text", "-", "--", "sh"],
+            &["leasedlock", GUARD_ARG, "1", "text", "-", "--", "sh"],
+            &["leasedlock", GUARD_ARG, "-5", "text", "-", "--", "sh"],
+            &["leasedlock", "lock", "12", "text", "-", "--", "sh"],
         ] {
             assert!(parse(&os(bad)).is_none(), "{bad:?} accepted");
         }

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod args;
+mod deadline;
 pub mod duration;
 pub mod embedded_broker;
 pub mod exit;

@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +30,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
 
+use crate::deadline::DeadlineFile;
 use crate::exit;
 use crate::guard;
 
@@ -54,6 +55,7 @@ pub struct ChildSpec {
     env: Vec<(OsString, OsString)>,
     guard: PathBuf,
     json_errors: bool,
+    kill_by: Option<Instant>,
 }
 
 impl ChildSpec {
@@ -66,6 +68,7 @@ impl ChildSpec {
             env: Vec::new(),
             guard: PathBuf::from(THIS_EXECUTABLE),
             json_errors: false,
+            kill_by: None,
         })
     }
 
@@ -86,6 +89,15 @@ impl ChildSpec {
     /// instead of a line on stderr.
     pub fn json_errors(mut self, json: bool) -> ChildSpec {
         self.json_errors = json;
+        self
+    }
+
+    /// Has the guard itself kill the group at `at` unless [`supervise`] moves that deadline
+    /// later (it does whenever a renewal moves the lease's safe end): the group then dies at the
+    /// safe end even if this process is stopped or starved and cannot act. Without it the guard
+    /// only acts when this process dies.
+    pub fn kill_by(mut self, at: Instant) -> ChildSpec {
+        self.kill_by = Some(at);
         self
     }
 
@@ -146,6 +158,9 @@ pub struct Supervised {
     reaped: Arc<Mutex<bool>>,
     done: oneshot::Receiver<io::Result<ExitStatus>>,
     status: Option<ExitStatus>,
+    /// The guard's deadline, when it has one; removed once the guard is gone (dropped after
+    /// the waiting thread, which owns a handle to it too).
+    deadline: Option<Arc<DeadlineFile>>,
 }
 
 impl Supervised {
@@ -153,11 +168,18 @@ impl Supervised {
     /// stdout and stderr inherited. The group is killed if this value is dropped before the
     /// command was waited for.
     pub fn spawn(spec: &ChildSpec) -> Result<Supervised, SpawnError> {
+        let deadline = spec
+            .kill_by
+            .map(DeadlineFile::create)
+            .transpose()
+            .map_err(SpawnError::Other)?
+            .map(Arc::new);
         let mut command = std::process::Command::new(&spec.guard);
         command
             .args(guard::guard_args(
                 std::process::id(),
                 spec.json_errors,
+                deadline.as_deref().map(DeadlineFile::path),
                 std::iter::once(spec.program.clone()).chain(spec.args.iter().cloned()),
             ))
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -169,9 +191,12 @@ impl Supervised {
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (done_tx, done) = oneshot::channel();
         let thread_reaped = reaped.clone();
+        // The guard may read the file until it is reaped, even if `Supervised` is dropped first.
+        let thread_deadline = deadline.clone();
         std::thread::Builder::new()
             .name("leasedlock-guard".into())
             .spawn(move || {
+                let _deadline = thread_deadline;
                 let child = match command.spawn() {
                     Ok(child) => child,
                     Err(e) => {
@@ -194,6 +219,7 @@ impl Supervised {
             reaped,
             done,
             status: None,
+            deadline,
         })
     }
 
@@ -212,6 +238,15 @@ impl Supervised {
         match killpg(self.group, signal) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
             Err(errno) => Err(io::Error::from(errno)),
+        }
+    }
+
+    /// Moves the guard's own kill deadline (see [`ChildSpec::kill_by`]) to `at`; nothing without
+    /// one.
+    pub fn move_deadline(&self, at: Instant) -> io::Result<()> {
+        match &self.deadline {
+            Some(file) => file.set(at),
+            None => Ok(()),
         }
     }
 
@@ -236,7 +271,11 @@ impl Supervised {
         self.signal(Signal::SIGTERM)?;
         let kill_at = tokio::time::Instant::from_std(kill_at);
         let (status, killed) = match tokio::time::timeout_at(kill_at, self.wait()).await {
-            Ok(status) => (status?, false),
+            // (SIGKILL from the guard, at its deadline, counts too.)
+            Ok(status) => {
+                let status = status?;
+                (status, status.signal() == Some(9))
+            }
             Err(_elapsed) => {
                 self.signal(Signal::SIGKILL)?;
                 (self.wait().await?, true)
@@ -389,10 +428,22 @@ where
         let terminated = child.terminate_until(now).await?;
         return Ok(Outcome::Stopped { why, terminated });
     };
+    child.move_deadline(known)?;
     loop {
         let due = tokio::time::Instant::from_std(term_at(known, grace, Instant::now()));
         tokio::select! {
-            status = child.wait() => return Ok(Outcome::Exited(status?)),
+            status = child.wait() => {
+                let status = status?;
+                // Killed by the guard at the safe end, because we could not act in time.
+                if status.signal() == Some(9) && Instant::now() >= known {
+                    let terminated = Terminated { status, killed: true };
+                    return Ok(Outcome::Stopped {
+                        why: Stop::NotRenewed { safe_until: known },
+                        terminated,
+                    });
+                }
+                return Ok(Outcome::Exited(status));
+            }
             why = &mut ended => {
                 let kill_at = kill_at_after_early_end(known, grace, Instant::now());
                 let terminated = child.terminate_until(kill_at).await?;
@@ -402,7 +453,10 @@ where
                 let now = Instant::now();
                 match safe_until() {
                     // Renewed in time: the termination is off, wait for the new due time.
-                    Some(later) if term_at(later, grace, now) > now => known = later,
+                    Some(later) if term_at(later, grace, now) > now => {
+                        known = later;
+                        child.move_deadline(known)?;
+                    }
                     still => {
                         // `known` never runs past the real safe end; a renewal may just have
                         // moved it later.

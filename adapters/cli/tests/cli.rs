@@ -651,6 +651,53 @@ fn command_dead_before_the_lease_could_pass_on(sub: &str) {
 }
 
 #[test]
+fn a_stopped_wrapper_cannot_keep_the_command_past_its_lease() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (beats, ready) = (dir.path().join("beats"), dir.path().join("ready"));
+    let script = format!(
+        "trap '' TERM; date +%s%N >> {beats}; echo $$ > {tmp}; mv {tmp} {ready}; \
+         while :; do date +%s%N >> {beats}; sleep 0.01; done",
+        beats = sh_quote(&beats),
+        tmp = sh_quote(&dir.path().join("ready.tmp")),
+        ready = sh_quote(&ready),
+    );
+    let ttl = Duration::from_secs(2);
+    let wrapper = server
+        .command(&["lock", "stopped", "--ttl", "2s", "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let command: i32 = wait_for_file(&ready, LIMIT).trim().parse().expect("pid");
+    // A stopped leasedlock renews nothing: the store's lease ends within --ttl of this.
+    let stopped_at = wall_ns();
+    signal(wrapper.id(), nix::sys::signal::Signal::SIGSTOP);
+    let dead = eventually(LIMIT, || process_ended(command));
+    signal(wrapper.id(), nix::sys::signal::Signal::SIGCONT);
+    let out = output_within(wrapper, LIMIT);
+    kill_all(&[command]);
+    assert!(dead, "the command survived its stopped wrapper's lease");
+    assert_eq!(code(&out), 123, "{}", stderr(&out));
+    let last = std::fs::read_to_string(&beats)
+        .expect("heartbeats")
+        .lines()
+        .filter_map(|l| l.trim().parse::<u128>().ok())
+        .max()
+        .expect("a heartbeat");
+    let lease_could_end = stopped_at + ttl.as_nanos();
+    assert!(
+        last < lease_could_end,
+        "the command still ran {} ms after the lease could have passed to another holder",
+        (last - lease_could_end) / 1_000_000
+    );
+    eprintln!(
+        "last heartbeat {} ms before the lease could pass on",
+        (lease_could_end - last) / 1_000_000
+    );
+}
+
+#[test]
 fn lease_and_key_operations() {
     let server = Server::start();
     assert_eq!(code(&server.run(&["set", "greeting", "hello"])), 0);

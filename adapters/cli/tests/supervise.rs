@@ -226,17 +226,18 @@ async fn a_renewal_before_term_is_due_calls_the_termination_off() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (script, ready, term, beats) = term_ignoring_command(dir.path());
     let clocks = Clocks::now();
-    let mut child = Supervised::spawn(&sh(&script)).expect("spawn");
-    wait_for_file(&ready).await;
-    let grace = Duration::from_millis(400);
+    // Safe until +1500 ms (SIGTERM due at +1000 ms), renewed at +300 ms to +2500 ms. The guard
+    // kills by itself at the first safe end unless `supervise` tells it about the renewal.
+    let grace = Duration::from_millis(500);
     let start = Instant::now();
-    // Safe until +800 ms (SIGTERM due at +400 ms), renewed at +200 ms to +1600 ms.
-    let first = start + Duration::from_millis(800);
-    let renewed = start + Duration::from_millis(1600);
+    let first = start + Duration::from_millis(1500);
+    let renewed = start + Duration::from_millis(2500);
+    let mut child = Supervised::spawn(&sh(&script).kill_by(first)).expect("spawn");
+    wait_for_file(&ready).await;
     let outcome = supervise(
         &mut child,
         std::future::pending::<()>(),
-        scripted(first, Some((start + Duration::from_millis(200), renewed))),
+        scripted(first, Some((start + Duration::from_millis(300), renewed))),
         grace,
     )
     .await
@@ -301,6 +302,33 @@ async fn a_hold_that_ends_early_stops_the_command_at_once_and_kills_it_a_grace_l
         last <= ended_at + grace + MIN_MARGIN,
         "the command still ran {:?} after the grace",
         last.saturating_duration_since(ended_at + grace)
+    );
+}
+
+#[tokio::test]
+async fn the_guard_kills_the_group_at_its_deadline_when_leasedlock_cannot_act() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (script, ready, _term, beats) = term_ignoring_command(dir.path());
+    let clocks = Clocks::now();
+    // Nobody supervises: like a leasedlock stopped with SIGSTOP right after the start.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut child = Supervised::spawn(&sh(&script).kill_by(deadline)).expect("spawn");
+    wait_for_file(&ready).await;
+    let status = tokio::time::timeout(LIMIT, child.wait())
+        .await
+        .expect("the guard did not kill the command")
+        .expect("wait");
+    assert!(
+        Instant::now() >= deadline,
+        "killed {:?} before the deadline",
+        deadline.saturating_duration_since(Instant::now())
+    );
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    let last = last_heartbeat(&beats, &clocks);
+    assert!(
+        last <= deadline + MIN_MARGIN,
+        "the command still ran {:?} after the deadline",
+        last.saturating_duration_since(deadline)
     );
 }
 
@@ -448,6 +476,7 @@ fn the_guard_refuses_to_run_outside_a_group_of_its_own() {
             leasedlock_cli::guard::GUARD_ARG,
             &std::process::id().to_string(),
             "text",
+            "-",
             "--",
             "true",
         ])

@@ -25,12 +25,16 @@ fn child_spec(
     name: &str,
     holder: &str,
     token: &Hlc,
+    safe_until: Option<Instant>,
     report: Report,
 ) -> Result<ChildSpec, Failure> {
     let spec = ChildSpec::from_argv(command)
         .ok_or_else(|| Failure::new(exit::USAGE, "no command given after `--`"))?;
     Ok(spec
         .json_errors(report.is_json())
+        // The guard kills the group at the safe end by itself unless a renewal moved it: even a
+        // stopped leasedlock cannot keep the command running past the lease.
+        .kill_by(safe_until.unwrap_or_else(Instant::now))
         .env(FENCING_TOKEN_ENV, token.to_string())
         .env(LOCK_NAME_ENV, name)
         .env(HOLDER_ENV, holder))
@@ -97,7 +101,14 @@ async fn lock_with(
         () = signals.recv() => return Ok(INTERRUPTED),
     };
     tracing::info!(name = %args.name, %holder, %token, "lock acquired");
-    let spec = child_spec(&args.command, &args.name, &holder, &token, report)?;
+    let spec = child_spec(
+        &args.command,
+        &args.name,
+        &holder,
+        &token,
+        lock.safe_until(),
+        report,
+    )?;
     let mut child = match Supervised::spawn(&spec) {
         Ok(child) => child,
         Err(e) => {
@@ -182,7 +193,14 @@ async fn elect_with(
             }
         };
         tracing::info!(name = %args.name, token = %term.token(), "elected");
-        let spec = child_spec(&args.command, &args.name, &holder, term.token(), report)?;
+        let spec = child_spec(
+            &args.command,
+            &args.name,
+            &holder,
+            term.token(),
+            Some(term.safe_until()),
+            report,
+        )?;
         let mut child = match Supervised::spawn(&spec) {
             Ok(child) => child,
             Err(e) => {
