@@ -172,7 +172,9 @@ MUTUAL EXCLUSION:
     --grace < 2/3 x --ttl - margin - 20 ms; otherwise leasedlock exits 2 and says why.
     Default: a sixth of --ttl.
   - When leasedlock dies, however it dies (kill -9 included), the guard kills the whole group
-    with SIGKILL (Linux parent-death signal).
+    with SIGKILL (Linux parent-death signal). The guard also keeps the SIGKILL deadline itself
+    (leasedlock moves it on each renewal), so a leasedlock that is stopped (SIGSTOP), frozen or
+    starved cannot keep the command running past the lease either.
   - When the command exits, whatever is left of its group is killed with SIGKILL before the
     lock is released (or leadership resigned).
   Assumptions: the clocks of this machine and of the state store run at rates that differ by

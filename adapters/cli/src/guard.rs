@@ -125,6 +125,17 @@ fn parse(args: &[OsString]) -> Option<Invocation<'_>> {
 }
 
 /// Kills our group (the command, what it started, and us) with SIGKILL.
+/// Removes the deadline file and its directory when leasedlock is gone and cannot do it.
+fn remove_deadline(file: Option<&Path>) {
+    if let Some(file) = file {
+        let _ = std::fs::remove_file(file);
+        if let Some(dir) = file.parent() {
+            // Only if empty: never more than leasedlock created.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 fn kill_group() -> u8 {
     let _ = killpg(getpgrp(), Signal::SIGKILL);
     // Not reached: SIGKILL cannot be caught.
@@ -156,6 +167,7 @@ async fn guard(invocation: Invocation<'_>) -> u8 {
     }
     // The parent may have died before the request above took effect: then we were re-parented.
     if getppid() != parent {
+        remove_deadline(deadline_file);
         return kill_group();
     }
     // The latest moment the group may live, as leasedlock last said (`None`: no limit).
@@ -221,6 +233,7 @@ async fn guard(invocation: Invocation<'_>) -> u8 {
             Some(()) = parent_died.recv() => {
                 // SIGUSR1 from someone else while leasedlock lives is not a parent death.
                 if getppid() != parent {
+                    remove_deadline(deadline_file);
                     return kill_group();
                 }
             }

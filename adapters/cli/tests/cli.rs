@@ -465,6 +465,18 @@ fn kill_9_of_the_wrapper(server: &Server, sub: &str) {
         gone,
         "{sub}: the command or its grandchild outlived the killed wrapper: {pids:?}"
     );
+    // The guard removed the private directory of its deadline, which the wrapper could not.
+    let prefix = format!("leasedlock-{wrapper_pid}-");
+    let leftovers = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .expect("temp dir")
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || !leftovers()),
+        "{sub}: the deadline directory of the killed wrapper is left behind"
+    );
 }
 
 #[test]
