@@ -196,7 +196,6 @@ impl Supervised {
         std::thread::Builder::new()
             .name("leasedlock-guard".into())
             .spawn(move || {
-                let _deadline = thread_deadline;
                 let child = match command.spawn() {
                     Ok(child) => child,
                     Err(e) => {
@@ -205,7 +204,12 @@ impl Supervised {
                     }
                 };
                 let _ = started_tx.send(Ok(child.id()));
-                let _ = done_tx.send(reap_after_killing_the_group(child, &thread_reaped));
+                let status = reap_after_killing_the_group(child, &thread_reaped);
+                // Before the status goes out: once it has, the process may exit before this
+                // thread ends, and the `Supervised` must hold the last handle so that the
+                // directory is removed when it is dropped.
+                drop(thread_deadline);
+                let _ = done_tx.send(status);
             })
             .map_err(SpawnError::Other)?;
         let pid = started_rx

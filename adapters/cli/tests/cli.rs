@@ -394,6 +394,15 @@ fn wait_for_file(path: &Path, within: Duration) -> String {
     text.unwrap_or_default()
 }
 
+/// Whether the private directory of a guard deadline of `leasedlock` process `pid` exists.
+fn deadline_dir_left(pid: u32) -> bool {
+    let prefix = format!("leasedlock-{pid}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+}
+
 /// Kills what a failed test may have left behind.
 fn kill_all(pids: &[i32]) {
     for pid in pids {
@@ -466,15 +475,9 @@ fn kill_9_of_the_wrapper(server: &Server, sub: &str) {
         "{sub}: the command or its grandchild outlived the killed wrapper: {pids:?}"
     );
     // The guard removed the private directory of its deadline, which the wrapper could not.
-    let prefix = format!("leasedlock-{wrapper_pid}-");
-    let leftovers = || {
-        std::fs::read_dir(std::env::temp_dir())
-            .expect("temp dir")
-            .filter_map(Result::ok)
-            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-    };
+    let wrapper_pid = u32::try_from(wrapper_pid).expect("pid");
     assert!(
-        eventually(Duration::from_secs(10), || !leftovers()),
+        eventually(Duration::from_secs(10), || !deadline_dir_left(wrapper_pid)),
         "{sub}: the deadline directory of the killed wrapper is left behind"
     );
 }
@@ -534,11 +537,18 @@ fn leftovers_of_the_command_are_killed_before_the_unlock() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn second");
+    let wrappers = [first.id(), second.id()];
     // Let the first command exit.
     std::fs::write(&go, "go\n").expect("write the fifo");
     let first = output_within(first, LIMIT);
     let second = output_within(second, LIMIT);
     kill_all(&[grandchild]);
+    for pid in wrappers {
+        assert!(
+            !deadline_dir_left(pid),
+            "leasedlock {pid} left its deadline directory behind"
+        );
+    }
     assert_eq!(code(&first), 0, "first: {}", stderr(&first));
     assert_eq!(
         code(&second),
