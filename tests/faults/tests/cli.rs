@@ -146,6 +146,32 @@ fn wrapper_killed_with_sigkill() {
     });
 }
 
+/// `leasedlock lock` is stopped (SIGSTOP) past the TTL while its command, which ignores
+/// SIGTERM, keeps running: a stopped wrapper cannot renew, so the command must be dead before
+/// another holder can get the lock; after SIGCONT the wrapper reports the loss.
+#[test]
+fn wrapper_stopped_past_the_ttl() {
+    run(|| {
+        let world = world()?;
+        let mut a = start_a(&world, LOCK, world.broker.port(), STUBBORN)?;
+        world.wait_record(
+            START_TIMEOUT,
+            "cli-a to hold",
+            &mut [&mut a],
+            holds_by("cli-a"),
+        )?;
+        a.signal(Signal::SIGSTOP)?;
+        let mut b = start_b(&world, LOCK)?;
+        let b_done = expect_exit(&world, &mut b, 0, EXIT_TIMEOUT);
+        a.signal(Signal::SIGCONT)?;
+        b_done?;
+        expect_exit(&world, &mut a, LEASE_LOST, EXIT_TIMEOUT)?;
+        stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
+        judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
+        expect_commands_gone(&world, "cli-a")
+    });
+}
+
 /// The command exits by itself but leaves a background process (ignoring SIGTERM) in its
 /// group: the group must be gone before the lock is released to the next holder.
 #[test]
