@@ -177,6 +177,8 @@ impl fmt::Display for ScenarioParseError {
     }
 }
 
+impl core::error::Error for ScenarioParseError {}
+
 impl FromStr for Scenario {
     type Err = ScenarioParseError;
 
