@@ -21,6 +21,7 @@ const T: Duration = Duration::from_secs(5);
 pub async fn lock_operations<R: Runtime>(rt: &R, env: &Env) {
     let a = connect(rt, env, "lock-a").await;
     let b = connect(rt, env, "lock-b").await;
+    let idle = env.registrations();
     let name = Bytes::from(unique("lock"));
     let la = a.lock(name.clone()).unwrap();
     let lb = Arc::new(b.lock(name.clone()).unwrap());
@@ -62,8 +63,12 @@ pub async fn lock_operations<R: Runtime>(rt: &R, env: &Env) {
         .0
     );
 
-    // Handover: the waiter gets the lock right after the unlock.
-    let registered = env.registrations();
+    // Handover: the waiter gets the lock right after the unlock. The timed wait's STOP is
+    // handled first, so the store's counts below move for the new waiter alone.
+    assert!(
+        eventually(rt, T, || env.registrations() == idle).await,
+        "the timed wait unregistered"
+    );
     let handled = env.requests();
     let (tx, rx) = oneshot::channel();
     let waiter = lb.clone();
@@ -77,7 +82,7 @@ pub async fn lock_operations<R: Runtime>(rt: &R, env: &Env) {
     // attempt (refused: A holds the lock) was handled, so the lock can only reach it through
     // the DELETE notification of the unlock.
     assert!(
-        eventually(rt, T, || env.registrations() == registered + 1
+        eventually(rt, T, || env.registrations() == idle + 1
             && env.requests() >= handled + 2)
         .await,
         "the waiter never started waiting"
