@@ -13,9 +13,9 @@ use crate::util::{drop_when, dropped_after_one_poll, eventually, must, unique};
 const T: Duration = Duration::from_secs(5);
 
 /// A dropped `lock()` wait, `edit()` wait, key observation, lease observation, `observe()` call
-/// and `acquire()` call each leave no KEYNOTIFY registration and no lease on the store. Each is
-/// dropped only once what it would leave behind is seen on the store, so "nothing left" is not
-/// just "nothing happened yet".
+/// and `acquire()` call each leave no KEYNOTIFY registration and no lease on the store. Each
+/// check first sees on the store what the operation would leave behind (its registration, its
+/// request, its SET), then sees it gone, so "nothing left" is not just "nothing happened yet".
 pub async fn dropped_futures_leave_nothing_behind<R: Runtime>(rt: &R, env: &Env) {
     let a = connect(rt, env, "cancel-a").await;
     let b = connect(rt, env, "cancel-b").await;
