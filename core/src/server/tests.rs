@@ -834,3 +834,63 @@ proptest! {
         h.advance(200);
     }
 }
+
+/// A PX whose deadline does not fit the store's clock is refused like any other bad PX, and a
+/// SET + DEL loop with such PX values leaves nothing behind: before, the saturated deadline
+/// equalled the "no expiry" marker, so the key's index entry was never removed again and the
+/// index grew by one entry per loop.
+#[test]
+fn huge_px_is_refused_and_the_expiry_index_stays_bounded() {
+    let mut h = Harness::new();
+    let huge = [
+        u64::MAX.to_string(),
+        (u64::MAX / 1_000_000).to_string(),
+        (MAX_PX_MS + 1).to_string(),
+    ];
+    let mut accepted = Vec::new();
+    for round in 0..300u32 {
+        let px = &huge[round as usize % huge.len()];
+        let key = format!("k{}", round % 7);
+        let r = h.call("c", &[b"SET", key.as_bytes(), b"v", b"PX", px.as_bytes()]);
+        h.call("c", &[b"DEL", key.as_bytes()]);
+        assert!(
+            h.store.expiry.len() <= 1,
+            "expiry index grew to {}",
+            h.store.expiry.len()
+        );
+        assert!(h.store.len() <= 1);
+        if r.payload() != &err("syntax error")[..] {
+            accepted.push(px.clone());
+        }
+    }
+    assert!(accepted.is_empty(), "huge PX accepted: {accepted:?}");
+    assert_eq!((h.store.expiry.len(), h.store.len()), (0, 0));
+    // The largest accepted PX still expires on its deadline and leaves nothing behind.
+    let max = MAX_PX_MS.to_string();
+    assert_eq!(
+        h.call("c", &[b"SET", b"k", b"v", b"PX", max.as_bytes()])
+            .payload(),
+        OK
+    );
+    assert_eq!(h.store.expiry.len(), 1);
+    h.call("c", &[b"DEL", b"k"]);
+    assert_eq!((h.store.expiry.len(), h.store.len()), (0, 0));
+}
+
+/// A restored record whose expiry lies beyond what a SET can ask for is refused before it
+/// replaces anything, and leaves no index entry behind.
+#[test]
+fn restore_refuses_an_unrepresentable_expiry() {
+    let mut h = Harness::new();
+    h.call("c", &[b"SET", b"k", b"old"]);
+    let rec = PersistedKey {
+        key: b("k"),
+        value: b("v"),
+        version: Hlc::new(WALL0, 1, "store").unwrap(),
+        fencing_token: None,
+        expires_at_wall_ms: Some(u64::MAX),
+    };
+    assert_eq!(h.store.restore(&rec, h.now), Err(StoreError::BadRecord));
+    assert_eq!(h.store.get(b"k").map(|i| i.value), Some(b("old")));
+    assert_eq!(h.store.expiry.len(), 0);
+}
