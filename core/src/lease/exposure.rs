@@ -121,6 +121,17 @@ impl Exposure {
     pub(super) fn until(&self) -> Instant {
         self.until
     }
+
+    /// Whether no request of this kind can be applied from `now` on, nor be published again by
+    /// a later reconnect. `last_connect` is the previous reconnect when disconnects are not
+    /// reported (a copy exposed after it counts), else `None`.
+    pub(super) fn settled(&self, now: Instant, last_connect: Option<Instant>) -> bool {
+        let republishable = match last_connect {
+            None => self.held,
+            Some(last) => self.exposed > last,
+        };
+        now >= self.until && now >= self.exposed && !republishable
+    }
 }
 
 #[cfg(test)]
