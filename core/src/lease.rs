@@ -49,7 +49,7 @@ use crate::command::{Request, Response, SetCondition, SetOutcome, VdelOutcome};
 use crate::hlc::Hlc;
 use crate::time::{Instant, Now};
 
-mod exposure;
+pub(crate) mod exposure;
 
 use exposure::{apply_bound, Exposure};
 
@@ -481,13 +481,13 @@ pub enum LeaseEvent {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Class {
-    transient: bool,
-    maybe_applied: bool,
+pub(crate) struct Class {
+    pub(crate) transient: bool,
+    pub(crate) maybe_applied: bool,
 }
 
 /// How a request failure is treated: can a retry help, and may the request have run?
-fn classify(e: &RequestError) -> Class {
+pub(crate) fn classify(e: &RequestError) -> Class {
     let (transient, maybe_applied) = match e {
         RequestError::Timeout { sent } => (true, *sent),
         RequestError::Unknown => (true, true),

@@ -577,6 +577,7 @@ impl Checker {
                     self.unlocking = false;
                 }
                 LockEvent::HolderChanged { .. } => panic!("holder not watched"),
+                LockEvent::ExtendFailed { .. } => panic!("never extended"),
             }
         }
         if l.is_held(now) {

@@ -81,7 +81,7 @@ fn maybe_applied(e: &EditError) -> bool {
                 | RequestError::Busy
                 | RequestError::Timeout { sent: false }
         ),
-        EditError::UnexpectedReply => true,
+        EditError::UnexpectedReply | EditError::OutcomeUnknown(_) => true,
         _ => false,
     }
 }
