@@ -77,8 +77,15 @@ pub enum EditError {
     /// The edit was cancelled before the write.
     Cancelled,
     /// The write failed with `error` in a way that leaves its outcome unknown: it may or may
-    /// not have been applied. The edit kept the lock until it could no longer land.
-    OutcomeUnknown(RequestError),
+    /// not have been applied.
+    OutcomeUnknown {
+        /// How the write failed.
+        error: RequestError,
+        /// `false`: the edit kept the lock until the write could no longer land, so nothing
+        /// of it can happen any more. `true`: the lock was lost first, and the write may still
+        /// land after another holder has read the key.
+        may_still_land: bool,
+    },
 }
 
 impl fmt::Display for EditError {
@@ -92,8 +99,15 @@ impl fmt::Display for EditError {
             EditError::Request(e) => write!(f, "state store request failed: {e:?}"),
             EditError::UnexpectedReply => f.write_str("unexpected reply"),
             EditError::Cancelled => f.write_str("edit cancelled"),
-            EditError::OutcomeUnknown(e) => {
-                write!(f, "the write may or may not have been applied: {e:?}")
+            EditError::OutcomeUnknown {
+                error,
+                may_still_land,
+            } => {
+                write!(f, "the write may or may not have been applied: {error:?}")?;
+                if *may_still_land {
+                    f.write_str(" (and the lock was lost while it could still land)")?;
+                }
+                Ok(())
             }
         }
     }
@@ -344,7 +358,11 @@ impl Edit {
         let (error, retry_at, extending) = (error.clone(), *retry_at, *extending);
         let until = self.write.until();
         if now.mono >= until || !self.lock.is_held(now.mono) {
-            self.finish(Err(EditError::OutcomeUnknown(error)), r, now);
+            let result = Err(EditError::OutcomeUnknown {
+                error,
+                may_still_land: now.mono < until,
+            });
+            self.finish(result, r, now);
             self.pump(r, now);
             return;
         }
@@ -559,8 +577,11 @@ impl Edit {
                     }
                     // Nothing keeps the write out any more: report now.
                     Phase::Settling { ref error, .. } => {
-                        let error = error.clone();
-                        self.finish(Err(EditError::OutcomeUnknown(error)), r, now);
+                        let result = Err(EditError::OutcomeUnknown {
+                            error: error.clone(),
+                            may_still_land: now.mono < self.write.until(),
+                        });
+                        self.finish(result, r, now);
                     }
                     // A GET in flight finishes first; a write in flight is fenced by the store.
                     _ => self.lost = Some(reason),
@@ -849,7 +870,10 @@ mod tests {
         assert_eq!(
             drain(&mut e),
             [EditEvent::Done {
-                result: Err(EditError::OutcomeUnknown(timeout))
+                result: Err(EditError::OutcomeUnknown {
+                    error: timeout,
+                    may_still_land: false
+                })
             }]
         );
     }
@@ -894,7 +918,10 @@ mod tests {
         assert_eq!(
             drain(&mut e),
             [EditEvent::Done {
-                result: Err(EditError::OutcomeUnknown(RequestError::Unknown))
+                result: Err(EditError::OutcomeUnknown {
+                    error: RequestError::Unknown,
+                    may_still_land: false
+                })
             }]
         );
     }
@@ -920,9 +947,10 @@ mod tests {
         assert_eq!(
             drain(&mut e),
             [EditEvent::Done {
-                result: Err(EditError::OutcomeUnknown(RequestError::Timeout {
-                    sent: true
-                }))
+                result: Err(EditError::OutcomeUnknown {
+                    error: RequestError::Timeout { sent: true },
+                    may_still_land: true
+                })
             }]
         );
     }

@@ -117,6 +117,10 @@ pub(crate) struct Checker {
     last_hold: BTreeMap<Bytes, u64>,
     commits: BTreeMap<Bytes, u64>,
     unknown_edits: BTreeMap<Bytes, u64>,
+    /// Per counter: unknown-outcome writes that may have landed after their lock passed on.
+    stray_edits: BTreeMap<Bytes, u64>,
+    /// Per counter: writes the store applied (counted by the world).
+    applied: BTreeMap<Bytes, u64>,
     pub(crate) stats: CheckStats,
 }
 
@@ -311,7 +315,10 @@ impl Checker {
                 self.stats.edits += 1;
                 *self.commits.entry(key).or_default() += 1;
             }
-            Report::EditUnknown { .. } => {
+            Report::EditUnknown { may_still_land, .. } => {
+                if *may_still_land {
+                    *self.stray_edits.entry(key.clone()).or_default() += 1;
+                }
                 *self.unknown_edits.entry(key).or_default() += 1;
             }
         }
@@ -380,6 +387,11 @@ impl Checker {
         )
     }
 
+    /// The store applied a write to the counter `key`.
+    pub(crate) fn counter_written(&mut self, key: &Bytes) {
+        *self.applied.entry(key.clone()).or_default() += 1;
+    }
+
     /// The counter check at the end of a run: `value` is the store's final value.
     pub(crate) fn counters(
         &self,
@@ -389,6 +401,7 @@ impl Checker {
             .commits
             .keys()
             .chain(self.unknown_edits.keys())
+            .chain(self.applied.keys())
             .collect();
         for key in keys {
             let commits = self.commits.get(key).copied().unwrap_or(0);
@@ -398,6 +411,17 @@ impl Checker {
                 return fail(
                     Invariant::Counter,
                     format!("counter {key:?} ends at {value} after {commits} committed edits and {unknown} with unknown outcome"),
+                );
+            }
+            // Every applied write stores the value it read + 1, so with no update lost the
+            // counter equals the number of applied writes. Only a write that landed after its
+            // lock passed on (the lock lost first, or a crash) can lose one.
+            let applied = self.applied.get(key).copied().unwrap_or(0);
+            let stray = self.stray_edits.get(key).copied().unwrap_or(0);
+            if value > applied || value.saturating_add(stray) < applied {
+                return fail(
+                    Invariant::Counter,
+                    format!("counter {key:?} ends at {value} after {applied} applied writes, {stray} of which may have landed after their lock passed on: an update was lost"),
                 );
             }
         }
@@ -581,20 +605,51 @@ mod tests {
             1,
             &Report::EditUnknown {
                 key: counter.clone(),
+                may_still_land: false,
             },
             None,
             &NOISY,
         )
         .unwrap();
+        // The store applied the three committed writes.
+        for _ in 0..3 {
+            c.counter_written(&counter);
+        }
         c.counters(|_| Some(3)).unwrap();
-        c.counters(|_| Some(4)).unwrap();
+        // Above what was applied.
+        assert_eq!(
+            c.counters(|_| Some(4)).unwrap_err().invariant,
+            Invariant::Counter
+        );
         assert_eq!(
             c.counters(|_| Some(2)).unwrap_err().invariant,
             Invariant::Counter
         );
+        // The unknown one was applied too.
+        c.counter_written(&counter);
+        c.counters(|_| Some(4)).unwrap();
         assert_eq!(
             c.counters(|_| Some(5)).unwrap_err().invariant,
             Invariant::Counter
         );
+        // Four writes applied, yet the counter says 3: an increment was overwritten (a write
+        // landed after its lock passed on, and nobody said it could).
+        let lost = c.counters(|_| Some(3)).unwrap_err();
+        assert_eq!(lost.invariant, Invariant::Counter);
+        assert!(lost.message.contains("lost"), "{}", lost.message);
+        // Unless that write may have landed after its lock passed on.
+        c.report(
+            0,
+            1,
+            &Report::EditUnknown {
+                key: counter.clone(),
+                may_still_land: true,
+            },
+            None,
+            &NOISY,
+        )
+        .unwrap();
+        c.counter_written(&counter);
+        c.counters(|_| Some(4)).unwrap();
     }
 }

@@ -537,3 +537,29 @@ fn a_registration_left_behind_is_reported_as_a_leak() {
     assert_eq!(v.invariant, Invariant::Leak, "{v}");
     assert!(v.message.contains("KEYNOTIFY registrations"), "{v}");
 }
+
+/// Edits whose fenced writes time out and land late (lost and late replies, long tail delays,
+/// reordering; no crash, so every node keeps its promises). With the lock released right after
+/// such a write, the next holder read the counter, the late write landed, and the next
+/// holder's increment overwrote it: the counter ended below the number of writes the store
+/// applied. The edit now keeps the lock until the write can no longer land.
+#[test]
+fn edits_whose_writes_land_late_lose_no_update() {
+    let mut failures = Vec::new();
+    for seed in 0..24u64 {
+        let s = Scenario {
+            seed,
+            workload: WorkloadKind::Edit,
+            clients: 3,
+            lease_ms: 1_500,
+            renew_ms: 500,
+            // Loss, reordering (with tail delays), late replies.
+            faults: FaultMix::from_bits(0b1_0101),
+            run_secs: 20,
+        };
+        if let Err(v) = s.run() {
+            failures.push((alloc::format!("{s}"), v.invariant, v.message.clone()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
