@@ -143,6 +143,14 @@ pub enum Report {
         /// Election key.
         key: Bytes,
     },
+    /// The holder's `safe_until` went down without a new grant (a SET of its own that may
+    /// shorten the store's TTL left).
+    SafeUntilLowered {
+        /// Lease key.
+        key: Bytes,
+        /// The new safe-until (node-local monotonic).
+        safe_until: Instant,
+    },
     /// An edit of a shared counter committed (its fenced write was applied).
     EditCommitted {
         /// Counter key.
@@ -185,7 +193,8 @@ impl Report {
             | Report::Elected { key }
             | Report::Deposed { key }
             | Report::EditCommitted { key }
-            | Report::EditUnknown { key, .. } => key,
+            | Report::EditUnknown { key, .. }
+            | Report::SafeUntilLowered { key, .. } => key,
         }
     }
 
@@ -240,6 +249,10 @@ impl Report {
             Report::EditCommitted { .. } => h.u64(8),
             Report::EditUnknown { may_still_land, .. } => {
                 h.u64(9 + u64::from(*may_still_land) * 100)
+            }
+            Report::SafeUntilLowered { safe_until, .. } => {
+                h.u64(10);
+                h.u64(safe_until.as_nanos());
             }
         }
     }

@@ -142,11 +142,34 @@ pub(crate) struct Quiet {
 
 impl Checker {
     /// The store made (or still has) this version of a lease key.
-    pub(crate) fn grant(&mut self, key: &Bytes, version: &Hlc, expires_at: u64) {
+    ///
+    /// A new grant replaces the key's TTL: a holder that still believes the key safe past the
+    /// new expiry breaks S2 at once (a SET of its own with a shorter PX, say, whose effect on
+    /// `safe_until` it did not take into account).
+    pub(crate) fn grant(
+        &mut self,
+        key: &Bytes,
+        version: &Hlc,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), Failure> {
         let grants = self.grants.entry(key.clone()).or_default();
-        if !grants.contains_key(version) {
-            bounded_insert(grants, version.clone(), expires_at);
+        if grants.contains_key(version) {
+            return Ok(());
         }
+        bounded_insert(grants, version.clone(), expires_at);
+        for ((_, node), h) in self
+            .holds
+            .range((key.clone(), 0)..=(key.clone(), usize::MAX))
+        {
+            if h.safe_until > now && h.safe_until > expires_at {
+                return fail(
+                    Invariant::S2SafeUntil,
+                    format!("the store granted {key:?} anew (version {version}) until {expires_at} ns, while c{node} believes it safe (token {}) until {} ns", h.token, h.safe_until),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// A node died: it believes nothing any more.
@@ -311,6 +334,11 @@ impl Checker {
                     );
                 }
             }
+            Report::SafeUntilLowered { .. } => {
+                if let (Some(h), Some(lowered)) = (self.holds.get_mut(&slot), safe_until_g) {
+                    h.safe_until = h.safe_until.min(lowered);
+                }
+            }
             Report::EditCommitted { .. } => {
                 self.stats.edits += 1;
                 *self.commits.entry(key).or_default() += 1;
@@ -458,8 +486,8 @@ mod tests {
     #[test]
     fn two_holders_at_once_break_s1() {
         let mut c = Checker::default();
-        c.grant(&key(), &t(1), 1_000);
-        c.grant(&key(), &t(2), 2_000);
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
+        c.grant(&key(), &t(2), 2_000, 0).unwrap();
         c.report(0, 10, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
         let e = c
@@ -468,8 +496,8 @@ mod tests {
         assert_eq!(e.invariant, Invariant::S1SingleHolder);
         // After the first hold's safe_until it is fine.
         let mut c = Checker::default();
-        c.grant(&key(), &t(1), 1_000);
-        c.grant(&key(), &t(2), 2_000);
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
+        c.grant(&key(), &t(2), 2_000, 0).unwrap();
         c.report(0, 10, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
         c.report(1, 901, &acquired(t(2), false), Some(1_900), &NOISY)
@@ -479,7 +507,7 @@ mod tests {
     #[test]
     fn safe_until_past_the_grant_breaks_s2() {
         let mut c = Checker::default();
-        c.grant(&key(), &t(1), 1_000);
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
         let e = c
             .report(0, 10, &acquired(t(1), false), Some(1_001), &NOISY)
             .unwrap_err();
@@ -523,7 +551,7 @@ mod tests {
     #[test]
     fn undisturbed_loss_breaks_l2() {
         let mut c = Checker::default();
-        c.grant(&key(), &t(1), 1_000_000);
+        c.grant(&key(), &t(1), 1_000_000, 0).unwrap();
         let quiet = Quiet {
             last_disturbance: Some(5),
             window: Some(10),
@@ -561,7 +589,7 @@ mod tests {
     #[test]
     fn refused_write_while_holding_breaks_s3() {
         let mut c = Checker::default();
-        c.grant(&key(), &t(1), 1_000);
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
         c.report(0, 10, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
         let refused = Report::Write {
@@ -583,7 +611,7 @@ mod tests {
             c.progress(&key(), 10, 20).unwrap_err().invariant,
             Invariant::L1Progress
         );
-        c.grant(&key(), &t(1), 1_000);
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
         c.report(0, 15, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
         c.progress(&key(), 10, 2_000).unwrap();

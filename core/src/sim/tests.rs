@@ -563,3 +563,27 @@ fn edits_whose_writes_land_late_lose_no_update() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Holders re-acquire by hand with varied durations, under loss, reordering and late replies,
+/// so a shorter SET of theirs may apply with its outcome unknown. Each new grant is checked
+/// against every holder's belief (S2). Before `safe_until` was capped by every SET that may
+/// still land, the holder kept its old, longer `safe_until` past the shortened TTL.
+#[test]
+fn shorter_reacquires_never_outlive_the_store_ttl() {
+    let mut failures = Vec::new();
+    for seed in 0..24u64 {
+        let s = Scenario {
+            seed,
+            workload: WorkloadKind::Reacquire,
+            clients: 3,
+            lease_ms: 2_000,
+            renew_ms: 500,
+            faults: FaultMix::from_bits(0b1_0101),
+            run_secs: 20,
+        };
+        if let Err(v) = s.run() {
+            failures.push((alloc::format!("{s}"), v.invariant, v.message.clone()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -903,9 +903,9 @@ impl<'p> World<'p> {
         let mut result = Ok(());
         for r in &reports {
             let safe_until = match r {
-                Report::Acquired { safe_until, .. } | Report::Renewed { safe_until, .. } => {
-                    Some(clock.global_at(*safe_until))
-                }
+                Report::Acquired { safe_until, .. }
+                | Report::Renewed { safe_until, .. }
+                | Report::SafeUntilLowered { safe_until, .. } => Some(clock.global_at(*safe_until)),
                 _ => None,
             };
             self.record(Some(node), TraceKind::Report(Box::new(r.clone())));
@@ -1173,7 +1173,7 @@ impl<'p> World<'p> {
             for key in &self.lease_keys {
                 if let Some(info) = self.store.get(key) {
                     let expiry = info.expires_at.map_or(u64::MAX, Instant::as_nanos);
-                    self.checker.grant(key, &info.version, expiry);
+                    self.checker.grant(key, &info.version, expiry, self.now)?;
                 }
             }
         }
