@@ -17,7 +17,19 @@
 //! store's expiry as long as the clock-rate difference stays within `margin`. The completion's
 //! `sent_at` is deliberately not used: it is the *last* publish, and a redelivered request may
 //! have been applied at the first one. [`LeaseEvent::Lost`] is raised at `safe_until` whether or
-//! not a reply ever comes. An acquire whose outcome is unknown leaves the lease
+//! not a reply ever comes.
+//!
+//! Every SET of ours replaces the store's TTL with its own PX when it runs, so `safe_until` is
+//! also capped by every SET of ours that may still run: one sent while held (a re-acquire with
+//! a shorter duration lowers `safe_until` as it leaves, whatever its reply), and one whose
+//! outcome is unknown, for as long as it may still land (a grant made meanwhile is safe only
+//! for that SET's `duration − margin` from its own issue, and a reconnect that may publish it
+//! again caps the grant from the reconnect on).
+//!
+//! The monotonic clock must keep counting while the system is suspended (the adapters use
+//! `CLOCK_BOOTTIME` where there is one). As a second line, a wall clock that advances further
+//! than the monotonic clock plus the margin between two inputs ends the grant
+//! ([`LostReason::ClockJump`]): the monotonic clock stood still while the TTL ran. An acquire whose outcome is unknown leaves the lease
 //! [`LeaseState::MaybeHeld`]: never reported held (no token) nor free until the store proves it.
 //!
 //! Requests that land late (see `exposure` for the bounds: a request cannot be applied after
