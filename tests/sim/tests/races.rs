@@ -17,6 +17,7 @@ fn workload() -> impl Strategy<Value = WorkloadKind> {
         Just(WorkloadKind::Lock),
         Just(WorkloadKind::Edit),
         Just(WorkloadKind::Leader),
+        Just(WorkloadKind::Reacquire),
     ]
 }
 
