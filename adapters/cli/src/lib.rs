@@ -2,14 +2,17 @@
 //! Operations state store from the shell, a local state store (`serve`), a demo and benchmarks.
 //!
 //! The library half holds what is worth reusing or testing on its own: the embedded default
-//! broker, child-process supervision for `lock` and `elect`, and argument parsing.
+//! broker, child-process supervision for `lock` and `elect` (with its guard process), and
+//! argument parsing.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod args;
+mod deadline;
 pub mod duration;
 pub mod embedded_broker;
 pub mod exit;
+pub mod guard;
 pub mod stats;
 pub mod supervise;
 
