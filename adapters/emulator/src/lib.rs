@@ -14,7 +14,7 @@
 //! inside the AIO broker): it learns callers only from `__srcId`; it cannot see disconnects, so
 //! KEYNOTIFY registrations outlive their client's connection; and it can only deliver
 //! notifications to clients subscribed to their notification topic (the official Rust client
-//! is; the official Go and .NET clients rely on the broker pushing them, spec §5).
+//! is; the official Go and .NET clients rely on the broker pushing them, docs/protocol.md §9.4).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
