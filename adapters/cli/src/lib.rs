@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The doc comments in `args` are clap's --help text (`[default: ...]`, `<host>`), not rustdoc.
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 pub mod args;
 pub mod duration;
 pub mod embedded_broker;
