@@ -23,11 +23,38 @@ pub use clock::{wall_ms, Clock};
 pub use connection::Connection;
 pub use engine::{Command, Commands, Engine, Transmit};
 
+/// The crate docs say `Lease`, `Lock` and `Leader` are not `Clone` (each owns one core lease
+/// machine and its holder identity); these fail to compile as long as that stays true.
+///
+/// ```compile_fail
+/// fn clone<T: Clone>() {}
+/// clone::<leasedlock_api::Lease>();
+/// ```
+///
+/// ```compile_fail
+/// fn clone<T: Clone>() {}
+/// clone::<leasedlock_api::Lock>();
+/// ```
+///
+/// ```compile_fail
+/// fn clone<T: Clone>() {}
+/// clone::<leasedlock_api::Leader>();
+/// ```
+///
+/// ```
+/// fn clone<T: Clone>() {}
+/// clone::<leasedlock_api::Connection>();
+/// clone::<leasedlock_api::StateStore>();
+/// ```
+#[cfg(doctest)]
+pub struct HandleCloneability;
+
 #[cfg(test)]
 mod tests {
     #[test]
-    fn handles_are_send_sync_and_cheap_to_share() {
+    fn handles_are_send_sync_and_the_documented_ones_clone() {
         fn check<T: Send + Sync>() {}
+        fn clone<T: Clone>() {}
         check::<crate::Connection>();
         check::<crate::StateStore>();
         check::<crate::Lease>();
@@ -38,5 +65,8 @@ mod tests {
         check::<crate::LeaseObservation>();
         check::<crate::Engine>();
         check::<crate::Commands>();
+        // The crate docs promise these are `Clone` (and `Lease`, `Lock`, `Leader` are not).
+        clone::<crate::Connection>();
+        clone::<crate::StateStore>();
     }
 }

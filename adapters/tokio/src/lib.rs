@@ -15,9 +15,11 @@ pub use leasedlock_api::adapter::exports::*;
 #[cfg(test)]
 mod tests {
     #[test]
-    fn handles_are_send_sync_and_cheap_to_share() {
+    fn handles_are_send_sync_and_the_documented_ones_clone() {
         fn check<T: Send + Sync>() {}
+        fn clone<T: Clone>() {}
         // The other handles are leasedlock-api's, checked there.
         check::<crate::Connection>();
+        clone::<crate::Connection>();
     }
 }
