@@ -56,7 +56,7 @@ pub const SPEC_NOTIFICATIONS: &[&[u8]] = &[
     b"*2\r\n$6\r\nNOTIFY\r\n$3\r\nDEL\r\n",
 ];
 
-/// HLC texts: padded and unpadded spec forms, and near-misses.
+/// HLC texts: the padded and unpadded forms of docs/protocol.md §6.1, and near-misses.
 pub const SPEC_HLCS: &[&[u8]] = &[
     b"001696374425000:00000:0190f2c4-7f3a-7c1e-9b2d-3c4d5e6f7a8b",
     b"1696374425000:1:StateStore",
