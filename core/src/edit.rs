@@ -4,6 +4,17 @@
 //! with [`Edit::decide`] (set, delete or abort) → fenced `SET`/`DEL` with `__ft` = the lock's
 //! token → unlock, always → [`EditEvent::Done`]. Deleting a key that is absent (`DEL` → 0) is
 //! success: the official Go and .NET helpers loop forever there (docs/protocol.md §12).
+//!
+//! A write whose outcome is unknown (timed out after sending, connection lost) may still be
+//! applied later, until the broker drops it: its deadline plus its Message Expiry (rounded up
+//! to whole seconds), or that expiry counted from a reconnect that may publish it again. Were
+//! the lock released before then, the next holder could read the key, the late write land
+//! (its token is accepted: no higher one is stored yet), and the next holder's write be based
+//! on a value that is no longer there. So the edit keeps the lock until the write can no
+//! longer land: its own renewals when it auto-renews, else one re-acquire long enough to
+//! cover that bound (retried while it fails for a transient reason). Only then does it unlock
+//! and report [`EditError::OutcomeUnknown`]. If the lock is lost meanwhile nothing can keep
+//! the write out any more, and the edit reports at once.
 
 use alloc::collections::VecDeque;
 use bytes::Bytes;
@@ -13,7 +24,8 @@ use core::time::Duration;
 use crate::client::{Completion, Notification, RequestError, RequestId, RequestOptions, Requester};
 use crate::command::{Request, Response, SetCondition, SetOutcome};
 use crate::hlc::Hlc;
-use crate::lease::{LeaseOptions, LostReason};
+use crate::lease::exposure::Exposure;
+use crate::lease::{classify, default_margin, LeaseOptions, LostReason};
 use crate::lock::{Lock, LockError, LockEvent, LockOptions};
 use crate::time::{Instant, Now};
 
@@ -64,6 +76,16 @@ pub enum EditError {
     UnexpectedReply,
     /// The edit was cancelled before the write.
     Cancelled,
+    /// The write failed with `error` in a way that leaves its outcome unknown: it may or may
+    /// not have been applied.
+    OutcomeUnknown {
+        /// How the write failed.
+        error: RequestError,
+        /// `false`: the edit kept the lock until the write could no longer land, so nothing
+        /// of it can happen any more. `true`: the lock was lost first, and the write may still
+        /// land after another holder has read the key.
+        may_still_land: bool,
+    },
 }
 
 impl fmt::Display for EditError {
@@ -77,6 +99,16 @@ impl fmt::Display for EditError {
             EditError::Request(e) => write!(f, "state store request failed: {e:?}"),
             EditError::UnexpectedReply => f.write_str("unexpected reply"),
             EditError::Cancelled => f.write_str("edit cancelled"),
+            EditError::OutcomeUnknown {
+                error,
+                may_still_land,
+            } => {
+                write!(f, "the write may or may not have been applied: {error:?}")?;
+                if *may_still_land {
+                    f.write_str(" (and the lock was lost while it could still land)")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -112,6 +144,15 @@ enum Phase {
     Writing {
         id: RequestId,
         delete: bool,
+        issued: Instant,
+    },
+    /// The write's outcome is unknown: the lock is kept until it can no longer land.
+    Settling {
+        error: RequestError,
+        /// When to try extending the lock again after a failed attempt.
+        retry_at: Option<Instant>,
+        /// An extension is in flight.
+        extending: bool,
     },
     Unlocking {
         result: Result<EditOutcome, EditError>,
@@ -125,7 +166,13 @@ pub struct Edit {
     key: Bytes,
     timeout: Option<Duration>,
     phase: Phase,
+    lease_options: LeaseOptions,
     lost: Option<LostReason>,
+    /// The write of this edit: until when it may still land.
+    write: Exposure,
+    /// When the connection last came back, and whether drops are reported (as the lease).
+    last_connect: Instant,
+    disconnects_reported: bool,
     events: VecDeque<EditEvent>,
 }
 
@@ -140,7 +187,11 @@ impl Edit {
             key,
             timeout: None,
             phase: Phase::Idle,
+            lease_options: LeaseOptions::default(),
             lost: None,
+            write: Exposure::default(),
+            last_connect: Instant::ZERO,
+            disconnects_reported: false,
             events: VecDeque::new(),
         })
     }
@@ -170,6 +221,8 @@ impl Edit {
             .lock(duration, options, r, now)
             .map_err(EditError::Lock)?;
         self.timeout = Some(options.lease.request_timeout());
+        self.lease_options = options.lease.clone();
+        self.write = Exposure::default();
         self.lost = None;
         self.phase = Phase::Locking;
         self.pump(r, now);
@@ -225,7 +278,14 @@ impl Edit {
             persist: false,
         };
         match r.request(request, options, now) {
-            Ok(id) => self.phase = Phase::Writing { id, delete },
+            Ok(id) => {
+                self.write.sent(now.mono, self.request_timeout());
+                self.phase = Phase::Writing {
+                    id,
+                    delete,
+                    issued: now.mono,
+                };
+            }
             Err(e) => self.finish(Err(EditError::Request(e)), r, now),
         }
         self.pump(r, now);
@@ -246,6 +306,11 @@ impl Edit {
         cancelled
     }
 
+    fn request_timeout(&self) -> Duration {
+        self.timeout
+            .unwrap_or(crate::lease::DEFAULT_REQUEST_TIMEOUT)
+    }
+
     /// Number of requests whose completion this machine still awaits.
     pub fn outstanding(&self) -> usize {
         self.lock.outstanding()
@@ -262,12 +327,78 @@ impl Edit {
 
     /// The earliest instant at which [`Edit::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.lock.poll_timeout()
+        let lock = self.lock.poll_timeout();
+        let Phase::Settling { retry_at, .. } = &self.phase else {
+            return lock;
+        };
+        [lock, Some(self.write.until()), *retry_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Time passed.
     pub fn handle_timeout<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
         self.lock.handle_timeout(r, now);
+        self.pump(r, now);
+        self.settle(r, now);
+    }
+
+    /// While settling: ends the edit once the write can no longer land (or the lock is gone),
+    /// else makes sure the lock lasts until then.
+    fn settle<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        let Phase::Settling {
+            error,
+            retry_at,
+            extending,
+        } = &self.phase
+        else {
+            return;
+        };
+        let (error, retry_at, extending) = (error.clone(), *retry_at, *extending);
+        let until = self.write.until();
+        if now.mono >= until || !self.lock.is_held(now.mono) {
+            let result = Err(EditError::OutcomeUnknown {
+                error,
+                may_still_land: now.mono < until,
+            });
+            self.finish(result, r, now);
+            self.pump(r, now);
+            return;
+        }
+        let lasts = match self.lock.lease().state(now.mono) {
+            crate::lease::LeaseState::Held { safe_until, .. } => safe_until >= until,
+            _ => false,
+        };
+        if lasts
+            || extending
+            || self.lock.lease().is_renewing()
+            || retry_at.is_some_and(|t| now.mono < t)
+        {
+            return;
+        }
+        // One re-acquire whose own safety rule covers the bound: `now + duration − margin`.
+        let span = until - now.mono;
+        let margin = self
+            .lease_options
+            .margin
+            .unwrap_or_else(|| default_margin(span));
+        let duration = span + margin + Duration::from_millis(1);
+        let options = LeaseOptions {
+            margin: Some(margin),
+            renew: None,
+            ..self.lease_options.clone()
+        };
+        let started = self.lock.extend(duration, &options, r, now).is_ok();
+        if let Phase::Settling {
+            retry_at,
+            extending,
+            ..
+        } = &mut self.phase
+        {
+            *extending = started;
+            *retry_at = (!started).then(|| now.mono + EXTEND_RETRY);
+        }
         self.pump(r, now);
     }
 
@@ -301,12 +432,23 @@ impl Edit {
                 self.pump(r, now);
                 true
             }
-            Phase::Writing { id, delete } if id == c.id => {
+            Phase::Writing { id, delete, issued } if id == c.id => {
                 let result = match (&c.result, delete) {
                     (Ok(Response::Set(SetOutcome::Applied)), false) => Ok(EditOutcome::Set),
                     // Deleting an absent key is success, not a reason to loop.
                     (Ok(Response::Del(n)), true) => Ok(EditOutcome::Deleted { existed: *n > 0 }),
                     (Ok(_), _) => Err(EditError::UnexpectedReply),
+                    (Err(e), _) if classify(e).maybe_applied => {
+                        self.write.unknown(issued, self.request_timeout(), now.mono);
+                        self.phase = Phase::Settling {
+                            error: e.clone(),
+                            retry_at: None,
+                            extending: false,
+                        };
+                        self.pump(r, now);
+                        self.settle(r, now);
+                        return true;
+                    }
                     (Err(e), _) => Err(EditError::Request(e.clone())),
                 };
                 self.finish(result, r, now);
@@ -335,12 +477,20 @@ impl Edit {
 
     /// The connection is up again.
     pub fn handle_connected<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        // A write still on its way at the drop may be published again, landing until the
+        // reconnect + its expiry.
+        let last = core::mem::replace(&mut self.last_connect, now.mono);
+        let last = (!self.disconnects_reported).then_some(last);
+        self.write.reconnected(last, now.mono);
         self.lock.handle_connected(r, now);
         self.pump(r, now);
+        self.settle(r, now);
     }
 
     /// The connection dropped (see [`crate::lease::Lease::handle_disconnected`]).
     pub fn handle_disconnected(&mut self, now: Now) {
+        self.disconnects_reported = true;
+        self.write.disconnected(now.mono);
         self.lock.handle_disconnected(now);
     }
 
@@ -399,9 +549,39 @@ impl Edit {
                         result: Err(EditError::Lock(error)),
                     });
                 }
+                LockEvent::ExtendFailed { error } => {
+                    if let Phase::Settling {
+                        retry_at,
+                        extending,
+                        ..
+                    } = &mut self.phase
+                    {
+                        *extending = false;
+                        // A transient failure is retried while the lock lasts; otherwise
+                        // the lock runs out and the edit ends then.
+                        *retry_at = Some(if error.is_transient() {
+                            now.mono + EXTEND_RETRY
+                        } else {
+                            Instant::MAX
+                        });
+                    }
+                }
+                LockEvent::Renewed { .. } => {
+                    if let Phase::Settling { extending, .. } = &mut self.phase {
+                        *extending = false;
+                    }
+                }
                 LockEvent::Lost { reason } => match self.phase {
                     Phase::Deciding => {
                         self.finish(Err(EditError::Lost(reason)), r, now);
+                    }
+                    // Nothing keeps the write out any more: report now.
+                    Phase::Settling { ref error, .. } => {
+                        let result = Err(EditError::OutcomeUnknown {
+                            error: error.clone(),
+                            may_still_land: now.mono < self.write.until(),
+                        });
+                        self.finish(result, r, now);
                     }
                     // A GET in flight finishes first; a write in flight is fenced by the store.
                     _ => self.lost = Some(reason),
@@ -418,6 +598,9 @@ impl Edit {
         }
     }
 }
+
+/// Delay before another attempt to extend the lock while a write may still land.
+const EXTEND_RETRY: Duration = Duration::from_millis(100);
 
 #[cfg(test)]
 mod tests {
@@ -647,6 +830,145 @@ mod tests {
             drain(&mut e),
             [EditEvent::Done {
                 result: Err(EditError::Request(err))
+            }]
+        );
+    }
+
+    /// A write whose outcome is unknown may land late: were the lock released at once, the
+    /// next holder could read, then the late write land on top. The edit keeps the lock (one
+    /// re-acquire long enough, as it does not auto-renew) until the write can no longer land
+    /// (deadline 304 + 1 s expiry + slack = 1 404), then unlocks and reports the outcome as
+    /// unknown.
+    #[test]
+    fn write_with_unknown_outcome_keeps_the_lock_until_it_cannot_land() {
+        let (mut e, mut r) = deciding(Some(b"v"));
+        e.decide(EditDecision::Set(Bytes::from_static(b"x")), &mut r, at(4))
+            .unwrap();
+        let w = r.last();
+        let timeout = RequestError::Timeout { sent: true };
+        answer(&mut e, &mut r, &w, Err(timeout.clone()), None, 304);
+        assert_eq!(
+            r.count(RequestKind::Vdel),
+            0,
+            "released while the write may land"
+        );
+        assert!(drain(&mut e).is_empty());
+        // The lock (safe until 901) is extended to cover 1 404.
+        let ext = r.last_of(RequestKind::Set);
+        assert_ne!(ext.id, w.id);
+        assert_eq!(ext.key, Bytes::from_static(LOCK));
+        assert_eq!(ext.px(), Some(1_201));
+        answer(&mut e, &mut r, &ext, ok_set(), Some(tok(6)), 310);
+        assert!(e.lock().is_held(Instant::from_millis(1_403)));
+        for t in (400..1_404).step_by(50) {
+            e.handle_timeout(&mut r, at(t));
+        }
+        assert_eq!(r.count(RequestKind::Vdel), 0);
+        assert_eq!(e.poll_timeout(), Some(Instant::from_millis(1_404)));
+        e.handle_timeout(&mut r, at(1_404));
+        finish_unlock(&mut e, &mut r, 1_405);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Err(EditError::OutcomeUnknown {
+                    error: timeout,
+                    may_still_land: false
+                })
+            }]
+        );
+    }
+
+    /// With auto-renew the lock's own renewals keep it; no extra re-acquire is sent.
+    #[test]
+    fn write_with_unknown_outcome_relies_on_auto_renew() {
+        let mut o = opts();
+        o.lease.renew = Some(Duration::from_millis(200));
+        let mut e = Edit::new(Bytes::from_static(LOCK), Bytes::from_static(KEY), 1).unwrap();
+        let mut r = FakeRequester::new("client1");
+        e.start(Duration::from_secs(1), &o, &mut r, at(0)).unwrap();
+        let reg = r.last();
+        answer(&mut e, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
+        let set = r.last_of(RequestKind::Set);
+        answer(&mut e, &mut r, &set, ok_set(), Some(tok(5)), 2);
+        let g = r.last_of(RequestKind::Get);
+        answer(&mut e, &mut r, &g, get(Some(b"1")), Some(tok(3)), 3);
+        drain(&mut e);
+        e.decide(EditDecision::Set(Bytes::from_static(b"2")), &mut r, at(4))
+            .unwrap();
+        let w = r.last();
+        answer(&mut e, &mut r, &w, Err(RequestError::Unknown), None, 50);
+        let mut t = 50;
+        while t < 1_400 {
+            t += 10;
+            e.handle_timeout(&mut r, at(t));
+            if let Some(s) = r
+                .open_sent()
+                .into_iter()
+                .find(|s| s.kind == RequestKind::Set)
+            {
+                assert_eq!(s.px(), Some(1_000), "only the lock's own renewals");
+                answer(&mut e, &mut r, &s, ok_set(), Some(tok(t)), t + 1);
+            }
+            assert_eq!(r.count(RequestKind::Vdel), 0, "released at {t}");
+        }
+        // Its deadline 4 + 300, + 1 s expiry + slack = 1 404.
+        assert_eq!(e.poll_timeout(), Some(Instant::from_millis(1_404)));
+        e.handle_timeout(&mut r, at(1_404));
+        finish_unlock(&mut e, &mut r, 1_405);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Err(EditError::OutcomeUnknown {
+                    error: RequestError::Unknown,
+                    may_still_land: false
+                })
+            }]
+        );
+    }
+
+    /// If the lock is lost while the write may still land, nothing keeps it out any more: the
+    /// edit reports the unknown outcome at once.
+    #[test]
+    fn lock_lost_while_settling_reports_unknown_at_once() {
+        let (mut e, mut r) = deciding(Some(b"v"));
+        e.decide(EditDecision::Delete, &mut r, at(4)).unwrap();
+        let w = r.last();
+        answer(
+            &mut e,
+            &mut r,
+            &w,
+            Err(RequestError::Timeout { sent: true }),
+            None,
+            304,
+        );
+        let ext = r.last_of(RequestKind::Set);
+        answer(&mut e, &mut r, &ext, refused_set(), None, 310);
+        finish_unlock(&mut e, &mut r, 311);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Err(EditError::OutcomeUnknown {
+                    error: RequestError::Timeout { sent: true },
+                    may_still_land: true
+                })
+            }]
+        );
+    }
+
+    /// A write that was never sent cannot land: reported at once as a request error.
+    #[test]
+    fn unsent_write_is_a_plain_failure() {
+        let (mut e, mut r) = deciding(Some(b"v"));
+        e.decide(EditDecision::Set(Bytes::from_static(b"x")), &mut r, at(4))
+            .unwrap();
+        let w = r.last();
+        let unsent = RequestError::Timeout { sent: false };
+        answer(&mut e, &mut r, &w, Err(unsent.clone()), None, 304);
+        finish_unlock(&mut e, &mut r, 305);
+        assert_eq!(
+            drain(&mut e),
+            [EditEvent::Done {
+                result: Err(EditError::Request(unsent))
             }]
         );
     }

@@ -17,7 +17,19 @@
 //! store's expiry as long as the clock-rate difference stays within `margin`. The completion's
 //! `sent_at` is deliberately not used: it is the *last* publish, and a redelivered request may
 //! have been applied at the first one. [`LeaseEvent::Lost`] is raised at `safe_until` whether or
-//! not a reply ever comes. An acquire whose outcome is unknown leaves the lease
+//! not a reply ever comes.
+//!
+//! Every SET of ours replaces the store's TTL with its own PX when it runs, so `safe_until` is
+//! also capped by every SET of ours that may still run: one sent while held (a re-acquire with
+//! a shorter duration lowers `safe_until` as it leaves, whatever its reply), and one whose
+//! outcome is unknown, for as long as it may still land (a grant made meanwhile is safe only
+//! for that SET's `duration − margin` from its own issue, and a reconnect that may publish it
+//! again caps the grant from the reconnect on).
+//!
+//! The monotonic clock must keep counting while the system is suspended (the adapters use
+//! `CLOCK_BOOTTIME` where there is one). As a second line, a wall clock that advances further
+//! than the monotonic clock plus the margin between two inputs ends the grant
+//! ([`LostReason::ClockJump`]): the monotonic clock stood still while the TTL ran. An acquire whose outcome is unknown leaves the lease
 //! [`LeaseState::MaybeHeld`]: never reported held (no token) nor free until the store proves it.
 //!
 //! Requests that land late (see `exposure` for the bounds: a request cannot be applied after
@@ -49,7 +61,7 @@ use crate::command::{Request, Response, SetCondition, SetOutcome, VdelOutcome};
 use crate::hlc::Hlc;
 use crate::time::{Instant, Now};
 
-mod exposure;
+pub(crate) mod exposure;
 
 use exposure::{apply_bound, Exposure};
 
@@ -61,6 +73,10 @@ pub const DEFAULT_MIN_MARGIN: Duration = Duration::from_millis(100);
 
 /// The default safety margin is at least `duration / DEFAULT_MARGIN_DIVISOR` (5 %).
 pub const DEFAULT_MARGIN_DIVISOR: u32 = 20;
+
+/// The wall clock is read in whole milliseconds: two readings may differ by up to this much
+/// more than the time between them.
+const WALL_RESOLUTION: Duration = Duration::from_millis(1);
 
 /// The slowest a failed renewal is retried (it is retried sooner for short renew intervals).
 pub const MAX_RENEW_RETRY: Duration = Duration::from_secs(1);
@@ -247,6 +263,15 @@ pub enum LostReason {
     /// A release `VDEL` of ours may be applied again (a reconnect may publish a copy of it
     /// again) and would delete this grant.
     ReleaseInDoubt,
+    /// The wall clock advanced further than the monotonic clock plus the margin between two
+    /// inputs: the monotonic clock probably stood still (system suspend, a frozen VM) while
+    /// the store's TTL kept running, so `safe_until` can no longer be trusted.
+    ClockJump {
+        /// How far the wall clock advanced.
+        wall: Duration,
+        /// How far the monotonic clock advanced meanwhile.
+        mono: Duration,
+    },
 }
 
 impl fmt::Display for LostReason {
@@ -261,6 +286,11 @@ impl fmt::Display for LostReason {
             LostReason::ReleaseInDoubt => {
                 f.write_str("an earlier release of ours may still delete the lease")
             }
+            LostReason::ClockJump { wall, mono } => write!(
+                f,
+                "the wall clock jumped {wall:?} while the monotonic clock advanced {mono:?} \
+                 (suspend or frozen VM?)"
+            ),
         }
     }
 }
@@ -463,13 +493,13 @@ pub enum LeaseEvent {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Class {
-    transient: bool,
-    maybe_applied: bool,
+pub(crate) struct Class {
+    pub(crate) transient: bool,
+    pub(crate) maybe_applied: bool,
 }
 
 /// How a request failure is treated: can a retry help, and may the request have run?
-fn classify(e: &RequestError) -> Class {
+pub(crate) fn classify(e: &RequestError) -> Class {
     let (transient, maybe_applied) = match e {
         RequestError::Timeout { sent } => (true, *sent),
         RequestError::Unknown => (true, true),
@@ -590,6 +620,51 @@ struct Sweep {
     in_flight: Option<(RequestId, Instant)>,
 }
 
+/// SETs of ours that may still reach the store. One that lands at `t` leaves the store's TTL
+/// at `t + its duration`, possibly shorter than the grant we hold (a re-acquire with a smaller
+/// duration whose outcome is unknown). No SET lands before it was sent, so while any of them
+/// may still land after an instant `from`, a grant is safe only until `from` + the shortest
+/// `duration − margin` among them.
+#[derive(Debug, Clone, Copy, Default)]
+struct PendingSets {
+    /// The shortest `duration − margin` of the SETs `exposure` tracks; `None` once none of
+    /// them can land any more.
+    reach: Option<Duration>,
+    exposure: Exposure,
+}
+
+impl PendingSets {
+    fn include(&mut self, timing: &Timing) {
+        let reach = timing.duration.saturating_sub(timing.margin);
+        self.reach = Some(self.reach.map_or(reach, |r| r.min(reach)));
+    }
+
+    /// A SET was handed to the client at `issued`.
+    fn sent(&mut self, issued: Instant, timing: &Timing, last_connect: Option<Instant>) {
+        if self.exposure.settled(issued, last_connect) {
+            self.reach = None;
+        }
+        self.exposure.sent(issued, timing.timeout);
+        self.include(timing);
+    }
+
+    /// A SET issued at `issued` ended at `now` without a reply proving its outcome.
+    fn unknown(&mut self, issued: Instant, timing: &Timing, now: Instant) {
+        self.exposure.unknown(issued, timing.timeout, now);
+        self.include(timing);
+    }
+
+    /// The latest safe instant for a grant, given that a SET whose outcome is unknown may
+    /// still land after `from`; `None` when none can.
+    fn cap(&self, from: Instant) -> Option<Instant> {
+        if self.exposure.blocks(from) {
+            self.reach.map(|r| from + r)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Query {
     id: RequestId,
@@ -618,6 +693,10 @@ pub struct Lease {
     maybe_until: Instant,
     /// Release VDELs that may still reach the store: no new grant while one may be applied.
     vdel: Exposure,
+    /// SETs that may still reach the store: they cap `safe_until`.
+    sets: PendingSets,
+    /// The latest time input, to notice a wall clock that ran ahead of the monotonic one.
+    clock_ref: Option<Now>,
     /// KEYNOTIFYs that may still reach the store: the final STOP must come after them.
     notify: Exposure,
     /// The timeout of the last KEYNOTIFY or STOP (used by the sweep STOP).
@@ -674,6 +753,8 @@ impl Lease {
             unknown_apply_until: Instant::ZERO,
             maybe_until: Instant::ZERO,
             vdel: Exposure::default(),
+            sets: PendingSets::default(),
+            clock_ref: None,
             notify: Exposure::default(),
             notify_timeout: DEFAULT_REQUEST_TIMEOUT,
             sweep: Sweep::default(),
@@ -711,7 +792,7 @@ impl Lease {
         r: &mut R,
         now: Now,
     ) -> Result<OpId, LeaseError> {
-        self.expire(now.mono);
+        self.expire(now);
         let timing = validate(duration, options).map_err(LeaseError::InvalidConfig)?;
         let holder = holder_value(r.client_id(), options.session_id.as_deref());
         match &self.phase {
@@ -743,6 +824,7 @@ impl Lease {
             )
             .map_err(LeaseError::Request)?;
         let op = self.next_op();
+        self.set_sent(now.mono, &timing);
         self.attempt = Some(Attempt {
             id,
             issued: now.mono,
@@ -756,6 +838,30 @@ impl Lease {
             self.phase = Phase::Acquiring;
         }
         Ok(op)
+    }
+
+    /// The previous reconnect when the driver does not report disconnects (see
+    /// [`Exposure::reconnected`]), else `None`.
+    fn unreported_last_connect(&self) -> Option<Instant> {
+        (!self.disconnects_reported).then_some(self.last_connect)
+    }
+
+    /// A SET of ours left at `issued`. Once applied it replaces the store's TTL with its own
+    /// duration, counted from when it runs (not before `issued`), so a grant we hold is safe
+    /// no longer than that SET's own rule allows, whatever its reply turns out to be.
+    fn set_sent(&mut self, issued: Instant, timing: &Timing) {
+        let last = self.unreported_last_connect();
+        self.sets.sent(issued, timing, last);
+        self.cap_grant((issued + timing.duration) - timing.margin);
+    }
+
+    /// Lowers the held grant's `safe_until` to `cap` if it is later.
+    fn cap_grant(&mut self, cap: Instant) {
+        if let Phase::Held(g) = &mut self.phase {
+            if cap < g.safe_until {
+                g.safe_until = cap;
+            }
+        }
     }
 
     fn set_request(&self, holder: &Bytes, timing: &Timing) -> Request {
@@ -776,7 +882,7 @@ impl Lease {
         r: &mut R,
         now: Now,
     ) -> Result<OpId, LeaseError> {
-        self.expire(now.mono);
+        self.expire(now);
         if matches!(self.phase, Phase::Releasing { .. }) {
             return Err(LeaseError::Busy);
         }
@@ -840,7 +946,7 @@ impl Lease {
         r: &mut R,
         now: Now,
     ) -> Result<OpId, LeaseError> {
-        self.expire(now.mono);
+        self.expire(now);
         let timeout = timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         if timeout.is_zero() {
             return Err(LeaseError::InvalidConfig(ConfigRule::TimeoutNonZero));
@@ -1108,7 +1214,7 @@ impl Lease {
     /// Time passed: raises `Lost` at `safe_until`, starts due renewals, ends `MaybeHeld` once
     /// no grant of ours can remain.
     pub fn handle_timeout<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
-        self.expire(now.mono);
+        self.expire(now);
         let due = match &self.phase {
             Phase::Held(g) => self.attempt.is_none() && g.renew_at.is_some_and(|t| now.mono >= t),
             _ => false,
@@ -1127,7 +1233,7 @@ impl Lease {
     /// flight will not count as a hold; if a KEYNOTIFY may be among them, the final STOP is
     /// repeated after it.
     pub fn handle_connected<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
-        self.expire(now.mono);
+        self.expire(now);
         let last = core::mem::replace(&mut self.last_connect, now.mono);
         let last = (!self.disconnects_reported).then_some(last);
         if self.vdel.reconnected(last, now.mono) {
@@ -1138,6 +1244,13 @@ impl Lease {
         }
         if self.notify.reconnected(last, now.mono) {
             self.sweep_needed(self.notify.until());
+        }
+        // A SET of ours published again lands from now on, with its own duration.
+        if self.sets.exposure.reconnected(last, now.mono) {
+            if let Some(cap) = self.sets.cap(now.mono) {
+                self.cap_grant(cap);
+                self.expire(now);
+            }
         }
         let retry = match &mut self.phase {
             Phase::Held(g) if g.renewing() && g.renew_failed && self.attempt.is_none() => {
@@ -1155,7 +1268,9 @@ impl Lease {
     /// (see [`Lease::handle_connected`]); drivers that do not report drops get a more
     /// conservative rule.
     pub fn handle_disconnected(&mut self, now: Now) {
+        self.expire(now);
         self.disconnects_reported = true;
+        self.sets.exposure.disconnected(now.mono);
         self.vdel.disconnected(now.mono);
         self.notify.disconnected(now.mono);
     }
@@ -1177,7 +1292,7 @@ impl Lease {
         if key != self.name.as_ref() || !matches!(self.observe, Observe::On { .. }) {
             return false;
         }
-        self.expire(now.mono);
+        self.expire(now);
         if self.queries.iter().any(|q| q.op.is_none()) {
             self.resync_again = true;
         } else {
@@ -1212,7 +1327,7 @@ impl Lease {
         if n.key != self.name || !self.is_observing() {
             return false;
         }
-        self.expire(now.mono);
+        self.expire(now);
         let reason = match &self.phase {
             Phase::Held(g) if n.version >= g.token => match &n.value {
                 None => Some(LostReason::Deleted),
@@ -1239,7 +1354,7 @@ impl Lease {
         now: Now,
     ) -> bool {
         // Expire first: a renewal reply that arrives after safe_until is not a hold.
-        self.expire(now.mono);
+        self.expire(now);
         if let Some(pos) = self.ignored.iter().position(|i| i.id == c.id) {
             let ignored = self.ignored.swap_remove(pos);
             self.on_ignored(ignored, c, r, now);
@@ -1397,7 +1512,12 @@ impl Lease {
                 self.set_failed(att, LeaseError::ReleasePending { until }, now);
             }
             (Ok(Response::Set(SetOutcome::Applied)), Some(token)) => {
-                let safe_until = (att.issued + att.timing.duration) - att.timing.margin;
+                let mut safe_until = (att.issued + att.timing.duration) - att.timing.margin;
+                // An earlier SET whose outcome is unknown may still land after this one ran
+                // and shorten the TTL again.
+                if let Some(cap) = self.sets.cap(att.issued) {
+                    safe_until = if cap < safe_until { cap } else { safe_until };
+                }
                 if now >= safe_until {
                     self.set_failed(att, LeaseError::ReplyTooLate, now);
                 } else {
@@ -1466,6 +1586,7 @@ impl Lease {
             // clock-rate differences).
             self.maybe_until = later(self.maybe_until, now + t.duration + t.margin);
         } else if maybe_applied {
+            self.sets.unknown(att.issued, &t, now);
             let apply_until = now + t.expiry();
             self.unknown_apply_until = later(self.unknown_apply_until, apply_until);
             self.maybe_until = later(self.maybe_until, apply_until + t.duration + t.margin);
@@ -1505,6 +1626,7 @@ impl Lease {
                 if let Phase::Held(g) = &mut self.phase {
                     g.renew_at = None;
                 }
+                self.set_sent(now.mono, &timing);
                 self.attempt = Some(Attempt {
                     id,
                     issued: now.mono,
@@ -1596,6 +1718,7 @@ impl Lease {
     /// applied, it bounds `MaybeHeld`.
     fn abandon(&mut self, att: &Attempt, now: Instant, cleanup: bool) {
         let t = att.timing;
+        self.sets.unknown(att.issued, &t, now);
         let apply_until = later(att.issued + t.timeout, now) + t.expiry();
         self.unknown_apply_until = later(self.unknown_apply_until, apply_until);
         self.maybe_until = later(self.maybe_until, apply_until + t.duration + t.margin);
@@ -1612,11 +1735,35 @@ impl Lease {
         });
     }
 
-    fn expire(&mut self, now: Instant) {
+    /// Time passed: checks the clocks against each other, then ends what `now` ends.
+    fn expire(&mut self, now: Now) {
+        self.check_clocks(now);
+        let now = now.mono;
         match self.phase {
             Phase::Held(ref g) if now >= g.safe_until => self.lose(LostReason::Expired, now),
             Phase::MaybeHeld { until } if now >= until => self.phase = Phase::Idle,
             _ => {}
+        }
+    }
+
+    /// A grant's `safe_until` is on the monotonic clock. If that clock stood still while time
+    /// went on (a suspend it does not count, a frozen VM), the store's TTL ran out unseen; the
+    /// wall clock then shows a jump larger than the monotonic time elapsed. Anything beyond the
+    /// margin (plus the wall clock's millisecond resolution) ends the grant. Slewing (NTP) and
+    /// backward steps never do. An input older than the last one compares nothing.
+    fn check_clocks(&mut self, now: Now) {
+        let prev = match self.clock_ref {
+            Some(prev) if now.mono < prev.mono => return,
+            prev => prev,
+        };
+        self.clock_ref = Some(now);
+        let (Some(prev), Phase::Held(g)) = (prev, &self.phase) else {
+            return;
+        };
+        let wall = Duration::from_millis(now.wall_ms.saturating_sub(prev.wall_ms));
+        let mono = now.mono - prev.mono;
+        if wall > mono + g.timing.margin + WALL_RESOLUTION {
+            self.lose(LostReason::ClockJump { wall, mono }, now.mono);
         }
     }
 

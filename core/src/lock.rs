@@ -137,6 +137,12 @@ pub enum LockEvent {
         /// The holder value.
         holder: Option<Bytes>,
     },
+    /// Answer to [`Lock::extend`]: the re-acquire failed. The lock stays held until its
+    /// (possibly lowered) `safe_until`, unless a [`LockEvent::Lost`] came first.
+    ExtendFailed {
+        /// Why.
+        error: LeaseError,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +187,8 @@ pub struct Lock {
     holder: Option<Bytes>,
     observe_op: Option<OpId>,
     unlock_op: Option<OpId>,
+    /// A manual re-acquire from [`Lock::extend`] in flight.
+    extend_op: Option<OpId>,
     events: VecDeque<LockEvent>,
 }
 
@@ -196,6 +204,7 @@ impl Lock {
             holder: None,
             observe_op: None,
             unlock_op: None,
+            extend_op: None,
             events: VecDeque::new(),
         })
     }
@@ -314,6 +323,31 @@ impl Lock {
             .map_err(LockError::Lease)?;
         self.held = false;
         self.unlock_op = Some(op);
+        self.pump(r, now);
+        Ok(())
+    }
+
+    /// Extends a held lock that does not auto-renew: a manual re-acquire (same holder) for
+    /// `duration`, counted from now. Answered by [`LockEvent::Renewed`] or
+    /// [`LockEvent::ExtendFailed`] (or [`LockEvent::Lost`] when the store refuses it).
+    pub fn extend<R: Requester + ?Sized>(
+        &mut self,
+        duration: Duration,
+        options: &LeaseOptions,
+        r: &mut R,
+        now: Now,
+    ) -> Result<(), LockError> {
+        if !self.is_held(now.mono) {
+            return Err(LockError::Lease(LeaseError::NoLease));
+        }
+        if self.extend_op.is_some() || self.unlock_op.is_some() {
+            return Err(LockError::Busy);
+        }
+        let op = self
+            .lease
+            .acquire(duration, options, r, now)
+            .map_err(LockError::Lease)?;
+        self.extend_op = Some(op);
         self.pump(r, now);
         Ok(())
     }
@@ -667,6 +701,25 @@ impl Lock {
                 } else {
                     self.fail(LockError::Lease(error), r, now);
                 }
+            }
+            LeaseEvent::Acquired {
+                op,
+                token,
+                safe_until,
+            } if self.extend_op == Some(op) => {
+                self.extend_op = None;
+                if self.held {
+                    self.events
+                        .push_back(LockEvent::Renewed { token, safe_until });
+                }
+            }
+            LeaseEvent::NotAcquired { op } if self.extend_op == Some(op) => {
+                // The refusal ended the hold (`Lost` came before this answer).
+                self.extend_op = None;
+            }
+            LeaseEvent::AcquireFailed { op, error } if self.extend_op == Some(op) => {
+                self.extend_op = None;
+                self.events.push_back(LockEvent::ExtendFailed { error });
             }
             LeaseEvent::Renewed { token, safe_until } if self.held => {
                 self.events

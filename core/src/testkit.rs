@@ -217,6 +217,11 @@ pub fn at(ms: u64) -> Now {
     Now::new(Instant::from_millis(ms), 1_700_000_000_000 + ms)
 }
 
+/// The time input at the monotonic instant `mono`, with the wall clock consistent with [`at`].
+pub fn at_mono(mono: Instant) -> Now {
+    Now::new(mono, 1_700_000_000_000 + mono.as_nanos() / 1_000_000)
+}
+
 /// A fencing token.
 pub fn tok(n: u64) -> Hlc {
     Hlc::new(1_700_000_000_000 + n, 0, "store").expect("valid HLC")

@@ -66,7 +66,7 @@ fn p(v: u8) -> f64 {
 }
 
 fuzz_target!(|input: Input| {
-    let workload = WorkloadKind::ALL[usize::from(input.workload % 4)];
+    let workload = WorkloadKind::ALL[usize::from(input.workload) % WorkloadKind::ALL.len()];
     let lease_ms = 200 + u64::from(input.lease_ms % 2_800);
     let scenario = Scenario {
         seed: input.seed,

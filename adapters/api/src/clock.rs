@@ -1,18 +1,30 @@
-//! The bridge between the standard clocks and the core's time inputs.
+//! The bridge between the system clocks and the core's time inputs.
 //!
 //! The core and the [`Engine`](crate::Engine) never read a clock: the adapter reads the
 //! monotonic and the wall clock through [`Clock::now`] and hands both in as [`Now`]. Core
-//! deadlines map back to [`std::time::Instant`]s with [`Clock::to_std`], which handles use to
-//! check `safe_until` and adapters use for their runtime's timers.
+//! deadlines map to [`std::time::Instant`]s with [`Clock::to_std`], which handles use to check
+//! `safe_until` and adapters use for their runtime's timers.
+//!
+//! The core's monotonic axis must keep counting while the system is suspended: a lease's
+//! `safe_until` is on it, and the store's TTL keeps running during a suspend. On Linux and
+//! Android it is `CLOCK_BOOTTIME`. Elsewhere it is [`std::time::Instant`], which stops during
+//! a suspend on some systems (macOS); the core then still notices a suspend through the wall
+//! clock, which jumps ahead of the monotonic one, and ends the lease as lost.
+//!
+//! [`std::time::Instant`] (and the runtimes' timers built on it) may stop during a suspend
+//! while the core's axis does not. So the two are related at the moment of each conversion,
+//! never through a fixed origin: a deadline converted after a resume is where it belongs.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use leasedlock_core::{Instant, Now};
 
-/// Maps the standard monotonic clock onto the core's nanosecond [`Instant`] axis.
+/// Maps the suspend-aware monotonic clock onto the core's nanosecond [`Instant`] axis, and
+/// core instants onto [`std::time::Instant`]s.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
-    origin: std::time::Instant,
+    /// The suspend-aware reading at the core's origin.
+    base: Duration,
 }
 
 impl Default for Clock {
@@ -24,32 +36,71 @@ impl Default for Clock {
 impl Clock {
     /// A clock whose core origin is now.
     pub fn new() -> Clock {
-        Clock::with_origin(std::time::Instant::now())
+        Clock {
+            base: suspend_aware(),
+        }
     }
 
     /// A clock whose core origin is `origin` (tests pick one to script time).
     pub fn with_origin(origin: std::time::Instant) -> Clock {
-        Clock { origin }
+        let ago = std::time::Instant::now().saturating_duration_since(origin);
+        Clock {
+            base: suspend_aware().saturating_sub(ago),
+        }
     }
 
     /// The current time as the core wants it.
     pub fn now(self) -> Now {
-        Now::new(self.to_core(std::time::Instant::now()), wall_ms())
+        Now::new(self.core_now(), wall_ms())
+    }
+
+    fn core_now(self) -> Instant {
+        let nanos = suspend_aware().saturating_sub(self.base).as_nanos();
+        Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
     /// A standard instant on the core's axis (saturating; instants before the origin map to
     /// zero).
     pub fn to_core(self, at: std::time::Instant) -> Instant {
-        let nanos = at.saturating_duration_since(self.origin).as_nanos();
-        Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        let core = self.core_now();
+        let std_now = std::time::Instant::now();
+        match at.checked_duration_since(std_now) {
+            Some(ahead) => core + ahead,
+            None => core - std_now.saturating_duration_since(at),
+        }
     }
 
     /// A core instant as a standard instant. A deadline too far away to represent becomes "far
     /// future", which only means a timer on it never fires before something else happens.
     pub fn to_std(self, at: Instant) -> std::time::Instant {
-        let offset = Duration::from_nanos(at.as_nanos());
-        self.origin.checked_add(offset).unwrap_or_else(far_future)
+        let core = self.core_now();
+        let std_now = std::time::Instant::now();
+        if at >= core {
+            std_now.checked_add(at - core).unwrap_or_else(far_future)
+        } else {
+            // Already past: any instant not after now will do if this one is unrepresentable.
+            std_now.checked_sub(core - at).unwrap_or(std_now)
+        }
     }
+}
+
+/// Time since an arbitrary origin on a monotonic clock that keeps counting during system
+/// suspend: `CLOCK_BOOTTIME`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn suspend_aware() -> Duration {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Time since an arbitrary origin on [`std::time::Instant`]: no suspend-aware clock is used on
+/// this system (see the module documentation).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn suspend_aware() -> Duration {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(std::time::Instant::now).elapsed()
 }
 
 /// About thirty years from now: the "never" of timers.
@@ -71,18 +122,60 @@ pub fn wall_ms() -> u64 {
 mod tests {
     use super::*;
 
+    /// The distance between two instants, whichever comes first.
+    fn gap(a: std::time::Instant, b: std::time::Instant) -> Duration {
+        a.saturating_duration_since(b)
+            .max(b.saturating_duration_since(a))
+    }
+
+    /// Conversions relate the two clocks at the moment they are made, so a round trip is off
+    /// by at most the time the test takes (well under a second), never by an origin.
     #[test]
     fn core_and_std_instants_round_trip() {
         let origin = std::time::Instant::now();
         let clock = Clock::with_origin(origin);
         let later = origin + Duration::from_millis(1500);
-        assert_eq!(clock.to_core(later), Instant::from_millis(1500));
-        assert_eq!(clock.to_std(Instant::from_millis(1500)), later);
+        let core = clock.to_core(later);
+        assert!(core - Instant::from_millis(1500) < Duration::from_secs(1));
+        assert!(Instant::from_millis(1500) - core < Duration::from_secs(1));
+        assert!(gap(clock.to_std(core), later) < Duration::from_secs(1));
         // "Never" stays in the future instead of panicking on overflow.
         assert!(clock.to_std(Instant::MAX) > std::time::Instant::now());
-        if let Some(before) = origin.checked_sub(Duration::from_millis(1)) {
+        // The past maps to the past.
+        assert!(clock.to_std(Instant::ZERO) <= std::time::Instant::now());
+        if let Some(before) = origin.checked_sub(Duration::from_secs(5)) {
             assert_eq!(clock.to_core(before), Instant::ZERO);
         }
+    }
+
+    /// The core's clock never runs backwards.
+    #[test]
+    fn core_time_is_monotonic() {
+        let clock = Clock::new();
+        let mut last = clock.now().mono;
+        for _ in 0..1000 {
+            let now = clock.now().mono;
+            assert!(now >= last);
+            last = now;
+        }
+    }
+
+    /// On Linux the core's axis is `CLOCK_BOOTTIME`, which counts suspended time: it is never
+    /// behind `CLOCK_MONOTONIC` (what `std::time::Instant` reads there) by more than the two
+    /// readings' distance.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn linux_core_clock_is_boottime() {
+        let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let boot = suspend_aware();
+        let mono = Duration::new(
+            u64::try_from(mono.tv_sec).unwrap(),
+            u32::try_from(mono.tv_nsec).unwrap(),
+        );
+        assert!(
+            boot + Duration::from_millis(10) >= mono,
+            "{boot:?} < {mono:?}"
+        );
     }
 
     #[test]

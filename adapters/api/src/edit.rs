@@ -52,6 +52,15 @@ pub enum EditError {
     Cancelled,
     /// The connection was closed.
     Closed,
+    /// The write failed in a way that leaves its outcome unknown: it may or may not have been
+    /// applied. With `may_still_land == false` the edit kept the lock until the write could no
+    /// longer land; with `true` the lock was lost first and the write may still land later.
+    OutcomeUnknown {
+        /// How the write failed.
+        error: StoreError,
+        /// Whether the write may still land after another holder took the lock.
+        may_still_land: bool,
+    },
 }
 
 impl std::fmt::Display for EditError {
@@ -64,11 +73,28 @@ impl std::fmt::Display for EditError {
             EditError::UnexpectedReply => write!(f, "unexpected reply"),
             EditError::Cancelled => write!(f, "edit cancelled"),
             EditError::Closed => write!(f, "connection closed"),
+            EditError::OutcomeUnknown {
+                error,
+                may_still_land,
+            } => {
+                write!(f, "the write may or may not have been applied: {error}")?;
+                if *may_still_land {
+                    write!(f, " (and the lock was lost while it could still land)")?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
-impl std::error::Error for EditError {}
+impl std::error::Error for EditError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EditError::OutcomeUnknown { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 impl From<core_edit::EditError> for EditError {
     fn from(e: core_edit::EditError) -> Self {
@@ -80,6 +106,13 @@ impl From<core_edit::EditError> for EditError {
             C::Request(r) => EditError::Request(r.into()),
             C::UnexpectedReply => EditError::UnexpectedReply,
             C::Cancelled => EditError::Cancelled,
+            C::OutcomeUnknown {
+                error,
+                may_still_land,
+            } => EditError::OutcomeUnknown {
+                error: error.into(),
+                may_still_land,
+            },
             other => EditError::Request(StoreError::Other(format!("{other:?}"))),
         }
     }

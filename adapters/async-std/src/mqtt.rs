@@ -90,6 +90,9 @@ pub(crate) struct Mqtt {
     token_check_at: Option<Instant>,
     events: VecDeque<MqttEvent>,
     timer: Deadline,
+    /// The I/O error that ended the link, kept for the `Disconnected` text it causes (a TLS
+    /// alert from the broker, say, is the only word on why it dropped us).
+    link_error: Option<String>,
 }
 
 /// The session's configuration for these options.
@@ -147,6 +150,7 @@ impl Mqtt {
             token: None,
             token_check_at: None,
             events: VecDeque::new(),
+            link_error: None,
             timer: Deadline::default(),
         };
         mqtt.attempt = Some(mqtt.start_attempt());
@@ -224,7 +228,8 @@ impl Mqtt {
         match input {
             Input::Net(Ok(bytes)) => self.session.handle_bytes_received(&bytes, now.mono),
             Input::Written(Ok(())) => {}
-            Input::Net(Err(_)) | Input::Written(Err(_)) => {
+            Input::Net(Err(e)) | Input::Written(Err(e)) => {
+                self.link_error = Some(e.to_string());
                 self.session.handle_connection_lost(now.mono);
                 self.link = None;
             }
@@ -232,6 +237,7 @@ impl Mqtt {
                 self.attempt = None;
                 self.apply_secrets(secrets);
                 self.link = Some(Link::start(transport));
+                self.link_error = None;
                 self.session.handle_connection_opened(now.mono);
                 self.token_check_at = Some(Instant::now() + TOKEN_CHECK_INTERVAL);
             }
@@ -288,6 +294,7 @@ impl Mqtt {
             while let Some(bytes) = self.session.poll_transmit() {
                 if !link.writer.send(&bytes) {
                     warn!("connection stalled or closed while writing");
+                    self.link_error = Some("stalled or closed while writing".into());
                     // Reported as `Disconnected` by the session, which drops the link below.
                     self.session.handle_connection_lost(now.mono);
                 }
@@ -352,7 +359,7 @@ impl Mqtt {
                 }
                 Event::Message(message) => self.events.push_back(MqttEvent::Message(message)),
                 Event::Disconnected(reason) => {
-                    let text = describe(&reason);
+                    let text = describe(&reason, self.link_error.take().as_deref());
                     info!(reason = %text, "disconnected");
                     // The link goes at the next flush, after writing what the session queued
                     // (a DISCONNECT with the reason, say).
@@ -430,10 +437,15 @@ async fn load_secrets(auth: &Authentication) -> Result<Secrets, OptionsError> {
     })
 }
 
-fn describe(reason: &DisconnectReason) -> String {
+/// Why the connection ended, in words; `link_error` is the I/O error that ended the link, if
+/// one did.
+fn describe(reason: &DisconnectReason, link_error: Option<&str>) -> String {
     match reason {
         DisconnectReason::Local => "closed locally".into(),
-        DisconnectReason::Transport => "connection lost".into(),
+        DisconnectReason::Transport => match link_error {
+            Some(e) => format!("connection lost: {e}"),
+            None => "connection lost".into(),
+        },
         DisconnectReason::ConnackTimeout => "no CONNACK in time".into(),
         DisconnectReason::PingTimeout => "no PINGRESP in time".into(),
         DisconnectReason::Refused {
@@ -568,13 +580,28 @@ mod tests {
     #[test]
     fn disconnect_reasons_read_well() {
         assert_eq!(
-            describe(&DisconnectReason::PingTimeout),
+            describe(&DisconnectReason::PingTimeout, None),
             "no PINGRESP in time"
+        );
+        // The I/O error that ended the link is the cause of a transport loss.
+        assert_eq!(
+            describe(
+                &DisconnectReason::Transport,
+                Some("received fatal alert: CertificateRequired")
+            ),
+            "connection lost: received fatal alert: CertificateRequired"
+        );
+        assert_eq!(
+            describe(&DisconnectReason::Transport, None),
+            "connection lost"
         );
         let refused = DisconnectReason::Refused {
             reason: leasedlock_mqtt_session::ReasonCode::NOT_AUTHORIZED,
             reason_string: Some("bad token".into()),
         };
-        assert_eq!(describe(&refused), "connection refused (0x87) bad token");
+        assert_eq!(
+            describe(&refused, None),
+            "connection refused (0x87) bad token"
+        );
     }
 }

@@ -142,10 +142,12 @@ pub enum Command {
     /// Delete a key
     Del(DelArgs),
     /// Run a command while holding a lock (renewed as it runs); the fencing token is in
-    /// LEASEDLOCK_FENCING_TOKEN; if the lease is lost the command gets SIGTERM, then SIGKILL
+    /// LEASEDLOCK_FENCING_TOKEN; the command is killed before the lock can pass to anyone else
+    #[command(after_long_help = SUPERVISION_HELP)]
     Lock(LockArgs),
     /// Run a command only while this process is the elected leader; stop it when deposed and run
     /// it again when re-elected
+    #[command(after_long_help = SUPERVISION_HELP)]
     Elect(ElectArgs),
     /// Show leasedlock at work: contenders taking turns on a lock with fenced writes, a holder
     /// killed mid-hold, the failover; needs nothing installed
@@ -153,6 +155,33 @@ pub enum Command {
     /// Measure acquire and handover latency against the raw MQTT request/reply round trip
     Bench(BenchArgs),
 }
+
+/// What `lock` and `elect` guarantee about the command, shown by `--help`.
+pub const SUPERVISION_HELP: &str = "\
+MUTUAL EXCLUSION:
+  The command runs in a process group of its own, led by a small guard process. No process of
+  that group runs past the moment another holder can acquire the lease:
+  - The lease's safe end (safe_until) is the last renewal's send time + --ttl - the margin
+    (5 % of --ttl, at least 100 ms). If no renewal has moved it later by safe_until - --grace,
+    the group gets SIGTERM; at safe_until it gets SIGKILL. A renewal that succeeds before
+    safe_until - --grace moves both; once SIGTERM is sent the command is stopped regardless.
+    If the lease ends earlier (taken, deleted, refused), SIGTERM goes out at once and SIGKILL
+    --grace later, never after safe_until.
+  - --grace must fit in the lease next to the renewal schedule: a renewal is sent every third
+    of --ttl and must be able to complete before SIGTERM is due, so
+    --grace < 2/3 x --ttl - margin - 20 ms; otherwise leasedlock exits 2 and says why.
+    Default: a sixth of --ttl.
+  - When leasedlock dies, however it dies (kill -9 included), the guard kills the whole group
+    with SIGKILL (Linux parent-death signal). The guard also keeps the SIGKILL deadline itself
+    (leasedlock moves it on each renewal), so a leasedlock that is stopped (SIGSTOP), frozen or
+    starved cannot keep the command running past the lease either.
+  - When the command exits, whatever is left of its group is killed with SIGKILL before the
+    lock is released (or leadership resigned).
+  Assumptions: the clocks of this machine and of the state store run at rates that differ by
+  less than the margin over a lease; the margin also covers the time the kernel takes to end
+  a process after SIGKILL (SIGKILL cannot be caught or ignored) and timer latency. Processes
+  that leave the group (setsid, setpgid) or a second host acting for the command are not
+  covered: protect writes with LEASEDLOCK_FENCING_TOKEN.";
 
 /// `serve`.
 #[derive(Debug, Clone, Args)]
@@ -247,9 +276,10 @@ pub struct LockArgs {
     /// Lease duration; the lease is renewed at a third of it while the command runs
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub ttl: Duration,
-    /// How long the command may take to exit after SIGTERM before it gets SIGKILL
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
-    pub grace: Duration,
+    /// How long before the lease's safe end SIGTERM is sent when no renewal succeeded; SIGKILL
+    /// follows at the safe end [default: a sixth of --ttl]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
     /// Session id appended to the holder value
     #[arg(long, value_name = "ID")]
     pub session: Option<String>,
@@ -266,9 +296,10 @@ pub struct ElectArgs {
     /// Lease duration; renewed at a third of it while leader
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub ttl: Duration,
-    /// How long the command may take to exit after SIGTERM before it gets SIGKILL
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
-    pub grace: Duration,
+    /// How long before the lease's safe end SIGTERM is sent when no renewal succeeded; SIGKILL
+    /// follows at the safe end [default: a sixth of --ttl]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
     /// Exit (status 123) when deposed instead of campaigning again
     #[arg(long)]
     pub once: bool,
@@ -468,6 +499,7 @@ mod tests {
             panic!("not lock")
         };
         assert_eq!(lock.ttl, Duration::from_secs(3));
+        assert_eq!(lock.grace, None, "derived from --ttl when not given");
         assert_eq!(
             lock.command,
             vec![OsString::from("sh"), "-c".into(), "echo --ttl".into()]
@@ -516,6 +548,30 @@ mod tests {
             "LEASEDLOCK_JSON",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
+        }
+    }
+
+    #[test]
+    fn lock_and_elect_help_state_the_guarantee() {
+        for sub in ["lock", "elect"] {
+            let mut cli = Cli::command();
+            let help = cli
+                .find_subcommand_mut(sub)
+                .expect("subcommand")
+                .render_long_help()
+                .to_string();
+            for needle in [
+                "MUTUAL EXCLUSION",
+                "safe_until - --grace",
+                "kill -9",
+                "before the\n    lock is released",
+                "Assumptions",
+            ] {
+                assert!(
+                    help.contains(needle),
+                    "{sub} --help lacks {needle:?}:\n{help}"
+                );
+            }
         }
     }
 

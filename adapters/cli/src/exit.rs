@@ -14,7 +14,8 @@ pub const USAGE: u8 = 2;
 pub const UNREACHABLE: u8 = 3;
 /// The state store refused the request (a service error or a protocol error).
 pub const REFUSED: u8 = 4;
-/// `lock`/`elect`: the lease was lost while the command ran; the command was signalled.
+/// `lock`/`elect`: the lease was lost, or not renewed in time, while the command ran; the
+/// command was stopped (SIGTERM, then SIGKILL by the lease's safe end).
 pub const LEASE_LOST: u8 = 123;
 /// `lock`: the lock was not acquired within `--timeout`.
 pub const NOT_ACQUIRED: u8 = 124;
@@ -37,7 +38,8 @@ EXIT CODES:
   3      the broker or the state store could not be reached, or a request timed out
   4      the state store refused the request (service or protocol error)
   lock and elect pass the command's exit status through, except:
-  123    the lease was lost while the command ran; it was sent SIGTERM (then SIGKILL)
+  123    the lease was lost, or not renewed by --grace before its safe end, while the command
+         ran; it was sent SIGTERM, then SIGKILL at the lease's safe end if still running
   124    lock: the lock was not acquired within --timeout
   125    leasedlock itself failed around the command (broker unreachable, store error)
   126    the command could not be executed

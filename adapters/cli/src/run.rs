@@ -8,9 +8,15 @@ use crate::args::Cli;
 use crate::exit;
 
 /// Runs `leasedlock` with the process's arguments and returns its exit code. Bad arguments
-/// print clap's message and exit with status 2 from inside the parser.
+/// print clap's message and exit with status 2 from inside the parser. With the hidden first
+/// argument [`crate::guard::GUARD_ARG`] it runs as the guard of a supervised command instead.
 pub fn main_entry() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `lock` and `elect` start this executable again as the guard of their command.
+    if crate::guard::is_guard_invocation(&args) {
+        return crate::guard::main(&args);
+    }
+    let cli = Cli::parse_from(args);
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,21 +1,38 @@
-//! Running a command under a lease: spawn it in its own process group, forward the signals a
-//! user sends to `leasedlock`, and on lease loss stop it (SIGTERM, then SIGKILL after a grace
-//! period) so that nothing it started keeps working without the lease.
+//! Running a command under a lease: start it in a process group of its own behind a guard
+//! process (see [`crate::guard`]), forward the signals a user sends to `leasedlock`, and stop the
+//! whole group before the lease can pass to another holder.
+//!
+//! The timeline of a hold whose safe end is `safe_until` (the last renewal's send time + the
+//! lease duration − the margin):
+//!
+//! - at `safe_until − grace`, unless a renewal has moved `safe_until` later by then, the group
+//!   gets SIGTERM;
+//! - at `safe_until` it gets SIGKILL;
+//! - when the hold ends earlier (the lease was taken, deleted, or a renewal refused), SIGTERM goes
+//!   out at once and SIGKILL `grace` later, but never after `safe_until`;
+//! - when the command exits by itself, whatever is left of its group gets SIGKILL before
+//!   [`Supervised::wait`] returns, so before the caller releases the lease.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::oneshot;
 
+use crate::deadline::DeadlineFile;
 use crate::exit;
+use crate::guard;
 
 /// The environment variable that carries the fencing token (an HLC string) to the command.
 pub const FENCING_TOKEN_ENV: &str = "LEASEDLOCK_FENCING_TOKEN";
@@ -24,12 +41,21 @@ pub const LOCK_NAME_ENV: &str = "LEASEDLOCK_LOCK_NAME";
 /// The environment variable that carries the holder value this process holds the lease as.
 pub const HOLDER_ENV: &str = "LEASEDLOCK_HOLDER";
 
-/// What to run: the program, its arguments and extra environment variables.
+/// The guard program when none is set: this very executable (`leasedlock`), which
+/// [`crate::main_entry`] turns into the guard when it sees [`guard::GUARD_ARG`]. `/proc/self/exe`
+/// still starts it when the file was replaced or deleted since.
+pub const THIS_EXECUTABLE: &str = "/proc/self/exe";
+
+/// What to run: the program, its arguments and extra environment variables, and the
+/// `leasedlock` executable that runs the guard.
 #[derive(Debug, Clone)]
 pub struct ChildSpec {
     program: OsString,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    guard: PathBuf,
+    json_errors: bool,
+    kill_by: Option<Instant>,
 }
 
 impl ChildSpec {
@@ -40,6 +66,9 @@ impl ChildSpec {
             program: program.clone(),
             args: args.to_vec(),
             env: Vec::new(),
+            guard: PathBuf::from(THIS_EXECUTABLE),
+            json_errors: false,
+            kill_by: None,
         })
     }
 
@@ -49,13 +78,37 @@ impl ChildSpec {
         self
     }
 
+    /// Runs the guard with `leasedlock` at `path` instead of this executable (for programs that
+    /// embed the supervision, and for tests, which are not `leasedlock` themselves).
+    pub fn guard_program(mut self, path: impl Into<PathBuf>) -> ChildSpec {
+        self.guard = path.into();
+        self
+    }
+
+    /// Reports a command that cannot be started as `{"error": …}` on stdout (as `--json` does)
+    /// instead of a line on stderr.
+    pub fn json_errors(mut self, json: bool) -> ChildSpec {
+        self.json_errors = json;
+        self
+    }
+
+    /// Has the guard itself kill the group at `at` unless [`supervise`] moves that deadline
+    /// later (it does whenever a renewal moves the lease's safe end): the group then dies at the
+    /// safe end even if this process is stopped or starved and cannot act. Without it the guard
+    /// only acts when this process dies.
+    pub fn kill_by(mut self, at: Instant) -> ChildSpec {
+        self.kill_by = Some(at);
+        self
+    }
+
     /// The program as given.
     pub fn program(&self) -> &OsString {
         &self.program
     }
 }
 
-/// Why the command could not be started.
+/// Why the command could not be started. The guard reports a command that could not be
+/// started through its exit code (127, 126, 125, as in a shell); this error is about the guard.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SpawnError {
@@ -90,125 +143,337 @@ impl fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
-/// A running command, leader of its own process group.
+/// A running command behind its guard, in a process group the guard leads.
+///
+/// The guard is started, waited for and reaped by a thread of its own: the guard's parent-death
+/// signal fires when that thread exits, and it lives until the guard is gone. Once the guard has
+/// exited, the thread waits without reaping it (its zombie keeps the group id from being reused),
+/// sends SIGKILL to the group to end what the command left running, and only then reaps it and
+/// reports the status.
 #[derive(Debug)]
 pub struct Supervised {
-    child: Child,
     group: Pid,
+    /// Whether the guard was reaped (its id, and so the group id, may be reused from then on).
+    /// Held while signalling, so a signal never reaches a reused id.
+    reaped: Arc<Mutex<bool>>,
+    done: oneshot::Receiver<io::Result<ExitStatus>>,
+    status: Option<ExitStatus>,
+    /// The guard's deadline, when it has one; removed once the guard is gone (dropped after
+    /// the waiting thread, which owns a handle to it too).
+    deadline: Option<Arc<DeadlineFile>>,
 }
 
 impl Supervised {
-    /// Starts the command in a new process group (so that lease loss reaches everything it
-    /// starts), with stdin, stdout and stderr inherited. The group is killed if this value is
-    /// dropped before the command was waited for.
+    /// Starts the guard, which starts the command in the guard's new process group with stdin,
+    /// stdout and stderr inherited. The group is killed if this value is dropped before the
+    /// command was waited for.
     pub fn spawn(spec: &ChildSpec) -> Result<Supervised, SpawnError> {
-        let mut command = Command::new(&spec.program);
+        let deadline = spec
+            .kill_by
+            .map(DeadlineFile::create)
+            .transpose()
+            .map_err(SpawnError::Other)?
+            .map(Arc::new);
+        let mut command = std::process::Command::new(&spec.guard);
         command
-            .args(&spec.args)
+            .args(guard::guard_args(
+                std::process::id(),
+                spec.json_errors,
+                deadline.as_deref().map(DeadlineFile::path),
+                std::iter::once(spec.program.clone()).chain(spec.args.iter().cloned()),
+            ))
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::inherit())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
-            .process_group(0)
-            .kill_on_drop(true);
-        let child = command.spawn().map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => SpawnError::NotFound(e),
-            io::ErrorKind::PermissionDenied => SpawnError::CannotExecute(e),
-            _ => SpawnError::Other(e),
-        })?;
-        let pid = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .ok_or_else(|| SpawnError::Other(io::Error::other("the child has no process id")))?;
+            .process_group(0);
+        let reaped = Arc::new(Mutex::new(false));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (done_tx, done) = oneshot::channel();
+        let thread_reaped = reaped.clone();
+        // The guard may read the file until it is reaped, even if `Supervised` is dropped first.
+        let thread_deadline = deadline.clone();
+        std::thread::Builder::new()
+            .name("leasedlock-guard".into())
+            .spawn(move || {
+                let child = match command.spawn() {
+                    Ok(child) => child,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = started_tx.send(Ok(child.id()));
+                let status = reap_after_killing_the_group(child, &thread_reaped);
+                // Before the status goes out: once it has, the process may exit before this
+                // thread ends, and the `Supervised` must hold the last handle so that the
+                // directory is removed when it is dropped.
+                drop(thread_deadline);
+                let _ = done_tx.send(status);
+            })
+            .map_err(SpawnError::Other)?;
+        let pid = started_rx
+            .recv()
+            .map_err(|_| SpawnError::Other(io::Error::other("the guard thread ended early")))?
+            .map_err(SpawnError::Other)?;
+        let pid = i32::try_from(pid)
+            .map_err(|_| SpawnError::Other(io::Error::other("process id out of range")))?;
         Ok(Supervised {
-            child,
             group: Pid::from_raw(pid),
+            reaped,
+            done,
+            status: None,
+            deadline,
         })
     }
 
-    /// The command's process id (also its process group id).
+    /// The process group id (the guard's process id).
     pub fn id(&self) -> i32 {
         self.group.as_raw()
     }
 
-    /// Sends `signal` to the command's whole process group. A group that is already gone is not
-    /// an error.
+    /// Sends `signal` to the whole process group. A group that is already gone is not an
+    /// error.
     pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        let reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
+        if *reaped {
+            return Ok(());
+        }
         match killpg(self.group, signal) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
             Err(errno) => Err(io::Error::from(errno)),
         }
     }
 
-    /// Waits for the command to exit.
-    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
-        self.child.wait().await
+    /// Moves the guard's own kill deadline (see [`ChildSpec::kill_by`]) to `at`; nothing without
+    /// one.
+    pub fn move_deadline(&self, at: Instant) -> io::Result<()> {
+        match &self.deadline {
+            Some(file) => file.set(at),
+            None => Ok(()),
+        }
     }
 
-    /// Stops the command: SIGTERM to its group, SIGKILL after `grace` if it is still running, and
-    /// SIGKILL to whatever is left of its group once it exited. Returns its exit status and
-    /// whether SIGKILL was needed.
-    pub async fn terminate(&mut self, grace: Duration) -> io::Result<Terminated> {
+    /// Waits for the command to exit; by then nothing of its group is left running. The status
+    /// is the guard's: the command's exit code, or 128 + the signal that killed the command
+    /// (or, when the whole group was killed with SIGKILL, killed by signal 9). Cancel-safe.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let status = (&mut self.done)
+            .await
+            .map_err(|_| io::Error::other("the guard thread ended without a status"))??;
+        self.status = Some(status);
+        Ok(status)
+    }
+
+    /// Stops the command: SIGTERM to its group now, SIGKILL at `kill_at` if it is still running
+    /// (at once when `kill_at` has passed). Returns its exit status and whether SIGKILL was
+    /// needed.
+    pub async fn terminate_until(&mut self, kill_at: Instant) -> io::Result<Terminated> {
         self.signal(Signal::SIGTERM)?;
-        let (status, killed) = match tokio::time::timeout(grace, self.child.wait()).await {
-            Ok(status) => (status?, false),
+        let kill_at = tokio::time::Instant::from_std(kill_at);
+        let (status, killed) = match tokio::time::timeout_at(kill_at, self.wait()).await {
+            // (SIGKILL from the guard, at its deadline, counts too.)
+            Ok(status) => {
+                let status = status?;
+                (status, status.signal() == Some(9))
+            }
             Err(_elapsed) => {
                 self.signal(Signal::SIGKILL)?;
-                (self.child.wait().await?, true)
+                (self.wait().await?, true)
             }
         };
-        // Background processes the command started must not outlive the lease either.
-        self.signal(Signal::SIGKILL)?;
         Ok(Terminated { status, killed })
     }
 }
 
-/// How a command ended after [`Supervised::terminate`].
+/// Waits (on the guard's thread) for the guard to exit, kills what is left of its group, reaps
+/// it. The zombie of an exited but unreaped guard keeps its id, so the group id cannot name
+/// another group while the SIGKILL goes out.
+fn reap_after_killing_the_group(
+    mut child: std::process::Child,
+    reaped: &Mutex<bool>,
+) -> io::Result<ExitStatus> {
+    let pid = Pid::from_raw(i32::try_from(child.id()).map_err(io::Error::other)?);
+    loop {
+        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Err(Errno::EINTR) => continue,
+            Ok(_) => break,
+            Err(errno) => return Err(io::Error::from(errno)),
+        }
+    }
+    let mut reaped = reaped.lock().unwrap_or_else(PoisonError::into_inner);
+    match killpg(pid, Signal::SIGKILL) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(errno) => tracing::warn!(%errno, "killing what the command left running"),
+    }
+    let status = child.wait();
+    *reaped = true;
+    status
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        // Nothing of a command we no longer wait for may keep running.
+        if self.status.is_none() {
+            let _ = self.signal(Signal::SIGKILL);
+        }
+    }
+}
+
+/// How a command ended after [`Supervised::terminate_until`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Terminated {
     /// Its exit status.
     pub status: ExitStatus,
-    /// Whether it had to be killed with SIGKILL after the grace period.
+    /// Whether it had to be killed with SIGKILL.
     pub killed: bool,
+}
+
+/// Why a supervised command was stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stop<R> {
+    /// The hold ended before its safe end (lost, deposed); what the lease said.
+    Ended(R),
+    /// No renewal had moved the hold's safe end past now + grace: the command had to stop so
+    /// that it is gone by `safe_until`.
+    NotRenewed {
+        /// The safe end the command was killed by, at the latest.
+        safe_until: Instant,
+    },
+}
+
+impl<R: fmt::Display> fmt::Display for Stop<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Ended(why) => write!(f, "{why}"),
+            Stop::NotRenewed { .. } => {
+                f.write_str("no renewal succeeded in time to keep the command running")
+            }
+        }
+    }
 }
 
 /// How a supervised run ended.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Outcome<R> {
-    /// The command exited by itself.
+    /// The command exited by itself (what it left running in its group was killed).
     Exited(ExitStatus),
-    /// The stop future resolved first (the lease was lost); the command was terminated.
+    /// The lease was ending; the command was terminated.
     Stopped {
-        /// What the stop future said.
-        why: R,
+        /// Why.
+        why: Stop<R>,
         /// How the command ended.
         terminated: Terminated,
     },
 }
 
-/// Runs `child` until it exits or `stop` resolves. SIGINT, SIGTERM and SIGHUP sent to this
-/// process are forwarded to the command's group (it runs in a group of its own, so a terminal's
-/// Ctrl-C reaches only us); the command decides how to react, and we keep waiting for it.
-/// When `stop` resolves first, the command is terminated with `grace` (see
-/// [`Supervised::terminate`]).
-pub async fn supervise<F, R>(
+/// How much earlier than `safe_until` SIGKILL is aimed: tokio's timer fires on millisecond ticks
+/// and a little late under load. The lease margin (at least 100 ms between `safe_until` and the
+/// store's expiry) covers what is left.
+pub const KILL_LEAD: Duration = Duration::from_millis(5);
+
+/// When SIGKILL is due for a hold safe until `safe_until`: [`KILL_LEAD`] before it.
+pub fn kill_at(safe_until: Instant) -> Instant {
+    safe_until.checked_sub(KILL_LEAD).unwrap_or(safe_until)
+}
+
+/// When SIGTERM is due for a hold safe until `safe_until`: `grace` before it (at `now` if that
+/// would be before the clock's start).
+pub fn term_at(safe_until: Instant, grace: Duration, now: Instant) -> Instant {
+    safe_until.checked_sub(grace).unwrap_or(now)
+}
+
+/// When SIGKILL is due for a hold that ended early at `now`, last known safe until
+/// `safe_until`: `grace` from now, but never after [`kill_at`]`(safe_until)`.
+pub fn kill_at_after_early_end(safe_until: Instant, grace: Duration, now: Instant) -> Instant {
+    let latest = kill_at(safe_until);
+    now.checked_add(grace).map_or(latest, |t| t.min(latest))
+}
+
+/// Runs `child` until it exits or the lease it runs under is ending.
+///
+/// `safe_until` reads the hold's current safe end (`None` once it is not held); a renewal moves
+/// it later. `ended` resolves when the hold ends before its safe end. SIGTERM goes to the group
+/// at `safe_until − grace` unless `safe_until` was moved later by then (it is read again at that
+/// moment), SIGKILL at `safe_until`; when `ended` resolves first, SIGTERM goes out at once and
+/// SIGKILL `grace` later, never after the last known `safe_until`. Once SIGTERM was sent the
+/// command is stopped whatever renewals do.
+///
+/// SIGINT, SIGTERM and SIGHUP sent to this process are forwarded to the command's group (it runs
+/// in a group of its own, so a terminal's Ctrl-C reaches only us); the command decides how to
+/// react, and we keep waiting for it.
+pub async fn supervise<F, R, S>(
     child: &mut Supervised,
-    stop: F,
+    ended: F,
+    mut safe_until: S,
     grace: Duration,
 ) -> io::Result<Outcome<R>>
 where
     F: Future<Output = R>,
+    S: FnMut() -> Option<Instant>,
 {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    tokio::pin!(stop);
+    tokio::pin!(ended);
+    // The last safe end seen; only ever moves later, and is never later than the real one.
+    let Some(mut known) = safe_until() else {
+        // Not held (any more): stop at once.
+        let now = Instant::now();
+        let why = match tokio::time::timeout(Duration::ZERO, &mut ended).await {
+            Ok(why) => Stop::Ended(why),
+            Err(_) => Stop::NotRenewed { safe_until: now },
+        };
+        let terminated = child.terminate_until(now).await?;
+        return Ok(Outcome::Stopped { why, terminated });
+    };
+    child.move_deadline(known)?;
     loop {
+        let due = tokio::time::Instant::from_std(term_at(known, grace, Instant::now()));
         tokio::select! {
-            status = child.wait() => return Ok(Outcome::Exited(status?)),
-            why = &mut stop => {
-                let terminated = child.terminate(grace).await?;
-                return Ok(Outcome::Stopped { why, terminated });
+            status = child.wait() => {
+                let status = status?;
+                // Killed by the guard at the safe end, because we could not act in time.
+                if status.signal() == Some(9) && Instant::now() >= known {
+                    let terminated = Terminated { status, killed: true };
+                    return Ok(Outcome::Stopped {
+                        why: Stop::NotRenewed { safe_until: known },
+                        terminated,
+                    });
+                }
+                return Ok(Outcome::Exited(status));
+            }
+            why = &mut ended => {
+                let kill_at = kill_at_after_early_end(known, grace, Instant::now());
+                let terminated = child.terminate_until(kill_at).await?;
+                return Ok(Outcome::Stopped { why: Stop::Ended(why), terminated });
+            }
+            () = tokio::time::sleep_until(due) => {
+                let now = Instant::now();
+                match safe_until() {
+                    // Renewed in time: the termination is off, wait for the new due time.
+                    Some(later) if term_at(later, grace, now) > now => {
+                        known = later;
+                        child.move_deadline(known)?;
+                    }
+                    still => {
+                        // `known` never runs past the real safe end; a renewal may just have
+                        // moved it later.
+                        let end = still.map_or(known, |s| s.max(known));
+                        // Why, as of now: the hold may have ended in the same instant.
+                        let why = match tokio::time::timeout(Duration::ZERO, &mut ended).await {
+                            Ok(why) => Stop::Ended(why),
+                            Err(_) => Stop::NotRenewed { safe_until: end },
+                        };
+                        let terminated = child.terminate_until(kill_at(end)).await?;
+                        return Ok(Outcome::Stopped { why, terminated });
+                    }
+                }
             }
             Some(()) = interrupt.recv() => child.signal(Signal::SIGINT)?,
             Some(()) = terminate.recv() => child.signal(Signal::SIGTERM)?,
@@ -219,122 +484,51 @@ where
 
 #[cfg(test)]
 mod tests {
+    //! The deadlines; the supervision of real processes (which needs the `leasedlock` binary as
+    //! the guard) is tested in `tests/supervise.rs`.
     use super::*;
-    use std::os::unix::process::ExitStatusExt;
-
-    fn sh(script: &str) -> ChildSpec {
-        let argv: Vec<OsString> = vec!["sh".into(), "-c".into(), script.into()];
-        ChildSpec::from_argv(&argv).expect("non-empty argv")
-    }
-
-    fn pending_forever() -> std::future::Pending<()> {
-        std::future::pending()
-    }
-
-    #[tokio::test]
-    async fn exit_status_passes_through() {
-        let mut child = Supervised::spawn(&sh("exit 7")).expect("spawn");
-        match supervise(&mut child, pending_forever(), Duration::from_secs(1)).await {
-            Ok(Outcome::Exited(status)) => assert_eq!(exit::from_status(status), 7),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn environment_reaches_the_command() {
-        let spec = sh(r#"test "$LEASEDLOCK_FENCING_TOKEN" = "001:00000:n" && test "$LEASEDLOCK_LOCK_NAME" = job"#)
-            .env(FENCING_TOKEN_ENV, "001:00000:n")
-            .env(LOCK_NAME_ENV, "job");
-        let mut child = Supervised::spawn(&spec).expect("spawn");
-        let status = child.wait().await.expect("wait");
-        assert!(status.success(), "{status:?}");
-    }
-
-    #[tokio::test]
-    async fn stop_sends_sigterm_first() {
-        let mut child = Supervised::spawn(&sh("exec sleep 30")).expect("spawn");
-        let stop = tokio::time::sleep(Duration::from_millis(100));
-        match supervise(&mut child, stop, Duration::from_secs(5)).await {
-            Ok(Outcome::Stopped { terminated, .. }) => {
-                assert_eq!(terminated.status.signal(), Some(15));
-                assert!(!terminated.killed);
-                assert_eq!(exit::from_status(terminated.status), 143);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn stubborn_command_gets_sigkill_after_grace() {
-        // An ignored signal stays ignored across exec, so neither sh nor sleep reacts to SIGTERM.
-        let mut child = Supervised::spawn(&sh("trap '' TERM; sleep 30; exit 0")).expect("spawn");
-        // Give the shell time to install the trap before the stop fires.
-        let stop = tokio::time::sleep(Duration::from_millis(300));
-        match supervise(&mut child, stop, Duration::from_millis(300)).await {
-            Ok(Outcome::Stopped { terminated, .. }) => {
-                assert!(terminated.killed);
-                assert_eq!(terminated.status.signal(), Some(9));
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn background_processes_of_the_command_are_stopped_too() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pid_file = dir.path().join("pid");
-        let script = format!("sleep 30 & echo $! > '{}'; wait", pid_file.display());
-        let mut child = Supervised::spawn(&sh(&script)).expect("spawn");
-        let stop = async {
-            while !pid_file.exists() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let outcome = supervise(&mut child, stop, Duration::from_secs(5)).await;
-        assert!(
-            matches!(outcome, Ok(Outcome::Stopped { .. })),
-            "{outcome:?}"
-        );
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .expect("pid file")
-            .trim()
-            .parse()
-            .expect("pid");
-        // Once orphaned and killed it is reaped by init; a zombie also counts as stopped.
-        let mut stopped = false;
-        for _ in 0..50 {
-            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                Err(_) => stopped = true,
-                Ok(stat) => stopped = stat.contains(") Z"),
-            }
-            if stopped {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(stopped, "background sleep {pid} survived the stop");
-    }
+    use proptest::prelude::*;
 
     #[test]
-    fn spawn_errors_map_to_shell_exit_codes() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let missing =
-                ChildSpec::from_argv(&["/nonexistent/leasedlock-test".into()]).expect("argv");
-            let err = Supervised::spawn(&missing).expect_err("must fail");
-            assert_eq!(err.exit_code(), exit::NOT_FOUND, "{err}");
+    fn term_comes_grace_before_the_safe_end_and_kill_at_it() {
+        let now = Instant::now();
+        let safe_until = now + Duration::from_secs(10);
+        let grace = Duration::from_secs(2);
+        assert_eq!(
+            term_at(safe_until, grace, now),
+            now + Duration::from_secs(8)
+        );
+        assert_eq!(kill_at(safe_until), safe_until - KILL_LEAD);
+        // Lost early: SIGKILL a grace later...
+        assert_eq!(
+            kill_at_after_early_end(safe_until, grace, now),
+            now + Duration::from_secs(2)
+        );
+        // ...but never after the safe end.
+        let late = now + Duration::from_secs(9);
+        assert_eq!(
+            kill_at_after_early_end(safe_until, grace, late),
+            kill_at(safe_until)
+        );
+    }
 
-            let dir = tempfile::tempdir().expect("tempdir");
-            let file = dir.path().join("not-executable");
-            std::fs::write(&file, "#!/bin/sh\n").expect("write");
-            let not_exec = ChildSpec::from_argv(&[file.into_os_string()]).expect("argv");
-            let err = Supervised::spawn(&not_exec).expect_err("must fail");
-            assert_eq!(err.exit_code(), exit::CANNOT_EXECUTE, "{err}");
-        });
-        assert!(ChildSpec::from_argv(&[]).is_none());
+    proptest! {
+        #[test]
+        fn kill_never_comes_after_the_safe_end(
+            ahead_ms in 0u64..100_000,
+            grace_ms in 0u64..100_000,
+            elapsed_ms in 0u64..200_000,
+        ) {
+            let base = Instant::now();
+            let safe_until = base + Duration::from_millis(ahead_ms);
+            let grace = Duration::from_millis(grace_ms);
+            let now = base + Duration::from_millis(elapsed_ms);
+            prop_assert!(kill_at(safe_until) <= safe_until);
+            prop_assert!(kill_at_after_early_end(safe_until, grace, now) <= safe_until);
+            prop_assert!(kill_at_after_early_end(safe_until, grace, now) <= now + grace);
+            let term = term_at(safe_until, grace, base);
+            prop_assert!(term <= safe_until);
+            prop_assert_eq!(term + grace, safe_until);
+        }
     }
 }

@@ -1,12 +1,111 @@
 //! The real `leasedlock` binary against a real state store: each test starts
 //! `leasedlock serve` (embedded broker + emulator on a free port) and runs commands against it.
+//! Every wait is bounded: output is read by helper threads and handed over through channels
+//! with a deadline, and every run of the binary has a time limit.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leasedlock");
+
+/// The longest any single run of the binary or any awaited line may take before the test fails.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// The lines of a child's pipe, read by a thread; each is awaited with a deadline.
+struct Lines {
+    rx: mpsc::Receiver<String>,
+}
+
+impl Lines {
+    fn new(pipe: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { rx }
+    }
+
+    /// The next line, or a test failure once `within` has passed (or the pipe closed).
+    fn next(&self, within: Duration) -> String {
+        match self.rx.recv_timeout(within) {
+            Ok(line) => line,
+            Err(e) => panic!("no line within {within:?}: {e}"),
+        }
+    }
+}
+
+/// Reads a whole pipe on a thread; `take` waits for its end with a deadline.
+struct Drain {
+    rx: mpsc::Receiver<Vec<u8>>,
+}
+
+impl Drain {
+    fn new(pipe: Option<impl Read + Send + 'static>) -> Drain {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            let _ = tx.send(bytes);
+        });
+        Drain { rx }
+    }
+
+    fn take(&self, within: Duration) -> Vec<u8> {
+        self.rx
+            .recv_timeout(within)
+            .unwrap_or_else(|e| panic!("output not closed within {within:?}: {e}"))
+    }
+}
+
+/// Waits for `child` to exit, polling `try_wait` until `within` has passed; kills it and fails
+/// the test if it has not exited by then.
+fn wait_within(child: &mut Child, within: Duration) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("leasedlock did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Like `Child::wait_with_output`, with a deadline.
+fn output_within(mut child: Child, within: Duration) -> Output {
+    let stdout = Drain::new(child.stdout.take());
+    let stderr = Drain::new(child.stderr.take());
+    let status = wait_within(&mut child, within);
+    Output {
+        status,
+        stdout: stdout.take(within),
+        stderr: stderr.take(within),
+    }
+}
+
+/// Runs `command` to completion with a deadline, capturing its output.
+fn run_within(mut command: Command, within: Duration) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run leasedlock");
+    output_within(child, within)
+}
 
 /// A `leasedlock serve` child; stopped with SIGINT when dropped.
 struct Server {
@@ -22,11 +121,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start leasedlock serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("ready line");
+        let line = Lines::new(child.stdout.take().expect("stdout")).next(LIMIT);
         let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
         assert_eq!(ready["event"], "ready", "{line}");
         let broker = ready["broker"]
@@ -44,7 +139,7 @@ impl Server {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run leasedlock")
+        run_within(self.command(args), LIMIT)
     }
 }
 
@@ -132,6 +227,24 @@ fn lock_runs_the_command_with_its_token_and_releases() {
     ]);
     assert_eq!(code(&out), 127, "stderr: {}", stderr(&out));
     assert_eq!(code(&server.run(&["holder", "job"])), 1);
+    // With --json the reason is a JSON object on stdout.
+    let out = server.run(&[
+        "--json",
+        "lock",
+        "job",
+        "--ttl",
+        "3s",
+        "--",
+        "/nonexistent/leasedlock-test",
+    ]);
+    assert_eq!(code(&out), 127, "stderr: {}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert!(
+        json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("command not found")),
+        "{json}"
+    );
 }
 
 #[test]
@@ -165,7 +278,7 @@ fn concurrent_locks_never_overlap() {
         })
         .collect();
     for child in children {
-        let out = child.wait_with_output().expect("wait");
+        let out = output_within(child, LIMIT);
         assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     }
     let text = std::fs::read_to_string(&log).expect("log");
@@ -207,9 +320,9 @@ fn losing_the_lease_signals_the_command() {
             "lock",
             "lost",
             "--ttl",
-            "1s",
-            "--grace",
             "3s",
+            "--grace",
+            "500ms",
             "--",
             "sh",
             "-c",
@@ -219,16 +332,13 @@ fn losing_the_lease_signals_the_command() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn lock");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("the command started");
-    assert_eq!(first.trim(), "started");
+    let lines = Lines::new(child.stdout.take().expect("stdout"));
+    assert_eq!(lines.next(LIMIT).trim(), "started");
     let started = Instant::now();
     // Someone else takes the key over: the next renewal (SET NEX with our value) is refused.
     let out = server.run(&["set", "lost", "intruder"]);
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
-    let out = child.wait_with_output().expect("wait");
+    let out = output_within(child, LIMIT);
     assert_eq!(code(&out), 123, "stderr: {}", stderr(&out));
     assert!(
         stderr(&out).contains("lost the lock"),
@@ -245,6 +355,367 @@ fn losing_the_lease_signals_the_command() {
         started.elapsed() < Duration::from_secs(8),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+/// Whether process `pid` has ended: gone, or a zombie that nobody has reaped yet.
+fn process_ended(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // `pid (comm) S ...`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// Polls until `done` holds or `within` has passed; says whether it held.
+fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The text of `path` once it exists (the writer renames it into place, so it is complete).
+fn wait_for_file(path: &Path, within: Duration) -> String {
+    let mut text = None;
+    let found = eventually(within, || {
+        text = std::fs::read_to_string(path).ok();
+        text.is_some()
+    });
+    assert!(found, "{} did not appear within {within:?}", path.display());
+    text.unwrap_or_default()
+}
+
+/// Whether the private directory of a guard deadline of `leasedlock` process `pid` exists.
+fn deadline_dir_left(pid: u32) -> bool {
+    let prefix = format!("leasedlock-{pid}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+}
+
+/// Kills what a failed test may have left behind.
+fn kill_all(pids: &[i32]) {
+    for pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+#[test]
+fn kill_9_of_the_wrapper_kills_the_command_and_its_group() {
+    let server = Server::start();
+    for sub in ["lock", "elect"] {
+        kill_9_of_the_wrapper(&server, sub);
+    }
+}
+
+fn kill_9_of_the_wrapper(server: &Server, sub: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pids_file = dir.path().join("pids");
+    // The command starts a grandchild in the background, reports both process ids (renamed into
+    // place, so the file is complete once it exists) and waits.
+    let script = format!(
+        "sleep 300 & echo \"$$ $!\" > {tmp}; mv {tmp} {pids}; wait",
+        tmp = sh_quote(&dir.path().join("pids.tmp")),
+        pids = sh_quote(&pids_file)
+    );
+    let mut wrapper = server
+        .command(&[
+            sub,
+            &format!("k9-{sub}"),
+            "--ttl",
+            "5s",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn lock");
+    let text = wait_for_file(&pids_file, LIMIT);
+    let pids: Vec<i32> = text
+        .split_whitespace()
+        .map(|p| p.parse().expect("pid"))
+        .collect();
+    assert_eq!(pids.len(), 2, "{text}");
+    assert!(
+        pids.iter().all(|p| !process_ended(*p)),
+        "not running: {pids:?}"
+    );
+    let wrapper_pid = i32::try_from(wrapper.id()).expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(wrapper_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9 leasedlock");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&wait_within(&mut wrapper, LIMIT)),
+        Some(9)
+    );
+    let gone = eventually(Duration::from_secs(10), || {
+        pids.iter().all(|p| process_ended(*p))
+    });
+    kill_all(&pids);
+    assert!(
+        gone,
+        "{sub}: the command or its grandchild outlived the killed wrapper: {pids:?}"
+    );
+    // The guard removed the private directory of its deadline, which the wrapper could not.
+    let wrapper_pid = u32::try_from(wrapper_pid).expect("pid");
+    assert!(
+        eventually(Duration::from_secs(10), || !deadline_dir_left(wrapper_pid)),
+        "{sub}: the deadline directory of the killed wrapper is left behind"
+    );
+}
+
+#[test]
+fn leftovers_of_the_command_are_killed_before_the_unlock() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grandchild_file = dir.path().join("grandchild");
+    let go = dir.path().join("go");
+    let made = Command::new("mkfifo").arg(&go).status().expect("mkfifo");
+    assert!(made.success());
+    // The first holder's command leaves a grandchild behind and exits when the test says so.
+    let first_script = format!(
+        "sleep 300 >/dev/null 2>&1 & echo $! > {tmp}; mv {tmp} {gc}; read _ < {go}",
+        tmp = sh_quote(&dir.path().join("grandchild.tmp")),
+        gc = sh_quote(&grandchild_file),
+        go = sh_quote(&go)
+    );
+    let first = server
+        .command(&[
+            "lock",
+            "handover",
+            "--ttl",
+            "5s",
+            "--",
+            "sh",
+            "-c",
+            &first_script,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn first");
+    let grandchild: i32 = wait_for_file(&grandchild_file, LIMIT)
+        .trim()
+        .parse()
+        .expect("pid");
+    // The second holder's command runs only once the first unlocked: by then the grandchild
+    // must be gone (exit 0), else it says what it saw (exit 9).
+    let second_script = format!(
+        "s=$(sed 's/.*) //' /proc/{grandchild}/stat 2>/dev/null | cut -c1); \
+         if [ -z \"$s\" ] || [ \"$s\" = Z ]; then exit 0; else echo \"grandchild state $s\" >&2; exit 9; fi"
+    );
+    let second = server
+        .command(&[
+            "lock",
+            "handover",
+            "--ttl",
+            "5s",
+            "--",
+            "sh",
+            "-c",
+            &second_script,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn second");
+    let wrappers = [first.id(), second.id()];
+    // Let the first command exit.
+    std::fs::write(&go, "go\n").expect("write the fifo");
+    let first = output_within(first, LIMIT);
+    let second = output_within(second, LIMIT);
+    kill_all(&[grandchild]);
+    for pid in wrappers {
+        assert!(
+            !deadline_dir_left(pid),
+            "leasedlock {pid} left its deadline directory behind"
+        );
+    }
+    assert_eq!(code(&first), 0, "first: {}", stderr(&first));
+    assert_eq!(
+        code(&second),
+        0,
+        "the first command's grandchild was still running when the second holder got the \
+         lock: {}",
+        stderr(&second)
+    );
+}
+
+#[test]
+fn a_grace_that_does_not_fit_the_lease_is_refused() {
+    // Found before connecting anywhere (nothing listens on port 9).
+    for sub in ["lock", "elect"] {
+        let mut command = Command::new(BIN);
+        command.args([
+            "--broker",
+            "127.0.0.1:9",
+            sub,
+            "job",
+            "--ttl",
+            "2s",
+            "--grace",
+            "1500ms",
+            "--",
+            "true",
+        ]);
+        let out = run_within(command, LIMIT);
+        assert_eq!(code(&out), 2, "{sub}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.contains("--grace") && message.contains("renew"),
+            "{sub}: the message must say why: {message}"
+        );
+    }
+}
+
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    let pid = i32::try_from(pid).expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal");
+}
+
+fn wall_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos()
+}
+
+#[test]
+fn a_command_is_dead_before_its_unrenewed_lease_could_pass_on() {
+    for sub in ["lock", "elect"] {
+        command_dead_before_the_lease_could_pass_on(sub);
+    }
+}
+
+/// Freezes the whole state store (broker and emulator) while the command runs: no renewal can
+/// succeed any more. The last renewal the store applied was applied before the freeze, so the
+/// store's lease ends before freeze + --ttl at the latest, and a contender could hold the lock
+/// from then on. The command ignores SIGTERM; its last heartbeat must come before that.
+fn command_dead_before_the_lease_could_pass_on(sub: &str) {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (beats, term, ready) = (
+        dir.path().join("beats"),
+        dir.path().join("term"),
+        dir.path().join("ready"),
+    );
+    let script = format!(
+        "trap 'echo TERM > {term}' TERM; date +%s%N >> {beats}; echo $$ > {tmp}; mv {tmp} {ready}; \
+         while :; do date +%s%N >> {beats}; sleep 0.01; done",
+        term = sh_quote(&term),
+        beats = sh_quote(&beats),
+        tmp = sh_quote(&dir.path().join("ready.tmp")),
+        ready = sh_quote(&ready),
+    );
+    let ttl = Duration::from_secs(2);
+    let mut args = vec![sub, "frozen", "--ttl", "2s"];
+    if sub == "elect" {
+        args.push("--once");
+    }
+    args.extend(["--", "sh", "-c", &script]);
+    let wrapper = server
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let command: i32 = wait_for_file(&ready, LIMIT).trim().parse().expect("pid");
+    let frozen_at = wall_ns();
+    signal(server.child.id(), nix::sys::signal::Signal::SIGSTOP);
+    let dead = eventually(LIMIT, || process_ended(command));
+    signal(server.child.id(), nix::sys::signal::Signal::SIGCONT);
+    let out = output_within(wrapper, LIMIT);
+    kill_all(&[command]);
+    assert!(dead, "{sub}: the command survived its lease");
+    assert_eq!(code(&out), 123, "{sub}: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no renewal succeeded in time"),
+        "{sub}: {}",
+        stderr(&out)
+    );
+    assert!(term.exists(), "{sub}: no SIGTERM before the SIGKILL");
+    let last = std::fs::read_to_string(&beats)
+        .expect("heartbeats")
+        .lines()
+        .filter_map(|l| l.trim().parse::<u128>().ok())
+        .max()
+        .expect("a heartbeat");
+    let lease_could_end = frozen_at + ttl.as_nanos();
+    if last < lease_could_end {
+        eprintln!(
+            "{sub}: last heartbeat {} ms before the lease could pass on",
+            (lease_could_end - last) / 1_000_000
+        );
+    }
+    assert!(
+        last < lease_could_end,
+        "{sub}: the command still ran {} ms after the lease could have passed to another holder",
+        (last - lease_could_end) / 1_000_000
+    );
+}
+
+#[test]
+fn a_stopped_wrapper_cannot_keep_the_command_past_its_lease() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (beats, ready) = (dir.path().join("beats"), dir.path().join("ready"));
+    let script = format!(
+        "trap '' TERM; date +%s%N >> {beats}; echo $$ > {tmp}; mv {tmp} {ready}; \
+         while :; do date +%s%N >> {beats}; sleep 0.01; done",
+        beats = sh_quote(&beats),
+        tmp = sh_quote(&dir.path().join("ready.tmp")),
+        ready = sh_quote(&ready),
+    );
+    let ttl = Duration::from_secs(2);
+    let wrapper = server
+        .command(&["lock", "stopped", "--ttl", "2s", "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let command: i32 = wait_for_file(&ready, LIMIT).trim().parse().expect("pid");
+    // A stopped leasedlock renews nothing: the store's lease ends within --ttl of this.
+    let stopped_at = wall_ns();
+    signal(wrapper.id(), nix::sys::signal::Signal::SIGSTOP);
+    let dead = eventually(LIMIT, || process_ended(command));
+    signal(wrapper.id(), nix::sys::signal::Signal::SIGCONT);
+    let out = output_within(wrapper, LIMIT);
+    kill_all(&[command]);
+    assert!(dead, "the command survived its stopped wrapper's lease");
+    assert_eq!(code(&out), 123, "{}", stderr(&out));
+    let last = std::fs::read_to_string(&beats)
+        .expect("heartbeats")
+        .lines()
+        .filter_map(|l| l.trim().parse::<u128>().ok())
+        .max()
+        .expect("a heartbeat");
+    let lease_could_end = stopped_at + ttl.as_nanos();
+    assert!(
+        last < lease_could_end,
+        "the command still ran {} ms after the lease could have passed to another holder",
+        (last - lease_could_end) / 1_000_000
+    );
+    eprintln!(
+        "last heartbeat {} ms before the lease could pass on",
+        (lease_could_end - last) / 1_000_000
     );
 }
 
@@ -333,10 +804,9 @@ fn elect_runs_the_command_as_leader() {
 
 #[test]
 fn demo_passes_in_five_seconds() {
-    let out = Command::new(BIN)
-        .args(["demo", "--seconds", "5", "--json"])
-        .output()
-        .expect("run demo");
+    let mut demo = Command::new(BIN);
+    demo.args(["demo", "--seconds", "5", "--json"]);
+    let out = run_within(demo, LIMIT);
     assert_eq!(
         code(&out),
         0,
@@ -365,24 +835,25 @@ fn bad_arguments_exit_with_2_and_say_why() {
         (&["frobnicate"], "frobnicate"),
     ];
     for (args, needle) in cases {
-        let out = Command::new(BIN).args(*args).output().expect("run");
+        let mut command = Command::new(BIN);
+        command.args(*args);
+        let out = run_within(command, LIMIT);
         assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
     }
     // A lease too short to renew is a usage error too, found before connecting anywhere.
-    let out = Command::new(BIN)
-        .args([
-            "--broker",
-            "127.0.0.1:9",
-            "lock",
-            "job",
-            "--ttl",
-            "100ms",
-            "--",
-            "true",
-        ])
-        .output()
-        .expect("run");
+    let mut command = Command::new(BIN);
+    command.args([
+        "--broker",
+        "127.0.0.1:9",
+        "lock",
+        "job",
+        "--ttl",
+        "100ms",
+        "--",
+        "true",
+    ]);
+    let out = run_within(command, LIMIT);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
 }
 
@@ -413,8 +884,8 @@ fn acquire_with_renew_holds_until_interrupted() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn acquire");
-    let mut stdout_lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = stdout_lines.next().expect("a line").expect("utf-8");
+    let stdout_lines = Lines::new(child.stdout.take().expect("stdout"));
+    let first = stdout_lines.next(LIMIT);
     assert!(first.starts_with("acquired renewed as renewer"), "{first}");
     // Three lease durations later it is still held: the renewals work.
     std::thread::sleep(Duration::from_secs(3));
@@ -430,7 +901,7 @@ fn acquire_with_renew_holds_until_interrupted() {
         (0, Some("renewer".into()))
     );
     interrupt(&child);
-    let status = child.wait().expect("wait");
+    let status = wait_within(&mut child, LIMIT);
     assert_eq!(status.code(), Some(0));
     assert_eq!(
         code(&server.run(&["holder", "renewed"])),
@@ -447,9 +918,9 @@ fn watch_prints_holder_changes() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn watch");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut next = || -> serde_json::Value {
-        let line = lines.next().expect("a line").expect("utf-8");
+    let lines = Lines::new(child.stdout.take().expect("stdout"));
+    let next = || -> serde_json::Value {
+        let line = lines.next(LIMIT);
         serde_json::from_str(&line).expect("JSON line")
     };
     assert_eq!(next()["held"], false);
@@ -470,5 +941,5 @@ fn watch_prints_holder_changes() {
     // The lease expires by itself: the store's DELETE notification says so.
     assert_eq!(next()["held"], false);
     interrupt(&child);
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert_eq!(wait_within(&mut child, LIMIT).code(), Some(0));
 }

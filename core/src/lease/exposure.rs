@@ -25,11 +25,11 @@ use crate::time::Instant;
 
 /// Slack added to every bound: the broker counts Message Expiry on its own clock, and the
 /// clocks' rates differ (a few hundred ppm over seconds is well under this).
-pub(super) const CLOCK_SLACK: Duration = Duration::from_millis(100);
+pub(crate) const CLOCK_SLACK: Duration = Duration::from_millis(100);
 
 /// The Message Expiry the client sends for a wait of `timeout` at most: whole seconds,
 /// rounded up, at least one.
-pub(super) fn message_expiry(timeout: Duration) -> Duration {
+pub(crate) fn message_expiry(timeout: Duration) -> Duration {
     let secs = timeout.as_secs();
     if timeout.subsec_nanos() > 0 || secs == 0 {
         Duration::from_secs(secs.saturating_add(1))
@@ -48,13 +48,13 @@ fn later(a: Instant, b: Instant) -> Instant {
 
 /// The latest instant at which a request issued at `issued` with `timeout`, which this machine
 /// stopped waiting for at `now`, may be applied.
-pub(super) fn apply_bound(issued: Instant, timeout: Duration, now: Instant) -> Instant {
+pub(crate) fn apply_bound(issued: Instant, timeout: Duration, now: Instant) -> Instant {
     later(issued + timeout, now) + message_expiry(timeout) + CLOCK_SLACK
 }
 
 /// Requests of one kind that may still reach the store. See the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Exposure {
+pub(crate) struct Exposure {
     /// Until when a request of this kind whose outcome is unknown may still be applied.
     until: Instant,
     /// Until when a copy of any request of this kind may still be on its way.
@@ -78,13 +78,13 @@ impl Default for Exposure {
 
 impl Exposure {
     /// A request was handed to the client at `issued`.
-    pub(super) fn sent(&mut self, issued: Instant, timeout: Duration) {
+    pub(crate) fn sent(&mut self, issued: Instant, timeout: Duration) {
         self.exposed = later(self.exposed, apply_bound(issued, timeout, issued));
         self.expiry = self.expiry.max(message_expiry(timeout));
     }
 
     /// A request issued at `issued` ended at `now` without a reply that proves its outcome.
-    pub(super) fn unknown(&mut self, issued: Instant, timeout: Duration, now: Instant) {
+    pub(crate) fn unknown(&mut self, issued: Instant, timeout: Duration, now: Instant) {
         let bound = apply_bound(issued, timeout, now);
         self.until = later(self.until, bound);
         self.exposed = later(self.exposed, bound);
@@ -92,14 +92,14 @@ impl Exposure {
     }
 
     /// The connection dropped at `now`.
-    pub(super) fn disconnected(&mut self, now: Instant) {
+    pub(crate) fn disconnected(&mut self, now: Instant) {
         self.held |= self.exposed > now;
     }
 
     /// The connection came back at `now`. `last` is the previous reconnect when disconnects
     /// are not reported, else `None`. Returns whether a copy may be published again (the
     /// bounds then start over from `now`).
-    pub(super) fn reconnected(&mut self, last: Option<Instant>, now: Instant) -> bool {
+    pub(crate) fn reconnected(&mut self, last: Option<Instant>, now: Instant) -> bool {
         let held = match last {
             None => core::mem::take(&mut self.held),
             Some(last) => self.exposed > last,
@@ -113,13 +113,24 @@ impl Exposure {
     }
 
     /// Whether a request of this kind may still be applied at `now`.
-    pub(super) fn blocks(&self, now: Instant) -> bool {
+    pub(crate) fn blocks(&self, now: Instant) -> bool {
         now < self.until
     }
 
     /// Until when a request of this kind may still be applied.
-    pub(super) fn until(&self) -> Instant {
+    pub(crate) fn until(&self) -> Instant {
         self.until
+    }
+
+    /// Whether no request of this kind can be applied from `now` on, nor be published again by
+    /// a later reconnect. `last_connect` is the previous reconnect when disconnects are not
+    /// reported (a copy exposed after it counts), else `None`.
+    pub(crate) fn settled(&self, now: Instant, last_connect: Option<Instant>) -> bool {
+        let republishable = match last_connect {
+            None => self.held,
+            Some(last) => self.exposed > last,
+        };
+        now >= self.until && now >= self.exposed && !republishable
     }
 }
 

@@ -289,12 +289,12 @@ fn transient_renew_failure_is_retried_until_safe_until() {
     assert!(drain(&mut l).is_empty());
     let retry_at = l.poll_timeout().unwrap();
     assert!(retry_at > Instant::from_millis(500) && retry_at < Instant::from_millis(900));
-    l.handle_timeout(&mut r, Now::new(retry_at, 0));
+    l.handle_timeout(&mut r, at_mono(retry_at));
     assert_eq!(r.count(RequestKind::Set), 3);
     let c = r.answer(r.last().id, Err(RequestError::Unknown), None);
     l.handle_completion(&c, &mut r, at(600));
     let retry_at = l.poll_timeout().unwrap();
-    l.handle_timeout(&mut r, Now::new(retry_at, 0));
+    l.handle_timeout(&mut r, at_mono(retry_at));
     let c = r.answer(r.last().id, ok_set(), Some(tok(3)));
     l.handle_completion(&c, &mut r, at(700));
     assert!(matches!(
@@ -1052,7 +1052,7 @@ fn run(ops: Vec<Op>) {
                     if due > now.mono {
                         break;
                     }
-                    l.handle_timeout(&mut r, Now::new(due, now.wall_ms));
+                    l.handle_timeout(&mut r, at_mono(due));
                     ck.events(&mut l);
                     ck.safety(&l, due);
                 }
@@ -1296,11 +1296,11 @@ fn lost_stop_is_repeated_until_answered() {
     let c = r.answer(stop.id, timed_out(), None);
     l.handle_completion(&c, &mut r, at(320));
     let retry = l.poll_timeout().expect("the STOP is retried");
-    l.handle_timeout(&mut r, Now::new(retry, 0));
+    l.handle_timeout(&mut r, at_mono(retry));
     assert_eq!(r.count(RequestKind::KeyNotifyStop), 2);
     let again = r.last();
     let c = r.answer(again.id, Ok(Response::KeyNotifyStop(true)), None);
-    l.handle_completion(&c, &mut r, Now::new(retry, 0));
+    l.handle_completion(&c, &mut r, at_mono(retry));
     assert_eq!(l.poll_timeout(), None);
 }
 
@@ -1316,4 +1316,194 @@ fn observing_again_cancels_the_final_stop() {
     l.observe_start(None, &mut r, at(400)).unwrap();
     l.handle_timeout(&mut r, at(10_000));
     assert_eq!(r.count(RequestKind::KeyNotifyStop), 1);
+}
+
+fn held_until(l: &Lease, t: u64) -> Option<Instant> {
+    match l.state(Instant::from_millis(t)) {
+        LeaseState::Held { safe_until, .. } => Some(safe_until),
+        _ => None,
+    }
+}
+
+/// A re-acquire with a shorter duration, sent while held, shortens the store's TTL as soon as
+/// it runs, and its outcome may never be known. `safe_until` follows it from the moment it is
+/// sent, stays there after a timeout, and caps a grant made while it may still land (from the
+/// earliest instant it could land); once it can no longer land, grants are full again.
+#[test]
+fn shorter_reacquire_with_unknown_outcome_caps_safe_until() {
+    let (mut l, mut r) = setup();
+    let long = Duration::from_secs(10);
+    let o = opts(false);
+    l.acquire(long, &o, &mut r, at(0)).unwrap();
+    let c = r.answer(r.last().id, ok_set(), Some(tok(1)));
+    l.handle_completion(&c, &mut r, at(10));
+    assert_eq!(held_until(&l, 10), Some(Instant::from_millis(9_900)));
+    drain(&mut l);
+
+    l.acquire(DUR, &o, &mut r, at(1_000)).unwrap();
+    let short = r.last();
+    assert_eq!(short.px(), Some(1_000));
+    // It may run right away: the store's TTL would then end at 2 000 at the earliest.
+    assert_eq!(held_until(&l, 1_001), Some(Instant::from_millis(1_900)));
+    let c = r.answer(short.id, Err(RequestError::Timeout { sent: true }), None);
+    l.handle_completion(&c, &mut r, at(1_300));
+    assert_eq!(held_until(&l, 1_300), Some(Instant::from_millis(1_900)));
+
+    // It may land until 1 300 + 1 s expiry + slack = 2 400: a long grant issued before then is
+    // capped at its issue time + 900.
+    l.acquire(long, &o, &mut r, at(1_400)).unwrap();
+    let c = r.answer(r.last().id, ok_set(), Some(tok(2)));
+    l.handle_completion(&c, &mut r, at(1_410));
+    assert_eq!(held_until(&l, 1_410), Some(Instant::from_millis(2_300)));
+    l.acquire(long, &o, &mut r, at(2_000)).unwrap();
+    let c = r.answer(r.last().id, ok_set(), Some(tok(3)));
+    l.handle_completion(&c, &mut r, at(2_010));
+    assert_eq!(held_until(&l, 2_010), Some(Instant::from_millis(2_900)));
+    // From 2 400 on it cannot land any more.
+    l.acquire(long, &o, &mut r, at(2_500)).unwrap();
+    let c = r.answer(r.last().id, ok_set(), Some(tok(4)));
+    l.handle_completion(&c, &mut r, at(2_510));
+    assert_eq!(held_until(&l, 2_510), Some(Instant::from_millis(12_400)));
+}
+
+/// Without a reply, the shorter SET still ends the hold at its own bound.
+#[test]
+fn shorter_reacquire_without_reply_ends_the_hold_at_its_bound() {
+    let (mut l, mut r) = setup();
+    let long = Duration::from_secs(10);
+    l.acquire(long, &opts(false), &mut r, at(0)).unwrap();
+    let c = r.answer(r.last().id, ok_set(), Some(tok(1)));
+    l.handle_completion(&c, &mut r, at(10));
+    drain(&mut l);
+    l.acquire(DUR, &opts(false), &mut r, at(1_000)).unwrap();
+    assert_eq!(l.poll_timeout(), Some(Instant::from_millis(1_900)));
+    l.handle_timeout(&mut r, at(1_900));
+    assert_eq!(
+        drain(&mut l),
+        [LeaseEvent::Lost {
+            reason: LostReason::Expired
+        }]
+    );
+    assert!(l.token(Instant::from_millis(1_900)).is_err());
+}
+
+/// A SET of ours that may be published again by a reconnect lands from the reconnect on: a
+/// grant held then is capped at reconnect + the shortest such duration − margin.
+#[test]
+fn reconnect_republishing_a_shorter_set_caps_the_grant() {
+    let (mut l, mut r) = setup();
+    let long = Duration::from_secs(10);
+    let o = opts(false);
+    l.acquire(long, &o, &mut r, at(0)).unwrap();
+    let c = r.answer(r.last().id, ok_set(), Some(tok(1)));
+    l.handle_completion(&c, &mut r, at(10));
+    l.acquire(DUR, &o, &mut r, at(100)).unwrap();
+    let short = r.last();
+    l.handle_disconnected(at(150));
+    let c = r.answer(short.id, Err(RequestError::Unknown), None);
+    l.handle_completion(&c, &mut r, at(160));
+    // A long grant made well after the short SET's bound...
+    l.handle_connected(&mut r, at(200));
+    l.acquire(long, &o, &mut r, at(3_000)).unwrap();
+    let c = r.answer(r.last().id, ok_set(), Some(tok(2)));
+    l.handle_completion(&c, &mut r, at(3_010));
+    assert_eq!(held_until(&l, 3_010), Some(Instant::from_millis(12_900)));
+    // ...is capped when a reconnect may publish the short SET again (it was exposed at the
+    // drop before): nothing of this connection was exposed at this drop, so no cap.
+    l.handle_disconnected(at(3_100));
+    l.handle_connected(&mut r, at(3_200));
+    assert_eq!(held_until(&l, 3_200), Some(Instant::from_millis(12_900)));
+    // A drop while the short SET's copy (re-exposed at 200 until 1 300 + slack) was out.
+    let (mut l, mut r) = setup();
+    l.acquire(long, &o, &mut r, at(0)).unwrap();
+    let c = r.answer(r.last().id, ok_set(), Some(tok(1)));
+    l.handle_completion(&c, &mut r, at(10));
+    l.acquire(DUR, &o, &mut r, at(100)).unwrap();
+    let short = r.last();
+    let c = r.answer(short.id, Err(RequestError::Unknown), None);
+    l.handle_completion(&c, &mut r, at(160));
+    l.handle_disconnected(at(170));
+    l.handle_connected(&mut r, at(180));
+    assert_eq!(held_until(&l, 180), Some(Instant::from_millis(1_000)));
+}
+
+fn wall_step(l: &mut Lease, r: &mut FakeRequester, mono_ms: u64, wall_ms: u64) {
+    l.handle_timeout(
+        r,
+        Now::new(Instant::from_millis(mono_ms), 1_700_000_000_000 + wall_ms),
+    );
+}
+
+/// The monotonic clock stood still (suspend, frozen VM) while the wall clock went on: the
+/// store's TTL ran out unseen, so the grant ends as `Lost` with its own reason.
+#[test]
+fn wall_clock_jump_beyond_the_margin_loses_the_grant() {
+    let (mut l, mut r) = setup();
+    hold(&mut l, &mut r, 0, false, 1);
+    drain(&mut l);
+    // 100 ms on the monotonic clock, 5 s on the wall clock.
+    wall_step(&mut l, &mut r, 110, 5_110);
+    assert_eq!(
+        drain(&mut l),
+        [LeaseEvent::Lost {
+            reason: LostReason::ClockJump {
+                wall: Duration::from_millis(5_100),
+                mono: Duration::from_millis(100),
+            }
+        }]
+    );
+    assert!(l.token(Instant::from_millis(110)).is_err());
+}
+
+/// Slewing, small steps within the margin and backward steps keep the grant.
+#[test]
+fn small_wall_clock_steps_keep_the_grant() {
+    let (mut l, mut r) = setup();
+    hold(&mut l, &mut r, 0, false, 1);
+    drain(&mut l);
+    // 101 ms ahead of the monotonic clock over 10 ms: margin (100 ms) + resolution (1 ms).
+    wall_step(&mut l, &mut r, 20, 121);
+    wall_step(&mut l, &mut r, 30, 20);
+    wall_step(&mut l, &mut r, 400, 395);
+    wall_step(&mut l, &mut r, 800, 800);
+    assert!(drain(&mut l).is_empty());
+    assert_eq!(l.token(Instant::from_millis(800)), Ok(tok(1)));
+    // One millisecond more is a jump.
+    wall_step(&mut l, &mut r, 810, 912);
+    assert!(matches!(
+        drain(&mut l).as_slice(),
+        [LeaseEvent::Lost {
+            reason: LostReason::ClockJump { .. }
+        }]
+    ));
+}
+
+proptest! {
+    /// Between two inputs the wall clock moves by the monotonic step plus `extra` ms: the grant
+    /// is lost exactly when some `extra` exceeds margin + resolution (101 ms).
+    #[test]
+    fn only_wall_jumps_beyond_the_margin_lose_the_grant(
+        steps in proptest::collection::vec((0u64..400, -300i64..300), 1..20),
+    ) {
+        let (mut l, mut r) = setup();
+        let long = Duration::from_secs(30);
+        l.acquire(long, &opts(false), &mut r, at(0)).unwrap();
+        let c = r.answer(r.last().id, ok_set(), Some(tok(1)));
+        l.handle_completion(&c, &mut r, at(0));
+        drain(&mut l);
+        let (mut mono, mut wall) = (0u64, 1_700_000_000_000i64);
+        let mut jumped = false;
+        for (step, extra) in steps {
+            mono += step;
+            wall += i64::try_from(step).unwrap() + extra;
+            jumped |= extra > 101;
+            l.handle_timeout(&mut r, Now::new(Instant::from_millis(mono), u64::try_from(wall).unwrap()));
+            let lost = drain(&mut l).iter().any(|e| matches!(e, LeaseEvent::Lost { reason: LostReason::ClockJump { .. } }));
+            prop_assert_eq!(lost, jumped);
+            prop_assert_eq!(l.token(Instant::from_millis(mono)).is_ok(), !jumped);
+            if jumped {
+                break;
+            }
+        }
+    }
 }

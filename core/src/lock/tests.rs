@@ -120,7 +120,7 @@ fn delete_wakes_a_waiter_after_jitter() {
     // The window starts small: a lone waiter attempts within a millisecond.
     let due = l.poll_timeout().unwrap();
     assert!(due >= Instant::from_millis(100) && due < Instant::from_millis(101));
-    l.handle_timeout(&mut r, Now::new(due, 0));
+    l.handle_timeout(&mut r, at_mono(due));
     assert_eq!(r.count(RequestKind::Set), 2);
 }
 
@@ -136,7 +136,7 @@ fn someone_elses_set_cancels_the_jittered_attempt() {
     // Only the fallback remains, pushed back by the news.
     let fallback = l.poll_timeout().unwrap();
     assert!(fallback >= Instant::from_millis(1100) && fallback < Instant::from_millis(1600));
-    l.handle_timeout(&mut r, Now::new(due, 0));
+    l.handle_timeout(&mut r, at_mono(due));
     assert_eq!(r.count(RequestKind::Set), 1);
 }
 
@@ -145,9 +145,9 @@ fn fallback_timer_attempts_without_notification() {
     let (mut l, mut r) = setup();
     waiting(&mut l, &mut r, &opts(false));
     let fallback = l.poll_timeout().unwrap();
-    l.handle_timeout(&mut r, Now::new(fallback - Duration::from_nanos(1), 0));
+    l.handle_timeout(&mut r, at_mono(fallback - Duration::from_nanos(1)));
     assert_eq!(r.count(RequestKind::Set), 1);
-    l.handle_timeout(&mut r, Now::new(fallback, 0));
+    l.handle_timeout(&mut r, at_mono(fallback));
     assert_eq!(r.count(RequestKind::Set), 2);
 }
 
@@ -187,7 +187,7 @@ fn jitter_window_adapts_to_contention() {
     t += 100;
     l.handle_notification(&note_del(NAME, tok(4)), &mut r, at(t));
     let due = l.poll_timeout().unwrap();
-    l.handle_timeout(&mut r, Now::new(due, 0));
+    l.handle_timeout(&mut r, at_mono(due));
     let set = r.last_of(RequestKind::Set);
     answer(&mut l, &mut r, &set, refused_set(), Some(tok(5)), t + 1);
     assert_eq!(window(&l), DEFAULT_MIN_JITTER * 4);
@@ -199,7 +199,7 @@ fn jitter_window_adapts_to_contention() {
     assert_eq!(window(&l), Duration::from_millis(50));
     // A fallback poll that is refused says nothing about the window.
     let fallback = l.poll_timeout().unwrap();
-    l.handle_timeout(&mut r, Now::new(fallback, 0));
+    l.handle_timeout(&mut r, at_mono(fallback));
     let set = r.last_of(RequestKind::Set);
     answer(&mut l, &mut r, &set, refused_set(), Some(tok(40)), 3_000);
     assert_eq!(window(&l), Duration::from_millis(50));
@@ -235,7 +235,7 @@ fn delete_seen_during_an_attempt_is_not_lost() {
     answer(&mut l, &mut r, &set, refused_set(), Some(tok(1)), 4);
     let due = l.poll_timeout().unwrap();
     assert!(due < Instant::from_millis(60));
-    l.handle_timeout(&mut r, Now::new(due, 0));
+    l.handle_timeout(&mut r, at_mono(due));
     assert_eq!(r.count(RequestKind::Set), 2);
 }
 
@@ -257,7 +257,7 @@ fn transient_failure_is_retried_and_fatal_failure_ends_the_wait() {
     assert!(drain(&mut l).is_empty());
     let due = l.poll_timeout().unwrap();
     assert!(due >= Instant::from_millis(401) && due < Instant::from_millis(452));
-    l.handle_timeout(&mut r, Now::new(due, 0));
+    l.handle_timeout(&mut r, at_mono(due));
     let set = r.last();
     assert_eq!(set.kind, RequestKind::Set);
     let e = RequestError::Service(crate::command::ServiceError::NotAuthorized);
@@ -411,7 +411,7 @@ fn observation_reregistered_after_reconnect() {
     answer(&mut l, &mut r, &g, get(None), None, 103);
     let due = l.poll_timeout().unwrap();
     assert!(due < Instant::from_millis(160));
-    l.handle_timeout(&mut r, Now::new(due, 0));
+    l.handle_timeout(&mut r, at_mono(due));
     assert_eq!(r.count(RequestKind::Set), 2);
 }
 
@@ -577,6 +577,7 @@ impl Checker {
                     self.unlocking = false;
                 }
                 LockEvent::HolderChanged { .. } => panic!("holder not watched"),
+                LockEvent::ExtendFailed { .. } => panic!("never extended"),
             }
         }
         if l.is_held(now) {
@@ -622,7 +623,7 @@ fn run(ops: Vec<Op>) {
                     if due > at(t).mono {
                         break;
                     }
-                    l.handle_timeout(&mut r, Now::new(due, 0));
+                    l.handle_timeout(&mut r, at_mono(due));
                     ck.events(&mut l, due);
                 }
             }
@@ -741,8 +742,49 @@ fn relock_after_unknown_unlock_waits_until_the_release_cannot_land() {
     );
     while r.count(RequestKind::Set) == 1 {
         let t = l.poll_timeout().expect("an attempt is scheduled");
-        l.handle_timeout(&mut r, Now::new(t, 0));
+        l.handle_timeout(&mut r, at_mono(t));
     }
     let attempt = r.last_of(RequestKind::Set).at.mono;
     assert!(attempt >= Instant::from_millis(1_410), "{attempt:?}");
+}
+
+/// `extend` re-acquires a held lock by hand: a success is `Renewed`, a failure `ExtendFailed`
+/// (the hold goes on), and it needs a hold and no other extension in flight.
+#[test]
+fn extend_reacquires_a_held_lock() {
+    let (mut l, mut r) = setup();
+    let o = opts(false);
+    assert!(l.extend(DUR, &o.lease, &mut r, at(0)).is_err());
+    l.lock(DUR, &o, &mut r, at(0)).unwrap();
+    let reg = r.last();
+    answer(&mut l, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
+    let set = r.last_of(RequestKind::Set);
+    answer(&mut l, &mut r, &set, ok_set(), Some(tok(1)), 2);
+    drain(&mut l);
+    l.extend(Duration::from_secs(3), &o.lease, &mut r, at(100))
+        .unwrap();
+    let ext = r.last();
+    assert_eq!(ext.px(), Some(3_000));
+    assert_eq!(
+        l.extend(DUR, &o.lease, &mut r, at(101)),
+        Err(LockError::Busy)
+    );
+    answer(&mut l, &mut r, &ext, ok_set(), Some(tok(2)), 110);
+    assert_eq!(
+        drain(&mut l),
+        [LockEvent::Renewed {
+            token: tok(2),
+            safe_until: Instant::from_millis(3_000)
+        }]
+    );
+    l.extend(DUR, &o.lease, &mut r, at(200)).unwrap();
+    let ext = r.last();
+    answer(&mut l, &mut r, &ext, Err(RequestError::Busy), None, 210);
+    assert_eq!(
+        drain(&mut l),
+        [LockEvent::ExtendFailed {
+            error: LeaseError::Request(RequestError::Busy)
+        }]
+    );
+    assert!(l.is_held(Instant::from_millis(1_000)));
 }

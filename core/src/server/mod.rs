@@ -234,6 +234,12 @@ pub struct Store {
 /// Counters above this are refused in `__ts` / `__ft` (the .NET client parses them as `int32`).
 const MAX_COUNTER: u64 = i32::MAX as u64;
 
+/// The longest `PX` the store accepts (about a hundred years); a longer one is a bad argument
+/// (`syntax error`, like any other bad PX). Without a bound, a deadline that saturates the
+/// monotonic clock would be indistinguishable from "no expiry" and stay in the expiry index
+/// after its key is gone.
+pub const MAX_PX_MS: u64 = 100 * 365 * 24 * 3_600 * 1_000;
+
 impl Store {
     /// An empty store.
     pub fn new(config: StoreConfig) -> Result<Store, StoreError> {
@@ -360,6 +366,11 @@ impl Store {
             Some(at) => Some(at - now.wall_ms),
             None => None,
         };
+        let expires = match remaining_ms {
+            None => None,
+            // A record written by this store never lies that far ahead.
+            Some(ms) => Some(Self::deadline(now.mono, ms).ok_or(StoreError::BadRecord)?),
+        };
         if rec.key.len() > self.config.max_key_len || rec.value.len() > self.config.max_value_len {
             return Err(StoreError::QuotaExceeded);
         }
@@ -378,7 +389,6 @@ impl Store {
         self.clock.observe(version.millis, u64::from(counter));
         let mut e = Entry::new(&rec.key, &rec.value, version);
         e.set_persisted(true);
-        let expires = remaining_ms.map(|ms| now.mono + Duration::from_millis(ms));
         e.set_expiry_and_fence(
             expires.map_or(NO_EXPIRY, Instant::as_nanos),
             rec.fencing_token.clone(),
@@ -589,6 +599,16 @@ impl Store {
         (outcome, true)
     }
 
+    /// The deadline of a key written at `now` with `PX ms`: `None` when `ms` is above
+    /// [`MAX_PX_MS`] or the deadline would reach the "no expiry" marker.
+    fn deadline(now: Instant, ms: u64) -> Option<Instant> {
+        if ms > MAX_PX_MS {
+            return None;
+        }
+        let nanos = now.as_nanos().checked_add(ms.checked_mul(1_000_000)?)?;
+        (nanos != NO_EXPIRY).then_some(Instant::from_nanos(nanos))
+    }
+
     /// Fencing rule (docs/protocol.md §8.2, steps 2–4) for a key that exists.
     fn fencing_refusal(e: &Entry, ft: Option<&Hlc>) -> Option<ServiceError> {
         let stored = e.fence()?;
@@ -610,6 +630,14 @@ impl Store {
         persist: bool,
         now: Now,
     ) -> Outcome {
+        // A deadline the monotonic clock cannot represent would read as "no expiry".
+        let expires = match px_ms {
+            None => None,
+            Some(ms) => match Self::deadline(now.mono, ms) {
+                Some(at) => Some(at),
+                None => return Outcome::error(ServiceError::SyntaxError),
+            },
+        };
         let mut fence = ft;
         // (data length, expiry, persisted) of the key being replaced.
         let mut old: Option<(usize, u64, bool)> = None;
@@ -650,7 +678,6 @@ impl Store {
             }
         }
         // Redis semantics: a SET without PX clears an earlier TTL.
-        let expires = px_ms.map(|ms| now.mono + Duration::from_millis(ms));
         let expires_nanos = expires.map_or(NO_EXPIRY, Instant::as_nanos);
         match self.keys.get_mut(&key) {
             Some(e) => {

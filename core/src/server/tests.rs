@@ -704,6 +704,95 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// What the protocol asks for in reply to a request PUBLISH.
+#[derive(Debug)]
+enum Expect {
+    /// No reply: nowhere to send it, or a response topic in the store's own namespace.
+    Nothing,
+    /// An RPC error status, with the header named in `__propName` when there is one.
+    Status(&'static str, Option<&'static str>),
+    /// A 200 whose payload answers the command.
+    Payload,
+}
+
+/// `<major>.<minor>`, both decimal.
+fn version_major(v: &[u8]) -> Option<u32> {
+    let text = core::str::from_utf8(v).ok()?;
+    let (major, minor) = text.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|c| c.is_ascii_digit());
+    if !digits(major) || !digits(minor) {
+        return None;
+    }
+    major.parse().ok()
+}
+
+/// The protocol's rules, checked in its order (written out here, not taken from the store).
+fn expected_reply(msg: &Message) -> Expect {
+    let (Some(topic), Some(corr)) = (&msg.response_topic, &msg.correlation_data) else {
+        return Expect::Nothing;
+    };
+    let unpublishable = topic.is_empty()
+        || topic.iter().any(|&c| matches!(c, b'+' | b'#' | 0))
+        || core::str::from_utf8(topic).is_err();
+    if corr.is_empty() || unpublishable {
+        return Expect::Nothing;
+    }
+    if topic.as_ref() == REQUEST_TOPIC.as_bytes()
+        || topic.starts_with(NOTIFY_TOPIC_PREFIX.as_bytes())
+    {
+        return Expect::Nothing;
+    }
+    if let Some(v) = msg.user_property("__protVer") {
+        match version_major(v) {
+            Some(1) => {}
+            Some(_) => return Expect::Status("505", None),
+            None => return Expect::Status("400", Some("__protVer")),
+        }
+    }
+    if msg.message_expiry_secs.is_none() {
+        return Expect::Status("400", Some("Message Expiry"));
+    }
+    if msg.user_property("__srcId").is_none_or(|id| id.is_empty()) {
+        return Expect::Status("400", Some("__srcId"));
+    }
+    if msg
+        .content_type
+        .as_ref()
+        .is_some_and(|ct| ct.as_ref() != CONTENT_TYPE.as_bytes())
+    {
+        return Expect::Status("415", Some("Content Type"));
+    }
+    Expect::Payload
+}
+
+/// A 200 reply's payload is one RESP3 value; a payload that is no valid command gets an error
+/// value, and a SET gets `+OK`, `:-1` or an error.
+fn check_payload_reply(h: &Harness, msg: &Message, reply: &[u8]) -> Result<(), TestCaseError> {
+    let value = crate::resp3::decode(
+        &Bytes::copy_from_slice(reply),
+        &crate::resp3::Limits::default(),
+    );
+    prop_assert!(value.is_ok(), "malformed reply {:?}", reply);
+    let value = value.unwrap();
+    match Request::parse(&msg.payload, &h.store.config().limits) {
+        Err(_) => prop_assert!(
+            matches!(value, crate::resp3::Value::Error(_)),
+            "{:?}",
+            value
+        ),
+        Ok(Request::Set { .. }) => prop_assert!(
+            matches!(
+                &value,
+                crate::resp3::Value::Error(_) | crate::resp3::Value::Integer(-1)
+            ) || matches!(&value, crate::resp3::Value::Simple(t) if t.as_ref() == b"OK"),
+            "{:?}",
+            value
+        ),
+        Ok(_) => {}
+    }
+    Ok(())
+}
+
 proptest! {
     /// Random request sequences: versions strictly increase, a SET version exceeds its request
     /// `__ts`, fencing never accepts a lower token, the store matches a simple reference model,
@@ -713,7 +802,8 @@ proptest! {
         let config = StoreConfig { max_keys: 3, max_data_bytes: 12, max_registrations: 4, max_cached_replies: 3, ..StoreConfig::default() };
         let mut h = Harness::with(config.clone());
         let mut last_version: Option<Hlc> = None;
-        let mut last_msg: Option<Message> = None;
+        // The last request, when it was sent, and its reply (payload, `__ts`).
+        let mut last: Option<(Message, Now, Vec<u8>, Option<Hlc>)> = None;
         // Reference: key -> value (no quotas modelled when a quota error comes back).
         let mut model: alloc::collections::BTreeMap<u8, u8> = alloc::collections::BTreeMap::new();
         let tokens: Vec<String> = (0..6u64).map(|i| Hlc::new(WALL0 + i * 50, i, "t").unwrap().to_string()).collect();
@@ -738,8 +828,33 @@ proptest! {
                 }
                 Op::Disconnect => { h.store.handle_client_disconnected(client.as_bytes()); continue; }
                 Op::Redeliver => {
-                    if let Some(m) = last_msg.clone() {
-                        prop_assert!(h.send(&m).is_some());
+                    if let Some((m, sent_at, payload, ts)) = last.clone() {
+                        let snapshot = |h: &Harness| {
+                            let mut keys: Vec<(Bytes, KeyInfo)> = h.store.iter().collect();
+                            keys.sort_by(|a, b| a.0.cmp(&b.0));
+                            (keys, h.store.clock(), h.store.registration_count())
+                        };
+                        let before = snapshot(&h);
+                        let replayed = h.store.stats().replayed;
+                        let is_get = Request::parse(&m.payload, &config.limits)
+                            .is_ok_and(|r| matches!(r, Request::Get { .. }));
+                        let again = h.send(&m);
+                        prop_assert!(again.is_some());
+                        let again = again.unwrap();
+                        // Within its Message Expiry (10 s) a copy is the same request: answered
+                        // from the cache with the very reply, and not run a second time. A GET
+                        // is not cached (running it again changes nothing).
+                        let live = h.now.mono < sent_at.mono + Duration::from_secs(10);
+                        if live && !is_get {
+                            prop_assert_eq!(h.store.stats().replayed, replayed + 1);
+                            prop_assert_eq!(again.payload(), &payload[..]);
+                            prop_assert_eq!(again.ts(), ts);
+                            prop_assert!(again.notes.is_empty(), "a replay notified again");
+                            prop_assert!(snapshot(&h) == before, "the request ran twice");
+                        }
+                        if is_get {
+                            prop_assert!(snapshot(&h) == before, "a GET changed the store");
+                        }
                     }
                     continue;
                 }
@@ -758,7 +873,7 @@ proptest! {
             let r = h.send(&msg);
             prop_assert!(r.is_some());
             let r = r.unwrap();
-            last_msg = Some(msg);
+            last = Some((msg, h.now, r.payload().to_vec(), r.ts()));
             let mutated = matches!(r.payload(), OK | ONE) && matches!(op, Op::Set{..} | Op::Del{..} | Op::Vdel{..});
             if mutated {
                 if let Some(stored) = stored_before.as_ref().and_then(|s| s.fencing_token.clone()) {
@@ -797,18 +912,25 @@ proptest! {
         prop_assert_eq!(h.store.poll_timeout(), earliest);
     }
 
-    /// Random payloads and random mutations of a valid request never panic, and produce at most
-    /// one reply.
+    /// Random payloads and random mutations of a valid request never panic, and each gets the
+    /// reply the protocol asks for: none when there is nowhere to reply, an RPC status for a
+    /// bad header (the first one that fails, in the protocol's order), else a 200 with a
+    /// well-formed RESP3 value (an error value when the payload is not a valid command). A
+    /// second copy gets the same answer.
     #[test]
-    fn hostile_messages_never_panic(
+    fn hostile_messages_get_the_reply_the_protocol_asks_for(
         payload in proptest::collection::vec(any::<u8>(), 0..64),
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
-        prop_mut in proptest::collection::vec((0usize..8, proptest::collection::vec(any::<u8>(), 0..24)), 0..4),
+        prop_mut in proptest::collection::vec((0usize..10, proptest::collection::vec(any::<u8>(), 0..24)), 0..4),
         expiry in proptest::option::of(any::<u32>()),
     ) {
         let mut h = Harness::new();
         let mut msg = h.request("c", Bytes::from(payload), Ts::Now, Some("1:2:x"));
-        h.send(&msg);
+        let first = h.send(&msg);
+        prop_assert!(first.is_some());
+        let first = first.unwrap();
+        prop_assert_eq!(first.status(), Some(&b"200"[..]));
+        check_payload_reply(&h, &msg, first.payload())?;
         let mut valid = cmd(&[b"SET", b"k", b"v", b"NEX", b"PX", b"100"]).to_vec();
         for (pos, byte) in flips {
             let i = pos % valid.len();
@@ -823,14 +945,101 @@ proptest! {
                 1 => msg.response_topic = Some(v),
                 2 => msg.content_type = Some(v),
                 3 => msg.topic = v,
+                4 => {
+                    // Drop one header (by the first byte of `v`).
+                    let idx = usize::from(v.first().copied().unwrap_or(0)) % msg.user_properties.len().max(1);
+                    if idx < msg.user_properties.len() {
+                        msg.user_properties.remove(idx);
+                    }
+                }
                 _ => {
-                    let idx = i % msg.user_properties.len().max(1);
+                    let idx = (i - 5) % msg.user_properties.len().max(1);
                     if let Some(p) = msg.user_properties.get_mut(idx) { p.1 = v; }
                 }
             }
         }
-        h.send(&msg);
-        h.send(&msg);
+        let expect = expected_reply(&msg);
+        let one = h.send(&msg);
+        let two = h.send(&msg);
+        for reply in [&one, &two] {
+            match (&expect, reply) {
+                (Expect::Nothing, None) => {}
+                (Expect::Status(status, name), Some(r)) => {
+                    prop_assert_eq!(r.status(), Some(status.as_bytes()));
+                    prop_assert_eq!(r.msg.user_property("__propName").map(|v| &v[..]), name.map(str::as_bytes));
+                    prop_assert!(r.payload().is_empty());
+                }
+                (Expect::Payload, Some(r)) => {
+                    prop_assert_eq!(r.status(), Some(&b"200"[..]));
+                    check_payload_reply(&h, &msg, r.payload())?;
+                }
+                (e, r) => prop_assert!(false, "expected {:?}, got {:?}", e, r.as_ref().map(|r| r.status())),
+            }
+        }
+        if let (Some(one), Some(two)) = (&one, &two) {
+            prop_assert_eq!(one.payload(), two.payload());
+            prop_assert_eq!(one.status(), two.status());
+        }
         h.advance(200);
     }
+}
+
+/// A PX whose deadline does not fit the store's clock is refused like any other bad PX, and a
+/// SET + DEL loop with such PX values leaves nothing behind: before, the saturated deadline
+/// equalled the "no expiry" marker, so the key's index entry was never removed again and the
+/// index grew by one entry per loop.
+#[test]
+fn huge_px_is_refused_and_the_expiry_index_stays_bounded() {
+    let mut h = Harness::new();
+    let huge = [
+        u64::MAX.to_string(),
+        (u64::MAX / 1_000_000).to_string(),
+        (MAX_PX_MS + 1).to_string(),
+    ];
+    let mut accepted = Vec::new();
+    for round in 0..300u32 {
+        let px = &huge[round as usize % huge.len()];
+        let key = format!("k{}", round % 7);
+        let r = h.call("c", &[b"SET", key.as_bytes(), b"v", b"PX", px.as_bytes()]);
+        h.call("c", &[b"DEL", key.as_bytes()]);
+        assert!(
+            h.store.expiry.len() <= 1,
+            "expiry index grew to {}",
+            h.store.expiry.len()
+        );
+        assert!(h.store.len() <= 1);
+        if r.payload() != &err("syntax error")[..] {
+            accepted.push(px.clone());
+        }
+    }
+    assert!(accepted.is_empty(), "huge PX accepted: {accepted:?}");
+    assert_eq!((h.store.expiry.len(), h.store.len()), (0, 0));
+    // The largest accepted PX still expires on its deadline and leaves nothing behind.
+    let max = MAX_PX_MS.to_string();
+    assert_eq!(
+        h.call("c", &[b"SET", b"k", b"v", b"PX", max.as_bytes()])
+            .payload(),
+        OK
+    );
+    assert_eq!(h.store.expiry.len(), 1);
+    h.call("c", &[b"DEL", b"k"]);
+    assert_eq!((h.store.expiry.len(), h.store.len()), (0, 0));
+}
+
+/// A restored record whose expiry lies beyond what a SET can ask for is refused before it
+/// replaces anything, and leaves no index entry behind.
+#[test]
+fn restore_refuses_an_unrepresentable_expiry() {
+    let mut h = Harness::new();
+    h.call("c", &[b"SET", b"k", b"old"]);
+    let rec = PersistedKey {
+        key: b("k"),
+        value: b("v"),
+        version: Hlc::new(WALL0, 1, "store").unwrap(),
+        fencing_token: None,
+        expires_at_wall_ms: Some(u64::MAX),
+    };
+    assert_eq!(h.store.restore(&rec, h.now), Err(StoreError::BadRecord));
+    assert_eq!(h.store.get(b"k").map(|i| i.value), Some(b("old")));
+    assert_eq!(h.store.expiry.len(), 0);
 }

@@ -52,6 +52,12 @@ pub trait Workload {
     fn agent(&mut self, node: usize, incarnation: u32, seed: u64) -> Box<dyn Agent>;
     /// Keys that are leases: the world records every grant the store makes on them (for S2).
     fn lease_keys(&self) -> Vec<Bytes>;
+    /// Counters edited under a lock: the world counts every write the store applies to them,
+    /// and at the end each must equal that count, less the writes that may have landed after
+    /// their lock passed on (a lost update).
+    fn counter_keys(&self) -> Vec<Bytes> {
+        Vec::new()
+    }
     /// For L1: the longest time after the faults heal within which some contender must hold
     /// a lease, while contention lasts. `None` disables the check.
     fn liveness_bound(&self) -> Option<core::time::Duration>;
@@ -67,6 +73,10 @@ impl<W: Workload + ?Sized> Workload for Box<W> {
 
     fn lease_keys(&self) -> Vec<Bytes> {
         (**self).lease_keys()
+    }
+
+    fn counter_keys(&self) -> Vec<Bytes> {
+        (**self).counter_keys()
     }
 
     fn liveness_bound(&self) -> Option<core::time::Duration> {
@@ -133,6 +143,14 @@ pub enum Report {
         /// Election key.
         key: Bytes,
     },
+    /// The holder's `safe_until` went down without a new grant (a SET of its own that may
+    /// shorten the store's TTL left).
+    SafeUntilLowered {
+        /// Lease key.
+        key: Bytes,
+        /// The new safe-until (node-local monotonic).
+        safe_until: Instant,
+    },
     /// An edit of a shared counter committed (its fenced write was applied).
     EditCommitted {
         /// Counter key.
@@ -142,6 +160,9 @@ pub enum Report {
     EditUnknown {
         /// Counter key.
         key: Bytes,
+        /// The write may still land after the lock passed on (the lock was lost first, or the
+        /// node crashed), so it may overwrite a later edit's increment.
+        may_still_land: bool,
     },
 }
 
@@ -172,7 +193,8 @@ impl Report {
             | Report::Elected { key }
             | Report::Deposed { key }
             | Report::EditCommitted { key }
-            | Report::EditUnknown { key } => key,
+            | Report::EditUnknown { key, .. }
+            | Report::SafeUntilLowered { key, .. } => key,
         }
     }
 
@@ -225,7 +247,13 @@ impl Report {
             Report::Elected { .. } => h.u64(6),
             Report::Deposed { .. } => h.u64(7),
             Report::EditCommitted { .. } => h.u64(8),
-            Report::EditUnknown { .. } => h.u64(9),
+            Report::EditUnknown { may_still_land, .. } => {
+                h.u64(9 + u64::from(*may_still_land) * 100)
+            }
+            Report::SafeUntilLowered { safe_until, .. } => {
+                h.u64(10);
+                h.u64(safe_until.as_nanos());
+            }
         }
     }
 }

@@ -118,6 +118,10 @@ pub(crate) struct Checker {
     last_hold: BTreeMap<Bytes, u64>,
     commits: BTreeMap<Bytes, u64>,
     unknown_edits: BTreeMap<Bytes, u64>,
+    /// Per counter: unknown-outcome writes that may have landed after their lock passed on.
+    stray_edits: BTreeMap<Bytes, u64>,
+    /// Per counter: writes the store applied (counted by the world).
+    applied: BTreeMap<Bytes, u64>,
     pub(crate) stats: CheckStats,
 }
 
@@ -139,11 +143,34 @@ pub(crate) struct Quiet {
 
 impl Checker {
     /// The store made (or still has) this version of a lease key.
-    pub(crate) fn grant(&mut self, key: &Bytes, version: &Hlc, expires_at: u64) {
+    ///
+    /// A new grant replaces the key's TTL: a holder that still believes the key safe past the
+    /// new expiry breaks S2 at once (a SET of its own with a shorter PX, say, whose effect on
+    /// `safe_until` it did not take into account).
+    pub(crate) fn grant(
+        &mut self,
+        key: &Bytes,
+        version: &Hlc,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), Failure> {
         let grants = self.grants.entry(key.clone()).or_default();
-        if !grants.contains_key(version) {
-            bounded_insert(grants, version.clone(), expires_at);
+        if grants.contains_key(version) {
+            return Ok(());
         }
+        bounded_insert(grants, version.clone(), expires_at);
+        for ((_, node), h) in self
+            .holds
+            .range((key.clone(), 0)..=(key.clone(), usize::MAX))
+        {
+            if h.safe_until > now && h.safe_until > expires_at {
+                return fail(
+                    Invariant::S2SafeUntil,
+                    format!("the store granted {key:?} anew (version {version}) until {expires_at} ns, while c{node} believes it safe (token {}) until {} ns", h.token, h.safe_until),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// A node died: it believes nothing any more.
@@ -308,11 +335,19 @@ impl Checker {
                     );
                 }
             }
+            Report::SafeUntilLowered { .. } => {
+                if let (Some(h), Some(lowered)) = (self.holds.get_mut(&slot), safe_until_g) {
+                    h.safe_until = h.safe_until.min(lowered);
+                }
+            }
             Report::EditCommitted { .. } => {
                 self.stats.edits += 1;
                 *self.commits.entry(key).or_default() += 1;
             }
-            Report::EditUnknown { .. } => {
+            Report::EditUnknown { may_still_land, .. } => {
+                if *may_still_land {
+                    *self.stray_edits.entry(key.clone()).or_default() += 1;
+                }
                 *self.unknown_edits.entry(key).or_default() += 1;
             }
         }
@@ -381,6 +416,11 @@ impl Checker {
         )
     }
 
+    /// The store applied a write to the counter `key`.
+    pub(crate) fn counter_written(&mut self, key: &Bytes) {
+        *self.applied.entry(key.clone()).or_default() += 1;
+    }
+
     /// The counter check at the end of a run: `value` is the store's final value.
     pub(crate) fn counters(
         &self,
@@ -390,6 +430,7 @@ impl Checker {
             .commits
             .keys()
             .chain(self.unknown_edits.keys())
+            .chain(self.applied.keys())
             .collect();
         for key in keys {
             let commits = self.commits.get(key).copied().unwrap_or(0);
@@ -399,6 +440,17 @@ impl Checker {
                 return fail(
                     Invariant::Counter,
                     format!("counter {key:?} ends at {value} after {commits} committed edits and {unknown} with unknown outcome"),
+                );
+            }
+            // Every applied write stores the value it read + 1, so with no update lost the
+            // counter equals the number of applied writes. Only a write that landed after its
+            // lock passed on (the lock lost first, or a crash) can lose one.
+            let applied = self.applied.get(key).copied().unwrap_or(0);
+            let stray = self.stray_edits.get(key).copied().unwrap_or(0);
+            if value > applied || value.saturating_add(stray) < applied {
+                return fail(
+                    Invariant::Counter,
+                    format!("counter {key:?} ends at {value} after {applied} applied writes, {stray} of which may have landed after their lock passed on: an update was lost"),
                 );
             }
         }
@@ -435,8 +487,8 @@ mod tests {
     #[test]
     fn two_holders_at_once_break_s1() {
         let mut c = Checker::default();
-        c.grant(&key(), &t(1), 1_000);
-        c.grant(&key(), &t(2), 2_000);
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
+        c.grant(&key(), &t(2), 2_000, 0).unwrap();
         c.report(0, 10, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
         let e = c
@@ -445,8 +497,8 @@ mod tests {
         assert_eq!(e.invariant, Invariant::S1SingleHolder);
         // After the first hold's safe_until it is fine.
         let mut c = Checker::default();
-        c.grant(&key(), &t(1), 1_000);
-        c.grant(&key(), &t(2), 2_000);
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
+        c.grant(&key(), &t(2), 2_000, 0).unwrap();
         c.report(0, 10, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
         c.report(1, 901, &acquired(t(2), false), Some(1_900), &NOISY)
@@ -456,7 +508,7 @@ mod tests {
     #[test]
     fn safe_until_past_the_grant_breaks_s2() {
         let mut c = Checker::default();
-        c.grant(&key(), &t(1), 1_000);
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
         let e = c
             .report(0, 10, &acquired(t(1), false), Some(1_001), &NOISY)
             .unwrap_err();
@@ -500,7 +552,7 @@ mod tests {
     #[test]
     fn undisturbed_loss_breaks_l2() {
         let mut c = Checker::default();
-        c.grant(&key(), &t(1), 1_000_000);
+        c.grant(&key(), &t(1), 1_000_000, 0).unwrap();
         let quiet = Quiet {
             last_disturbance: Some(5),
             window: Some(10),
@@ -538,7 +590,7 @@ mod tests {
     #[test]
     fn refused_write_while_holding_breaks_s3() {
         let mut c = Checker::default();
-        c.grant(&key(), &t(1), 1_000);
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
         c.report(0, 10, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
         let refused = Report::Write {
@@ -560,7 +612,7 @@ mod tests {
             c.progress(&key(), 10, 20).unwrap_err().invariant,
             Invariant::L1Progress
         );
-        c.grant(&key(), &t(1), 1_000);
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
         c.report(0, 15, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
         c.progress(&key(), 10, 2_000).unwrap();
@@ -582,20 +634,51 @@ mod tests {
             1,
             &Report::EditUnknown {
                 key: counter.clone(),
+                may_still_land: false,
             },
             None,
             &NOISY,
         )
         .unwrap();
+        // The store applied the three committed writes.
+        for _ in 0..3 {
+            c.counter_written(&counter);
+        }
         c.counters(|_| Some(3)).unwrap();
-        c.counters(|_| Some(4)).unwrap();
+        // Above what was applied.
+        assert_eq!(
+            c.counters(|_| Some(4)).unwrap_err().invariant,
+            Invariant::Counter
+        );
         assert_eq!(
             c.counters(|_| Some(2)).unwrap_err().invariant,
             Invariant::Counter
         );
+        // The unknown one was applied too.
+        c.counter_written(&counter);
+        c.counters(|_| Some(4)).unwrap();
         assert_eq!(
             c.counters(|_| Some(5)).unwrap_err().invariant,
             Invariant::Counter
         );
+        // Four writes applied, yet the counter says 3: an increment was overwritten (a write
+        // landed after its lock passed on, and nobody said it could).
+        let lost = c.counters(|_| Some(3)).unwrap_err();
+        assert_eq!(lost.invariant, Invariant::Counter);
+        assert!(lost.message.contains("lost"), "{}", lost.message);
+        // Unless that write may have landed after its lock passed on.
+        c.report(
+            0,
+            1,
+            &Report::EditUnknown {
+                key: counter.clone(),
+                may_still_land: true,
+            },
+            None,
+            &NOISY,
+        )
+        .unwrap();
+        c.counter_written(&counter);
+        c.counters(|_| Some(4)).unwrap();
     }
 }

@@ -26,15 +26,18 @@ pub enum WorkloadKind {
     Edit,
     /// [`LeaderElection`].
     Leader,
+    /// [`LeaseContention`] with manual re-acquires of varied durations.
+    Reacquire,
 }
 
 impl WorkloadKind {
     /// All of them.
-    pub const ALL: [WorkloadKind; 4] = [
+    pub const ALL: [WorkloadKind; 5] = [
         WorkloadKind::Lease,
         WorkloadKind::Lock,
         WorkloadKind::Edit,
         WorkloadKind::Leader,
+        WorkloadKind::Reacquire,
     ];
 
     fn name(self) -> &'static str {
@@ -43,6 +46,7 @@ impl WorkloadKind {
             WorkloadKind::Lock => "lock",
             WorkloadKind::Edit => "edit",
             WorkloadKind::Leader => "leader",
+            WorkloadKind::Reacquire => "reacquire",
         }
     }
 }
@@ -127,6 +131,11 @@ impl Scenario {
             WorkloadKind::Leader => {
                 Box::new(LeaderElection::new(key(b"leader"), t).map_err(|e| format!("{e}"))?)
             }
+            WorkloadKind::Reacquire => Box::new(
+                LeaseContention::new(key(b"lease"), t)
+                    .map_err(|e| format!("{e}"))?
+                    .with_reacquire(),
+            ),
         })
     }
 
@@ -176,6 +185,8 @@ impl fmt::Display for ScenarioParseError {
         write!(f, "bad scenario: {}", self.0)
     }
 }
+
+impl core::error::Error for ScenarioParseError {}
 
 impl FromStr for Scenario {
     type Err = ScenarioParseError;

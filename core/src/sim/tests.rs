@@ -537,3 +537,53 @@ fn a_registration_left_behind_is_reported_as_a_leak() {
     assert_eq!(v.invariant, Invariant::Leak, "{v}");
     assert!(v.message.contains("KEYNOTIFY registrations"), "{v}");
 }
+
+/// Edits whose fenced writes time out and land late (lost and late replies, long tail delays,
+/// reordering; no crash, so every node keeps its promises). With the lock released right after
+/// such a write, the next holder read the counter, the late write landed, and the next
+/// holder's increment overwrote it: the counter ended below the number of writes the store
+/// applied. The edit now keeps the lock until the write can no longer land.
+#[test]
+fn edits_whose_writes_land_late_lose_no_update() {
+    let mut failures = Vec::new();
+    for seed in 0..24u64 {
+        let s = Scenario {
+            seed,
+            workload: WorkloadKind::Edit,
+            clients: 3,
+            lease_ms: 1_500,
+            renew_ms: 500,
+            // Loss, reordering (with tail delays), late replies.
+            faults: FaultMix::from_bits(0b1_0101),
+            run_secs: 20,
+        };
+        if let Err(v) = s.run() {
+            failures.push((alloc::format!("{s}"), v.invariant, v.message.clone()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Holders re-acquire by hand with varied durations, under loss, reordering and late replies,
+/// so a shorter SET of theirs may apply with its outcome unknown. Each new grant is checked
+/// against every holder's belief (S2). Before `safe_until` was capped by every SET that may
+/// still land, the holder kept its old, longer `safe_until` past the shortened TTL.
+#[test]
+fn shorter_reacquires_never_outlive_the_store_ttl() {
+    let mut failures = Vec::new();
+    for seed in 0..24u64 {
+        let s = Scenario {
+            seed,
+            workload: WorkloadKind::Reacquire,
+            clients: 3,
+            lease_ms: 2_000,
+            renew_ms: 500,
+            faults: FaultMix::from_bits(0b1_0101),
+            run_secs: 20,
+        };
+        if let Err(v) = s.run() {
+            failures.push((alloc::format!("{s}"), v.invariant, v.message.clone()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -232,6 +232,8 @@ pub(crate) struct World<'p> {
     response_topics: Vec<Bytes>,
     by_hex_id: BTreeMap<Bytes, usize>,
     lease_keys: Vec<Bytes>,
+    /// Counter keys and the version of each last seen in the store.
+    counters: Vec<(Bytes, Option<crate::hlc::Hlc>)>,
     queue: EventQueue<Ev>,
     rng: Rng,
     now: u64,
@@ -322,6 +324,11 @@ impl<'p> World<'p> {
             });
         }
         let lease_keys = workload.lease_keys();
+        let counters = workload
+            .counter_keys()
+            .into_iter()
+            .map(|k| (k, None))
+            .collect();
         // One timer slot per node, and the store's after them.
         let slots = cfg.clients + 1;
         Ok(World {
@@ -338,6 +345,7 @@ impl<'p> World<'p> {
             response_topics,
             by_hex_id,
             lease_keys,
+            counters,
             queue: EventQueue::new(slots),
             now: 0,
             event: 0,
@@ -895,9 +903,9 @@ impl<'p> World<'p> {
         let mut result = Ok(());
         for r in &reports {
             let safe_until = match r {
-                Report::Acquired { safe_until, .. } | Report::Renewed { safe_until, .. } => {
-                    Some(clock.global_at(*safe_until))
-                }
+                Report::Acquired { safe_until, .. }
+                | Report::Renewed { safe_until, .. }
+                | Report::SafeUntilLowered { safe_until, .. } => Some(clock.global_at(*safe_until)),
                 _ => None,
             };
             self.record(Some(node), TraceKind::Report(Box::new(r.clone())));
@@ -1154,11 +1162,19 @@ impl<'p> World<'p> {
             }
             self.send_to_client(msg);
         }
+        // A request runs at most one write: a new version of a counter is one applied write.
+        for (key, seen) in &mut self.counters {
+            let version = self.store.get(key).map(|i| i.version);
+            if version.is_some() && version != *seen {
+                self.checker.counter_written(key);
+            }
+            *seen = version;
+        }
         if granted {
             for key in &self.lease_keys {
                 if let Some(info) = self.store.get(key) {
                     let expiry = info.expires_at.map_or(u64::MAX, Instant::as_nanos);
-                    self.checker.grant(key, &info.version, expiry);
+                    self.checker.grant(key, &info.version, expiry, self.now)?;
                 }
             }
         }

@@ -16,6 +16,13 @@ async fn next(o: &mut Observation) -> Result<KeyChange, ObserveError> {
         .expect("observation ended")
 }
 
+/// The tests of this binary share one emulator; the observation test counts the requests it
+/// handles, so they take turns.
+async fn one_at_a_time() -> async_std::sync::MutexGuard<'static, ()> {
+    static TURN: async_std::sync::Mutex<()> = async_std::sync::Mutex::new(());
+    TURN.lock().await
+}
+
 async fn connect(name: &str) -> Connection {
     let options = ConnectionOptions::new(
         "127.0.0.1",
@@ -28,6 +35,7 @@ async fn connect(name: &str) -> Connection {
 
 #[async_std::test]
 async fn set_get_del_vdel_and_fencing() {
+    let _turn = one_at_a_time().await;
     let _store = test_store();
     let conn = connect("as-ops").await;
     let store = conn.state_store();
@@ -112,6 +120,7 @@ async fn set_get_del_vdel_and_fencing() {
 
 #[async_std::test]
 async fn observe_delivers_changes_and_dropping_unregisters() {
+    let _turn = one_at_a_time().await;
     let store_server = test_store();
     let conn = connect("as-observe").await;
     let store = conn.state_store();
@@ -147,10 +156,20 @@ async fn observe_delivers_changes_and_dropping_unregisters() {
         "KEYNOTIFY STOP after the last observer"
     );
 
-    // A dropped observe() future leaves nothing behind either.
-    let fut = store.observe(key.clone());
-    let _ = async_std::future::timeout(Duration::from_micros(1), fut).await;
-    let s = store_server.wait_for(|s| s.registrations == before).await;
+    // A dropped observe() future leaves nothing behind either: dropped after one poll, before
+    // its answer, its KEYNOTIFY still reaches the store (the request count moves by it and by
+    // the STOP that undoes it), and then the registration is gone.
+    let handled = store_server.snapshot().stats.requests;
+    let polled = futures_lite::future::poll_once(store.observe(key.clone())).await;
+    assert!(polled.is_none(), "answered on its first poll");
+    let s = store_server
+        .wait_for(|s| s.stats.requests >= handled + 2 && s.registrations == before)
+        .await;
+    assert_eq!(
+        s.stats.requests - handled,
+        2,
+        "the dropped observe() reached the store, and its STOP followed"
+    );
     assert_eq!(s.registrations, before);
     conn.close().await;
 }

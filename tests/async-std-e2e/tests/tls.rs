@@ -1,7 +1,7 @@
 //! TLS end to end on the async-std adapter: a private Mosquitto whose TLS listener requires a
 //! client certificate, the emulator on its plain listener. A lock, a fenced write and a read
-//! go through TLS; a missing client certificate and an untrusted server are connection errors,
-//! not hangs.
+//! go through TLS; a missing client certificate, an untrusted server and a closed port are
+//! connection errors, not hangs, each with its own cause.
 
 use std::time::Duration;
 
@@ -51,20 +51,55 @@ async fn tls_with_custom_ca_and_client_certificate() {
     lock.unlock().await.expect("unlock");
     conn.close().await;
 
-    // The broker requires a client certificate.
+    // The broker requires a client certificate: our CA verified the server (the handshake got
+    // that far), and the broker refused us with TLS's "certificate required" alert.
     let no_cert = TlsOptions::new().ca_file(&pki.ca);
     let r = Connection::connect(options("as-tls-nocert", no_cert)).await;
-    assert!(matches!(r, Err(ConnectError::Timeout(Some(_)))), "{r:?}");
+    let cause = connect_cause(r);
+    assert!(
+        cause.contains("received fatal alert: CertificateRequired"),
+        "{cause}"
+    );
 
-    // A server whose certificate our CA did not sign is refused.
+    // A server whose certificate our CA did not sign is refused by our own verification.
     let wrong_ca = TlsOptions::new()
         .ca_file(&pki.other_ca)
         .client_cert(&pki.client_cert, &pki.client_key);
-    match Connection::connect(options("as-tls-wrongca", wrong_ca)).await {
-        Err(ConnectError::Timeout(Some(e))) => {
-            let e = e.to_lowercase();
-            assert!(e.contains("tls") || e.contains("certificate"), "{e}");
-        }
-        other => panic!("untrusted server accepted: {other:?}"),
+    let r = Connection::connect(options("as-tls-wrongca", wrong_ca)).await;
+    let cause = connect_cause(r);
+    assert!(
+        cause.contains("invalid peer certificate: UnknownIssuer"),
+        "{cause}"
+    );
+
+    // Nothing listening: refused before any TLS, which the causes above must not be.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let good = TlsOptions::new()
+        .ca_file(&pki.ca)
+        .client_cert(&pki.client_cert, &pki.client_key);
+    let r = Connection::connect(
+        ConnectionOptions::new(
+            "127.0.0.1",
+            closed_port,
+            format!("as-tls-refused-{}", std::process::id()),
+        )
+        .tls(good)
+        .connect_timeout(Duration::from_secs(2)),
+    )
+    .await;
+    let cause = connect_cause(r);
+    assert!(cause.contains("Connection refused"), "{cause}");
+    assert!(!cause.contains("certificate"), "{cause}");
+}
+
+/// The cause of a failed connect: the connect wait ended with the last connection error.
+fn connect_cause(r: Result<Connection, ConnectError>) -> String {
+    match r {
+        Err(ConnectError::Timeout(Some(cause))) => cause,
+        Err(other) => panic!("expected the connect wait to end with a cause, got {other:?}"),
+        Ok(_) => panic!("connected where the connection must fail"),
     }
 }

@@ -1,14 +1,26 @@
 //! The official Rust client (`azure_iot_operations_services` 1.3) against the leasedlock
 //! emulator over Mosquitto: state-store operations, observation, leases and a contended lock.
 
+use std::cmp::Ordering;
 use std::time::Duration;
 
+use azure_iot_operations_protocol::common::hybrid_logical_clock::HybridLogicalClock;
 use azure_iot_operations_services::leased_lock;
 use azure_iot_operations_services::state_store::{self, Operation, SetCondition, SetOptions};
 use leasedlock_interop_tests::{unique, Official};
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(5);
+
+/// The order of fencing tokens (the store's rule): milliseconds, then counter, then node id
+/// byte-wise. The official client parses tokens but gives them no order of its own.
+fn hlc_cmp(a: &HybridLogicalClock, b: &HybridLogicalClock) -> Ordering {
+    (a.timestamp, a.counter, a.node_id.as_bytes()).cmp(&(
+        b.timestamp,
+        b.counter,
+        b.node_id.as_bytes(),
+    ))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_get_del_vdel() {
@@ -201,7 +213,7 @@ async fn lease_acquire_renew_release_holder() {
         .acquire(Duration::from_secs(1), T, Some(Duration::from_millis(300)))
         .await
         .expect("renew");
-    assert!(t2.to_string() != t1.to_string());
+    assert_eq!(hlc_cmp(&t2, &t1), Ordering::Greater, "renewal {t2} > {t1}");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(
         b.lease.get_holder(T).await.unwrap(),
@@ -214,7 +226,11 @@ async fn lease_acquire_renew_release_holder() {
         .acquire(Duration::from_secs(2), T, None)
         .await
         .expect("free after release");
-    assert!(tb.to_string() != t2.to_string());
+    assert_eq!(
+        hlc_cmp(&tb, &t2),
+        Ordering::Greater,
+        "next holder {tb} > {t2}"
+    );
     b.lease.release(T).await.unwrap();
     a.close().await;
     b.close().await;
@@ -245,7 +261,7 @@ async fn lock_contention_between_two_official_clients() {
         .expect("B acquires")
         .unwrap();
     let tb = tb.expect("B's token");
-    assert!(tb.to_string() > ta.to_string(), "{tb} > {ta}");
+    assert_eq!(hlc_cmp(&tb, &ta), Ordering::Greater, "{tb} > {ta}");
     assert_eq!(
         a.lease.get_holder(T).await.unwrap(),
         Some(b_id.into_bytes())
@@ -256,16 +272,14 @@ async fn lock_contention_between_two_official_clients() {
 }
 
 /// Lock hand-over after expiry: the holder vanishes without unlocking; the waiter gets the lock
-/// once the lease expires, thanks to the expiry DELETE notification.
+/// once the lease expires, thanks to the expiry DELETE notification, and not a moment before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_hand_over_on_expiry() {
+    const LEASE: Duration = Duration::from_millis(700);
     let name = unique("lockx");
     let a = Official::connect("interop-xa", &name);
     let b = Official::connect("interop-xb", &name);
-    a.lock
-        .lock(Duration::from_millis(700), T, None)
-        .await
-        .expect("A locks");
+    let ta = a.lock.lock(LEASE, T, None).await.expect("A locks");
     let tb = timeout(
         Duration::from_secs(5),
         b.lock.lock(Duration::from_secs(5), T, None),
@@ -273,7 +287,19 @@ async fn lock_hand_over_on_expiry() {
     .await
     .expect("B acquires after A's lease expires")
     .expect("a token");
-    assert!(tb.to_string().len() > 10);
+    // Each token is the version the store stamped on the lock key when it applied that holder's
+    // SET, read from the store's own clock (the store is the one deciding expiry). So A's grant
+    // ran until `ta + LEASE` on that clock, and B's SET can only have applied at or after it.
+    let a_expires = ta.timestamp + LEASE;
+    assert!(
+        tb.timestamp >= a_expires,
+        "B got the lock at {tb}, before A's lease (granted at {ta}) expired at +{LEASE:?}"
+    );
+    assert_eq!(hlc_cmp(&tb, &ta), Ordering::Greater, "{tb} > {ta}");
+    assert_eq!(
+        a.lease.get_holder(T).await.unwrap(),
+        Some(b.id.clone().into_bytes())
+    );
     b.lock.unlock(T).await.unwrap();
     a.close().await;
     b.close().await;

@@ -166,6 +166,15 @@ impl Env {
             .unwrap_or(0)
     }
 
+    /// Requests the emulator has handled so far (a counter that only grows): a scenario that
+    /// must know a request reached the store waits for it to move.
+    pub fn requests(&self) -> u64 {
+        self.emulator
+            .as_ref()
+            .map(|e| e.snapshot().stats.requests)
+            .unwrap_or(0)
+    }
+
     /// Keys the emulator stores now.
     pub fn keys(&self) -> usize {
         self.emulator

@@ -39,6 +39,28 @@ pub async fn dropped_after_one_poll<T>(fut: impl Future<Output = T>) -> bool {
     std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())).await
 }
 
+/// Drives `fut` until `ready` holds (checked every 20 ms), then drops it: for dropping an
+/// operation at a known point of its life (its registration seen on the store, say) rather than
+/// after a guessed delay. Panics with `what` if `fut` finishes first or `limit` passes.
+pub async fn drop_when<R: Runtime, T: std::fmt::Debug>(
+    rt: &R,
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = T>,
+    mut ready: impl FnMut() -> bool,
+) {
+    let mut fut = pin!(fut);
+    let start = std::time::Instant::now();
+    while !ready() {
+        if let Some(v) = within(rt, Duration::from_millis(20), fut.as_mut()).await {
+            panic!("{what}: finished ({v:?}) before it was ready to be dropped");
+        }
+        if start.elapsed() >= limit {
+            panic!("{what}: not ready within {limit:?}");
+        }
+    }
+}
+
 /// Like [`within`], panicking with `what` on timeout: a hang is a test failure, not a hang.
 pub async fn must<R: Runtime, T>(
     rt: &R,

@@ -8,7 +8,7 @@
 
 use core::time::Duration;
 use leasedlock_core::sim::{FaultMix, Recurring, Scenario, WorkloadKind};
-use leasedlock_sim_tests::{cases, replay_and_print, replay_request};
+use leasedlock_sim_tests::{cases, proptest_config, replay_and_print, replay_request};
 use proptest::prelude::*;
 
 fn workload() -> impl Strategy<Value = WorkloadKind> {
@@ -17,6 +17,7 @@ fn workload() -> impl Strategy<Value = WorkloadKind> {
         Just(WorkloadKind::Lock),
         Just(WorkloadKind::Edit),
         Just(WorkloadKind::Leader),
+        Just(WorkloadKind::Reacquire),
     ]
 }
 
@@ -54,7 +55,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(24), ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(24))]
 
     #[test]
     fn every_invariant_holds(s in scenario()) {
@@ -171,10 +172,10 @@ fn different_seeds_differ() {
 }
 
 /// `LEASEDLOCK_SEED=<u64>` or `LEASEDLOCK_SCENARIO=<line>` replays one run with its full trace
-/// (without either, replays seed 0 quietly to keep the path tested).
+/// (without either, replays seed 0 quietly to keep the path tested; a malformed value fails).
 #[test]
 fn replay() {
-    match replay_request() {
+    match replay_request().unwrap_or_else(|e| panic!("{e}")) {
         Some(s) => {
             let r = replay_and_print(&s);
             assert!(r.result.is_ok(), "violation replayed");

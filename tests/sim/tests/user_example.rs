@@ -33,7 +33,7 @@ use leasedlock_core::sim::{
     Agent, Ctx, FaultMix, Invariant, Report, Sim, SimConfig, Violation, Workload, WriteOutcome,
 };
 use leasedlock_core::time::Instant;
-use leasedlock_sim_tests::cases;
+use leasedlock_sim_tests::proptest_config;
 use proptest::prelude::*;
 
 const LEASE: &[u8] = b"job";
@@ -330,21 +330,15 @@ fn run(seed: u64, clients: usize, faults: FaultMix, careless: bool) -> Result<u6
     Ok(summary.checks.writes_accepted)
 }
 
-/// The fault classes explored here. Heavy-tail reordering (bit 2) is left out until the lease
-/// machine's late-release fix lands (see `broken.rs`); `LEASEDLOCK_SIM_ALL_FAULTS=1` adds it.
+/// The fault classes explored here: all of them, heavy-tail reordering included.
 fn faults(bits: u16) -> FaultMix {
-    let mask = if std::env::var("LEASEDLOCK_SIM_ALL_FAULTS").is_ok() {
-        0x3ff
-    } else {
-        0x3ff & !(1 << 2)
-    };
-    FaultMix::from_bits(bits & mask)
+    FaultMix::from_bits(bits & 0x3ff)
 }
 
 // Step 3: proptest picks the seed, the size and the faults; a failure shrinks toward fewer
 // nodes and fewer fault classes and prints the seed with the last trace lines.
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(16), ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(16))]
 
     #[test]
     fn singleton_job_survives_races(seed in any::<u64>(), clients in 2usize..=6, bits in 0u16..1024) {

@@ -189,6 +189,17 @@ pub async fn connect_to(
         .map_err(|e| Failure::from(e).context(&format!("cannot connect to {broker}")))
 }
 
+/// The least time a renewal of a supervised command's lease gets between being sent and the
+/// moment SIGTERM is due (see [`RenewPlan::for_command`]).
+pub const MIN_RENEW_ROOM: Duration = Duration::from_millis(20);
+
+/// The `--grace` of `lock` and `elect` when none is given: a sixth of `--ttl`. With the renewal
+/// every third and the margin of at most a twentieth (above 2 s), about half the lease is left
+/// for a renewal to complete.
+pub fn default_grace(ttl: Duration) -> Duration {
+    ttl / 6
+}
+
 /// Renewal plan for a held lease of duration `ttl`: renew every third of it, keep each request
 /// within another third, and a safety margin of 5 % (at least 100 ms) below that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +245,52 @@ impl RenewPlan {
             timeout,
             margin,
         })
+    }
+
+    /// The plan for a command run under a lease (`lock`, `elect`) that gets SIGTERM `grace`
+    /// before the lease's safe end (default: [`default_grace`]), and the grace.
+    ///
+    /// A grant issued at `t` is safe until `t + ttl − margin`; SIGTERM is due `grace` before
+    /// that. The next renewal is sent at `t + renew` and must be able to complete before SIGTERM
+    /// is due, or a lease that is renewed normally would still stop the command. So the room
+    /// `ttl − margin − renew − grace` must exceed [`MIN_RENEW_ROOM`]; half of it bounds each
+    /// request, the other half leaves time for a retry of a renewal that failed transiently.
+    pub fn for_command(
+        ttl: Duration,
+        grace: Option<Duration>,
+        max_timeout: Duration,
+    ) -> Result<(RenewPlan, Duration), Failure> {
+        let plan = RenewPlan::new(ttl, None, max_timeout).map_err(|f| f.context("--ttl"))?;
+        let grace_given = grace.is_some();
+        let grace = grace.unwrap_or_else(|| default_grace(ttl));
+        let until_term = ttl.saturating_sub(plan.margin + plan.renew);
+        let room = until_term
+            .checked_sub(grace)
+            .filter(|room| *room > MIN_RENEW_ROOM);
+        let Some(room) = room else {
+            let which = if grace_given {
+                "--grace"
+            } else {
+                "the default --grace (a sixth of --ttl)"
+            };
+            let largest = until_term.saturating_sub(MIN_RENEW_ROOM);
+            return Err(Failure::new(
+                exit::USAGE,
+                format!(
+                    "{which} of {} ms does not fit a {} ms lease: SIGTERM is due --grace before \
+                     the lease's safe end (--ttl minus the {} ms margin after each renewal is \
+                     sent), and the renewal sent every {} ms must be able to complete before \
+                     that; use a --grace below {} ms or a longer --ttl",
+                    grace.as_millis(),
+                    ttl.as_millis(),
+                    plan.margin.as_millis(),
+                    plan.renew.as_millis(),
+                    largest.as_millis()
+                ),
+            ));
+        };
+        let timeout = plan.timeout.min(room / 2).max(Duration::from_millis(10));
+        Ok((RenewPlan { timeout, ..plan }, grace))
     }
 
     /// The adapter's acquire options for this plan.
@@ -285,6 +342,73 @@ mod tests {
         .expect_err("renew = ttl");
         assert_eq!(err.code, exit::USAGE);
         assert!(RenewPlan::new(Duration::from_millis(100), None, Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn command_plans_fit_the_grace_next_to_the_renewals() {
+        let ten = Duration::from_secs(10);
+        // The defaults: --ttl 10s, grace 10/6 s.
+        let (p, grace) = RenewPlan::for_command(ten, None, DEFAULT_TIMEOUT).expect("10s");
+        assert_eq!(grace, ten / 6);
+        assert!(p.renew + p.timeout < ten - p.margin - grace);
+        // Commonly used leases with the default grace.
+        for ttl_ms in [300, 500, 1000, 2000, 3000, 5000, 30_000, 60_000] {
+            let ttl = Duration::from_millis(ttl_ms);
+            assert!(
+                RenewPlan::for_command(ttl, None, DEFAULT_TIMEOUT).is_ok(),
+                "{ttl_ms} ms with the default grace"
+            );
+        }
+        // A 5 s grace fits a 10 s lease (SIGTERM due 4.5 s after the grant, the renewal sent at
+        // 3.3 s gets 0.58 s), but not a 5 s lease: SIGTERM would be due before the lease starts.
+        let (p, _) = RenewPlan::for_command(ten, Some(Duration::from_secs(5)), DEFAULT_TIMEOUT)
+            .expect("5s grace in a 10s lease");
+        assert!(p.renew + 2 * p.timeout <= ten - p.margin - Duration::from_secs(5));
+        let five = Duration::from_secs(5);
+        let err = RenewPlan::for_command(five, Some(five), DEFAULT_TIMEOUT)
+            .expect_err("5s grace in a 5s lease");
+        assert_eq!(err.code, exit::USAGE);
+        assert!(err.message.contains("--grace"), "{}", err.message);
+        assert!(err.message.contains("renewal"), "{}", err.message);
+        // The largest grace the message offers is accepted; that plus a millisecond is not.
+        let ttl = Duration::from_secs(2);
+        let largest = ttl - (Duration::from_millis(100) + ttl / 3) - MIN_RENEW_ROOM;
+        assert!(RenewPlan::for_command(
+            ttl,
+            Some(largest - Duration::from_millis(1)),
+            DEFAULT_TIMEOUT
+        )
+        .is_ok());
+        assert!(RenewPlan::for_command(ttl, Some(largest), DEFAULT_TIMEOUT).is_err());
+    }
+
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    proptest! {
+        #[test]
+        fn the_default_grace_fits_every_ttl_from_250_ms(ttl_ms in 250u64..10_000_000) {
+            let ttl = Duration::from_millis(ttl_ms);
+            prop_assert!(RenewPlan::for_command(ttl, None, DEFAULT_TIMEOUT).is_ok());
+        }
+
+        #[test]
+        fn command_plan_leaves_room_for_a_renewal_before_sigterm(
+            ttl_ms in 0u64..100_000,
+            grace_ms in proptest::option::of(0u64..100_000),
+            max_ms in 1u64..20_000,
+        ) {
+            let ttl = Duration::from_millis(ttl_ms);
+            let grace = grace_ms.map(Duration::from_millis);
+            if let Ok((p, g)) = RenewPlan::for_command(ttl, grace, Duration::from_millis(max_ms)) {
+                // A renewal sent on schedule completes (or times out) before SIGTERM is due...
+                prop_assert!(p.renew + p.timeout + g + p.margin < ttl);
+                // ...with time for a retry.
+                prop_assert!(p.renew + 2 * p.timeout + g + p.margin <= ttl);
+                // And the core's own rule holds.
+                prop_assert!(p.renew + p.timeout + p.margin < ttl);
+                prop_assert_eq!(g, grace.unwrap_or(ttl / 6));
+            }
+        }
     }
 
     proptest! {

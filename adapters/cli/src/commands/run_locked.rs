@@ -1,8 +1,10 @@
 //! `lock NAME -- CMD` and `elect NAME -- CMD`: run a command under a lease, renewed while it
-//! runs, stopped if the lease is lost, released when it ends.
+//! runs, stopped before the lease can pass to anyone else, released when it ends (after what
+//! it left running in its process group was killed). See [`crate::supervise`] for the timeline
+//! and [`crate::guard`] for what happens when `leasedlock` itself dies.
 
 use std::ffi::OsString;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use leasedlock_tokio::{Connection, Hlc, LeaderOptions, LockError, LockOptions};
 
@@ -11,7 +13,7 @@ use crate::commands::common::{lossy, Report, ShutdownSignals};
 use crate::commands::connect::{connect, Failure, RenewPlan};
 use crate::exit;
 use crate::supervise::{
-    supervise, ChildSpec, Outcome, Supervised, Terminated, FENCING_TOKEN_ENV, HOLDER_ENV,
+    supervise, ChildSpec, Outcome, Stop, Supervised, Terminated, FENCING_TOKEN_ENV, HOLDER_ENV,
     LOCK_NAME_ENV,
 };
 
@@ -23,23 +25,33 @@ fn child_spec(
     name: &str,
     holder: &str,
     token: &Hlc,
+    safe_until: Option<Instant>,
+    report: Report,
 ) -> Result<ChildSpec, Failure> {
     let spec = ChildSpec::from_argv(command)
         .ok_or_else(|| Failure::new(exit::USAGE, "no command given after `--`"))?;
     Ok(spec
+        .json_errors(report.is_json())
+        // The guard kills the group at the safe end by itself unless a renewal moved it: even a
+        // stopped leasedlock cannot keep the command running past the lease.
+        .kill_by(safe_until.unwrap_or_else(Instant::now))
         .env(FENCING_TOKEN_ENV, token.to_string())
         .env(LOCK_NAME_ENV, name)
         .env(HOLDER_ENV, holder))
 }
 
-fn describe_stop(terminated: &Terminated, grace: Duration) -> String {
+fn describe_stop<R>(why: &Stop<R>, terminated: &Terminated) -> String {
+    let when = match why {
+        Stop::Ended(_) => "at once",
+        Stop::NotRenewed { .. } => "--grace before the lease's safe end",
+    };
     if terminated.killed {
         format!(
-            "the command was sent SIGTERM and, still running after {} ms, SIGKILL",
-            grace.as_millis()
+            "the command was sent SIGTERM {when} and, still running at the lease's safe end, \
+             SIGKILL"
         )
     } else {
-        "the command was sent SIGTERM".to_string()
+        format!("the command was sent SIGTERM {when}")
     }
 }
 
@@ -47,12 +59,11 @@ fn describe_stop(terminated: &Terminated, grace: Duration) -> String {
 pub async fn lock(global: &GlobalOptions, args: &LockArgs, report: Report) -> Result<u8, Failure> {
     let mut signals = ShutdownSignals::new();
     // For `lock`, --timeout bounds the wait for the lock; requests keep the default.
-    let plan =
-        RenewPlan::new(args.ttl, None, DEFAULT_REQUEST_TIMEOUT).map_err(|f| f.context("--ttl"))?;
+    let (plan, grace) = RenewPlan::for_command(args.ttl, args.grace, DEFAULT_REQUEST_TIMEOUT)?;
     let conn = connect(global, plan.timeout)
         .await
         .map_err(|f| Failure::new(exit::WRAPPER_FAILED, f.message))?;
-    let result = lock_with(&conn, global, args, plan, &mut signals, report).await;
+    let result = lock_with(&conn, global, args, plan, grace, &mut signals, report).await;
     conn.close().await;
     result
 }
@@ -62,6 +73,7 @@ async fn lock_with(
     global: &GlobalOptions,
     args: &LockArgs,
     plan: RenewPlan,
+    grace: Duration,
     signals: &mut ShutdownSignals,
     report: Report,
 ) -> Result<u8, Failure> {
@@ -89,7 +101,14 @@ async fn lock_with(
         () = signals.recv() => return Ok(INTERRUPTED),
     };
     tracing::info!(name = %args.name, %holder, %token, "lock acquired");
-    let spec = child_spec(&args.command, &args.name, &holder, &token)?;
+    let spec = child_spec(
+        &args.command,
+        &args.name,
+        &holder,
+        &token,
+        lock.safe_until(),
+        report,
+    )?;
     let mut child = match Supervised::spawn(&spec) {
         Ok(child) => child,
         Err(e) => {
@@ -98,7 +117,7 @@ async fn lock_with(
             return Ok(e.exit_code());
         }
     };
-    let outcome = supervise(&mut child, lock.lost(), args.grace)
+    let outcome = supervise(&mut child, lock.lost(), || lock.safe_until(), grace)
         .await
         .map_err(|e| {
             Failure::new(
@@ -107,6 +126,8 @@ async fn lock_with(
             )
         })?;
     match outcome {
+        // `Supervised::wait` returned only once the command's group was killed: nothing of it
+        // runs when the lock is released.
         Outcome::Exited(status) => {
             if let Err(e) = lock.unlock().await {
                 // The command's status still stands; the lock expires after --ttl anyway.
@@ -118,7 +139,7 @@ async fn lock_with(
             report.error(&format!(
                 "lost the lock {} ({why}); {}",
                 args.name,
-                describe_stop(&terminated, args.grace)
+                describe_stop(&why, &terminated)
             ));
             let _ = lock.unlock().await;
             Ok(exit::LEASE_LOST)
@@ -133,12 +154,11 @@ pub async fn elect(
     report: Report,
 ) -> Result<u8, Failure> {
     let mut signals = ShutdownSignals::new();
-    let plan =
-        RenewPlan::new(args.ttl, None, global.request_timeout()).map_err(|f| f.context("--ttl"))?;
+    let (plan, grace) = RenewPlan::for_command(args.ttl, args.grace, global.request_timeout())?;
     let conn = connect(global, plan.timeout)
         .await
         .map_err(|f| Failure::new(exit::WRAPPER_FAILED, f.message))?;
-    let result = elect_with(&conn, args, plan, &mut signals, report).await;
+    let result = elect_with(&conn, args, plan, grace, &mut signals, report).await;
     conn.close().await;
     result
 }
@@ -147,6 +167,7 @@ async fn elect_with(
     conn: &Connection,
     args: &ElectArgs,
     plan: RenewPlan,
+    grace: Duration,
     signals: &mut ShutdownSignals,
     report: Report,
 ) -> Result<u8, Failure> {
@@ -154,6 +175,7 @@ async fn elect_with(
     let leader = conn
         .leader(args.name.clone())
         .map_err(|e| wrapper(e.into()))?;
+    // The leader handle does not say which holder value it stores; it is the client id.
     let holder = conn.client_id().to_string();
     let options = LeaderOptions::new(args.ttl)
         .acquire(plan.acquire_options())
@@ -171,7 +193,14 @@ async fn elect_with(
             }
         };
         tracing::info!(name = %args.name, token = %term.token(), "elected");
-        let spec = child_spec(&args.command, &args.name, &holder, term.token())?;
+        let spec = child_spec(
+            &args.command,
+            &args.name,
+            &holder,
+            term.token(),
+            Some(term.safe_until()),
+            report,
+        )?;
         let mut child = match Supervised::spawn(&spec) {
             Ok(child) => child,
             Err(e) => {
@@ -181,8 +210,16 @@ async fn elect_with(
             }
         };
         // While the command runs, its own reaction to SIGINT/SIGTERM decides (they are
-        // forwarded to it); ours resume when it is gone.
-        let outcome = supervise(&mut child, term.cancelled(), args.grace)
+        // forwarded to it); ours resume when it is gone. The term's safe end as renewals move
+        // it; `None` once this term is over.
+        let term_safe_until = || -> Option<Instant> {
+            leader
+                .term()
+                .filter(|t| t.number() == term.number() && !t.is_cancelled())
+                .map(|t| t.safe_until())
+                .filter(|s| Instant::now() < *s)
+        };
+        let outcome = supervise(&mut child, term.cancelled(), term_safe_until, grace)
             .await
             .map_err(|e| {
                 Failure::new(
@@ -195,15 +232,32 @@ async fn elect_with(
                 let _ = leader.resign().await;
                 return Ok(exit::from_status(status));
             }
-            Outcome::Stopped { terminated, .. } => {
+            Outcome::Stopped { why, terminated } => {
+                let reason = match &why {
+                    Stop::Ended(()) => "deposed",
+                    Stop::NotRenewed { .. } => {
+                        "no renewal succeeded in time to keep the command running"
+                    }
+                };
                 report.error(&format!(
-                    "deposed as leader of {}; {}",
+                    "no longer leader of {} ({reason}); {}",
                     args.name,
-                    describe_stop(&terminated, args.grace)
+                    describe_stop(&why, &terminated)
                 ));
                 if args.once {
                     let _ = leader.resign().await;
                     return Ok(exit::LEASE_LOST);
+                }
+                if matches!(why, Stop::NotRenewed { .. }) {
+                    // The term may still be current (a renewal late, not failed): it must not
+                    // hand the command a term that is about to end again at once. Give it up
+                    // and stand again.
+                    // (Resigning a campaign that has already stopped is not an error here.)
+                    let _ = leader.resign().await;
+                    leader
+                        .campaign(&options)
+                        .await
+                        .map_err(|e| wrapper(e.into()))?;
                 }
             }
         }

@@ -81,7 +81,7 @@ fn maybe_applied(e: &EditError) -> bool {
                 | RequestError::Busy
                 | RequestError::Timeout { sent: false }
         ),
-        EditError::UnexpectedReply => true,
+        EditError::UnexpectedReply | EditError::OutcomeUnknown { .. } => true,
         _ => false,
     }
 }
@@ -171,6 +171,13 @@ impl EditAgent {
                         }),
                         Err(e) if maybe_applied(e) => ctx.report(Report::EditUnknown {
                             key: self.w.key.clone(),
+                            may_still_land: matches!(
+                                e,
+                                EditError::OutcomeUnknown {
+                                    may_still_land: true,
+                                    ..
+                                }
+                            ),
                         }),
                         _ => {}
                     }
@@ -239,6 +246,7 @@ impl Agent for EditAgent {
         if self.writing {
             vec![Report::EditUnknown {
                 key: self.w.key.clone(),
+                may_still_land: true,
             }]
         } else {
             Vec::new()
@@ -264,6 +272,10 @@ impl Workload for EditCounter {
 
     fn lease_keys(&self) -> Vec<Bytes> {
         vec![self.lock.clone()]
+    }
+
+    fn counter_keys(&self) -> Vec<Bytes> {
+        vec![self.key.clone()]
     }
 
     fn liveness_bound(&self) -> Option<Duration> {

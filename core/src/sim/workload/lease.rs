@@ -1,4 +1,4 @@
-//! Lease contention with auto-renew.
+//! Lease contention, with auto-renew or with manual re-acquires of varied durations.
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -8,12 +8,18 @@ use core::time::Duration;
 
 use super::{later, min_opt, route, tampered, Tamper, Timing};
 use crate::client::Output;
-use crate::lease::{Lease, LeaseError, LeaseEvent, LeaseOptions};
+use crate::lease::{Lease, LeaseError, LeaseEvent, LeaseOptions, LeaseState};
 use crate::sim::agent::{Agent, Ctx, Report, Workload};
 use crate::time::Instant;
 
 /// Every node competes for the lease `key`: acquire with auto-renew, hold for a random time,
 /// release, think, again. Feeds S1, S2, S4, L1, L2.
+///
+/// With [`LeaseContention::reacquire`] the holder does not auto-renew: it re-acquires by hand
+/// at random moments with a random duration (a quarter of the lease up to all of it), so a
+/// shorter SET of its own may shorten the store's TTL, answered or not. It reports every
+/// lowering of its `safe_until` ([`Report::SafeUntilLowered`]), and S2 checks each new grant
+/// against the holders' beliefs.
 #[derive(Clone)]
 pub struct LeaseContention {
     key: Bytes,
@@ -24,6 +30,8 @@ pub struct LeaseContention {
     pub liveness: Option<Duration>,
     /// Hooks for broken variants.
     pub tamper: Tamper<LeaseEvent>,
+    /// Manual re-acquires with varied durations instead of auto-renew.
+    pub reacquire: bool,
 }
 
 impl LeaseContention {
@@ -35,7 +43,14 @@ impl LeaseContention {
             timing,
             liveness: Some(timing.liveness_bound()),
             tamper: Tamper::default(),
+            reacquire: false,
         })
+    }
+
+    /// Holders re-acquire by hand with varied durations (see the type's documentation).
+    pub fn with_reacquire(mut self) -> LeaseContention {
+        self.reacquire = true;
+        self
     }
 
     /// With these hooks.
@@ -54,6 +69,9 @@ struct LeaseAgent {
     attempt_at: Option<Instant>,
     attempting: bool,
     stopped: bool,
+    /// Manual mode: when to re-acquire next, and the `safe_until` last reported.
+    reacquire_at: Option<Instant>,
+    reported_until: Option<Instant>,
 }
 
 impl LeaseAgent {
@@ -70,6 +88,21 @@ impl LeaseAgent {
                 Err(_) => self.attempt_at = Some(later(now, ctx.rng(), self.w.timing.think)),
             }
         }
+        if self.held && !self.attempting && self.reacquire_at.is_some_and(|t| t <= now.mono) {
+            self.reacquire_at = None;
+            let lease = self.w.timing.lease;
+            let quarter = u64::try_from((lease / 4).as_millis()).unwrap_or(u64::MAX);
+            let ms = quarter + ctx.rng().below(quarter.saturating_mul(3).max(1));
+            let mut r = tampered(&self.w.tamper.request, ctx);
+            match self
+                .lease
+                .acquire(Duration::from_millis(ms), &self.options, &mut r, now)
+            {
+                Ok(_) => self.attempting = true,
+                Err(_) => self.schedule_reacquire(ctx),
+            }
+            self.report_lowered(ctx);
+        }
         if self.held && self.release_at.is_some_and(|t| t <= now.mono) {
             self.release(ctx);
             if !self.stopped {
@@ -79,9 +112,40 @@ impl LeaseAgent {
         self.events(ctx);
     }
 
+    /// Manual mode: the next re-acquire, at a random moment in the first half of what is
+    /// left of the hold.
+    fn schedule_reacquire(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.w.reacquire || !self.held {
+            return;
+        }
+        let now = ctx.now();
+        if let LeaseState::Held { safe_until, .. } = self.lease.state(now.mono) {
+            self.reacquire_at = Some(later(now, ctx.rng(), (safe_until - now.mono) / 2));
+        }
+    }
+
+    /// Manual mode: tells the checkers when the machine lowered its `safe_until` (a SET of
+    /// ours with a shorter duration left).
+    fn report_lowered(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.held {
+            return;
+        }
+        let now = ctx.now();
+        if let LeaseState::Held { safe_until, .. } = self.lease.state(now.mono) {
+            if self.reported_until.is_some_and(|u| safe_until < u) {
+                ctx.report(Report::SafeUntilLowered {
+                    key: self.w.key.clone(),
+                    safe_until,
+                });
+            }
+            self.reported_until = Some(safe_until);
+        }
+    }
+
     fn release(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now();
         self.release_at = None;
+        self.reacquire_at = None;
         if self.held {
             self.held = false;
             ctx.report(Report::Released {
@@ -102,6 +166,19 @@ impl LeaseAgent {
             match e {
                 LeaseEvent::Acquired {
                     token, safe_until, ..
+                } if self.held => {
+                    // A manual re-acquire while held.
+                    self.attempting = false;
+                    ctx.report(Report::Renewed {
+                        key,
+                        token,
+                        safe_until,
+                    });
+                    self.reported_until = Some(safe_until);
+                    self.schedule_reacquire(ctx);
+                }
+                LeaseEvent::Acquired {
+                    token, safe_until, ..
                 } => {
                     self.attempting = false;
                     if self.stopped {
@@ -112,10 +189,12 @@ impl LeaseAgent {
                         key,
                         token,
                         safe_until,
-                        renewing: true,
+                        renewing: !self.w.reacquire,
                     });
                     self.held = true;
+                    self.reported_until = Some(safe_until);
                     self.release_at = Some(later(now, ctx.rng(), self.w.timing.hold));
+                    self.schedule_reacquire(ctx);
                 }
                 LeaseEvent::Renewed { token, safe_until } if self.held => {
                     ctx.report(Report::Renewed {
@@ -127,10 +206,17 @@ impl LeaseAgent {
                 LeaseEvent::Lost { .. } if self.held => {
                     self.held = false;
                     self.release_at = None;
+                    self.reacquire_at = None;
                     ctx.report(Report::Lost { key });
-                    if !self.stopped {
+                    // A manual re-acquire still in flight answers first (and may hold again).
+                    if !self.stopped && !self.attempting {
                         self.attempt_at = Some(later(now, ctx.rng(), self.w.timing.think));
                     }
+                }
+                LeaseEvent::NotAcquired { .. } | LeaseEvent::AcquireFailed { .. } if self.held => {
+                    // A manual re-acquire failed; the hold goes on until its safe_until.
+                    self.attempting = false;
+                    self.schedule_reacquire(ctx);
                 }
                 LeaseEvent::NotAcquired { .. } | LeaseEvent::AcquireFailed { .. } => {
                     self.attempting = false;
@@ -141,6 +227,7 @@ impl LeaseAgent {
                 _ => {}
             }
         }
+        self.report_lowered(ctx);
     }
 }
 
@@ -169,7 +256,7 @@ impl Agent for LeaseAgent {
         let mine = if self.stopped {
             None
         } else {
-            min_opt(self.attempt_at, self.release_at)
+            min_opt(min_opt(self.attempt_at, self.release_at), self.reacquire_at)
         };
         min_opt(mine, self.lease.poll_timeout())
     }
@@ -191,8 +278,12 @@ impl Agent for LeaseAgent {
 impl Workload for LeaseContention {
     fn agent(&mut self, _node: usize, _incarnation: u32, _seed: u64) -> Box<dyn Agent> {
         let lease = self.proto.clone();
+        let mut options = self.timing.lease_options();
+        if self.reacquire {
+            options.renew = None;
+        }
         Box::new(LeaseAgent {
-            options: self.timing.lease_options(),
+            options,
             w: self.clone(),
             lease,
             held: false,
@@ -200,6 +291,8 @@ impl Workload for LeaseContention {
             attempt_at: None,
             attempting: false,
             stopped: false,
+            reacquire_at: None,
+            reported_until: None,
         })
     }
 

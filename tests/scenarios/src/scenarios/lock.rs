@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::connect;
 use crate::adapter::{Conn, Failure, LockApi, Runtime, SetSpec};
 use crate::env::Env;
-use crate::util::{must, unique};
+use crate::util::{eventually, must, unique};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -21,6 +21,7 @@ const T: Duration = Duration::from_secs(5);
 pub async fn lock_operations<R: Runtime>(rt: &R, env: &Env) {
     let a = connect(rt, env, "lock-a").await;
     let b = connect(rt, env, "lock-b").await;
+    let idle = env.registrations();
     let name = Bytes::from(unique("lock"));
     let la = a.lock(name.clone()).unwrap();
     let lb = Arc::new(b.lock(name.clone()).unwrap());
@@ -62,7 +63,13 @@ pub async fn lock_operations<R: Runtime>(rt: &R, env: &Env) {
         .0
     );
 
-    // Handover: the waiter gets the lock right after the unlock.
+    // Handover: the waiter gets the lock right after the unlock. The timed wait's STOP is
+    // handled first, so the store's counts below move for the new waiter alone.
+    assert!(
+        eventually(rt, T, || env.registrations() == idle).await,
+        "the timed wait unregistered"
+    );
+    let handled = env.requests();
     let (tx, rx) = oneshot::channel();
     let waiter = lb.clone();
     rt.spawn(Box::pin(async move {
@@ -71,7 +78,15 @@ pub async fn lock_operations<R: Runtime>(rt: &R, env: &Env) {
             .await;
         let _ = tx.send((r, Instant::now()));
     }));
-    rt.sleep(Duration::from_millis(300)).await;
+    // Unlock only once the waiter is waiting: its KEYNOTIFY is on the store and its first
+    // attempt (refused: A holds the lock) was handled, so the lock can only reach it through
+    // the DELETE notification of the unlock.
+    assert!(
+        eventually(rt, T, || env.registrations() == idle + 1
+            && env.requests() >= handled + 2)
+        .await,
+        "the waiter never started waiting"
+    );
     let unlocked_at = Instant::now();
     assert_eq!(
         must(rt, T, "unlock", la.unlock()).await,
