@@ -32,7 +32,7 @@ all_targets() {
     (cd "$FUZZ_DIR" && cargo fuzz list)
 }
 
-# Writes the seed corpora (spec §7 vectors and core's encoders) into corpus/<target>/.
+# Writes the seed corpora (docs/protocol.md §13 vectors and core's encoders) into corpus/<target>/.
 write_seeds() {
     (cd "$FUZZ_DIR" && cargo run --quiet --example write_seeds -- corpus >/dev/null)
 }

@@ -46,7 +46,7 @@ pub struct ClientConfig {
     pub max_observed: usize,
     /// Timeout used when a request's options give none.
     pub default_timeout: Duration,
-    /// HLC drift limit in milliseconds (spec default 60 000).
+    /// HLC drift limit in milliseconds (docs/protocol.md §6.3; default 60 000).
     pub max_drift_ms: u64,
     /// Node id of the application HLC (e.g. a UUID the adapter generates from the seed).
     pub hlc_node: String,
@@ -521,7 +521,7 @@ impl Client {
     /// if refused, every queued request completes with [`RequestError::SubscriptionRefused`],
     /// as does every new request until the next [`Client::handle_connected`]. A refused
     /// notification subscription is tolerated (the AIO broker pushes notifications into the
-    /// session anyway, spec §5).
+    /// session anyway, docs/protocol.md §9.4).
     pub fn handle_subscribed(&mut self, filter: &str, granted: bool, now: Now) {
         if filter != self.response_topic {
             return;

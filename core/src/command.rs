@@ -1,4 +1,4 @@
-//! Typed state-store commands and replies (spec §3, §4, §5): what a request means, how it is
+//! Typed state-store commands and replies (docs/protocol.md §7–§9): what a request means, how it is
 //! encoded, how each reply form maps for each command, the service's `-ERR` strings, and the
 //! two notification payloads.
 
@@ -82,7 +82,7 @@ pub enum RequestKind {
     KeyNotifyStop,
 }
 
-/// A `-ERR` reply from the store (spec §3.3). Texts are matched byte for byte.
+/// A `-ERR` reply from the store (docs/protocol.md §7.3). Texts are matched byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ServiceError {
@@ -180,7 +180,7 @@ pub enum RequestParseError {
     KeyLengthZero,
 }
 
-/// A key-change notification payload (spec §5).
+/// A key-change notification payload (docs/protocol.md §9.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NotifyPayload {
@@ -429,7 +429,8 @@ impl Request {
 
     /// Server side: parses a request payload, mapping problems to the store's error replies.
     ///
-    /// Checks run in this order (spec §4 recommends parse, then verb and count, then key length):
+    /// Checks run in this order (docs/protocol.md §7.1: parse, then verb and count, then key
+    /// length):
     /// 1. the payload must be one RESP3 array of blob strings, else [`RequestParseError::Syntax`]
     ///    (this includes any decode error and an empty array, which has no verb);
     /// 2. the verb must be known, else [`RequestParseError::UnknownCommand`], checked before the
@@ -605,7 +606,8 @@ impl From<RequestParseError> for ServiceError {
     }
 }
 
-/// Client side: maps a reply payload to the typed response of a `kind` request (spec §3.2).
+/// Client side: maps a reply payload to the typed response of a `kind` request (docs/protocol.md
+/// §7.2).
 ///
 /// A `-` reply is a [`ReplyError::Service`] for every kind. Scalar replies are decoded without
 /// allocating; a GET value and an error text are slices of `payload`. (The `bytes` crate itself
@@ -792,8 +794,8 @@ mod tests {
         }
     }
 
-    /// Request bytes of spec §7 rows 1–12, 14–16, 26–28, 31–32 and the official Rust client
-    /// captures; each also parses back to the same request where it is valid.
+    /// Request bytes of docs/protocol.md §13 rows 1–12, 14–16, 26–28, 31–32 and the official Rust
+    /// client captures; each also parses back to the same request where it is valid.
     #[test]
     fn request_vectors_encode_exactly() {
         use SetCondition::*;
@@ -812,7 +814,7 @@ mod tests {
                 b"*6\r\n$3\r\nSET\r\n$5\r\nlock1\r\n$10\r\nclient1:s1\r\n$3\r\nNEX\r\n$2\r\nPX\r\n$5\r\n10000\r\n"),
             (Request::KeyNotify { key: b(b"k1") }, b"*2\r\n$9\r\nKEYNOTIFY\r\n$2\r\nk1\r\n"),
             (Request::KeyNotifyStop { key: b(b"k1") }, b"*3\r\n$9\r\nKEYNOTIFY\r\n$2\r\nk1\r\n$4\r\nSTOP\r\n"),
-            // official-rust-client-wire.md captures
+            // captured from the official Rust client (docs/protocol.md §1)
             (set(b"cap-lease", b"cap-lease-holder", NotExistsOrEqual, Some(5000)),
                 b"*6\r\n$3\r\nSET\r\n$9\r\ncap-lease\r\n$16\r\ncap-lease-holder\r\n$3\r\nNEX\r\n$2\r\nPX\r\n$4\r\n5000\r\n"),
             (Request::Vdel { key: b(b"cap-lease"), value: b(b"cap-lease-rel") }, b"*3\r\n$4\r\nVDEL\r\n$9\r\ncap-lease\r\n$13\r\ncap-lease-rel\r\n"),
@@ -1067,7 +1069,8 @@ mod tests {
         RequestKind::KeyNotifyStop,
     ];
 
-    /// Every reply form of spec §3.2 (plus a few that no command accepts), for every kind.
+    /// Every reply form of docs/protocol.md §7.2 (plus a few that no command accepts), for every
+    /// kind.
     #[test]
     fn reply_mapping_table() {
         use RequestKind as K;

@@ -3,7 +3,7 @@
 //! lock → `GET key` → [`EditEvent::Requested`] (the current value goes out) → the user answers
 //! with [`Edit::decide`] (set, delete or abort) → fenced `SET`/`DEL` with `__ft` = the lock's
 //! token → unlock, always → [`EditEvent::Done`]. Deleting a key that is absent (`DEL` → 0) is
-//! success: the official Go and .NET helpers loop forever there (spec §6.4).
+//! success: the official Go and .NET helpers loop forever there (docs/protocol.md §12).
 //!
 //! A write whose outcome is unknown (timed out after sending, connection lost) may still be
 //! applied later, until the broker drops it: its deadline plus its Message Expiry (rounded up

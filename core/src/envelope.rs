@@ -1,4 +1,4 @@
-//! The MQTT 5 envelope of the state-store RPC (spec §1, §5, §8) as plain data.
+//! The MQTT 5 envelope of the state-store RPC (docs/protocol.md §2–§5, §9.2, §11.1) as plain data.
 //!
 //! [`Message`] is an MQTT PUBLISH with the properties the protocol uses; adapters convert their
 //! MQTT library's type to and from it. This module builds requests exactly as the official
@@ -25,7 +25,7 @@ pub const CONTENT_TYPE: &str = "application/octet-stream";
 /// The protocol version sent in `__protVer`.
 pub const PROTOCOL_VERSION: &str = "1.0";
 
-/// User property names (spec §1.3).
+/// User property names (docs/protocol.md §3.2).
 pub mod prop {
     /// Sender client id.
     pub const SOURCE_ID: &str = "__srcId";
@@ -674,7 +674,7 @@ pub fn parse_request(msg: &Message) -> Result<IncomingRequest, RejectedRequest> 
     })
 }
 
-/// The header name reported in `__propName` for a missing Message Expiry (spec §8).
+/// The header name reported in `__propName` for a missing Message Expiry (docs/protocol.md §4.2).
 pub const MESSAGE_EXPIRY: &str = "Message Expiry";
 /// The header name reported in `__propName` with a 415.
 pub const CONTENT_TYPE_HEADER: &str = "Content Type";
@@ -887,7 +887,8 @@ mod tests {
         )
     }
 
-    /// A notification for `client-id1` / `SOMEKEY` (spec §7 row 34) with literal payload bytes.
+    /// A notification for `client-id1` / `SOMEKEY` (docs/protocol.md §13 row 34) with literal
+    /// payload bytes.
     fn valid_notification() -> Message {
         Message {
             topic: b(SPEC_NOTIFY_TOPIC),

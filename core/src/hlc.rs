@@ -1,5 +1,5 @@
-//! Hybrid logical clock (spec §2): the `{ms:15}:{counter:5}:{node}` timestamps carried in `__ts`
-//! and `__ft`, their total order, and the tick/update rules with the 60 s drift limit.
+//! Hybrid logical clock (docs/protocol.md §6): the `{ms:15}:{counter:5}:{node}` timestamps carried
+//! in `__ts` and `__ft`, their total order, and the tick/update rules with the 60 s drift limit.
 
 use alloc::vec::Vec;
 use bytes::Bytes;
@@ -201,7 +201,7 @@ pub struct HybridClock {
 }
 
 impl HybridClock {
-    /// A clock at time zero with the given node id and drift limit (spec default:
+    /// A clock at time zero with the given node id and drift limit (docs/protocol.md §6.3; default:
     /// [`DEFAULT_MAX_DRIFT_MS`]).
     pub fn new(node: impl Into<Bytes>, max_drift_ms: u64) -> Result<HybridClock, HlcError> {
         Ok(HybridClock {
@@ -225,7 +225,7 @@ impl HybridClock {
         value.millis.saturating_sub(wall_ms) > self.max_drift_ms
     }
 
-    /// Advances to "now" and returns the new value (spec §2 "tick now").
+    /// Advances to "now" and returns the new value (docs/protocol.md §6.2 "tick").
     pub fn tick(&mut self, wall_ms: u64) -> Result<Hlc, HlcError> {
         let (millis, counter) = if wall_ms > self.current.millis {
             (wall_ms, 0)
@@ -242,8 +242,8 @@ impl HybridClock {
         Ok(self.current.clone())
     }
 
-    /// Folds a received timestamp into the clock (spec §2 update rule). On error the clock is
-    /// left unchanged.
+    /// Folds a received timestamp into the clock (docs/protocol.md §6.2 update rule). On error the
+    /// clock is left unchanged.
     pub fn update(&mut self, other: &Hlc, wall_ms: u64) -> Result<(), HlcError> {
         if other.node == self.current.node {
             return Ok(());

@@ -1,5 +1,5 @@
 //! The lease machine (sans-IO): one named lease on the state store, held by `clientId` or
-//! `clientId:sessionId` (spec §6.1).
+//! `clientId:sessionId` (docs/protocol.md §10.2).
 //!
 //! What it does:
 //! - [`Lease::acquire`]: one attempt, `SET name holder NEX PX ms`, answered by

@@ -1,7 +1,7 @@
 //! The lock machine (sans-IO), built on [`Lease`]: `lock()` waits until the lease is held, the
 //! wait times out, or it is cancelled.
 //!
-//! How the wait works (spec §6, design §2):
+//! How the wait works (docs/protocol.md §10.3):
 //! - KEYNOTIFY is registered *before* the first attempt, so no DELETE is missed.
 //! - On refusal the machine waits for a DELETE. A DELETE (or a reconnect) that arrives while an
 //!   attempt is still in flight is remembered, so it is not lost.

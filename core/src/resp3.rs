@@ -1,5 +1,5 @@
-//! RESP3 as the state store speaks it (spec §3): an encoder for request arrays and replies, and a
-//! strict, bounded decoder.
+//! RESP3 as the state store speaks it (docs/protocol.md §7): an encoder for request arrays and
+//! replies, and a strict, bounded decoder.
 //!
 //! The decoder is total: any input yields a [`Value`] or a [`Resp3Error`], never a panic, and it
 //! never allocates more than the [`Limits`] allow. Blob strings are sliced out of the input

@@ -1,8 +1,8 @@
 //! A hybrid clock driven by a fuzzer-chosen sequence of ticks and updates.
 //!
-//! Checks the spec §2 rules as invariants: a tick strictly advances; an update never moves the
-//! clock back; a step that moves the clock never puts it more than the drift limit ahead of the
-//! wall clock; a failed step leaves the clock unchanged.
+//! Checks the docs/protocol.md §6.2 rules as invariants: a tick strictly advances; an update never
+//! moves the clock back; a step that moves the clock never puts it more than the drift limit ahead
+//! of the wall clock; a failed step leaves the clock unchanged.
 #![no_main]
 
 use arbitrary::Arbitrary;

@@ -1,5 +1,5 @@
-//! Seed inputs for the byte-level targets: the spec §7 vectors and messages produced by core's
-//! own encoders. `examples/write_seeds.rs` writes them under `corpus/<target>/`.
+//! Seed inputs for the byte-level targets: the test vectors of docs/protocol.md §13 and messages
+//! produced by core's own encoders. `examples/write_seeds.rs` writes them under `corpus/<target>/`.
 //!
 //! Structure-aware targets (those whose input is an `Arbitrary` type) build valid messages with
 //! core's encoders inside the generator itself, so they need no seed files.
@@ -8,7 +8,7 @@ use bytes::Bytes;
 use leasedlock_core::command::{NotifyPayload, Request, ServiceError, SetCondition};
 use leasedlock_core::hlc::Hlc;
 
-/// Request payloads of spec §7 (rows 1–12, 15, 26–32), byte for byte.
+/// Request payloads of docs/protocol.md §13 (rows 1–12, 15, 26–32), byte for byte.
 pub const SPEC_REQUESTS: &[&[u8]] = &[
     b"*3\r\n$3\r\nSET\r\n$2\r\nk1\r\n$2\r\nv1\r\n",
     b"*2\r\n$3\r\nGET\r\n$2\r\nk1\r\n",
@@ -32,7 +32,7 @@ pub const SPEC_REQUESTS: &[&[u8]] = &[
     b"*3\r\n$9\r\nKEYNOTIFY\r\n$2\r\nk1\r\n$4\r\nSTOP\r\n",
 ];
 
-/// Reply payloads of spec §3.2 and §7, plus the forms the spec says clients must not receive.
+/// Reply payloads of docs/protocol.md §7.2 and §13, plus the forms clients must not receive (§7.2).
 pub const SPEC_REPLIES: &[&[u8]] = &[
     b"+OK\r\n",
     b":-1\r\n",
@@ -48,7 +48,7 @@ pub const SPEC_REPLIES: &[&[u8]] = &[
     b"+QUEUED\r\n",
 ];
 
-/// Notification payloads of spec §5 and §7 row 34.
+/// Notification payloads of docs/protocol.md §9.2 and §13 row 34.
 pub const SPEC_NOTIFICATIONS: &[&[u8]] = &[
     b"*4\r\n$6\r\nNOTIFY\r\n$3\r\nSET\r\n$5\r\nVALUE\r\n$3\r\nabc\r\n",
     b"*2\r\n$6\r\nNOTIFY\r\n$6\r\nDELETE\r\n",
@@ -56,7 +56,7 @@ pub const SPEC_NOTIFICATIONS: &[&[u8]] = &[
     b"*2\r\n$6\r\nNOTIFY\r\n$3\r\nDEL\r\n",
 ];
 
-/// HLC texts: padded and unpadded spec forms, and near-misses.
+/// HLC texts: the padded and unpadded forms of docs/protocol.md §6.1, and near-misses.
 pub const SPEC_HLCS: &[&[u8]] = &[
     b"001696374425000:00000:0190f2c4-7f3a-7c1e-9b2d-3c4d5e6f7a8b",
     b"1696374425000:1:StateStore",

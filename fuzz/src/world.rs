@@ -1,8 +1,8 @@
 //! The harness of the `client_machines` target: one [`Client`] with a [`Lease`], a [`Lock`], an
 //! [`Edit`] and a [`Leader`] on top, driven by a fuzzer-chosen list of [`Op`]s (user commands,
 //! broker replies, notifications, connects, disconnects, time jumps, raw messages), with the
-//! invariants of the design (§3: every request ends in exactly one outcome, no leaked table
-//! entries, well-ordered events, deadlines in the future) checked after every step.
+//! invariants of docs/architecture.md §7 (every request ends in exactly one outcome, no leaked
+//! table entries, well-ordered events, deadlines in the future) checked after every step.
 
 use std::collections::{BTreeMap, BTreeSet};
 

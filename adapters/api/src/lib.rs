@@ -1,36 +1,4 @@
-//! `leasedlock-api`: the runtime-independent half of leasedlock's async API — option types,
-//! handles, errors — and the sans-IO [`Engine`] that every runtime adapter drives.
-//!
-//! Applications use an adapter (`leasedlock-tokio`, `leasedlock-async-std`), which re-exports
-//! everything here under the same names; this crate is where those names are defined, once.
-//!
-//! # The seam between this crate and an adapter
-//!
-//! Everything that is not I/O or time lives here: the handles ([`StateStore`], [`Lease`],
-//! [`Lock`], [`Leader`], [`Term`], [`Observation`], [`LeaseObservation`]) and the
-//! runtime-independent [`Connection`] they are made from; their options and errors; and the
-//! [`Engine`], which owns the core client and machines. Handles talk to the engine over
-//! runtime-neutral channels (`async-channel`, `futures-channel`, and the small watch channel and
-//! [`CancellationToken`] of this crate, built on `event-listener`), and never need a runtime
-//! timer: every deadline is a core machine timer that the engine runs.
-//!
-//! An adapter provides the rest:
-//!
-//! - its own `Connection` type, a wrapper around this crate's [`Connection`] with the
-//!   runtime-specific entry points: `Connection::start(options)` builds the engine with
-//!   [`Engine::new`] and spawns one task driving it; `Connection::connect(options)` is `start`
-//!   plus waiting (with the runtime's timer, at most the connect timeout) for
-//!   [`Connection::wait_connected`]; `abort()` kills that task. Every other method
-//!   (`state`, `wait_connected`, `client_id`, `state_store`, `lease`, `lease_with_session`,
-//!   `lock`, `lock_with_session`, `leader`, `close`) forwards to this crate's [`Connection`], so
-//!   handles are the same types under every runtime ([`forward_connection_methods!`] writes the
-//!   plain forwarders), and every other public name comes from re-exporting
-//!   [`adapter::exports`] at the adapter's root;
-//! - the task: the MQTT client's event loop, the runtime's timer set to
-//!   [`Engine::poll_timeout`], and the [`Commands`] receiver, all feeding the engine (see
-//!   `adapters/api/PORTING.md` for the loop);
-//! - reading secret files and building its MQTT client's options from [`ConnectionOptions`]
-//!   (through its accessors and [`Secret::decode_file`], [`TlsOptions::client_config`]).
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -55,11 +23,38 @@ pub use clock::{wall_ms, Clock};
 pub use connection::Connection;
 pub use engine::{Command, Commands, Engine, Transmit};
 
+/// The crate docs say `Lease`, `Lock` and `Leader` are not `Clone` (each owns one core lease
+/// machine and its holder identity); these fail to compile as long as that stays true.
+///
+/// ```compile_fail
+/// fn clone<T: Clone>() {}
+/// clone::<leasedlock_api::Lease>();
+/// ```
+///
+/// ```compile_fail
+/// fn clone<T: Clone>() {}
+/// clone::<leasedlock_api::Lock>();
+/// ```
+///
+/// ```compile_fail
+/// fn clone<T: Clone>() {}
+/// clone::<leasedlock_api::Leader>();
+/// ```
+///
+/// ```
+/// fn clone<T: Clone>() {}
+/// clone::<leasedlock_api::Connection>();
+/// clone::<leasedlock_api::StateStore>();
+/// ```
+#[cfg(doctest)]
+pub struct HandleCloneability;
+
 #[cfg(test)]
 mod tests {
     #[test]
-    fn handles_are_send_sync_and_cheap_to_share() {
+    fn handles_are_send_sync_and_the_documented_ones_clone() {
         fn check<T: Send + Sync>() {}
+        fn clone<T: Clone>() {}
         check::<crate::Connection>();
         check::<crate::StateStore>();
         check::<crate::Lease>();
@@ -70,5 +65,8 @@ mod tests {
         check::<crate::LeaseObservation>();
         check::<crate::Engine>();
         check::<crate::Commands>();
+        // The crate docs promise these are `Clone` (and `Lease`, `Lock`, `Leader` are not).
+        clone::<crate::Connection>();
+        clone::<crate::StateStore>();
     }
 }

@@ -1,17 +1,4 @@
-//! `leasedlock-async-std`: distributed leases, locks and leader election on the Azure IoT
-//! Operations state store, for async-std and smol.
-//!
-//! The adapter is thin: a background task owns the connection (TCP or TLS through
-//! `futures-io`/`async-io`) and the sans-IO MQTT 5 session of `leasedlock-mqtt-session`, and
-//! drives the sans-IO engine of `leasedlock-api`, which hosts the machines of
-//! `leasedlock-core`, where all protocol and lease logic lives. The handles, options and errors
-//! are `leasedlock-api`'s, re-exported here, so they are the same types as under
-//! `leasedlock-tokio`; only [`Connection`] is this crate's own, with the same methods. Nothing
-//! here depends on tokio. Handles are cheap to clone and `Send + Sync`; dropping any future
-//! leaves no state behind on the server.
-//!
-//! Start with a [`Connection`]; from it make [`Lease`], [`Lock`] and [`Leader`] handles, or
-//! [`StateStore`] handles for the raw operations.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -28,9 +15,11 @@ pub use leasedlock_api::adapter::exports::*;
 #[cfg(test)]
 mod tests {
     #[test]
-    fn handles_are_send_sync_and_cheap_to_share() {
+    fn handles_are_send_sync_and_the_documented_ones_clone() {
         fn check<T: Send + Sync>() {}
+        fn clone<T: Clone>() {}
         // The other handles are leasedlock-api's, checked there.
         check::<crate::Connection>();
+        clone::<crate::Connection>();
     }
 }

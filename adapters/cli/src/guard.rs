@@ -18,7 +18,7 @@
 //!   directly; the guard catches and ignores them so that it stays to report the command's exit
 //!   status (its exit code is the command's, or 128 + the signal that killed it). Caught
 //!   handlers are reset by `exec`, so the command starts with default dispositions.
-//! - When given a deadline file ([`crate::deadline`]), the guard kills the group at the lease's
+//! - When given a deadline file (the private `deadline` module), the guard kills the group at the lease's
 //!   safe end by itself unless `leasedlock` has moved the deadline later by then: a `leasedlock`
 //!   that is alive but cannot act (stopped with SIGSTOP, frozen, starved) cannot keep the
 //!   command running past the lease.
@@ -38,7 +38,7 @@ use crate::exit;
 /// The hidden first argument that runs `leasedlock` as the guard:
 /// `leasedlock __leasedlock-guard PARENT_PID text|json DEADLINE_FILE|- -- PROGRAM ARGS…`
 /// (`json`: report a command that cannot start as `{"error": …}` on stdout, as `--json` does;
-/// `DEADLINE_FILE`: see [`crate::deadline`]).
+/// `DEADLINE_FILE`: see the private `deadline` module).
 pub const GUARD_ARG: &str = "__leasedlock-guard";
 
 /// The arguments (after the program name) that make `leasedlock` the guard of `argv`, for the

@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The doc comments in `args` are clap's --help text (`[default: ...]`, `<host>`), not rustdoc.
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 pub mod args;
 mod deadline;
 pub mod duration;

@@ -1,20 +1,4 @@
-//! `leasedlock-emulator`: the Azure IoT Operations state store served by an MQTT 5 client on a
-//! standard broker (Mosquitto in tests and CI).
-//!
-//! The emulator subscribes to the state-store request topic and drives
-//! [`leasedlock_core::server::Store`], the pure model of the store: every PUBLISH that arrives
-//! is handed to it with the current time, replies and notifications it produces are published,
-//! and its next PX deadline arms a timer so expiry `DELETE` notifications leave on time. The
-//! adapter itself only moves bytes and time.
-//!
-//! Start one with [`Emulator::start`] (the `leasedlock-emulator` binary and the CLI's `serve` do
-//! exactly that) and stop it with [`Emulator::shutdown`].
-//!
-//! Limits of an emulator that is a *client* of a standard broker (the real state store lives
-//! inside the AIO broker): it learns callers only from `__srcId`; it cannot see disconnects, so
-//! KEYNOTIFY registrations outlive their client's connection; and it can only deliver
-//! notifications to clients subscribed to their notification topic (the official Rust client
-//! is; the official Go and .NET clients rely on the broker pushing them, spec §5).
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -1,5 +1,6 @@
-//! The spec's §7 vectors end to end: a raw MQTT 5 client → Mosquitto → the emulator → back.
-//! Needs the broker at `LEASEDLOCK_TEST_BROKER` (`bash scripts/mosquitto.sh start`).
+//! The test vectors of docs/protocol.md §13 end to end: a raw MQTT 5 client → Mosquitto → the
+//! emulator → back. Needs the broker at `LEASEDLOCK_TEST_BROKER` (`bash scripts/mosquitto.sh
+//! start`).
 
 mod common;
 

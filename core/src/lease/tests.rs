@@ -687,7 +687,8 @@ fn synchronous_request_errors_change_nothing() {
     assert_eq!(l.outstanding(), 0);
 }
 
-// ---- Regression tests, one per official-client bug of spec §6.4 that applies to us. ----
+// ---- Regression tests, one per official-client bug of docs/protocol.md §12 that applies to us.
+// ----
 
 /// Go 1 / .NET 3: renewals must stop at release.
 #[test]

@@ -390,7 +390,7 @@ fn watch_holder_reports_holder_changes() {
     );
 }
 
-// ---- Regression tests (spec §6.4). ----
+// ---- Regression tests (docs/protocol.md §12). ----
 
 /// .NET 4 / Rust 7: after a reconnect the wait re-checks, so a DELETE missed while offline
 /// does not leave it hanging.

@@ -1,9 +1,9 @@
 //! The store's version clock: a hybrid logical clock whose node id is the store's own, so only
 //! milliseconds and counter are kept.
 //!
-//! It follows the spec's update rule (§2) except that it never refuses to advance: the store must
-//! hand out a strictly greater version for every write even if its wall clock steps back or a
-//! counter would overflow, so instead of failing it carries into the milliseconds.
+//! It follows the update rule of docs/protocol.md §6.2 except that it never refuses to advance: the
+//! store must hand out a strictly greater version for every write even if its wall clock steps back
+//! or a counter would overflow, so instead of failing it carries into the milliseconds.
 
 use super::table::Version;
 use crate::hlc::Hlc;
@@ -35,7 +35,7 @@ impl ServerClock {
         self.observe(h.millis, h.counter);
     }
 
-    /// The next version: "tick now" of spec §2, never failing.
+    /// The next version: "tick" of docs/protocol.md §6.2, never failing.
     pub(crate) fn next(&mut self, wall_ms: u64) -> Version {
         let c = self.current;
         self.current = if wall_ms > c.millis {
@@ -79,7 +79,7 @@ mod tests {
         c.observe(6_000, u64::MAX);
         let e = c.next(6_000);
         assert_eq!((e.millis, e.counter), (6_001, 0));
-        // Wall ahead of everything resets the counter (spec rule 2).
+        // Wall ahead of everything resets the counter (docs/protocol.md §6.2 rule 2).
         let f = c.next(10_000);
         assert_eq!((f.millis, f.counter), (10_000, 0));
     }

@@ -1,8 +1,8 @@
 //! The reply cache that makes redelivered requests idempotent.
 //!
 //! A QoS 1 redelivery carries the same correlation data as the original; replaying the cached
-//! reply instead of running SET NX / VDEL / DEL twice is the SDK's RPC convention (spec §7,
-//! "additional invariants"). Entries live for the request's Message Expiry and the cache is
+//! reply instead of running SET NX / VDEL / DEL twice is the SDK's RPC convention (docs/protocol.md
+//! §11.2). Entries live for the request's Message Expiry and the cache is
 //! bounded by count and bytes: past a bound the entry closest to its deadline is evicted.
 
 use alloc::boxed::Box;

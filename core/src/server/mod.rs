@@ -1,5 +1,5 @@
-//! The state store itself, as a pure model (spec §3–§5, §7, §9): the reference the emulator
-//! serves over a real broker and the simulator drives in virtual time.
+//! The state store itself, as a pure model (docs/protocol.md §7–§9, §13, §14): the reference the
+//! emulator serves over a real broker and the simulator drives in virtual time.
 //!
 //! Driven like every machine in this crate: feed [`Store::handle_request`] with each PUBLISH that
 //! arrives on the request topic, [`Store::handle_timeout`] when [`Store::poll_timeout`] is due,
@@ -7,7 +7,7 @@
 //! each call drain [`Store::poll_output`]. Outputs come in the order they must take effect:
 //! durability records for a write, then its reply, then its notifications.
 //!
-//! Semantics, in the order the store checks a request (spec §4 recommendation):
+//! Semantics, in the order the store checks a request (docs/protocol.md §8.3):
 //! 1. The envelope ([`envelope::parse_request`]): a request without response topic or
 //!    correlation data is dropped; a bad header gets RPC status 400, an unsupported protocol
 //!    version 505. Nothing below runs.
@@ -62,7 +62,8 @@ pub struct StoreConfig {
     pub node_id: Bytes,
     /// Seed of the key table's hash; pick it at random so clients cannot aim for collisions.
     pub hash_seed: u64,
-    /// How far a request `__ts` or `__ft` may run ahead of the store's wall clock (spec: 60 s).
+    /// How far a request `__ts` or `__ft` may run ahead of the store's wall clock (docs/protocol.md
+    /// §6.3: 60 s).
     pub max_skew_ms: u64,
     /// Maximum number of stored keys.
     pub max_keys: usize,
@@ -337,8 +338,8 @@ impl Store {
         self.advance(now);
     }
 
-    /// Drops every KEYNOTIFY registration of `client_id` (its connection is gone; spec §5).
-    /// Returns how many there were.
+    /// Drops every KEYNOTIFY registration of `client_id` (its connection is gone; docs/protocol.md
+    /// §9.1). Returns how many there were.
     pub fn handle_client_disconnected(&mut self, client_id: &[u8]) -> usize {
         self.watch.remove_client(client_id)
     }
@@ -608,7 +609,7 @@ impl Store {
         (nanos != NO_EXPIRY).then_some(Instant::from_nanos(nanos))
     }
 
-    /// Fencing rule (spec §4, steps 3–5) for a key that exists.
+    /// Fencing rule (docs/protocol.md §8.2, steps 2–4) for a key that exists.
     fn fencing_refusal(e: &Entry, ft: Option<&Hlc>) -> Option<ServiceError> {
         let stored = e.fence()?;
         match ft {

@@ -1,5 +1,5 @@
-//! The RESP3 reply payloads the store sends (spec §3.2). The fixed replies are static byte
-//! strings compared byte for byte by the clients; GET hits and errors are built here.
+//! The RESP3 reply payloads the store sends (docs/protocol.md §7.2). The fixed replies are static
+//! byte strings compared byte for byte by the clients; GET hits and errors are built here.
 
 use alloc::vec::Vec;
 use bytes::Bytes;

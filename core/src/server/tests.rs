@@ -1,5 +1,5 @@
-//! The spec's §7 vectors as a table test, plus property tests over random request sequences and
-//! hostile messages.
+//! The test vectors of docs/protocol.md §13 as a table test, plus property tests over random
+//! request sequences and hostile messages.
 
 use super::*;
 use crate::envelope::{QoS, CONTENT_TYPE, NOTIFY_TOPIC_PREFIX, REQUEST_TOPIC};

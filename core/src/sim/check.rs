@@ -1,4 +1,5 @@
-//! The checkers: design §3 invariants, evaluated on every report and at the end of a run.
+//! The checkers: the invariants of docs/architecture.md §7, evaluated on every report and at the
+//! end of a run.
 //!
 //! All times here are global (true) nanoseconds; the world converts each node's `safe_until`
 //! through that node's clock before it gets here, so a lease whose margin does not cover its

@@ -23,12 +23,12 @@
 //!   store expiry and replies that arrive after the request timed out. Faults stop at
 //!   [`SimConfig::heal_at`].
 //!
-//! What the checkers verify, on every event (design §3): S1 one holder at a time, S2 every
-//! `safe_until` within the store's expiry of that grant, S3 fenced writes in token order and no
-//! holder refused, S4 event order, L1 progress after healing, L2 an undisturbed auto-renewed
-//! lease is never lost, exactly one outcome per request, and nothing left over (requests,
-//! timers, registrations) once the run drains; plus, for edit workloads, a shared counter that
-//! ends equal to the number of committed edits. See [`Invariant`].
+//! What the checkers verify, on every event (docs/architecture.md §7): S1 one holder at a time, S2
+//! every `safe_until` within the store's expiry of that grant, S3 fenced writes in token order and
+//! no holder refused, S4 event order, L1 progress after healing, L2 an undisturbed auto-renewed
+//! lease is never lost, exactly one outcome per request, and nothing left over (requests, timers,
+//! registrations) once the run drains; plus, for edit workloads, a shared counter that ends equal
+//! to the number of committed edits. See [`Invariant`].
 //!
 //! # Guide
 //!

@@ -1142,7 +1142,8 @@ impl<'p> World<'p> {
         self.recycle(msg);
         if orphaned {
             // Sent by a crashed incarnation and still delivered: its connection is gone, and
-            // the store keeps no registration for a client that is not connected (spec §5).
+            // the store keeps no registration for a client that is not connected (docs/protocol.md
+            // §9.1).
             let id = Bytes::copy_from_slice(self.nodes[node].id.as_bytes());
             self.store.handle_client_disconnected(&id);
         }

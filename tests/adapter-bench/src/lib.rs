@@ -13,3 +13,10 @@ pub mod echo;
 pub mod measure;
 pub mod sides;
 pub mod world;
+
+/// The repository README's Rust code, compiled by `cargo test --doc -p leasedlock-adapter-bench`
+/// (this crate depends on both adapters the README uses), so the README cannot drift from the
+/// API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct RepositoryReadme;
