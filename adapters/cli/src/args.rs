@@ -186,7 +186,8 @@ MUTUAL EXCLUSION:
 /// `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Keep keys written with `aio-persistence: true` in this directory across restarts
+    /// Keep keys written with `aio-persistence: true`, and every key with an expiry (leases), in
+    /// this directory across restarts
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Where the embedded broker listens (ignored with --broker)

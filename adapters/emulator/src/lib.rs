@@ -61,7 +61,8 @@ pub struct EmulatorConfig {
     pub credentials: Option<(String, String)>,
     /// TLS, if the broker wants it.
     pub tls: Option<TlsOptions>,
-    /// Keep keys written with `aio-persistence: true` in this directory across restarts.
+    /// Keep, in this directory across restarts, keys written with `aio-persistence: true` and
+    /// every key with an expiry (leases), so a restart never frees a held lease.
     pub data_dir: Option<PathBuf>,
     /// MQTT keep-alive of the emulator's connection.
     pub keep_alive: Duration,
@@ -167,7 +168,12 @@ impl Emulator {
     /// Connects to the broker, restores persisted keys, subscribes to the request topic and
     /// returns once the subscription is acknowledged, so requests sent afterwards are served.
     pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
-        let mut store = Store::new(config.store.clone()).map_err(EmulatorError::Store)?;
+        let mut store_config = config.store.clone();
+        // With durable storage, leases (keys with an expiry) are kept across a restart: a
+        // restarted store that forgot a held lease would grant it to a newcomer while its
+        // holder still, rightly by its own clock, believes it holds it.
+        store_config.persist_expiring |= config.data_dir.is_some();
+        let mut store = Store::new(store_config).map_err(EmulatorError::Store)?;
         let clock = Clock::new();
         let durable = match &config.data_dir {
             Some(dir) => {

@@ -1,4 +1,5 @@
-//! Optional durability (`--data-dir`): keys written with `aio-persistence: true` are kept in a
+//! Optional durability (`--data-dir`): keys written with `aio-persistence: true`, and every key
+//! with an expiry (leases: `StoreConfig::persist_expiring`), are kept in a
 //! [redb](https://docs.rs/redb) database so they survive an emulator restart.
 //!
 //! Each write is its own committed transaction (redb's default durability flushes to disk on

@@ -81,6 +81,11 @@ pub struct StoreConfig {
     pub max_cached_bytes: usize,
     /// Bounds for decoding request payloads.
     pub limits: Limits,
+    /// Persist every key written with an expiry (`PX`), as if the SET carried
+    /// `aio-persistence: true`. A store with durable storage turns this on so that leases
+    /// survive its restart: a store that forgets a held lease lets a newcomer take it while the
+    /// holder still believes (rightly, by its `safe_until`) that it holds it.
+    pub persist_expiring: bool,
 }
 
 impl Default for StoreConfig {
@@ -100,6 +105,7 @@ impl Default for StoreConfig {
                 max_array_len: 8,
                 ..Limits::default()
             },
+            persist_expiring: false,
         }
     }
 }
@@ -630,6 +636,7 @@ impl Store {
         persist: bool,
         now: Now,
     ) -> Outcome {
+        let persist = persist || (self.config.persist_expiring && px_ms.is_some());
         // A deadline the monotonic clock cannot represent would read as "no expiry".
         let expires = match px_ms {
             None => None,

@@ -638,6 +638,47 @@ fn persistence_outputs_precede_the_reply_and_restore_round_trips() {
     assert_eq!(notes, vec![StoreOutput::Forget(b("pk"))]);
 }
 
+#[test]
+fn persist_expiring_keeps_leases_across_a_restart() {
+    let config = StoreConfig {
+        persist_expiring: true,
+        ..StoreConfig::default()
+    };
+    let mut h = Harness::with(config.clone());
+    // A lease (a SET with PX, no aio-persistence) is persisted before its reply.
+    let set = h.request(
+        "a",
+        cmd(&[b"SET", b"lock", b"holder-a", b"NEX", b"PX", b"2000"]),
+        Ts::Now,
+        None,
+    );
+    h.store.handle_request(&set, h.now);
+    let rec = match h.store.poll_output() {
+        Some(StoreOutput::Persist(rec)) => rec,
+        other => panic!("a key with an expiry must be persisted, got {other:?}"),
+    };
+    assert_eq!(rec.expires_at_wall_ms, Some(h.now.wall_ms + 2000));
+    // A plain SET (no expiry, no aio-persistence) is still not persisted.
+    let plain = h.request("a", cmd(&[b"SET", b"data", b"v"]), Ts::Now, None);
+    h.store.handle_request(&plain, h.now);
+    assert!(matches!(
+        h.store.poll_output(),
+        Some(StoreOutput::Publish(_))
+    ));
+
+    // The restarted store still knows the holder: a newcomer's NEX is refused.
+    let mut restarted = Harness::with(config);
+    restarted.now = h.now.advanced(Duration::from_millis(500));
+    assert_eq!(restarted.store.restore(&rec, restarted.now), Ok(true));
+    let refused = restarted.call("b", &[b"SET", b"lock", b"holder-b", b"NEX", b"PX", b"2000"]);
+    assert_eq!(refused.payload(), b":-1\r\n");
+    let info = restarted.store.get(b"lock").unwrap();
+    assert_eq!(
+        info.expires_at,
+        Some(restarted.now.mono + Duration::from_millis(1500))
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Property tests.
 
