@@ -108,8 +108,9 @@ impl Lock {
     /// the key, call `decide` with its value (`None` when absent), write the decision fenced
     /// with the lock's token, unlock. Deleting an absent key succeeds.
     ///
-    /// Do not call it while this handle holds the lock: the edit takes the same lock (same
-    /// holder value) and unlocks it at the end, as Go's `Edit` does.
+    /// The edit holds the lock under a holder value of its own, not this handle's: while this
+    /// handle (or another edit) holds the lock, the edit waits for its release like any other
+    /// client would, so do not call it while this handle holds the lock.
     pub async fn edit<F, Fut>(
         &self,
         key: impl Into<Bytes>,
@@ -143,7 +144,11 @@ impl Lock {
         let shared = self.handle.shared.clone();
         let id = shared.next_id();
         let (events, rx) = async_channel::unbounded();
-        let options = options.to_core(shared.request_timeout, self.handle.session_id.as_deref());
+        // Every edit is a holder of its own (`clientId:instance.edit`), whatever this handle's
+        // identity: it competes for the lock like any other client, so two edits (or this
+        // handle and an edit) never hold it at once.
+        let session = shared.generated_session(id);
+        let options = options.to_core(shared.request_timeout, Some(&session));
         let mut guard = EditGuard {
             shared: shared.clone(),
             id,

@@ -143,10 +143,10 @@ impl LeaderOptions {
         self
     }
 
-    fn to_core(&self, default_timeout: Duration) -> core_leader::LeaderOptions {
+    fn to_core(&self, default_timeout: Duration, session: &str) -> core_leader::LeaderOptions {
         core_leader::LeaderOptions {
             lock: leasedlock_core::lock::LockOptions {
-                lease: self.acquire.to_core(default_timeout, None),
+                lease: self.acquire.to_core(default_timeout, Some(session)),
                 max_jitter: self.max_jitter,
                 ..Default::default()
             },
@@ -262,6 +262,8 @@ pub struct Leader {
     shared: Arc<Shared>,
     id: u64,
     name: Bytes,
+    /// The generated session of this participant's holder value.
+    session: String,
     view: watch::Receiver<LeaderView>,
 }
 
@@ -284,10 +286,12 @@ impl Leader {
                 view: view_tx,
             },
         })?;
+        let session = shared.generated_session(id);
         Ok(Leader {
             shared,
             id,
             name,
+            session,
             view,
         })
     }
@@ -297,10 +301,16 @@ impl Leader {
         &self.name
     }
 
+    /// The holder value this participant stores while leading (`clientId:instance.handle`,
+    /// unique to this handle): what [`Leader::leader`] shows everyone while it leads.
+    pub fn holder_value(&self) -> Bytes {
+        leasedlock_core::lease::holder_value(self.shared.client_id(), Some(&self.session))
+    }
+
     /// Starts campaigning (returns once the campaign started; see [`Leader::elected`]).
     pub async fn campaign(&self, options: &LeaderOptions) -> Result<(), LeaderError> {
         let duration = options.duration;
-        let options = options.to_core(self.shared.request_timeout);
+        let options = options.to_core(self.shared.request_timeout, &self.session);
         call(&self.shared, self.id, |reply| Op::Campaign {
             duration,
             options,

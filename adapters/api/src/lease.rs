@@ -28,7 +28,7 @@ pub use leasedlock_core::lease::{ConfigRule, LostReason, ReleaseOutcome};
 
 use crate::connection::Shared;
 use crate::engine::{MachineKind, Op};
-use crate::handle::{hold_methods, AbandonGuard, Handle};
+use crate::handle::{hold_methods, AbandonGuard, Handle, Identity};
 use crate::state_store::StoreError;
 
 /// Why a lease operation failed.
@@ -63,6 +63,9 @@ pub enum LeaseError {
     Lost(LostReason),
     /// The operation was superseded (e.g. a release while acquiring).
     Cancelled,
+    /// Another live handle of this connection already uses this holder value (the same
+    /// session id, or the bare client id) for this name: one holder value never acts twice.
+    HolderInUse,
     /// The connection was closed.
     Closed,
 }
@@ -74,6 +77,10 @@ impl std::fmt::Display for LeaseError {
             LeaseError::Closed => write!(f, "connection closed"),
             LeaseError::InvalidConfig(rule) => write!(f, "invalid lease configuration: {rule}"),
             LeaseError::Lost(reason) => write!(f, "lease lost: {reason}"),
+            LeaseError::HolderInUse => write!(
+                f,
+                "another handle of this connection uses this holder value for this name"
+            ),
             other => write!(f, "{}", to_core_text(other)),
         }
     }
@@ -246,11 +253,12 @@ impl Lease {
     pub(crate) fn create(
         shared: Arc<Shared>,
         name: Bytes,
-        session_id: Option<String>,
+        identity: Identity,
     ) -> Result<Lease, LeaseError> {
-        Handle::validate(&name, session_id.as_deref(), "lease name must not be empty")?;
-        let handle = Handle::register(shared, name, session_id, |name, status| {
-            MachineKind::Lease { name, status }
+        Handle::validate(&name, &identity, "lease name must not be empty")?;
+        let handle = Handle::register(shared, name, identity, |name, status| MachineKind::Lease {
+            name,
+            status,
         })?;
         Ok(Lease { handle })
     }

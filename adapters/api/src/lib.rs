@@ -22,7 +22,7 @@
 //!   plus waiting (with the runtime's timer, at most the connect timeout) for
 //!   [`Connection::wait_connected`]; `abort()` kills that task. Every other method
 //!   (`state`, `wait_connected`, `client_id`, `state_store`, `lease`, `lease_with_session`,
-//!   `lock`, `lock_with_session`, `leader`, `close`) forwards to this crate's [`Connection`], so
+//!   `lease_as_client_id`, `lock`, `lock_with_session`, `leader`, `close`) forwards to this crate's [`Connection`], so
 //!   handles are the same types under every runtime ([`forward_connection_methods!`] writes the
 //!   plain forwarders), and every other public name comes from re-exporting
 //!   [`adapter::exports`] at the adapter's root;
@@ -31,6 +31,33 @@
 //!   `adapters/api/PORTING.md` for the loop);
 //! - reading secret files and building its MQTT client's options from [`ConnectionOptions`]
 //!   (through its accessors and [`Secret::decode_file`], [`TlsOptions::client_config`]).
+//!
+//! # Holder values: every handle is a holder of its own
+//!
+//! A lease key stores its holder's value, and acquiring is "set if absent or already ours".
+//! So two handles storing the same value would both "hold" the name, and the first release
+//! would delete the lease under the other. Therefore no two handles, edits or leader
+//! participants of one connection ever act on one name with the same holder value:
+//!
+//! - [`Connection::lease`], [`Connection::lock`], every [`Lock::edit`] and every
+//!   [`Connection::leader`] participant get a generated holder value,
+//!   `clientId:instance.handle`: the client id, a random 12-hex-digit id drawn once per
+//!   connection (so a restarted process with the same client id is someone else, and never
+//!   silently re-owns what its predecessor left), and the handle's number in the connection.
+//!   E.g. `worker-7:3fa91c02be4d.12`. A second handle for the same name therefore behaves
+//!   exactly like another client: [`Lease::acquire`] returns `false`, [`Lock::lock`] waits for
+//!   the first one's release, an edit waits for the lock. [`Lease::holder_value`],
+//!   [`Lock::holder_value`] and [`Leader::holder_value`] report the value.
+//! - [`Connection::lease_with_session`] / [`Connection::lock_with_session`]
+//!   (`clientId:sessionId`) and [`Connection::lease_as_client_id`] (the bare `clientId`) are
+//!   fixed holder values, chosen so that another process can act as the same holder (release
+//!   a lease it did not take, resume one after a restart). One connection refuses to have two
+//!   of them at once: making a second live handle with the same name and the same fixed
+//!   holder fails with [`LeaseError::HolderInUse`] (`LockError::Lease(HolderInUse)`) until
+//!   the first handle is dropped. Refusing was chosen over queueing the second handle
+//!   behind the first because the two would share one identity on the store: whatever the
+//!   second did after the first released would be indistinguishable from the first, so
+//!   the application must decide which of them is the holder.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -28,7 +28,7 @@ use leasedlock_core::lock as core_lock;
 
 use crate::connection::Shared;
 use crate::engine::{MachineKind, Op};
-use crate::handle::{hold_methods, Handle};
+use crate::handle::{hold_methods, Handle, Identity};
 use crate::lease::{AcquireOptions, LeaseError, ReleaseOutcome};
 use crate::state_store::StoreError;
 
@@ -185,12 +185,17 @@ impl Lock {
     pub(crate) fn create(
         shared: Arc<Shared>,
         name: Bytes,
-        session_id: Option<String>,
+        identity: Identity,
     ) -> Result<Lock, LockError> {
-        Handle::validate(&name, session_id.as_deref(), "lock name must not be empty")
+        Handle::validate(&name, &identity, "lock name must not be empty")
             .map_err(LockError::Lease)?;
-        let handle = Handle::register(shared, name, session_id, |name, status| {
-            MachineKind::Lock { name, status }
+        let handle = Handle::register(shared, name, identity, |name, status| MachineKind::Lock {
+            name,
+            status,
+        })
+        .map_err(|e| match e {
+            LeaseError::Closed => LockError::Closed,
+            e => LockError::Lease(e),
         })?;
         Ok(Lock { handle })
     }

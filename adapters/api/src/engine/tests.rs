@@ -578,3 +578,206 @@ fn the_deadline_follows_every_input() {
         "answered: no stale deadline"
     );
 }
+
+/// Two handles (or edits) of one connection on one name are two holders: never both held, and
+/// one's release never frees the other's hold.
+mod one_connection_two_holders {
+    use super::*;
+    use crate::{EditDecision, LeaseError, LockError};
+
+    #[test]
+    fn two_lease_handles_are_two_clients() {
+        let mut w = World::new(&["a"]);
+        w.connect(0);
+        let conn = w.conn(0);
+        let (first, second) = (conn.lease("n").unwrap(), conn.lease("n").unwrap());
+        assert_ne!(first.holder_value(), second.holder_value());
+        assert!(first.holder_value().starts_with(b"a:"));
+        let d = Duration::from_secs(30);
+        assert_eq!(
+            w.run(first.acquire(d, &AcquireOptions::new()), LONG),
+            Ok(true)
+        );
+        assert_eq!(
+            w.run(second.acquire(d, &AcquireOptions::new()), LONG),
+            Ok(false),
+            "the second handle is refused like another client"
+        );
+        assert!(!second.is_held());
+        assert_eq!(
+            w.store.get(b"n").map(|k| k.value),
+            Some(first.holder_value())
+        );
+        assert_eq!(w.run(first.release(), LONG), Ok(ReleaseOutcome::Deleted));
+        assert_eq!(
+            w.run(second.acquire(d, &AcquireOptions::new()), LONG),
+            Ok(true)
+        );
+        // A late release by the first handle must not delete the second's lease.
+        assert_ne!(w.run(first.release(), LONG), Ok(ReleaseOutcome::Deleted));
+        assert_eq!(
+            w.store.get(b"n").map(|k| k.value),
+            Some(second.holder_value())
+        );
+        assert!(second.is_held());
+    }
+
+    #[test]
+    fn a_second_lock_handle_waits_for_the_first_unlock() {
+        let mut w = World::new(&["a"]);
+        w.connect(0);
+        let conn = w.conn(0);
+        let (first, second) = (conn.lock("m").unwrap(), conn.lock("m").unwrap());
+        let options = LockOptions::new().max_jitter(Duration::ZERO);
+        let d = Duration::from_secs(30);
+        w.run(first.lock(d, &options), LONG).unwrap();
+        let mut wait = pin!(second.lock(d, &options));
+        assert!(poll_once(wait.as_mut()).is_pending());
+        // Long enough for every fallback poll of the waiter: still waiting.
+        for _ in 0..20 {
+            w.advance(Duration::from_secs(1));
+            assert!(poll_once(wait.as_mut()).is_pending(), "both held the lock");
+        }
+        assert!(first.is_held() && !second.is_held());
+        assert_eq!(w.run(first.unlock(), LONG), Ok(ReleaseOutcome::Deleted));
+        w.run(wait.as_mut(), LONG).unwrap();
+        assert!(second.is_held());
+        assert_eq!(
+            w.store.get(b"m").map(|k| k.value),
+            Some(second.holder_value())
+        );
+        assert_ne!(w.run(first.unlock(), LONG), Ok(ReleaseOutcome::Deleted));
+        assert_eq!(
+            w.store.get(b"m").map(|k| k.value),
+            Some(second.holder_value())
+        );
+    }
+
+    #[test]
+    fn two_edits_on_one_lock_run_one_after_the_other() {
+        let mut w = World::new(&["a"]);
+        w.connect(0);
+        let lock = w.conn(0).lock("edit-lock").unwrap();
+        // (now deciding, most ever deciding at once)
+        let inside = Rc::new(RefCell::new((0u32, 0u32)));
+        let (go_tx, go_rx) = futures_channel::oneshot::channel::<()>();
+        // Whichever edit decides first keeps deciding until `go_tx` fires.
+        let gate = Rc::new(RefCell::new(Some(go_rx)));
+        let edit = || {
+            let (lock, inside, gate) = (&lock, inside.clone(), gate.clone());
+            async move {
+                lock.edit(
+                    "counter",
+                    Duration::from_secs(30),
+                    move |current| async move {
+                        {
+                            let mut i = inside.borrow_mut();
+                            i.0 += 1;
+                            i.1 = i.1.max(i.0);
+                        }
+                        let hold = gate.borrow_mut().take();
+                        if let Some(hold) = hold {
+                            let _ = hold.await;
+                        }
+                        inside.borrow_mut().0 -= 1;
+                        let n: u32 = current
+                            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+                            .unwrap_or(0);
+                        EditDecision::Set((n + 1).to_string().into())
+                    },
+                )
+                .await
+            }
+        };
+        let mut one = pin!(edit());
+        let mut two = pin!(edit());
+        for _ in 0..20 {
+            assert!(poll_once(one.as_mut()).is_pending() && poll_once(two.as_mut()).is_pending());
+            w.settle();
+            w.advance(Duration::from_millis(500));
+        }
+        assert_eq!(
+            *inside.borrow(),
+            (1, 1),
+            "one edit decides, the other waits for the lock"
+        );
+        go_tx.send(()).unwrap();
+        let (r1, r2) = w.run(futures_lite::future::zip(one, two), LONG);
+        assert!(r1.is_ok() && r2.is_ok(), "{r1:?} {r2:?}");
+        assert_eq!(
+            inside.borrow().1,
+            1,
+            "two edits decided under the lock at once"
+        );
+        assert_eq!(
+            w.store.get(b"counter").map(|k| k.value),
+            Some(Bytes::from_static(b"2")),
+            "no lost update"
+        );
+    }
+
+    #[test]
+    fn a_fixed_holder_is_refused_while_another_handle_has_it() {
+        let mut w = World::new(&["a"]);
+        w.connect(0);
+        let conn = w.conn(0);
+        let first = conn.lease_with_session("n", "s").unwrap();
+        assert_eq!(first.holder_value(), Bytes::from_static(b"a:s"));
+        assert_eq!(
+            conn.lease_with_session("n", "s").err(),
+            Some(LeaseError::HolderInUse)
+        );
+        assert_eq!(
+            conn.lock_with_session("n", "s").err(),
+            Some(LockError::Lease(LeaseError::HolderInUse))
+        );
+        // Another name, or another session, is another holder.
+        assert!(conn.lease_with_session("other", "s").is_ok());
+        assert!(conn.lease_with_session("n", "t").is_ok());
+        let bare = conn.lease_as_client_id("n").unwrap();
+        assert_eq!(bare.holder_value(), Bytes::from_static(b"a"));
+        assert_eq!(
+            conn.lease_as_client_id("n").err(),
+            Some(LeaseError::HolderInUse)
+        );
+        drop(first);
+        let again = conn.lease_with_session("n", "s").unwrap();
+        assert_eq!(
+            w.run(
+                again.acquire(Duration::from_secs(5), &AcquireOptions::new()),
+                LONG
+            ),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn holders_differ_between_connection_instances_of_one_client_id() {
+        let w = World::new(&["a", "a"]);
+        let (one, two) = (w.conn(0).lease("n").unwrap(), w.conn(1).lease("n").unwrap());
+        assert_ne!(one.holder_value(), two.holder_value());
+        assert!(two.holder_value().starts_with(b"a:"));
+    }
+
+    #[test]
+    fn two_leaders_of_one_connection_are_two_candidates() {
+        let mut w = World::new(&["a"]);
+        w.connect(0);
+        let conn = w.conn(0);
+        let (one, two) = (conn.leader("e").unwrap(), conn.leader("e").unwrap());
+        assert_ne!(one.holder_value(), two.holder_value());
+        let options = crate::LeaderOptions::new(Duration::from_secs(9));
+        w.run(one.campaign(&options), LONG).unwrap();
+        w.run(one.elected(), LONG).unwrap();
+        w.run(two.campaign(&options), LONG).unwrap();
+        for _ in 0..20 {
+            w.advance(Duration::from_secs(1));
+            assert!(!(one.is_leader() && two.is_leader()), "two leaders at once");
+        }
+        assert!(one.is_leader());
+        assert_eq!(two.leader(), Some(one.holder_value()));
+        w.run(one.resign(), LONG).unwrap();
+        w.run(two.elected(), LONG).unwrap();
+        assert_eq!(w.store.get(b"e").map(|k| k.value), Some(two.holder_value()));
+    }
+}

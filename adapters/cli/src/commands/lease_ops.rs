@@ -14,7 +14,8 @@ use crate::exit;
 fn lease_handle(conn: &Connection, name: &str, session: Option<&str>) -> Result<Lease, Failure> {
     let lease = match session {
         Some(s) => conn.lease_with_session(name.to_string(), s.to_string()),
-        None => conn.lease(name.to_string()),
+        // The bare client id: the holder `release --client-id ID` (another process) names.
+        None => conn.lease_as_client_id(name.to_string()),
     };
     lease.map_err(Failure::from)
 }
