@@ -207,6 +207,9 @@ impl sc::LeaseApi for Lease {
     fn detach(self) {
         self.0.detach();
     }
+    fn holder_value(&self) -> Bytes {
+        self.0.holder_value()
+    }
 }
 
 /// A lock handle.
@@ -246,6 +249,12 @@ impl sc::LockApi for Lock {
                 .await
                 .map_err(edit_failure)
         })
+    }
+    fn holder_value(&self) -> Bytes {
+        self.0.holder_value()
+    }
+    fn is_held(&self) -> bool {
+        self.0.is_held()
     }
 }
 
@@ -296,6 +305,12 @@ impl sc::LeaderApi for Leader {
     }
     fn resign(&self) -> BoxFuture<'_, Result<(), Failure>> {
         Box::pin(async move { self.inner.resign().await.map_err(leader_failure) })
+    }
+    fn holder_value(&self) -> Bytes {
+        self.inner.holder_value()
+    }
+    fn is_leader(&self) -> bool {
+        self.inner.is_leader()
     }
 }
 
