@@ -103,6 +103,27 @@ pub enum RequestError {
     SubscriptionRefused,
 }
 
+impl RequestError {
+    /// Whether trying again later may succeed: timeouts, a dropped connection, a full
+    /// in-flight table, a refused response subscription, and the RPC statuses of an overloaded
+    /// or timed-out executor (408, 503). Rejections by the store, malformed or drifting
+    /// replies and invalid requests are not transient. The lease machine classifies request
+    /// failures the same way (a test checks that they agree).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RequestError::Timeout { .. }
+            | RequestError::Unknown
+            | RequestError::Busy
+            | RequestError::SubscriptionRefused => true,
+            RequestError::Status { status, .. } => matches!(status, 408 | 503),
+            RequestError::Service(_)
+            | RequestError::ClockDrift
+            | RequestError::BadReply
+            | RequestError::InvalidArgument(_) => false,
+        }
+    }
+}
+
 /// The single outcome of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
@@ -1014,6 +1035,39 @@ mod tests {
 
     const CLIENT: &str = "client-1";
     const WALL: u64 = 1_700_000_000_000;
+
+    /// Every kind of request failure, with the RPC statuses the store uses.
+    pub(crate) fn every_request_error() -> alloc::vec::Vec<RequestError> {
+        let mut all = vec![
+            RequestError::Service(crate::command::ServiceError::FencingTokenLowerVersion),
+            RequestError::Timeout { sent: true },
+            RequestError::Timeout { sent: false },
+            RequestError::Unknown,
+            RequestError::ClockDrift,
+            RequestError::BadReply,
+            RequestError::Busy,
+            RequestError::InvalidArgument("x"),
+            RequestError::SubscriptionRefused,
+        ];
+        for status in [200, 400, 404, 408, 415, 500, 503, 505] {
+            all.push(RequestError::Status {
+                status,
+                message: None,
+            });
+        }
+        all
+    }
+
+    #[test]
+    fn request_errors_are_transient_as_the_lease_machine_says() {
+        for e in every_request_error() {
+            assert_eq!(
+                e.is_transient(),
+                crate::lease::LeaseError::Request(e.clone()).is_transient(),
+                "{e:?}"
+            );
+        }
+    }
 
     fn config() -> ClientConfig {
         ClientConfig {

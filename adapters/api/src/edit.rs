@@ -50,6 +50,9 @@ pub enum EditError {
     UnexpectedReply,
     /// The edit was cancelled before the write.
     Cancelled,
+    /// A failure of the core edit machine this crate has no variant of its own for: the
+    /// core's error itself (also the [`source`](std::error::Error::source)).
+    Core(core_edit::EditError),
     /// The connection was closed.
     Closed,
 }
@@ -63,12 +66,22 @@ impl std::fmt::Display for EditError {
             EditError::Request(e) => write!(f, "state store request failed: {e}"),
             EditError::UnexpectedReply => write!(f, "unexpected reply"),
             EditError::Cancelled => write!(f, "edit cancelled"),
+            EditError::Core(e) => write!(f, "{e}"),
             EditError::Closed => write!(f, "connection closed"),
         }
     }
 }
 
-impl std::error::Error for EditError {}
+impl std::error::Error for EditError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EditError::Lock(e) => Some(e),
+            EditError::Request(e) => Some(e),
+            EditError::Core(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<core_edit::EditError> for EditError {
     fn from(e: core_edit::EditError) -> Self {
@@ -80,7 +93,7 @@ impl From<core_edit::EditError> for EditError {
             C::Request(r) => EditError::Request(r.into()),
             C::UnexpectedReply => EditError::UnexpectedReply,
             C::Cancelled => EditError::Cancelled,
-            other => EditError::Request(StoreError::Other(format!("{other:?}"))),
+            other => EditError::Core(other),
         }
     }
 }

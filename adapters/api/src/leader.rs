@@ -52,6 +52,9 @@ pub enum LeaderError {
     InvalidConfig(ConfigRule),
     /// The lock underneath failed in a way retrying will not fix.
     Lock(LockError),
+    /// A failure of the core leader machine this crate has no variant of its own for: the
+    /// core's error itself (also the [`source`](std::error::Error::source)).
+    Core(core_leader::LeaderError),
     /// The connection was closed.
     Closed,
 }
@@ -63,12 +66,21 @@ impl std::fmt::Display for LeaderError {
             LeaderError::NotCampaigning => write!(f, "not campaigning"),
             LeaderError::InvalidConfig(rule) => write!(f, "invalid leader configuration: {rule}"),
             LeaderError::Lock(e) => write!(f, "{e}"),
+            LeaderError::Core(e) => write!(f, "{e}"),
             LeaderError::Closed => write!(f, "connection closed"),
         }
     }
 }
 
-impl std::error::Error for LeaderError {}
+impl std::error::Error for LeaderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LeaderError::Lock(e) => Some(e),
+            LeaderError::Core(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<core_leader::LeaderError> for LeaderError {
     fn from(e: core_leader::LeaderError) -> Self {
@@ -78,7 +90,7 @@ impl From<core_leader::LeaderError> for LeaderError {
             C::NotCampaigning => LeaderError::NotCampaigning,
             C::InvalidConfig(rule) => LeaderError::InvalidConfig(rule),
             C::Lock(l) => LeaderError::Lock(l.into()),
-            other => LeaderError::Lock(LockError::from(StoreError::Other(format!("{other:?}")))),
+            other => LeaderError::Core(other),
         }
     }
 }
