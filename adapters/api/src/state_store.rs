@@ -290,12 +290,21 @@ pub enum ObserveError {
         /// How many.
         missed: u64,
     },
+    /// The key's notification registration could not be renewed after a reconnect (e.g. it
+    /// timed out while the store was still reconnecting): changes may go unnotified until it
+    /// is. The engine retries it with back-off; once renewed, the key is re-read and what
+    /// changed meanwhile arrives as a change with `resync: true`.
+    MayHaveMissed,
 }
 
 impl std::fmt::Display for ObserveError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ObserveError::Lagged { missed } => write!(f, "{missed} changes dropped (slow reader)"),
+            ObserveError::MayHaveMissed => write!(
+                f,
+                "the notification registration lapsed: changes may have been missed"
+            ),
         }
     }
 }

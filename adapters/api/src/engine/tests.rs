@@ -40,6 +40,8 @@ struct World {
     store: Store,
     peers: Vec<Peer>,
     ms: u64,
+    /// How many of the next KEYNOTIFY requests the broker loses (a store still reconnecting).
+    lose_keynotify: usize,
 }
 
 impl World {
@@ -67,6 +69,7 @@ impl World {
             store: Store::new(StoreConfig::default()).unwrap(),
             peers,
             ms: 0,
+            lose_keynotify: 0,
         }
     }
 
@@ -123,7 +126,12 @@ impl World {
                         // A disconnected client's packets are lost (the core resends what it must).
                         _ if !p.connected => {}
                         Transmit::Publish(m) if m.topic == REQUEST_TOPIC.as_bytes() => {
-                            self.store.handle_request(&m, now);
+                            let keynotify = m.payload.windows(9).any(|w| w == b"KEYNOTIFY");
+                            if keynotify && self.lose_keynotify > 0 {
+                                self.lose_keynotify -= 1;
+                            } else {
+                                self.store.handle_request(&m, now);
+                            }
                         }
                         Transmit::Subscribe(f) => p.engine.handle_subscribed(&f, true, now),
                         _ => {}
@@ -407,6 +415,53 @@ fn an_observation_resyncs_after_a_reconnect() {
         w.store.registrations_of(b"a").is_empty(),
         "last stream gone: unregistered"
     );
+}
+
+/// A re-registration that times out after a reconnect is reported on the stream ("may have
+/// missed changes") and retried until it succeeds: the missed change then arrives by the
+/// re-read, and later changes are notified again.
+#[test]
+fn a_failed_reregistration_is_reported_and_retried() {
+    let mut w = World::new(&["a", "b"]);
+    w.connect(0);
+    w.connect(1);
+    let mut changes = w.run(w.conn(0).state_store().observe("cfg"), LONG).unwrap();
+    let writer = w.conn(1).state_store();
+    w.disconnect(0);
+    w.run(writer.set("cfg", "1", &SetOptions::new()), LONG)
+        .unwrap();
+    // The store loses the re-registration and the first two retries.
+    w.lose_keynotify = 3;
+    w.connect(0);
+    assert_eq!(
+        w.run(changes.next(), LONG),
+        Some(Err(crate::ObserveError::MayHaveMissed)),
+        "the lapse is reported, not silent"
+    );
+    let missed = w.run(changes.next(), LONG).unwrap().unwrap();
+    assert_eq!(missed.value.as_deref(), Some(&b"1"[..]));
+    // Two more lapses (each retry lost), each reported.
+    for _ in 0..2 {
+        assert_eq!(
+            w.run(changes.next(), LONG),
+            Some(Err(crate::ObserveError::MayHaveMissed))
+        );
+    }
+    assert_eq!(w.lose_keynotify, 0);
+    // The next retry gets through (bounded: the back-off is at most a few seconds).
+    for _ in 0..100 {
+        if w.store.registrations_of(b"a").len() == 1 {
+            break;
+        }
+        w.advance(Duration::from_millis(200));
+    }
+    assert_eq!(w.store.registrations_of(b"a").len(), 1, "registered again");
+    w.run(writer.set("cfg", "2", &SetOptions::new()), LONG)
+        .unwrap();
+    let next = w.run(changes.next(), LONG).unwrap().unwrap();
+    assert_eq!(next.value.as_deref(), Some(&b"2"[..]));
+    assert!(!next.resync, "notified: the registration works again");
+    assert_eq!(w.peers[0].engine.client.reregistrations_failing(), 0);
 }
 
 #[test]
