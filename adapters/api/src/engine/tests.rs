@@ -252,8 +252,84 @@ fn a_request_while_disconnected_times_out_instead_of_hanging() {
     assert!(matches!(r, Err(StoreError::Timeout { .. })), "{r:?}");
 }
 
+/// Close with work in flight everywhere: a held lease, a lock wait, an observation, a request
+/// the broker cannot carry (the connection is down). Every waiter gets an answer, the streams
+/// end, the held lease is released, and new work is refused.
 #[test]
 fn close_answers_everyone_and_refuses_new_work() {
+    let mut w = World::new(&["a", "b"]);
+    w.connect(0);
+    w.connect(1);
+    let conn = w.conn(0);
+    let lease = conn.lease("l").unwrap();
+    assert!(w
+        .run(
+            lease.acquire(Duration::from_secs(5), &AcquireOptions::new()),
+            LONG
+        )
+        .unwrap());
+    let holder = w.conn(1).lock("m").unwrap();
+    w.run(
+        holder.lock(Duration::from_secs(30), &LockOptions::new()),
+        LONG,
+    )
+    .unwrap();
+    let waiter = conn.lock("m").unwrap();
+    let options = LockOptions::new();
+    let mut wait = pin!(waiter.lock(Duration::from_secs(30), &options));
+    assert!(poll_once(wait.as_mut()).is_pending());
+    let mut changes = w.run(conn.state_store().observe("cfg"), LONG).unwrap();
+    w.settle();
+    assert!(
+        poll_once(wait.as_mut()).is_pending(),
+        "waiting for b's lock"
+    );
+
+    // A request in flight while the connection is down: it cannot be answered by the store.
+    w.disconnect(0);
+    let store = conn.state_store();
+    // Its own timeout is longer than the closing grace (the connection's request timeout).
+    let mut get = pin!(store.get("k", Some(Duration::from_secs(30))));
+    assert!(poll_once(get.as_mut()).is_pending());
+    w.settle();
+    assert_eq!(
+        w.peers[0].engine.client.in_flight(),
+        1,
+        "the GET is in flight"
+    );
+
+    // Close while all that is in flight; it ends within the grace period.
+    w.run(conn.close(), Duration::from_secs(5));
+    assert_eq!(conn.state(), ConnectionState::Closed);
+    assert_eq!(
+        poll_once(get.as_mut()),
+        Poll::Ready(Err(StoreError::Closed)),
+        "the GET still in flight at the end of the grace was answered"
+    );
+    assert!(
+        matches!(poll_once(wait.as_mut()), Poll::Ready(Err(_))),
+        "the lock wait was answered"
+    );
+    assert_eq!(w.run(changes.next(), LONG), None, "the stream ended");
+    assert!(!lease.is_held());
+    // Closing tried to release the held lease; offline, it is left to expire by its TTL.
+    assert!(w.store.get(b"l").is_some_and(|k| k.expires_at.is_some()));
+    assert_eq!(
+        w.run(conn.state_store().get("k", None), LONG),
+        Err(StoreError::Closed)
+    );
+    assert_eq!(
+        w.run(
+            lease.acquire(Duration::from_secs(5), &AcquireOptions::new()),
+            LONG
+        ),
+        Err(crate::LeaseError::Closed)
+    );
+    assert_eq!(conn.lease("x").err(), Some(crate::LeaseError::Closed));
+}
+
+#[test]
+fn close_releases_what_handles_hold() {
     let mut w = World::new(&["a"]);
     w.connect(0);
     let conn = w.conn(0);
@@ -264,12 +340,9 @@ fn close_answers_everyone_and_refuses_new_work() {
             LONG
         )
         .unwrap());
+    assert!(w.store.get(b"l").is_some());
     w.run(conn.close(), LONG);
-    assert_eq!(conn.state(), ConnectionState::Closed);
-    // Closing released the held lease, as dropping the handle would.
-    assert!(w.store.get(b"l").is_none());
-    let r = w.run(conn.state_store().get("k", None), LONG);
-    assert_eq!(r, Err(StoreError::Closed));
+    assert!(w.store.get(b"l").is_none(), "released as dropping would");
 }
 
 #[test]
