@@ -563,6 +563,17 @@ enum Step {
     Del(u8),
     Observe(u8),
     DropObservation,
+    /// On one of two lease handles of one name.
+    Acquire(u8),
+    Release(u8),
+    /// On one of two lock handles of one name.
+    Lock(u8),
+    Unlock(u8),
+    Edit(u8),
+    Campaign,
+    Resign,
+    /// Drop the newest unanswered future (an abandoned operation).
+    Abandon,
     Disconnect,
     Connect,
     Advance(u16),
@@ -577,6 +588,14 @@ fn step() -> impl Strategy<Value = Step> {
         (0u8..3).prop_map(Step::Del),
         (0u8..3).prop_map(Step::Observe),
         Just(Step::DropObservation),
+        (0u8..2).prop_map(Step::Acquire),
+        (0u8..2).prop_map(Step::Release),
+        (0u8..2).prop_map(Step::Lock),
+        (0u8..2).prop_map(Step::Unlock),
+        (0u8..2).prop_map(Step::Edit),
+        Just(Step::Campaign),
+        Just(Step::Resign),
+        Just(Step::Abandon),
         Just(Step::Disconnect),
         Just(Step::Connect),
         (0u16..3000).prop_map(Step::Advance),
@@ -585,92 +604,134 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-type Pending = Pin<Box<dyn Future<Output = String>>>;
+type Pending = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The handles a schedule works on (shared with the futures it issues).
+struct Handles {
+    store: crate::StateStore,
+    leases: [crate::Lease; 2],
+    locks: [crate::Lock; 2],
+    leader: crate::Leader,
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// Whatever the interleaving of commands, connection events and time, every command gets
-    /// exactly one answer (a future never hangs, and resolving is final by construction), and
-    /// nothing is left registered on the store once everything is dropped.
+    /// Whatever the interleaving of store requests, lease, lock, edit and leader operations,
+    /// abandoned futures, connection events, time and a close, every operation that was not
+    /// abandoned gets exactly one answer (counted per operation), and once every handle is
+    /// gone no machine and no registration is left behind.
     #[test]
     fn every_command_gets_exactly_one_answer(steps in proptest::collection::vec(step(), 1..40)) {
         let mut w = World::new(&["a"]);
         let conn = w.conn(0);
-        let store = conn.state_store();
-        let mut pending: Vec<Pending> = Vec::new();
-        let mut answered = 0usize;
-        let mut issued = 0usize;
+        let h = Rc::new(Handles {
+            store: conn.state_store(),
+            leases: [conn.lease("L").unwrap(), conn.lease("L").unwrap()],
+            locks: [conn.lock("M").unwrap(), conn.lock("M").unwrap()],
+            leader: conn.leader("E").unwrap(),
+        });
+        // Answers counted per operation id, apart from the futures' own bookkeeping.
+        let answers: Rc<RefCell<std::collections::HashMap<u64, u32>>> = Rc::default();
+        let mut expected = std::collections::BTreeSet::new();
+        let mut pending: Vec<(u64, Pending)> = Vec::new();
         let kept = Rc::new(RefCell::new(Vec::new()));
         let mut close_requested = false;
         let key = |k: u8| Bytes::from(vec![b'k', k]);
-        for s in steps {
-            match s {
-                Step::Get(k) => {
-                    let st = store.clone();
-                    pending.push(Box::pin(async move { format!("{:?}", st.get(key(k), None).await) }));
-                }
-                Step::Set(k) => {
-                    let st = store.clone();
-                    pending.push(Box::pin(async move {
-                        format!("{:?}", st.set(key(k), "v", &SetOptions::new()).await)
-                    }));
-                }
-                Step::Del(k) => {
-                    let st = store.clone();
-                    pending.push(Box::pin(async move { format!("{:?}", st.del(key(k), &Default::default()).await) }));
-                }
+        let d = Duration::from_secs(5);
+        let wait = LockOptions::new().wait_timeout(Duration::from_secs(5));
+        for (id, s) in steps.into_iter().enumerate() {
+            let id = id as u64;
+            let (hc, ans) = (h.clone(), answers.clone());
+            let done = move || *ans.borrow_mut().entry(id).or_default() += 1;
+            let wait = wait.clone();
+            let op: Option<Pending> = match s {
+                Step::Get(k) => Some(Box::pin(async move { let _ = hc.store.get(key(k), None).await; done() })),
+                Step::Set(k) => Some(Box::pin(async move {
+                    let _ = hc.store.set(key(k), "v", &SetOptions::new()).await; done()
+                })),
+                Step::Del(k) => Some(Box::pin(async move {
+                    let _ = hc.store.del(key(k), &Default::default()).await; done()
+                })),
                 Step::Observe(k) => {
-                    let st = store.clone();
                     let kept = kept.clone();
-                    pending.push(Box::pin(async move {
-                        match st.observe(key(k)).await {
-                            Ok(o) => { kept.borrow_mut().push(o); "observing".to_string() }
-                            Err(e) => format!("{e:?}"),
-                        }
-                    }));
+                    Some(Box::pin(async move {
+                        if let Ok(o) = hc.store.observe(key(k)).await { kept.borrow_mut().push(o) }
+                        done()
+                    }))
                 }
-                Step::DropObservation => { kept.borrow_mut().pop(); }
-                Step::Disconnect => if w.peers[0].connected { w.disconnect(0) },
-                Step::Connect => if !w.peers[0].connected { w.connect(0) },
-                Step::Advance(ms) => { w.advance(Duration::from_millis(u64::from(ms))); }
-                Step::Settle => w.settle(),
+                Step::Acquire(i) => Some(Box::pin(async move {
+                    let _ = hc.leases[usize::from(i)].acquire(d, &AcquireOptions::new()).await; done()
+                })),
+                Step::Release(i) => Some(Box::pin(async move {
+                    let _ = hc.leases[usize::from(i)].release().await; done()
+                })),
+                Step::Lock(i) => Some(Box::pin(async move {
+                    let _ = hc.locks[usize::from(i)].lock(d, &wait).await; done()
+                })),
+                Step::Unlock(i) => Some(Box::pin(async move {
+                    let _ = hc.locks[usize::from(i)].unlock().await; done()
+                })),
+                Step::Edit(i) => Some(Box::pin(async move {
+                    let _ = hc.locks[usize::from(i)]
+                        .edit_with("edited", d, &wait, |_| async { crate::EditDecision::Set(Bytes::from_static(b"e")) })
+                        .await;
+                    done()
+                })),
+                Step::Campaign => Some(Box::pin(async move {
+                    let _ = hc.leader.campaign(&crate::LeaderOptions::new(Duration::from_secs(3))).await;
+                    done()
+                })),
+                Step::Resign => Some(Box::pin(async move { let _ = hc.leader.resign().await; done() })),
                 Step::Close => {
                     close_requested = true;
                     let c = conn.clone();
-                    pending.push(Box::pin(async move { c.close().await; "closed".to_string() }));
+                    Some(Box::pin(async move { c.close().await; done() }))
                 }
+                Step::Abandon => {
+                    if let Some((gone, _)) = pending.pop() {
+                        expected.remove(&gone);
+                    }
+                    None
+                }
+                Step::DropObservation => { kept.borrow_mut().pop(); None }
+                Step::Disconnect => { if w.peers[0].connected { w.disconnect(0) } None }
+                Step::Connect => { if !w.peers[0].connected { w.connect(0) } None }
+                Step::Advance(ms) => { w.advance(Duration::from_millis(u64::from(ms))); None }
+                Step::Settle => { w.settle(); None }
+            };
+            if let Some(op) = op {
+                expected.insert(id);
+                pending.push((id, op));
             }
-            issued = answered + pending.len();
             // Poll everything once; keep what is still waiting.
-            let mut still = Vec::new();
-            for mut f in pending.drain(..) {
-                match poll_once(f.as_mut()) {
-                    Poll::Ready(_) => answered += 1,
-                    Poll::Pending => still.push(f),
-                }
-            }
-            pending = still;
+            pending.retain_mut(|(_, f)| poll_once(f.as_mut()).is_pending());
         }
         // Whatever state the schedule left: reconnect and let time pass; everything answers.
         if !w.peers[0].connected { w.connect(0) }
         for _ in 0..200 {
-            let mut still = Vec::new();
-            for mut f in pending.drain(..) {
-                match poll_once(f.as_mut()) {
-                    Poll::Ready(_) => answered += 1,
-                    Poll::Pending => still.push(f),
-                }
-            }
-            pending = still;
+            pending.retain_mut(|(_, f)| poll_once(f.as_mut()).is_pending());
             if pending.is_empty() { break; }
             w.settle();
             w.advance(Duration::from_millis(500));
         }
-        prop_assert!(pending.is_empty(), "{} commands never answered", pending.len());
-        prop_assert_eq!(answered, issued);
+        let unanswered: Vec<u64> = pending.iter().map(|(id, _)| *id).collect();
+        prop_assert!(unanswered.is_empty(), "never answered: {:?}", unanswered);
+        let answers = answers.borrow();
+        for id in &expected {
+            prop_assert_eq!(answers.get(id).copied(), Some(1), "operation {} answered", id);
+        }
+        prop_assert!(answers.keys().all(|id| expected.contains(id)), "an abandoned operation answered");
+        drop(answers);
+        // Every handle and stream goes: nothing may stay behind.
         kept.borrow_mut().clear();
+        drop(h);
         w.settle();
+        for _ in 0..40 {
+            if w.peers[0].engine.machines.is_empty() { break; }
+            w.advance(Duration::from_millis(500));
+        }
+        prop_assert!(w.peers[0].engine.machines.is_empty(), "a machine outlived its handle");
         // A close ends the streams with the connection (the store drops a disconnected client's
         // registrations); otherwise dropping the last stream of a key unregisters it.
         if !close_requested {
