@@ -537,6 +537,40 @@ fn a_failed_reregistration_is_reported_and_retried() {
     assert_eq!(w.peers[0].engine.client.reregistrations_failing(), 0);
 }
 
+/// A lock wait whose notification registration lapsed after a reconnect is not left to its
+/// slow fallback poll: the retried registration brings the holder's release at once.
+#[test]
+fn a_lock_wait_hears_the_release_after_a_failed_reregistration() {
+    let mut w = World::new(&["a", "b"]);
+    w.connect(0);
+    w.connect(1);
+    let holder = w.conn(0).lock("m").unwrap();
+    let waiter = w.conn(1).lock("m").unwrap();
+    let d = Duration::from_secs(60);
+    let options = LockOptions::new()
+        .max_jitter(Duration::ZERO)
+        .fallback(Duration::from_secs(60));
+    w.run(holder.lock(d, &options), LONG).unwrap();
+    let mut wait = pin!(waiter.lock(d, &options));
+    assert!(poll_once(wait.as_mut()).is_pending());
+    w.settle();
+    assert_eq!(w.store.registrations_of(b"b").len(), 1);
+    w.disconnect(1);
+    w.lose_keynotify = 2;
+    w.connect(1);
+    for _ in 0..100 {
+        if w.lose_keynotify == 0 && w.store.registrations_of(b"b").len() == 1 {
+            break;
+        }
+        w.advance(Duration::from_millis(200));
+        assert!(poll_once(wait.as_mut()).is_pending());
+    }
+    assert_eq!(w.store.registrations_of(b"b").len(), 1, "registered again");
+    assert_eq!(w.run(holder.unlock(), LONG), Ok(ReleaseOutcome::Deleted));
+    let token = w.run(wait.as_mut(), Duration::from_millis(10));
+    assert!(token.is_ok(), "notified of the release: {token:?}");
+}
+
 #[test]
 fn a_leader_term_is_cancelled_on_resign() {
     let mut w = World::new(&["a"]);
