@@ -58,6 +58,17 @@
 //!   behind the first because the two would share one identity on the store: whatever the
 //!   second did after the first released would be indistinguishable from the first, so
 //!   the application must decide which of them is the holder.
+//!
+//! # Notifications after a reconnect
+//!
+//! The store drops a client's notification registrations (KEYNOTIFY) with its connection, so
+//! the engine registers every observed key again after each reconnect and re-reads it. If that
+//! registration fails (say it times out while the store itself is still reconnecting), it is
+//! retried with a jittered back-off (a quarter of a second at first, doubling up to 8 s) for
+//! as long as the key is observed, and the failure is never silent: every [`Observation`] of
+//! the key receives `Err(ObserveError::MayHaveMissed)`, and the lock, lease and leader
+//! machines re-read the key after each attempt. Once a retry succeeds the key is read again
+//! and whatever changed meanwhile arrives as a change with `resync: true`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
