@@ -29,7 +29,7 @@ pub use leasedlock_core::lease::{ConfigRule, LostReason, ReleaseOutcome};
 use crate::connection::Shared;
 use crate::engine::{MachineKind, Op};
 use crate::handle::{hold_methods, AbandonGuard, Handle, Identity};
-use crate::state_store::StoreError;
+use crate::state_store::{ObserveError, StoreError};
 
 /// Why a lease operation failed.
 // Not core's `LeaseError` on purpose: requests fail with this crate's `StoreError`, and a
@@ -299,7 +299,9 @@ impl Lease {
     }
 
     /// Starts observing the lease (KEYNOTIFY): a stream of [`Change`]s (a release or an expiry
-    /// arrives as `held = false`). Drop the stream to stop observing.
+    /// arrives as `held = false`), and of `Err(ObserveError::MayHaveMissed)` when the
+    /// registration lapsed after a reconnect (it is retried; the lease is re-read and a
+    /// difference arrives as a change). Drop the stream to stop observing.
     pub async fn observe(&self) -> Result<LeaseObservation, LeaseError> {
         let (tx, rx) = async_channel::bounded(self.handle.shared.notification_buffer);
         let seq = self.handle.next_seq();
@@ -324,35 +326,39 @@ impl Lease {
     hold_methods!("lease");
 }
 
-/// The stream of [`Change`]s of an observed lease. Dropping it stops the observation (KEYNOTIFY
-/// STOP with its own timeout).
+/// The stream of [`Change`]s of an observed lease (and of
+/// [`ObserveError::MayHaveMissed`] when its notification registration lapsed). Dropping it
+/// stops the observation (KEYNOTIFY STOP with its own timeout).
 ///
 /// ```no_run
 /// # async fn demo(lease: leasedlock_api::Lease) -> Result<(), leasedlock_api::LeaseError> {
 /// let mut changes = lease.observe().await?;
-/// while let Some(change) = changes.next().await {
-///     println!("held: {}, by {:?}", change.held, change.holder);
+/// while let Some(item) = changes.next().await {
+///     match item {
+///         Ok(change) => println!("held: {}, by {:?}", change.held, change.holder),
+///         Err(lapse) => println!("{lapse}; holder now: {:?}", lease.holder().await?),
+///     }
 /// }
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct LeaseObservation {
     // Boxed: the receiver is `!Unpin`, the stream should not be.
-    rx: Pin<Box<async_channel::Receiver<Change>>>,
+    rx: Pin<Box<async_channel::Receiver<Result<Change, ObserveError>>>>,
     _stop: AbandonGuard,
 }
 
 impl LeaseObservation {
-    /// The next change; `None` when the lease handle or the connection is gone.
-    pub async fn next(&mut self) -> Option<Change> {
+    /// The next change (or lapse); `None` when the lease handle or the connection is gone.
+    pub async fn next(&mut self) -> Option<Result<Change, ObserveError>> {
         self.rx.recv().await.ok()
     }
 }
 
 impl Stream for LeaseObservation {
-    type Item = Change;
+    type Item = Result<Change, ObserveError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.as_mut().poll_next(cx)
     }
 }

@@ -157,7 +157,15 @@ struct Changes(ll::LeaseObservation);
 
 impl sc::ChangeStream for Changes {
     fn next(&mut self) -> BoxFuture<'_, Option<(bool, Option<Bytes>)>> {
-        Box::pin(async move { self.0.next().await.map(|c| (c.held, c.holder)) })
+        Box::pin(async move {
+            loop {
+                match self.0.next().await? {
+                    Ok(c) => return Some((c.held, c.holder)),
+                    // A lapse is not a change; the re-read after it delivers what differs.
+                    Err(_) => continue,
+                }
+            }
+        })
     }
 }
 

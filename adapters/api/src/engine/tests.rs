@@ -571,6 +571,51 @@ fn a_lock_wait_hears_the_release_after_a_failed_reregistration() {
     assert!(token.is_ok(), "notified of the release: {token:?}");
 }
 
+/// A lease observation is told when its registration lapsed, like a key observation.
+#[test]
+fn a_lease_observation_reports_a_failed_reregistration() {
+    let mut w = World::new(&["a", "b"]);
+    w.connect(0);
+    w.connect(1);
+    let watched = w.conn(0).lease("l").unwrap();
+    let mut changes = w.run(watched.observe(), LONG).unwrap();
+    w.disconnect(0);
+    w.lose_keynotify = 1;
+    w.connect(0);
+    assert_eq!(
+        w.run(changes.next(), LONG),
+        Some(Err(crate::ObserveError::MayHaveMissed))
+    );
+    // Retried: a later acquisition by someone else is notified.
+    for _ in 0..100 {
+        if w.store.registrations_of(b"a").len() == 1 {
+            break;
+        }
+        w.advance(Duration::from_millis(200));
+    }
+    let other = w.conn(1).lease("l").unwrap();
+    assert_eq!(
+        w.run(
+            other.acquire(Duration::from_secs(30), &AcquireOptions::new()),
+            LONG
+        ),
+        Ok(true)
+    );
+    // (The re-reads after the lapse may report the lease free first.)
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let change = w.run(changes.next(), LONG).unwrap().unwrap();
+        let held = change.held;
+        seen.push(change);
+        if held {
+            break;
+        }
+    }
+    let last = seen.last().unwrap();
+    assert!(last.held, "{seen:?}");
+    assert_eq!(last.holder, Some(other.holder_value()));
+}
+
 #[test]
 fn a_leader_term_is_cancelled_on_resign() {
     let mut w = World::new(&["a"]);

@@ -191,9 +191,16 @@ pub async fn watch(global: &GlobalOptions, args: &NameArgs, report: Report) -> R
     let code = loop {
         tokio::select! {
             change = changes.next() => match change {
-                Some(change) => {
+                Some(Ok(change)) => {
                     let holder = if change.held { change.holder } else { None };
                     print_change(report, &args.name, holder.as_ref());
+                }
+                Some(Err(lapse)) => {
+                    // Changes may have been missed: say so, and print where things stand now.
+                    report.error(&format!("{lapse}; reading the holder again"));
+                    if let Ok(current) = lease.holder().await {
+                        print_change(report, &args.name, current.as_ref());
+                    }
                 }
                 None => {
                     report.error("the observation ended (connection closed)");
