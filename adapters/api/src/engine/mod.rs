@@ -96,6 +96,16 @@ impl Commands {
     }
 }
 
+impl Drop for Commands {
+    /// The driver is gone (finished, or its task aborted): refuse what is still queued. The
+    /// channel outlives its receiver while handles hold senders, and with it the reply senders
+    /// of queued commands, whose callers would otherwise wait forever.
+    fn drop(&mut self) {
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
 /// Something the engine wants sent to the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

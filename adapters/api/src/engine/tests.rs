@@ -1049,3 +1049,23 @@ mod one_connection_two_holders {
         assert_eq!(w.store.get(b"e").map(|k| k.value), Some(two.holder_value()));
     }
 }
+
+/// A command queued just before the driver's task is aborted (its `Commands` dropped without
+/// `finish`) is refused, not left waiting forever.
+#[test]
+fn commands_queued_when_the_driver_dies_are_refused() {
+    let options = ConnectionOptions::new("broker", 1883, "c-dies");
+    let (engine, conn, commands) = Engine::new(&options, Clock::new()).unwrap();
+    let store = conn.state_store();
+    let mut get = pin!(store.get("k", None));
+    assert!(
+        poll_once(get.as_mut()).is_pending(),
+        "queued, not yet taken"
+    );
+    drop(commands);
+    drop(engine);
+    assert_eq!(
+        poll_once(get.as_mut()),
+        Poll::Ready(Err(StoreError::Closed))
+    );
+}
