@@ -159,6 +159,15 @@ pub struct Engine {
     deadline: Option<Option<Instant>>,
 }
 
+impl Drop for Engine {
+    /// The engine is gone (finished, or its task aborted): the state reads `Closed` before any
+    /// waiting caller is refused (the refusals come from dropping `routes` and `machines`
+    /// right after this), so a caller that got `Closed` never sees the state read otherwise.
+    fn drop(&mut self) {
+        self.state.send_replace(ConnectionState::Closed);
+    }
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
