@@ -103,6 +103,27 @@ pub enum RequestError {
     SubscriptionRefused,
 }
 
+impl RequestError {
+    /// Whether trying again later may succeed: timeouts, a dropped connection, a full
+    /// in-flight table, a refused response subscription, and the RPC statuses of an overloaded
+    /// or timed-out executor (408, 503). Rejections by the store, malformed or drifting
+    /// replies and invalid requests are not transient. The lease machine classifies request
+    /// failures the same way (a test checks that they agree).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RequestError::Timeout { .. }
+            | RequestError::Unknown
+            | RequestError::Busy
+            | RequestError::SubscriptionRefused => true,
+            RequestError::Status { status, .. } => matches!(status, 408 | 503),
+            RequestError::Service(_)
+            | RequestError::ClockDrift
+            | RequestError::BadReply
+            | RequestError::InvalidArgument(_) => false,
+        }
+    }
+}
+
 /// The single outcome of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
@@ -279,6 +300,11 @@ pub struct Client {
     reregistrations: usize,
     /// Observed keys with their reference counts.
     observed: BTreeMap<Bytes, u32>,
+    /// Observed keys whose last re-registration failed, with their retry back-off.
+    retries: BTreeMap<Bytes, Retry>,
+    /// The monotonic time of the latest input (when a failed re-registration is retried is
+    /// counted from it).
+    last_now: Instant,
     outputs: VecDeque<Output>,
     next_id: u64,
     connected: bool,
@@ -288,6 +314,31 @@ pub struct Client {
     /// The broker refused the response-topic subscription on this connection.
     refused: bool,
     stats: ClientStats,
+}
+
+/// The first delay before a failed re-registration is sent again; it doubles with every
+/// failure in a row, up to [`RETRY_MAX`].
+const RETRY_BASE: Duration = Duration::from_millis(250);
+/// The longest delay between two attempts to re-register a key.
+const RETRY_MAX: Duration = Duration::from_secs(8);
+
+/// The back-off of one key's failed re-registration.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    /// Failures in a row.
+    failures: u32,
+    /// When to send it again; `None` while an attempt is in flight.
+    due: Option<Instant>,
+}
+
+/// The delay after `failures` failures in a row: `RETRY_BASE · 2^(failures−1)` capped at
+/// `RETRY_MAX`, with its upper half jittered (`random` is uniform in `[0, 1)`) so that many
+/// clients failing together do not retry together.
+fn retry_delay(failures: u32, random: f64) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    let full = RETRY_BASE.saturating_mul(1 << doublings).min(RETRY_MAX);
+    let half = full / 2;
+    half + half.mul_f64(random.clamp(0.0, 1.0))
 }
 
 fn valid_client_id(id: &str) -> bool {
@@ -376,6 +427,8 @@ impl Client {
             limits: Limits::default(),
             max_in_flight: config.max_in_flight,
             max_observed: config.max_observed,
+            retries: BTreeMap::new(),
+            last_now: Instant::ZERO,
             default_timeout: config.default_timeout,
             slots,
             correlations: alloc::vec![NO_CORRELATION; capacity],
@@ -470,6 +523,7 @@ impl Client {
         }
         self.check_capacity()?;
         if self.observed.remove(&key).is_some() {
+            self.retries.remove(&key);
             self.drop_reregistrations(&key);
         }
         Ok(self.start(request, options, now))
@@ -511,6 +565,9 @@ impl Client {
             self.outputs
                 .push_back(Output::Subscribe(self.notification_filter.clone()));
         }
+        self.last_now = now.mono;
+        // Every observed key is registered again right below: earlier back-offs are moot.
+        self.retries.clear();
         self.reregister_observed(now);
         self.flush(now);
     }
@@ -545,7 +602,7 @@ impl Client {
     /// (decided at the next [`Client::handle_connected`]); queued ones stay queued. Deadlines
     /// keep running.
     pub fn handle_disconnected(&mut self, now: Now) {
-        let _ = now;
+        self.last_now = now.mono;
         self.connected = false;
         self.outputs.push_back(Output::Disconnected);
     }
@@ -554,6 +611,7 @@ impl Client {
     ///
     /// Never fails: what cannot be understood is counted in [`ClientStats`] and dropped.
     pub fn handle_publish(&mut self, message: Message, now: Now) {
+        self.last_now = now.mono;
         if message.topic.as_ref() == self.response_topic.as_bytes() {
             self.handle_response(&message, now);
         } else {
@@ -561,8 +619,11 @@ impl Client {
         }
     }
 
-    /// Time passed; expire what is due.
+    /// Time passed; expire what is due, and send again the failed re-registrations whose
+    /// back-off is over.
     pub fn handle_timeout(&mut self, now: Now) {
+        self.last_now = now.mono;
+        self.retry_reregistrations(now);
         for slot in 0..self.slots.len() {
             if !matches!(self.deadlines.get(slot), Some(Some(d)) if *d <= now.mono) {
                 continue;
@@ -582,9 +643,57 @@ impl Client {
         self.outputs.pop_front()
     }
 
-    /// The earliest deadline, if any.
+    /// The earliest deadline (of a request, or of a re-registration's back-off), if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        let requests = self.deadlines.iter().flatten().min().copied();
+        let retries = if self.connected {
+            self.retries.values().filter_map(|r| r.due).min()
+        } else {
+            None
+        };
+        match (requests, retries) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Number of observed keys whose re-registration failed and is waiting for its next
+    /// attempt (or has one in flight).
+    pub fn reregistrations_failing(&self) -> usize {
+        self.retries.len()
+    }
+
+    /// Sends again every failed re-registration whose back-off is over (while connected; a
+    /// reconnect registers every observed key anyway).
+    fn retry_reregistrations(&mut self, now: Now) {
+        if !self.connected {
+            return;
+        }
+        let due: Vec<Bytes> = self
+            .retries
+            .iter()
+            .filter(|(_, r)| r.due.is_some_and(|d| d <= now.mono))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if !self.observed.contains_key(&key) {
+                self.retries.remove(&key);
+                continue;
+            }
+            if let Some(r) = self.retries.get_mut(&key) {
+                r.due = None;
+            }
+            self.drop_reregistrations(&key);
+            let deadline = now.mono + self.default_timeout;
+            self.enqueue(
+                Origin::Reregistration,
+                Request::KeyNotify { key },
+                None,
+                false,
+                deadline,
+                now,
+            );
+        }
     }
 
     /// Number of caller requests in flight (queued or sent); `Busy` starts at
@@ -818,8 +927,22 @@ impl Client {
             })),
             Origin::Reregistration => {
                 if self.observed.contains_key(request.key()) {
+                    let key = request.key().clone();
+                    if result.is_ok() {
+                        self.retries.remove(&key);
+                    } else {
+                        // Never leave an observed key unregistered: try again after a
+                        // back-off, for as long as it is observed on this connection.
+                        let retry = self.retries.entry(key.clone()).or_insert(Retry {
+                            failures: 0,
+                            due: None,
+                        });
+                        retry.failures = retry.failures.saturating_add(1);
+                        let delay = retry_delay(retry.failures, self.rng.unit_f64());
+                        retry.due = Some(self.last_now + delay);
+                    }
                     self.outputs.push_back(Output::Reregistered {
-                        key: request.key().clone(),
+                        key,
                         result: result.map(|_| ()),
                     });
                 }
@@ -1014,6 +1137,39 @@ mod tests {
 
     const CLIENT: &str = "client-1";
     const WALL: u64 = 1_700_000_000_000;
+
+    /// Every kind of request failure, with the RPC statuses the store uses.
+    pub(crate) fn every_request_error() -> alloc::vec::Vec<RequestError> {
+        let mut all = vec![
+            RequestError::Service(crate::command::ServiceError::FencingTokenLowerVersion),
+            RequestError::Timeout { sent: true },
+            RequestError::Timeout { sent: false },
+            RequestError::Unknown,
+            RequestError::ClockDrift,
+            RequestError::BadReply,
+            RequestError::Busy,
+            RequestError::InvalidArgument("x"),
+            RequestError::SubscriptionRefused,
+        ];
+        for status in [200, 400, 404, 408, 415, 500, 503, 505] {
+            all.push(RequestError::Status {
+                status,
+                message: None,
+            });
+        }
+        all
+    }
+
+    #[test]
+    fn request_errors_are_transient_as_the_lease_machine_says() {
+        for e in every_request_error() {
+            assert_eq!(
+                e.is_transient(),
+                crate::lease::LeaseError::Request(e.clone()).is_transient(),
+                "{e:?}"
+            );
+        }
+    }
 
     fn config() -> ClientConfig {
         ClientConfig {
@@ -1852,7 +2008,101 @@ mod tests {
         }));
         assert_eq!(c.reregistrations_in_flight(), 0);
         assert_eq!(c.in_flight(), 0);
+        // "b" is still observed: its failed re-registration waits for a retry.
+        assert_eq!(c.reregistrations_failing(), 1);
+        c.unobserve(b("b"), RequestOptions::default(), now).unwrap();
+        assert_eq!(c.reregistrations_failing(), 0);
+    }
+
+    /// A re-registration that fails (here: times out while the store is still reconnecting)
+    /// is sent again after a jittered back-off that grows up to a bound, until it succeeds;
+    /// it stops when the key is no longer observed.
+    #[test]
+    fn a_failed_reregistration_is_retried_with_back_off_until_it_succeeds() {
+        let mut c = ready_client(config());
+        let mut now = t0();
+        observed_keys_registered(&mut c, &["k"], now);
+        c.handle_disconnected(now);
+        c.handle_connected(true, now);
+        let mut sent = publishes(&drain(&mut c));
+        assert_eq!(sent.len(), 1);
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            // No answer: the attempt times out.
+            let timeout = c.poll_timeout().expect("the attempt's deadline");
+            now = now.advanced(timeout.saturating_duration_since(now.mono));
+            c.handle_timeout(now);
+            assert_eq!(
+                drain(&mut c),
+                vec![Output::Reregistered {
+                    key: b("k"),
+                    result: Err(RequestError::Timeout { sent: true })
+                }]
+            );
+            let due = c.poll_timeout().expect("a retry is scheduled");
+            delays.push(due.saturating_duration_since(now.mono));
+            // Nothing is sent before the back-off is over.
+            c.handle_timeout(Now::new(due - Duration::from_millis(1), now.wall_ms));
+            assert!(publishes(&drain(&mut c)).is_empty());
+            now = now.advanced(due.saturating_duration_since(now.mono));
+            c.handle_timeout(now);
+            sent = publishes(&drain(&mut c));
+            assert_eq!(
+                sent.iter().map(|m| m.payload.clone()).collect::<Vec<_>>(),
+                vec![encoded(&Request::KeyNotify { key: b("k") })],
+                "the KEYNOTIFY is sent again"
+            );
+        }
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= RETRY_BASE / 2 && *d <= RETRY_MAX),
+            "{delays:?}"
+        );
+        assert!(delays[3] > delays[0], "the back-off grows: {delays:?}");
+        assert!(
+            delays[7] >= RETRY_MAX / 2,
+            "and reaches its bound: {delays:?}"
+        );
+        // It succeeds: reported, and no retry is left.
+        c.handle_publish(reply(&sent[0], b"+OK\r\n", None), now);
+        assert_eq!(
+            drain(&mut c),
+            vec![Output::Reregistered {
+                key: b("k"),
+                result: Ok(())
+            }]
+        );
+        assert_eq!(c.reregistrations_failing(), 0);
         assert_eq!(c.poll_timeout(), None);
+
+        // Failing again, then unobserved before the retry: nothing more is sent.
+        c.handle_disconnected(now);
+        c.handle_connected(true, now);
+        let sent = publishes(&drain(&mut c));
+        c.handle_publish(reply(&sent[0], b"-ERR not authorized\r\n", None), now);
+        drain(&mut c);
+        assert!(c.poll_timeout().is_some());
+        c.unobserve(b("k"), RequestOptions::default(), now).unwrap();
+        let stop = publishes(&drain(&mut c));
+        assert_eq!(stop.len(), 1, "only the STOP");
+        c.handle_publish(reply(&stop[0], b":1\r\n", None), now);
+        drain(&mut c);
+        assert_eq!(c.poll_timeout(), None, "no retry of an unobserved key");
+    }
+
+    #[test]
+    fn retry_delays_are_bounded_and_jittered() {
+        for failures in 0..40 {
+            for random in [0.0, 0.3, 0.999_999, 1.0] {
+                let d = retry_delay(failures, random);
+                assert!(
+                    d >= RETRY_BASE / 2 && d <= RETRY_MAX,
+                    "{failures} {random}: {d:?}"
+                );
+            }
+            assert!(retry_delay(failures, 0.0) < retry_delay(failures, 0.9));
+        }
     }
 
     #[test]
@@ -2200,10 +2450,21 @@ mod tests {
                 h.step(op)?;
                 // The dense deadline array mirrors the table.
                 let table = h.client.slots.iter().flatten().map(|e| e.deadline).min();
-                prop_assert_eq!(h.client.poll_timeout(), table);
+                let retries = h
+                    .client
+                    .retries
+                    .values()
+                    .filter_map(|r| r.due)
+                    .filter(|_| h.client.connected)
+                    .min();
+                let expected = match (table, retries) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                prop_assert_eq!(h.client.poll_timeout(), expected);
                 if let Some(deadline) = h.client.poll_timeout() {
-                    // Deadlines are never further than the longest timeout.
-                    prop_assert!(deadline <= h.now.mono + Duration::from_secs(5));
+                    // Deadlines are never further than the longest timeout or back-off.
+                    prop_assert!(deadline <= h.now.mono + RETRY_MAX.max(Duration::from_secs(5)));
                 }
             }
             let end = h.now.advanced(Duration::from_secs(6));
@@ -2213,8 +2474,12 @@ mod tests {
                 prop_assert_eq!(h.completed.get(id), Some(&1), "{:?} never completed", id);
             }
             prop_assert_eq!(h.client.in_flight(), 0);
-            prop_assert_eq!(h.client.reregistrations_in_flight(), 0);
-            prop_assert_eq!(h.client.poll_timeout(), None);
+            // Only the retries of failed re-registrations of still observed keys are left.
+            prop_assert!(h.client.reregistrations_in_flight() <= h.client.reregistrations_failing());
+            prop_assert!(h.client.retries.keys().all(|k| h.client.observed.contains_key(k)));
+            if h.client.reregistrations_failing() == 0 {
+                prop_assert_eq!(h.client.poll_timeout(), None);
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod client;
 pub mod command;
 pub mod edit;
 pub mod envelope;
+mod error_sources;
 pub mod hex;
 pub mod hlc;
 pub mod leader;

@@ -80,6 +80,13 @@ pub enum Action {
         /// The subscriber.
         subscriber: u64,
     },
+    /// The registration of `key` could not be renewed after a reconnect (the client retries
+    /// it): until it is, changes may go unnotified. Tell every subscriber of `key` so; the
+    /// re-read after the renewal that succeeds delivers what was missed.
+    MayHaveMissed {
+        /// The key.
+        key: Bytes,
+    },
     /// Give `change` to every subscriber of `key`. Report subscribers found gone with
     /// [`Watches::unsubscribe`].
     Deliver {
@@ -244,10 +251,16 @@ impl Watches {
     /// After a reconnect the client renewed the registration of `key` (`ok`: the store
     /// accepted it again). A registered key is re-read ([`Action::Resync`]) either way, as
     /// changes may have been missed while it was down.
+    ///
+    /// A failed renewal is first reported to the subscribers ([`Action::MayHaveMissed`]):
+    /// silence would read as "nothing changed". It still warrants the re-read, so that the
+    /// streams learn the current state.
     pub fn reregistered(&mut self, key: &Bytes, ok: bool) {
-        // A failed renewal still warrants the re-read: the streams learn the current state.
-        let _ = ok;
         if self.is_registered(key) {
+            if !ok {
+                self.actions
+                    .push_back(Action::MayHaveMissed { key: key.clone() });
+            }
             self.actions.push_back(Action::Resync { key: key.clone() });
         }
     }
@@ -443,6 +456,15 @@ mod tests {
         w.notification(&k(), v("a"), hlc(5));
         drain(&mut w);
         w.reregistered(&k(), false);
+        assert_eq!(
+            drain(&mut w),
+            vec![
+                Action::MayHaveMissed { key: k() },
+                Action::Resync { key: k() }
+            ],
+            "a failed renewal is reported, never silent"
+        );
+        w.reregistered(&k(), true);
         assert_eq!(drain(&mut w), vec![Action::Resync { key: k() }]);
         w.resynced(&k(), v("a"), Some(hlc(5)));
         assert_eq!(drain(&mut w), vec![], "same version: nothing missed");
@@ -516,6 +538,10 @@ mod tests {
         /// since. The first is the deletion the re-read saw and must not be reported again;
         /// later ones are real (a SET between them was missed) and must be.
         deletions_since_reread: Option<u32>,
+        /// "May have missed changes" reports, and how many failed renewals of a registered key
+        /// called for one.
+        gaps: usize,
+        expected_gaps: usize,
     }
 
     impl Harness {
@@ -533,6 +559,7 @@ mod tests {
                         prop_assert_eq!(self.active, 0, "STOP without a registration");
                     }
                     Action::Resync { .. } => self.resync_in_flight += 1,
+                    Action::MayHaveMissed { .. } => self.gaps += 1,
                     Action::Ready { subscriber, .. } => {
                         prop_assert!(self.ready.insert(subscriber), "ready twice");
                     }
@@ -617,7 +644,19 @@ mod tests {
                     }
                     return Ok(());
                 }
-                Op::Reconnect(ok) => self.w.reregistered(&key, ok),
+                Op::Reconnect(ok) => {
+                    if !ok && self.w.is_registered(&key) {
+                        self.expected_gaps += 1;
+                    }
+                    self.w.reregistered(&key, ok);
+                    self.settle()?;
+                    prop_assert_eq!(
+                        self.gaps,
+                        self.expected_gaps,
+                        "a failed renewal went unreported"
+                    );
+                    return Ok(());
+                }
                 Op::Resynced(present, ms) => {
                     if self.resync_in_flight > 0 {
                         self.resync_in_flight -= 1;

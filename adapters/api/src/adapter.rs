@@ -35,7 +35,7 @@ pub mod __private {
 
 /// Generates, inside an adapter's `impl Connection { … }`, the methods that forward to the
 /// [`Connection`](crate::Connection) of this crate held in the field `$inner`, with their
-/// docs: `wait_connected`, `client_id`, `state_store`, `lease`, `lease_with_session`, `lock`,
+/// docs: `wait_connected`, `client_id`, `state_store`, `lease`, `lease_with_session`, `lease_as_client_id`, `lock`,
 /// `lock_with_session`, `leader` and `as_api`. The adapter writes the rest itself (`start`,
 /// `connect`, `state`, `abort`, `close`), as those need its runtime.
 ///
@@ -59,7 +59,7 @@ macro_rules! forward_connection_methods {
             self.$inner.wait_connected().await
         }
 
-        /// The MQTT client id (also the default lease holder name).
+        /// The MQTT client id (the first part of every holder value of this connection).
         pub fn client_id(&self) -> &str {
             self.$inner.client_id()
         }
@@ -69,7 +69,8 @@ macro_rules! forward_connection_methods {
             self.$inner.state_store()
         }
 
-        /// A handle for the lease `name`, held as this client id.
+        /// A handle for the lease `name` with a holder value of its own
+        /// (`clientId:instance.handle`): to every other handle it is just another client.
         pub fn lease(
             &self,
             name: impl ::core::convert::Into<$crate::adapter::__private::Bytes>,
@@ -77,8 +78,9 @@ macro_rules! forward_connection_methods {
             self.$inner.lease(name)
         }
 
-        /// A handle for the lease `name`, held as `clientId:sessionId` so that several leases of
-        /// one connection stay distinct.
+        /// A handle for the lease `name`, held as `clientId:sessionId` (a fixed holder value;
+        /// a second live handle of this connection with the same name and session is refused
+        /// with `LeaseError::HolderInUse`).
         pub fn lease_with_session(
             &self,
             name: impl ::core::convert::Into<$crate::adapter::__private::Bytes>,
@@ -87,7 +89,17 @@ macro_rules! forward_connection_methods {
             self.$inner.lease_with_session(name, session_id)
         }
 
-        /// A handle for the lock `name`, held as this client id.
+        /// A handle for the lease `name`, held as the bare client id (a fixed holder value,
+        /// refused like `lease_with_session` while another handle of this connection uses it).
+        pub fn lease_as_client_id(
+            &self,
+            name: impl ::core::convert::Into<$crate::adapter::__private::Bytes>,
+        ) -> ::core::result::Result<$crate::Lease, $crate::LeaseError> {
+            self.$inner.lease_as_client_id(name)
+        }
+
+        /// A handle for the lock `name` with a holder value of its own: a second handle of this
+        /// connection waits for this one's unlock.
         pub fn lock(
             &self,
             name: impl ::core::convert::Into<$crate::adapter::__private::Bytes>,
@@ -95,7 +107,8 @@ macro_rules! forward_connection_methods {
             self.$inner.lock(name)
         }
 
-        /// A handle for the lock `name`, held as `clientId:sessionId`.
+        /// A handle for the lock `name`, held as `clientId:sessionId` (fixed; a second live
+        /// handle with the same name and session is refused).
         pub fn lock_with_session(
             &self,
             name: impl ::core::convert::Into<$crate::adapter::__private::Bytes>,

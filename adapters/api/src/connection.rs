@@ -5,8 +5,10 @@
 //! [`Engine`](crate::Engine) with [`Engine::new`](crate::Engine::new) and spawn the task driving
 //! it) and whatever only a runtime can do (aborting the task), and forwards everything else.
 
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +17,7 @@ use leasedlock_core::client::{Completion, RequestOptions};
 use leasedlock_core::command::Request;
 
 use crate::engine::{Cmd, Command};
+use crate::handle::Identity;
 use crate::leader::{Leader, LeaderError};
 use crate::lease::{Lease, LeaseError};
 use crate::lock::{Lock, LockError};
@@ -76,9 +79,30 @@ pub(crate) struct Shared {
     commands: async_channel::Sender<Command>,
     pub(crate) state: watch::Receiver<ConnectionState>,
     client_id: String,
+    /// Random, drawn once per connection: the first part of every generated holder session,
+    /// so that a restarted process with the same client id never takes over the old one's
+    /// leases by accident.
+    instance: String,
     ids: AtomicU64,
+    /// The `(name, holder)` pairs of the live handles and edits of this connection, with the
+    /// id of the handle using each: one holder value never acts twice on one name.
+    claims: Mutex<HashMap<(Bytes, Bytes), u64>>,
     pub(crate) notification_buffer: usize,
     pub(crate) request_timeout: Duration,
+}
+
+/// A fresh connection instance id: 12 hex digits from a per-process random hasher, the time
+/// and a process-wide counter (never the connection's seed: two runs with one fixed seed are
+/// still two instances).
+fn instance_id() -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let h = std::collections::hash_map::RandomState::new().hash_one((
+        std::process::id(),
+        crate::clock::wall_ms(),
+        n,
+    ));
+    format!("{:012x}", h & 0xffff_ffff_ffff)
 }
 
 impl Shared {
@@ -93,7 +117,9 @@ impl Shared {
             commands,
             state,
             client_id,
+            instance: instance_id(),
             ids: AtomicU64::new(1),
+            claims: Mutex::new(HashMap::new()),
             notification_buffer,
             request_timeout,
         }
@@ -129,6 +155,33 @@ impl Shared {
 
     pub(crate) fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    /// The session id of a generated holder for handle (or edit) `id`: `instance.id`.
+    pub(crate) fn generated_session(&self, id: u64) -> String {
+        format!("{}.{id}", self.instance)
+    }
+
+    /// Claims `holder` on `name` for handle `id`; refused while another live handle of this
+    /// connection has it.
+    pub(crate) fn claim(&self, name: &Bytes, holder: &Bytes, id: u64) -> Result<(), LeaseError> {
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        match claims.entry((name.clone(), holder.clone())) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(LeaseError::HolderInUse),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives up the claim of handle `id` (if it still has it).
+    pub(crate) fn unclaim(&self, name: &Bytes, holder: &Bytes, id: u64) {
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (name.clone(), holder.clone());
+        if claims.get(&key) == Some(&id) {
+            claims.remove(&key);
+        }
     }
 }
 
@@ -177,7 +230,7 @@ impl Connection {
         self.shared.state.with(Clone::clone)
     }
 
-    /// The MQTT client id (also the default lease holder name).
+    /// The MQTT client id (the first part of every holder value of this connection).
     pub fn client_id(&self) -> &str {
         self.shared.client_id()
     }
@@ -187,33 +240,56 @@ impl Connection {
         StateStore::new(self.shared.clone())
     }
 
-    /// A handle for the lease `name`, held as this client id.
+    /// A handle for the lease `name` with a holder value of its own
+    /// (`clientId:instance.handle`, see the crate documentation): to every other handle, of
+    /// this connection or another, it is just another client.
     pub fn lease(&self, name: impl Into<Bytes>) -> Result<Lease, LeaseError> {
-        Lease::create(self.shared.clone(), name.into(), None)
+        Lease::create(self.shared.clone(), name.into(), Identity::Generated)
     }
 
-    /// A handle for the lease `name`, held as `clientId:sessionId` so that several leases of
-    /// one connection stay distinct.
+    /// A handle for the lease `name`, held as `clientId:sessionId`: a fixed holder value that
+    /// another process with the same client id can use too (to release, or to take over a
+    /// lease it left). While this handle lives, another handle of this connection for the
+    /// same name and session is refused with [`LeaseError::HolderInUse`].
     pub fn lease_with_session(
         &self,
         name: impl Into<Bytes>,
         session_id: impl Into<String>,
     ) -> Result<Lease, LeaseError> {
-        Lease::create(self.shared.clone(), name.into(), Some(session_id.into()))
+        Lease::create(
+            self.shared.clone(),
+            name.into(),
+            Identity::Session(session_id.into()),
+        )
     }
 
-    /// A handle for the lock `name`, held as this client id.
+    /// A handle for the lease `name`, held as the bare client id: the holder value other
+    /// clients use by default, fixed across processes (what the CLI's `acquire` and
+    /// `release` use). Refused like [`Connection::lease_with_session`] while another handle
+    /// of this connection uses it on the same name.
+    pub fn lease_as_client_id(&self, name: impl Into<Bytes>) -> Result<Lease, LeaseError> {
+        Lease::create(self.shared.clone(), name.into(), Identity::ClientId)
+    }
+
+    /// A handle for the lock `name` with a holder value of its own, like
+    /// [`Connection::lease`]: a second handle of this connection waits for this one's unlock.
     pub fn lock(&self, name: impl Into<Bytes>) -> Result<Lock, LockError> {
-        Lock::create(self.shared.clone(), name.into(), None)
+        Lock::create(self.shared.clone(), name.into(), Identity::Generated)
     }
 
-    /// A handle for the lock `name`, held as `clientId:sessionId`.
+    /// A handle for the lock `name`, held as `clientId:sessionId` (a fixed holder value, see
+    /// [`Connection::lease_with_session`]; a second live handle with the same name and session
+    /// is refused with `LockError::Lease(LeaseError::HolderInUse)`).
     pub fn lock_with_session(
         &self,
         name: impl Into<Bytes>,
         session_id: impl Into<String>,
     ) -> Result<Lock, LockError> {
-        Lock::create(self.shared.clone(), name.into(), Some(session_id.into()))
+        Lock::create(
+            self.shared.clone(),
+            name.into(),
+            Identity::Session(session_id.into()),
+        )
     }
 
     /// A participant in the election `name` (call [`Leader::campaign`] to run).

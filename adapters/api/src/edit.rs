@@ -50,6 +50,9 @@ pub enum EditError {
     UnexpectedReply,
     /// The edit was cancelled before the write.
     Cancelled,
+    /// A failure of the core edit machine this crate has no variant of its own for: the
+    /// core's error itself (also the [`source`](std::error::Error::source)).
+    Core(core_edit::EditError),
     /// The connection was closed.
     Closed,
     /// The write failed in a way that leaves its outcome unknown: it may or may not have been
@@ -72,6 +75,7 @@ impl std::fmt::Display for EditError {
             EditError::Request(e) => write!(f, "state store request failed: {e}"),
             EditError::UnexpectedReply => write!(f, "unexpected reply"),
             EditError::Cancelled => write!(f, "edit cancelled"),
+            EditError::Core(e) => write!(f, "{e}"),
             EditError::Closed => write!(f, "connection closed"),
             EditError::OutcomeUnknown {
                 error,
@@ -91,6 +95,9 @@ impl std::error::Error for EditError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             EditError::OutcomeUnknown { error, .. } => Some(error),
+            EditError::Lock(e) => Some(e),
+            EditError::Request(e) => Some(e),
+            EditError::Core(e) => Some(e),
             _ => None,
         }
     }
@@ -113,7 +120,7 @@ impl From<core_edit::EditError> for EditError {
                 error: error.into(),
                 may_still_land,
             },
-            other => EditError::Request(StoreError::Other(format!("{other:?}"))),
+            other => EditError::Core(other),
         }
     }
 }
@@ -141,8 +148,9 @@ impl Lock {
     /// the key, call `decide` with its value (`None` when absent), write the decision fenced
     /// with the lock's token, unlock. Deleting an absent key succeeds.
     ///
-    /// Do not call it while this handle holds the lock: the edit takes the same lock (same
-    /// holder value) and unlocks it at the end, as Go's `Edit` does.
+    /// The edit holds the lock under a holder value of its own, not this handle's: while this
+    /// handle (or another edit) holds the lock, the edit waits for its release like any other
+    /// client would, so do not call it while this handle holds the lock.
     pub async fn edit<F, Fut>(
         &self,
         key: impl Into<Bytes>,
@@ -176,7 +184,11 @@ impl Lock {
         let shared = self.handle.shared.clone();
         let id = shared.next_id();
         let (events, rx) = async_channel::unbounded();
-        let options = options.to_core(shared.request_timeout, self.handle.session_id.as_deref());
+        // Every edit is a holder of its own (`clientId:instance.edit`), whatever this handle's
+        // identity: it competes for the lock like any other client, so two edits (or this
+        // handle and an edit) never hold it at once.
+        let session = shared.generated_session(id);
+        let options = options.to_core(shared.request_timeout, Some(&session));
         let mut guard = EditGuard {
             shared: shared.clone(),
             id,

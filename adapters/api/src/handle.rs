@@ -15,6 +15,17 @@ use crate::lease::{AcquireOptions, LeaseError};
 use crate::state_store::StoreError;
 use crate::watch;
 
+/// Whose holder value a handle stores in the lease key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Identity {
+    /// `clientId:instance.handle`: unique to the handle and to the connection instance.
+    Generated,
+    /// `clientId:sessionId`, chosen by the application.
+    Session(String),
+    /// The bare `clientId`.
+    ClientId,
+}
+
 /// One lease-backed machine in the engine, as its handle sees it. Dropping it drops the machine,
 /// releasing what it holds unless [`Handle::detach`]ed.
 #[derive(Debug)]
@@ -32,31 +43,43 @@ impl Handle {
     /// name breaks.
     pub(crate) fn validate(
         name: &Bytes,
-        session_id: Option<&str>,
+        identity: &Identity,
         empty_name: &'static str,
     ) -> Result<(), LeaseError> {
         if name.is_empty() {
             return Err(LeaseError::InvalidArgument(empty_name));
         }
-        if session_id == Some("") {
+        if *identity == Identity::Session(String::new()) {
             return Err(LeaseError::InvalidConfig(ConfigRule::SessionIdNonEmpty));
         }
         Ok(())
     }
 
-    /// Registers the machine that `kind` makes from the name and the status sender.
+    /// Claims the holder value `identity` gives on `name` (refused with
+    /// [`LeaseError::HolderInUse`] while another live handle of this connection has it) and
+    /// registers the machine that `kind` makes from the name and the status sender.
     pub(crate) fn register(
         shared: Arc<Shared>,
         name: Bytes,
-        session_id: Option<String>,
+        identity: Identity,
         kind: impl FnOnce(Bytes, watch::Sender<Status>) -> MachineKind,
-    ) -> Result<Handle, StoreError> {
+    ) -> Result<Handle, LeaseError> {
         let id = shared.next_id();
+        let session_id = match identity {
+            Identity::Generated => Some(shared.generated_session(id)),
+            Identity::Session(s) => Some(s),
+            Identity::ClientId => None,
+        };
+        let holder = holder_value(shared.client_id(), session_id.as_deref());
+        shared.claim(&name, &holder, id)?;
         let (status_tx, status_rx) = watch::channel(Status::NotHeld(LeaseError::NoLease));
-        shared.send(Cmd::Create {
+        if let Err(e) = shared.send(Cmd::Create {
             id,
             kind: kind(name.clone(), status_tx),
-        })?;
+        }) {
+            shared.unclaim(&name, &holder, id);
+            return Err(e.into());
+        }
         Ok(Handle {
             shared,
             id,
@@ -67,7 +90,7 @@ impl Handle {
         })
     }
 
-    /// `clientId` or `clientId:sessionId`.
+    /// `clientId:sessionId` (the session generated or chosen) or the bare `clientId`.
     pub(crate) fn holder_value(&self) -> Bytes {
         holder_value(self.shared.client_id(), self.session_id.as_deref())
     }
@@ -135,7 +158,8 @@ macro_rules! hold_methods {
             &self.handle.name
         }
 
-        /// The value this handle stores as holder: `clientId` or `clientId:sessionId`.
+        /// The value this handle stores as holder: `clientId:instance.handle` (generated,
+        /// unique to this handle), `clientId:sessionId` (chosen) or the bare `clientId`.
         pub fn holder_value(&self) -> bytes::Bytes {
             self.handle.holder_value()
         }
@@ -174,6 +198,10 @@ pub(crate) use hold_methods;
 
 impl Drop for Handle {
     fn drop(&mut self) {
+        // The machine's release (queued below, before anything a later handle sends) comes
+        // first on the wire, so the holder value is free for a new handle at once.
+        self.shared
+            .unclaim(&self.name, &self.holder_value(), self.id);
         let _ = self.shared.send(Cmd::Machine {
             id: self.id,
             op: Op::Drop {

@@ -52,6 +52,9 @@ pub enum LeaderError {
     InvalidConfig(ConfigRule),
     /// The lock underneath failed in a way retrying will not fix.
     Lock(LockError),
+    /// A failure of the core leader machine this crate has no variant of its own for: the
+    /// core's error itself (also the [`source`](std::error::Error::source)).
+    Core(core_leader::LeaderError),
     /// The connection was closed.
     Closed,
 }
@@ -63,12 +66,21 @@ impl std::fmt::Display for LeaderError {
             LeaderError::NotCampaigning => write!(f, "not campaigning"),
             LeaderError::InvalidConfig(rule) => write!(f, "invalid leader configuration: {rule}"),
             LeaderError::Lock(e) => write!(f, "{e}"),
+            LeaderError::Core(e) => write!(f, "{e}"),
             LeaderError::Closed => write!(f, "connection closed"),
         }
     }
 }
 
-impl std::error::Error for LeaderError {}
+impl std::error::Error for LeaderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LeaderError::Lock(e) => Some(e),
+            LeaderError::Core(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<core_leader::LeaderError> for LeaderError {
     fn from(e: core_leader::LeaderError) -> Self {
@@ -78,7 +90,7 @@ impl From<core_leader::LeaderError> for LeaderError {
             C::NotCampaigning => LeaderError::NotCampaigning,
             C::InvalidConfig(rule) => LeaderError::InvalidConfig(rule),
             C::Lock(l) => LeaderError::Lock(l.into()),
-            other => LeaderError::Lock(LockError::from(StoreError::Other(format!("{other:?}")))),
+            other => LeaderError::Core(other),
         }
     }
 }
@@ -143,10 +155,10 @@ impl LeaderOptions {
         self
     }
 
-    fn to_core(&self, default_timeout: Duration) -> core_leader::LeaderOptions {
+    fn to_core(&self, default_timeout: Duration, session: &str) -> core_leader::LeaderOptions {
         core_leader::LeaderOptions {
             lock: leasedlock_core::lock::LockOptions {
-                lease: self.acquire.to_core(default_timeout, None),
+                lease: self.acquire.to_core(default_timeout, Some(session)),
                 max_jitter: self.max_jitter,
                 ..Default::default()
             },
@@ -262,6 +274,8 @@ pub struct Leader {
     shared: Arc<Shared>,
     id: u64,
     name: Bytes,
+    /// The generated session of this participant's holder value.
+    session: String,
     view: watch::Receiver<LeaderView>,
 }
 
@@ -284,10 +298,12 @@ impl Leader {
                 view: view_tx,
             },
         })?;
+        let session = shared.generated_session(id);
         Ok(Leader {
             shared,
             id,
             name,
+            session,
             view,
         })
     }
@@ -297,10 +313,16 @@ impl Leader {
         &self.name
     }
 
+    /// The holder value this participant stores while leading (`clientId:instance.handle`,
+    /// unique to this handle): what [`Leader::leader`] shows everyone while it leads.
+    pub fn holder_value(&self) -> Bytes {
+        leasedlock_core::lease::holder_value(self.shared.client_id(), Some(&self.session))
+    }
+
     /// Starts campaigning (returns once the campaign started; see [`Leader::elected`]).
     pub async fn campaign(&self, options: &LeaderOptions) -> Result<(), LeaderError> {
         let duration = options.duration;
-        let options = options.to_core(self.shared.request_timeout);
+        let options = options.to_core(self.shared.request_timeout, &self.session);
         call(&self.shared, self.id, |reply| Op::Campaign {
             duration,
             options,

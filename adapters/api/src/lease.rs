@@ -28,8 +28,8 @@ pub use leasedlock_core::lease::{ConfigRule, LostReason, ReleaseOutcome};
 
 use crate::connection::Shared;
 use crate::engine::{MachineKind, Op};
-use crate::handle::{hold_methods, AbandonGuard, Handle};
-use crate::state_store::StoreError;
+use crate::handle::{hold_methods, AbandonGuard, Handle, Identity};
+use crate::state_store::{ObserveError, StoreError};
 
 /// Why a lease operation failed.
 // Not core's `LeaseError` on purpose: requests fail with this crate's `StoreError`, and a
@@ -63,6 +63,13 @@ pub enum LeaseError {
     Lost(LostReason),
     /// The operation was superseded (e.g. a release while acquiring).
     Cancelled,
+    /// A failure of the core lease machine this crate has no variant of its own for, e.g.
+    /// `ReleasePending { until }` (an earlier release of ours may still be applied until then:
+    /// retry after it). The core's error itself, also the [`source`](std::error::Error::source).
+    Core(core_lease::LeaseError),
+    /// Another live handle of this connection already uses this holder value (the same
+    /// session id, or the bare client id) for this name: one holder value never acts twice.
+    HolderInUse,
     /// The connection was closed.
     Closed,
 }
@@ -72,51 +79,58 @@ impl std::fmt::Display for LeaseError {
         match self {
             LeaseError::Request(e) => write!(f, "state store request failed: {e}"),
             LeaseError::Closed => write!(f, "connection closed"),
-            LeaseError::InvalidConfig(rule) => write!(f, "invalid lease configuration: {rule}"),
-            LeaseError::Lost(reason) => write!(f, "lease lost: {reason}"),
-            other => write!(f, "{}", to_core_text(other)),
+            LeaseError::HolderInUse => write!(
+                f,
+                "another handle of this connection uses this holder value for this name"
+            ),
+            LeaseError::Core(e) => write!(f, "{e}"),
+            other => match other.to_core() {
+                Some(core) => write!(f, "{core}"),
+                None => write!(f, "lease operation failed"),
+            },
         }
     }
 }
 
-fn to_core_text(e: &LeaseError) -> String {
-    let core = match e {
-        LeaseError::NoLease => core_lease::LeaseError::NoLease,
-        LeaseError::Renewing => core_lease::LeaseError::Renewing,
-        LeaseError::Busy => core_lease::LeaseError::Busy,
-        LeaseError::AlreadyObserving => core_lease::LeaseError::AlreadyObserving,
-        LeaseError::NotObserving => core_lease::LeaseError::NotObserving,
-        LeaseError::InvalidArgument(a) => core_lease::LeaseError::InvalidArgument(a),
-        LeaseError::MissingToken => core_lease::LeaseError::MissingToken,
-        LeaseError::ReplyTooLate => core_lease::LeaseError::ReplyTooLate,
-        LeaseError::UnexpectedReply => core_lease::LeaseError::UnexpectedReply,
-        LeaseError::Cancelled => core_lease::LeaseError::Cancelled,
-        _ => return format!("{e:?}"),
-    };
-    core.to_string()
+impl std::error::Error for LeaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LeaseError::Request(e) => Some(e),
+            LeaseError::Core(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
-impl std::error::Error for LeaseError {}
-
 impl LeaseError {
-    /// Whether retrying later may succeed (timeouts, disconnects, busy, late replies).
+    /// The core's error this is, if the core has it (everything but `HolderInUse` and
+    /// `Closed`, which only a connection can have; a `Request` with a `Closed` store error).
+    pub fn to_core(&self) -> Option<core_lease::LeaseError> {
+        use core_lease::LeaseError as C;
+        Some(match self {
+            LeaseError::NoLease => C::NoLease,
+            LeaseError::Renewing => C::Renewing,
+            LeaseError::Busy => C::Busy,
+            LeaseError::AlreadyObserving => C::AlreadyObserving,
+            LeaseError::NotObserving => C::NotObserving,
+            LeaseError::InvalidConfig(rule) => C::InvalidConfig(*rule),
+            LeaseError::InvalidArgument(a) => C::InvalidArgument(a),
+            LeaseError::Request(e) => C::Request(e.to_core()?),
+            LeaseError::MissingToken => C::MissingToken,
+            LeaseError::ReplyTooLate => C::ReplyTooLate,
+            LeaseError::UnexpectedReply => C::UnexpectedReply,
+            LeaseError::Lost(reason) => C::Lost(reason.clone()),
+            LeaseError::Cancelled => C::Cancelled,
+            LeaseError::Core(e) => e.clone(),
+            LeaseError::HolderInUse | LeaseError::Closed => return None,
+        })
+    }
+
+    /// Whether retrying later may succeed (timeouts, disconnects, busy, late replies, a
+    /// pending release): exactly what the core says of the same failure. `HolderInUse` and
+    /// `Closed` are not.
     pub fn is_transient(&self) -> bool {
-        match self {
-            LeaseError::Request(e) => matches!(
-                e,
-                StoreError::Timeout { .. }
-                    | StoreError::Unknown
-                    | StoreError::Busy
-                    | StoreError::SubscriptionRefused
-            ),
-            LeaseError::Busy
-            | LeaseError::MissingToken
-            | LeaseError::ReplyTooLate
-            | LeaseError::UnexpectedReply
-            | LeaseError::Lost(_)
-            | LeaseError::Cancelled => true,
-            _ => false,
-        }
+        self.to_core().is_some_and(|e| e.is_transient())
     }
 }
 
@@ -137,7 +151,7 @@ impl From<core_lease::LeaseError> for LeaseError {
             C::UnexpectedReply => LeaseError::UnexpectedReply,
             C::Lost(reason) => LeaseError::Lost(reason),
             C::Cancelled => LeaseError::Cancelled,
-            other => LeaseError::Request(StoreError::Other(format!("{other:?}"))),
+            other => LeaseError::Core(other),
         }
     }
 }
@@ -246,11 +260,12 @@ impl Lease {
     pub(crate) fn create(
         shared: Arc<Shared>,
         name: Bytes,
-        session_id: Option<String>,
+        identity: Identity,
     ) -> Result<Lease, LeaseError> {
-        Handle::validate(&name, session_id.as_deref(), "lease name must not be empty")?;
-        let handle = Handle::register(shared, name, session_id, |name, status| {
-            MachineKind::Lease { name, status }
+        Handle::validate(&name, &identity, "lease name must not be empty")?;
+        let handle = Handle::register(shared, name, identity, |name, status| MachineKind::Lease {
+            name,
+            status,
         })?;
         Ok(Lease { handle })
     }
@@ -284,7 +299,9 @@ impl Lease {
     }
 
     /// Starts observing the lease (KEYNOTIFY): a stream of [`Change`]s (a release or an expiry
-    /// arrives as `held = false`). Drop the stream to stop observing.
+    /// arrives as `held = false`), and of `Err(ObserveError::MayHaveMissed)` when the
+    /// registration lapsed after a reconnect (it is retried; the lease is re-read and a
+    /// difference arrives as a change). Drop the stream to stop observing.
     pub async fn observe(&self) -> Result<LeaseObservation, LeaseError> {
         let (tx, rx) = async_channel::bounded(self.handle.shared.notification_buffer);
         let seq = self.handle.next_seq();
@@ -309,35 +326,150 @@ impl Lease {
     hold_methods!("lease");
 }
 
-/// The stream of [`Change`]s of an observed lease. Dropping it stops the observation (KEYNOTIFY
-/// STOP with its own timeout).
+/// The stream of [`Change`]s of an observed lease (and of
+/// [`ObserveError::MayHaveMissed`] when its notification registration lapsed). Dropping it
+/// stops the observation (KEYNOTIFY STOP with its own timeout).
 ///
 /// ```no_run
 /// # async fn demo(lease: leasedlock_api::Lease) -> Result<(), leasedlock_api::LeaseError> {
 /// let mut changes = lease.observe().await?;
-/// while let Some(change) = changes.next().await {
-///     println!("held: {}, by {:?}", change.held, change.holder);
+/// while let Some(item) = changes.next().await {
+///     match item {
+///         Ok(change) => println!("held: {}, by {:?}", change.held, change.holder),
+///         Err(lapse) => println!("{lapse}; holder now: {:?}", lease.holder().await?),
+///     }
 /// }
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct LeaseObservation {
     // Boxed: the receiver is `!Unpin`, the stream should not be.
-    rx: Pin<Box<async_channel::Receiver<Change>>>,
+    rx: Pin<Box<async_channel::Receiver<Result<Change, ObserveError>>>>,
     _stop: AbandonGuard,
 }
 
 impl LeaseObservation {
-    /// The next change; `None` when the lease handle or the connection is gone.
-    pub async fn next(&mut self) -> Option<Change> {
+    /// The next change (or lapse); `None` when the lease handle or the connection is gone.
+    pub async fn next(&mut self) -> Option<Result<Change, ObserveError>> {
         self.rx.recv().await.ok()
     }
 }
 
 impl Stream for LeaseObservation {
-    type Item = Change;
+    type Item = Result<Change, ObserveError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.as_mut().poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use leasedlock_core::client::RequestError;
+    use leasedlock_core::command::ServiceError;
+    use leasedlock_core::lease::LeaseError as Core;
+    use leasedlock_core::Instant;
+
+    use super::*;
+    use crate::LockError;
+
+    fn request_errors() -> Vec<RequestError> {
+        let mut all = vec![
+            RequestError::Service(ServiceError::FencingTokenLowerVersion),
+            RequestError::Timeout { sent: true },
+            RequestError::Timeout { sent: false },
+            RequestError::Unknown,
+            RequestError::ClockDrift,
+            RequestError::BadReply,
+            RequestError::Busy,
+            RequestError::InvalidArgument("x"),
+            RequestError::SubscriptionRefused,
+        ];
+        for status in [400, 404, 408, 415, 500, 503, 505] {
+            all.push(RequestError::Status {
+                status,
+                message: Some(bytes::Bytes::from_static(b"why")),
+            });
+        }
+        all
+    }
+
+    /// Every core lease error (with every request error inside `Request`).
+    fn core_errors() -> Vec<Core> {
+        let mut all = vec![
+            Core::NoLease,
+            Core::Renewing,
+            Core::Busy,
+            Core::AlreadyObserving,
+            Core::NotObserving,
+            Core::InvalidConfig(ConfigRule::SessionIdNonEmpty),
+            Core::InvalidArgument("x"),
+            Core::MissingToken,
+            Core::ReplyTooLate,
+            Core::UnexpectedReply,
+            Core::Lost(LostReason::Expired),
+            Core::Cancelled,
+            Core::ReleasePending {
+                until: Instant::from_millis(1234),
+            },
+        ];
+        all.extend(request_errors().into_iter().map(Core::Request));
+        all
+    }
+
+    #[test]
+    fn every_core_lease_error_keeps_its_meaning_and_transience() {
+        for core in core_errors() {
+            let api = LeaseError::from(core.clone());
+            assert_eq!(
+                api.is_transient(),
+                core.is_transient(),
+                "{core:?} -> {api:?}"
+            );
+            assert_eq!(api.to_core(), Some(core.clone()), "round trip of {core:?}");
+            let text = api.to_string();
+            assert!(!text.contains("Other("), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_pending_release_reaches_users_as_the_core_error() {
+        let until = Instant::from_millis(1234);
+        let api = LeaseError::from(Core::ReleasePending { until });
+        assert_eq!(api, LeaseError::Core(Core::ReleasePending { until }));
+        assert!(api.is_transient());
+        let source = api.source().expect("the core error as source");
+        assert_eq!(
+            source.downcast_ref::<Core>(),
+            Some(&Core::ReleasePending { until })
+        );
+        let lock = LockError::from(leasedlock_core::lock::LockError::Lease(
+            Core::ReleasePending { until },
+        ));
+        assert_eq!(lock, LockError::Lease(api));
+    }
+
+    #[test]
+    fn store_errors_are_transient_as_the_core_says() {
+        for e in request_errors() {
+            let api = StoreError::from(e.clone());
+            assert_eq!(api.is_transient(), e.is_transient(), "{e:?}");
+            assert_eq!(api.to_core(), Some(e.clone()));
+            let lease = LeaseError::from(api.clone());
+            assert_eq!(lease.is_transient(), e.is_transient(), "{e:?}");
+        }
+        assert!(!StoreError::Closed.is_transient());
+        assert!(!LeaseError::Closed.is_transient() && !LeaseError::HolderInUse.is_transient());
+    }
+
+    #[test]
+    fn errors_chain_to_their_causes() {
+        let e = LeaseError::Request(StoreError::Service(ServiceError::FencingTokenLowerVersion));
+        let store = e.source().expect("store error");
+        assert!(store.source().is_some(), "the service error");
+        let lock = LockError::Lease(e);
+        assert!(lock.source().is_some());
     }
 }

@@ -28,7 +28,7 @@ use leasedlock_core::lock as core_lock;
 
 use crate::connection::Shared;
 use crate::engine::{MachineKind, Op};
-use crate::handle::{hold_methods, Handle};
+use crate::handle::{hold_methods, Handle, Identity};
 use crate::lease::{AcquireOptions, LeaseError, ReleaseOutcome};
 use crate::state_store::StoreError;
 
@@ -49,6 +49,9 @@ pub enum LockError {
     NotLocked,
     /// The lease underneath failed in a way retrying will not fix.
     Lease(LeaseError),
+    /// A failure of the core lock machine this crate has no variant of its own for: the
+    /// core's error itself (also the [`source`](std::error::Error::source)).
+    Core(core_lock::LockError),
     /// The connection was closed.
     Closed,
 }
@@ -62,12 +65,21 @@ impl std::fmt::Display for LockError {
             LockError::AlreadyHeld => write!(f, "the lock is already held"),
             LockError::NotLocked => write!(f, "the lock is not held"),
             LockError::Lease(e) => write!(f, "{e}"),
+            LockError::Core(e) => write!(f, "{e}"),
             LockError::Closed => write!(f, "connection closed"),
         }
     }
 }
 
-impl std::error::Error for LockError {}
+impl std::error::Error for LockError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LockError::Lease(e) => Some(e),
+            LockError::Core(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<core_lock::LockError> for LockError {
     fn from(e: core_lock::LockError) -> Self {
@@ -79,7 +91,7 @@ impl From<core_lock::LockError> for LockError {
             C::AlreadyHeld => LockError::AlreadyHeld,
             C::NotLocked => LockError::NotLocked,
             C::Lease(l) => LockError::Lease(l.into()),
-            other => LockError::Lease(LeaseError::Request(StoreError::Other(format!("{other:?}")))),
+            other => LockError::Core(other),
         }
     }
 }
@@ -185,12 +197,17 @@ impl Lock {
     pub(crate) fn create(
         shared: Arc<Shared>,
         name: Bytes,
-        session_id: Option<String>,
+        identity: Identity,
     ) -> Result<Lock, LockError> {
-        Handle::validate(&name, session_id.as_deref(), "lock name must not be empty")
+        Handle::validate(&name, &identity, "lock name must not be empty")
             .map_err(LockError::Lease)?;
-        let handle = Handle::register(shared, name, session_id, |name, status| {
-            MachineKind::Lock { name, status }
+        let handle = Handle::register(shared, name, identity, |name, status| MachineKind::Lock {
+            name,
+            status,
+        })
+        .map_err(|e| match e {
+            LeaseError::Closed => LockError::Closed,
+            e => LockError::Lease(e),
         })?;
         Ok(Lock { handle })
     }

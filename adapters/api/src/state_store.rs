@@ -68,8 +68,9 @@ pub enum StoreError {
     SubscriptionRefused,
     /// The connection was closed.
     Closed,
-    /// A failure the core reported that this version does not know (its description).
-    Other(String),
+    /// A request failure of a kind this crate has no variant of its own for: the core's
+    /// error itself (also its [`source`](std::error::Error::source)).
+    Core(RequestError),
 }
 
 impl std::fmt::Display for StoreError {
@@ -94,12 +95,48 @@ impl std::fmt::Display for StoreError {
             StoreError::InvalidArgument(rule) => write!(f, "invalid argument: {rule}"),
             StoreError::SubscriptionRefused => write!(f, "response subscription refused"),
             StoreError::Closed => write!(f, "connection closed"),
-            StoreError::Other(what) => write!(f, "{what}"),
+            StoreError::Core(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Service(e) => Some(e),
+            StoreError::Core(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl StoreError {
+    /// The core's request error this is, if it is one (everything but `Closed`).
+    pub fn to_core(&self) -> Option<RequestError> {
+        Some(match self {
+            StoreError::Service(s) => RequestError::Service(s.clone()),
+            StoreError::Timeout { sent } => RequestError::Timeout { sent: *sent },
+            StoreError::Unknown => RequestError::Unknown,
+            StoreError::Status { status, message } => RequestError::Status {
+                status: *status,
+                message: message.clone().map(bytes::Bytes::from),
+            },
+            StoreError::ClockDrift => RequestError::ClockDrift,
+            StoreError::BadReply => RequestError::BadReply,
+            StoreError::Busy => RequestError::Busy,
+            StoreError::InvalidArgument(rule) => RequestError::InvalidArgument(rule),
+            StoreError::SubscriptionRefused => RequestError::SubscriptionRefused,
+            StoreError::Core(e) => e.clone(),
+            StoreError::Closed => return None,
+        })
+    }
+
+    /// Whether trying again later may succeed, exactly as the core classifies the request
+    /// failure (see `RequestError::is_transient`); `Closed` is final.
+    pub fn is_transient(&self) -> bool {
+        self.to_core().is_some_and(|e| e.is_transient())
+    }
+}
 
 impl From<RequestError> for StoreError {
     fn from(e: RequestError) -> Self {
@@ -117,7 +154,7 @@ impl From<RequestError> for StoreError {
             RequestError::InvalidArgument(rule) => StoreError::InvalidArgument(rule),
             RequestError::SubscriptionRefused => StoreError::SubscriptionRefused,
             #[allow(unreachable_patterns)]
-            other => StoreError::Other(format!("{other:?}")),
+            other => StoreError::Core(other),
         }
     }
 }
@@ -253,12 +290,21 @@ pub enum ObserveError {
         /// How many.
         missed: u64,
     },
+    /// The key's notification registration could not be renewed after a reconnect (e.g. it
+    /// timed out while the store was still reconnecting): changes may go unnotified until it
+    /// is. The engine retries it with back-off; once renewed, the key is re-read and what
+    /// changed meanwhile arrives as a change with `resync: true`.
+    MayHaveMissed,
 }
 
 impl std::fmt::Display for ObserveError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ObserveError::Lagged { missed } => write!(f, "{missed} changes dropped (slow reader)"),
+            ObserveError::MayHaveMissed => write!(
+                f,
+                "the notification registration lapsed: changes may have been missed"
+            ),
         }
     }
 }

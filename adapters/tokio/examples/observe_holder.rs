@@ -17,8 +17,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         tokio::select! {
             change = changes.next() => match change {
-                Some(c) if c.held => println!("held by {:?}", c.holder),
-                Some(_) => println!("free"),
+                Some(Ok(c)) if c.held => println!("held by {:?}", c.holder),
+                Some(Ok(_)) => println!("free"),
+                // The registration lapsed after a reconnect: changes may have been missed.
+                Some(Err(lapse)) => println!("{lapse}; holder now: {:?}", lease.holder().await?),
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => break,

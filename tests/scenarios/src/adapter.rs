@@ -188,6 +188,8 @@ pub trait LeaseApi: Send + Sync + 'static {
     fn lost(&self) -> BoxFuture<'_, Failure>;
     /// Drop without releasing.
     fn detach(self);
+    /// The holder value this handle stores while it holds.
+    fn holder_value(&self) -> Bytes;
 }
 
 /// A lock handle.
@@ -210,6 +212,10 @@ pub trait LockApi: Send + Sync + 'static {
         duration: Duration,
         decide: Box<dyn FnOnce(Option<Bytes>) -> EditDecision + Send>,
     ) -> BoxFuture<'_, Result<EditOutcome, Failure>>;
+    /// The holder value this handle stores while it holds.
+    fn holder_value(&self) -> Bytes;
+    /// Whether the lock is held now.
+    fn is_held(&self) -> bool;
 }
 
 /// A leader handle.
@@ -226,4 +232,8 @@ pub trait LeaderApi: Send + Sync + 'static {
     fn leader(&self) -> Option<Bytes>;
     /// Resigns (drain at once, release).
     fn resign(&self) -> BoxFuture<'_, Result<(), Failure>>;
+    /// The holder value this participant stores while leading.
+    fn holder_value(&self) -> Bytes;
+    /// Whether this participant leads now.
+    fn is_leader(&self) -> bool;
 }

@@ -157,7 +157,15 @@ struct Changes(ll::LeaseObservation);
 
 impl sc::ChangeStream for Changes {
     fn next(&mut self) -> BoxFuture<'_, Option<(bool, Option<Bytes>)>> {
-        Box::pin(async move { self.0.next().await.map(|c| (c.held, c.holder)) })
+        Box::pin(async move {
+            loop {
+                match self.0.next().await? {
+                    Ok(c) => return Some((c.held, c.holder)),
+                    // A lapse is not a change; the re-read after it delivers what differs.
+                    Err(_) => continue,
+                }
+            }
+        })
     }
 }
 
@@ -207,6 +215,9 @@ impl sc::LeaseApi for Lease {
     fn detach(self) {
         self.0.detach();
     }
+    fn holder_value(&self) -> Bytes {
+        self.0.holder_value()
+    }
 }
 
 /// A lock handle.
@@ -246,6 +257,12 @@ impl sc::LockApi for Lock {
                 .await
                 .map_err(edit_failure)
         })
+    }
+    fn holder_value(&self) -> Bytes {
+        self.0.holder_value()
+    }
+    fn is_held(&self) -> bool {
+        self.0.is_held()
     }
 }
 
@@ -296,6 +313,12 @@ impl sc::LeaderApi for Leader {
     }
     fn resign(&self) -> BoxFuture<'_, Result<(), Failure>> {
         Box::pin(async move { self.inner.resign().await.map_err(leader_failure) })
+    }
+    fn holder_value(&self) -> Bytes {
+        self.inner.holder_value()
+    }
+    fn is_leader(&self) -> bool {
+        self.inner.is_leader()
     }
 }
 

@@ -25,7 +25,8 @@ macro_rules! scenario_tests {
             leader_operations,
             contention_with_fenced_writes,
             failover_when_holder_dies,
-            dropped_futures_leave_nothing_behind
+            dropped_futures_leave_nothing_behind,
+            same_connection_holders_are_distinct
         );
 
         #[test]

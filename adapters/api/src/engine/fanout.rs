@@ -32,6 +32,19 @@ struct Subscriber {
 }
 
 impl Subscriber {
+    /// Tells the stream it may have missed changes; `false` when the stream is gone. A full
+    /// buffer counts it as a dropped item, reported (as `Lagged`) before the next change.
+    fn may_have_missed(&mut self) -> bool {
+        match self.tx.try_send(Err(ObserveError::MayHaveMissed)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.missed = self.missed.saturating_add(1);
+                true
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+
     /// Delivers `change`; `false` when the stream is gone.
     fn deliver(&mut self, change: &KeyChange) -> bool {
         if self.tx.is_closed() {
@@ -191,6 +204,21 @@ impl Fanout {
                     let reply = self.take_stream(&key, subscriber).and_then(|s| s.reply);
                     if let (Some(reply), Some(e)) = (reply, failure) {
                         let _ = reply.send(Err(e.clone()));
+                    }
+                }
+                observe::Action::MayHaveMissed { key } => {
+                    let mut gone = Vec::new();
+                    if let Some(streams) = self.streams.get_mut(&key) {
+                        streams.retain_mut(|s| {
+                            let alive = s.may_have_missed();
+                            if !alive {
+                                gone.push(s.id);
+                            }
+                            alive
+                        });
+                    }
+                    for id in gone {
+                        self.watches.unsubscribe(&key, id);
                     }
                 }
                 observe::Action::Deliver { key, change } => {

@@ -25,6 +25,7 @@ use crate::clock::Clock;
 use crate::leader::{LeaderError, LeaderView, Term};
 use crate::lease::{Change, LeaseError};
 use crate::lock::LockError;
+use crate::state_store::ObserveError;
 use crate::watch;
 
 /// What a handle's status watch shows.
@@ -83,7 +84,7 @@ pub(crate) enum Op {
     },
     ObserveStart {
         seq: u64,
-        tx: async_channel::Sender<Change>,
+        tx: async_channel::Sender<Result<Change, ObserveError>>,
         reply: oneshot::Sender<Result<(), LeaseError>>,
     },
     Lock {
@@ -174,7 +175,7 @@ struct LeaseHost {
     /// The last acquire: its sequence number, operation, and whether we held before it.
     acquire: Option<(u64, OpId, bool)>,
     /// The observation: its sequence number and stream.
-    observe: Option<(u64, async_channel::Sender<Change>)>,
+    observe: Option<(u64, async_channel::Sender<Result<Change, ObserveError>>)>,
 }
 
 impl LeaseHost {
@@ -312,7 +313,7 @@ impl LeaseHost {
                 }
                 LeaseEvent::Change { held, holder } => {
                     if let Some((_, tx)) = &self.observe {
-                        if tx.try_send(Change { held, holder }).is_err() {
+                        if tx.try_send(Ok(Change { held, holder })).is_err() {
                             warn!(lease = ?self.m.name(), "observer too slow or gone; change dropped");
                         }
                     }
@@ -755,6 +756,15 @@ impl Hosted {
     }
 
     pub(crate) fn on_reregistered(&mut self, key: &[u8], ok: bool, r: &mut Client, now: Now) {
+        if let Kind::Lease(h) = &self.kind {
+            if let Some((_, tx)) = h.observe.as_ref().filter(|_| !ok) {
+                if key == h.m.name().as_ref()
+                    && tx.try_send(Err(ObserveError::MayHaveMissed)).is_err()
+                {
+                    warn!(lease = ?h.m.name(), "observer too slow or gone; lapse not reported");
+                }
+            }
+        }
         self.machine().on_reregistered(key, ok, r, now);
     }
 

@@ -96,6 +96,16 @@ impl Commands {
     }
 }
 
+impl Drop for Commands {
+    /// The driver is gone (finished, or its task aborted): refuse what is still queued. The
+    /// channel outlives its receiver while handles hold senders, and with it the reply senders
+    /// of queued commands, whose callers would otherwise wait forever.
+    fn drop(&mut self) {
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
 /// Something the engine wants sent to the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -147,6 +157,15 @@ pub struct Engine {
     /// input: the client's is a scan over all its request slots, and adapters ask for it on
     /// every turn of their loop, far more often than anything changes.
     deadline: Option<Option<Instant>>,
+}
+
+impl Drop for Engine {
+    /// The engine is gone (finished, or its task aborted): the state reads `Closed` before any
+    /// waiting caller is refused (the refusals come from dropping `routes` and `machines`
+    /// right after this), so a caller that got `Closed` never sees the state read otherwise.
+    fn drop(&mut self) {
+        self.state.send_replace(ConnectionState::Closed);
+    }
 }
 
 impl std::fmt::Debug for Engine {

@@ -40,6 +40,8 @@ struct World {
     store: Store,
     peers: Vec<Peer>,
     ms: u64,
+    /// How many of the next KEYNOTIFY requests the broker loses (a store still reconnecting).
+    lose_keynotify: usize,
 }
 
 impl World {
@@ -67,6 +69,7 @@ impl World {
             store: Store::new(StoreConfig::default()).unwrap(),
             peers,
             ms: 0,
+            lose_keynotify: 0,
         }
     }
 
@@ -123,7 +126,12 @@ impl World {
                         // A disconnected client's packets are lost (the core resends what it must).
                         _ if !p.connected => {}
                         Transmit::Publish(m) if m.topic == REQUEST_TOPIC.as_bytes() => {
-                            self.store.handle_request(&m, now);
+                            let keynotify = m.payload.windows(9).any(|w| w == b"KEYNOTIFY");
+                            if keynotify && self.lose_keynotify > 0 {
+                                self.lose_keynotify -= 1;
+                            } else {
+                                self.store.handle_request(&m, now);
+                            }
                         }
                         Transmit::Subscribe(f) => p.engine.handle_subscribed(&f, true, now),
                         _ => {}
@@ -244,8 +252,84 @@ fn a_request_while_disconnected_times_out_instead_of_hanging() {
     assert!(matches!(r, Err(StoreError::Timeout { .. })), "{r:?}");
 }
 
+/// Close with work in flight everywhere: a held lease, a lock wait, an observation, a request
+/// the broker cannot carry (the connection is down). Every waiter gets an answer, the streams
+/// end, the held lease is released, and new work is refused.
 #[test]
 fn close_answers_everyone_and_refuses_new_work() {
+    let mut w = World::new(&["a", "b"]);
+    w.connect(0);
+    w.connect(1);
+    let conn = w.conn(0);
+    let lease = conn.lease("l").unwrap();
+    assert!(w
+        .run(
+            lease.acquire(Duration::from_secs(5), &AcquireOptions::new()),
+            LONG
+        )
+        .unwrap());
+    let holder = w.conn(1).lock("m").unwrap();
+    w.run(
+        holder.lock(Duration::from_secs(30), &LockOptions::new()),
+        LONG,
+    )
+    .unwrap();
+    let waiter = conn.lock("m").unwrap();
+    let options = LockOptions::new();
+    let mut wait = pin!(waiter.lock(Duration::from_secs(30), &options));
+    assert!(poll_once(wait.as_mut()).is_pending());
+    let mut changes = w.run(conn.state_store().observe("cfg"), LONG).unwrap();
+    w.settle();
+    assert!(
+        poll_once(wait.as_mut()).is_pending(),
+        "waiting for b's lock"
+    );
+
+    // A request in flight while the connection is down: it cannot be answered by the store.
+    w.disconnect(0);
+    let store = conn.state_store();
+    // Its own timeout is longer than the closing grace (the connection's request timeout).
+    let mut get = pin!(store.get("k", Some(Duration::from_secs(30))));
+    assert!(poll_once(get.as_mut()).is_pending());
+    w.settle();
+    assert_eq!(
+        w.peers[0].engine.client.in_flight(),
+        1,
+        "the GET is in flight"
+    );
+
+    // Close while all that is in flight; it ends within the grace period.
+    w.run(conn.close(), Duration::from_secs(5));
+    assert_eq!(conn.state(), ConnectionState::Closed);
+    assert_eq!(
+        poll_once(get.as_mut()),
+        Poll::Ready(Err(StoreError::Closed)),
+        "the GET still in flight at the end of the grace was answered"
+    );
+    assert!(
+        matches!(poll_once(wait.as_mut()), Poll::Ready(Err(_))),
+        "the lock wait was answered"
+    );
+    assert_eq!(w.run(changes.next(), LONG), None, "the stream ended");
+    assert!(!lease.is_held());
+    // Closing tried to release the held lease; offline, it is left to expire by its TTL.
+    assert!(w.store.get(b"l").is_some_and(|k| k.expires_at.is_some()));
+    assert_eq!(
+        w.run(conn.state_store().get("k", None), LONG),
+        Err(StoreError::Closed)
+    );
+    assert_eq!(
+        w.run(
+            lease.acquire(Duration::from_secs(5), &AcquireOptions::new()),
+            LONG
+        ),
+        Err(crate::LeaseError::Closed)
+    );
+    assert_eq!(conn.lease("x").err(), Some(crate::LeaseError::Closed));
+}
+
+#[test]
+fn close_releases_what_handles_hold() {
     let mut w = World::new(&["a"]);
     w.connect(0);
     let conn = w.conn(0);
@@ -256,12 +340,9 @@ fn close_answers_everyone_and_refuses_new_work() {
             LONG
         )
         .unwrap());
+    assert!(w.store.get(b"l").is_some());
     w.run(conn.close(), LONG);
-    assert_eq!(conn.state(), ConnectionState::Closed);
-    // Closing released the held lease, as dropping the handle would.
-    assert!(w.store.get(b"l").is_none());
-    let r = w.run(conn.state_store().get("k", None), LONG);
-    assert_eq!(r, Err(StoreError::Closed));
+    assert!(w.store.get(b"l").is_none(), "released as dropping would");
 }
 
 #[test]
@@ -409,6 +490,132 @@ fn an_observation_resyncs_after_a_reconnect() {
     );
 }
 
+/// A re-registration that times out after a reconnect is reported on the stream ("may have
+/// missed changes") and retried until it succeeds: the missed change then arrives by the
+/// re-read, and later changes are notified again.
+#[test]
+fn a_failed_reregistration_is_reported_and_retried() {
+    let mut w = World::new(&["a", "b"]);
+    w.connect(0);
+    w.connect(1);
+    let mut changes = w.run(w.conn(0).state_store().observe("cfg"), LONG).unwrap();
+    let writer = w.conn(1).state_store();
+    w.disconnect(0);
+    w.run(writer.set("cfg", "1", &SetOptions::new()), LONG)
+        .unwrap();
+    // The store loses the re-registration and the first two retries.
+    w.lose_keynotify = 3;
+    w.connect(0);
+    assert_eq!(
+        w.run(changes.next(), LONG),
+        Some(Err(crate::ObserveError::MayHaveMissed)),
+        "the lapse is reported, not silent"
+    );
+    let missed = w.run(changes.next(), LONG).unwrap().unwrap();
+    assert_eq!(missed.value.as_deref(), Some(&b"1"[..]));
+    // Two more lapses (each retry lost), each reported.
+    for _ in 0..2 {
+        assert_eq!(
+            w.run(changes.next(), LONG),
+            Some(Err(crate::ObserveError::MayHaveMissed))
+        );
+    }
+    assert_eq!(w.lose_keynotify, 0);
+    // The next retry gets through (bounded: the back-off is at most a few seconds).
+    for _ in 0..100 {
+        if w.store.registrations_of(b"a").len() == 1 {
+            break;
+        }
+        w.advance(Duration::from_millis(200));
+    }
+    assert_eq!(w.store.registrations_of(b"a").len(), 1, "registered again");
+    w.run(writer.set("cfg", "2", &SetOptions::new()), LONG)
+        .unwrap();
+    let next = w.run(changes.next(), LONG).unwrap().unwrap();
+    assert_eq!(next.value.as_deref(), Some(&b"2"[..]));
+    assert!(!next.resync, "notified: the registration works again");
+    assert_eq!(w.peers[0].engine.client.reregistrations_failing(), 0);
+}
+
+/// A lock wait whose notification registration lapsed after a reconnect is not left to its
+/// slow fallback poll: the retried registration brings the holder's release at once.
+#[test]
+fn a_lock_wait_hears_the_release_after_a_failed_reregistration() {
+    let mut w = World::new(&["a", "b"]);
+    w.connect(0);
+    w.connect(1);
+    let holder = w.conn(0).lock("m").unwrap();
+    let waiter = w.conn(1).lock("m").unwrap();
+    let d = Duration::from_secs(60);
+    let options = LockOptions::new()
+        .max_jitter(Duration::ZERO)
+        .fallback(Duration::from_secs(60));
+    w.run(holder.lock(d, &options), LONG).unwrap();
+    let mut wait = pin!(waiter.lock(d, &options));
+    assert!(poll_once(wait.as_mut()).is_pending());
+    w.settle();
+    assert_eq!(w.store.registrations_of(b"b").len(), 1);
+    w.disconnect(1);
+    w.lose_keynotify = 2;
+    w.connect(1);
+    for _ in 0..100 {
+        if w.lose_keynotify == 0 && w.store.registrations_of(b"b").len() == 1 {
+            break;
+        }
+        w.advance(Duration::from_millis(200));
+        assert!(poll_once(wait.as_mut()).is_pending());
+    }
+    assert_eq!(w.store.registrations_of(b"b").len(), 1, "registered again");
+    assert_eq!(w.run(holder.unlock(), LONG), Ok(ReleaseOutcome::Deleted));
+    let token = w.run(wait.as_mut(), Duration::from_millis(10));
+    assert!(token.is_ok(), "notified of the release: {token:?}");
+}
+
+/// A lease observation is told when its registration lapsed, like a key observation.
+#[test]
+fn a_lease_observation_reports_a_failed_reregistration() {
+    let mut w = World::new(&["a", "b"]);
+    w.connect(0);
+    w.connect(1);
+    let watched = w.conn(0).lease("l").unwrap();
+    let mut changes = w.run(watched.observe(), LONG).unwrap();
+    w.disconnect(0);
+    w.lose_keynotify = 1;
+    w.connect(0);
+    assert_eq!(
+        w.run(changes.next(), LONG),
+        Some(Err(crate::ObserveError::MayHaveMissed))
+    );
+    // Retried: a later acquisition by someone else is notified.
+    for _ in 0..100 {
+        if w.store.registrations_of(b"a").len() == 1 {
+            break;
+        }
+        w.advance(Duration::from_millis(200));
+    }
+    let other = w.conn(1).lease("l").unwrap();
+    assert_eq!(
+        w.run(
+            other.acquire(Duration::from_secs(30), &AcquireOptions::new()),
+            LONG
+        ),
+        Ok(true)
+    );
+    // (The re-reads after the lapse may report the lease free first.)
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let change = w.run(changes.next(), LONG).unwrap().unwrap();
+        let held = change.held;
+        seen.push(change);
+        if held {
+            break;
+        }
+    }
+    let last = seen.last().unwrap();
+    assert!(last.held, "{seen:?}");
+    assert_eq!(last.holder, Some(other.holder_value()));
+}
+
 #[test]
 fn a_leader_term_is_cancelled_on_resign() {
     let mut w = World::new(&["a"]);
@@ -435,6 +642,17 @@ enum Step {
     Del(u8),
     Observe(u8),
     DropObservation,
+    /// On one of two lease handles of one name.
+    Acquire(u8),
+    Release(u8),
+    /// On one of two lock handles of one name.
+    Lock(u8),
+    Unlock(u8),
+    Edit(u8),
+    Campaign,
+    Resign,
+    /// Drop the newest unanswered future (an abandoned operation).
+    Abandon,
     Disconnect,
     Connect,
     Advance(u16),
@@ -449,6 +667,14 @@ fn step() -> impl Strategy<Value = Step> {
         (0u8..3).prop_map(Step::Del),
         (0u8..3).prop_map(Step::Observe),
         Just(Step::DropObservation),
+        (0u8..2).prop_map(Step::Acquire),
+        (0u8..2).prop_map(Step::Release),
+        (0u8..2).prop_map(Step::Lock),
+        (0u8..2).prop_map(Step::Unlock),
+        (0u8..2).prop_map(Step::Edit),
+        Just(Step::Campaign),
+        Just(Step::Resign),
+        Just(Step::Abandon),
         Just(Step::Disconnect),
         Just(Step::Connect),
         (0u16..3000).prop_map(Step::Advance),
@@ -457,92 +683,134 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-type Pending = Pin<Box<dyn Future<Output = String>>>;
+type Pending = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The handles a schedule works on (shared with the futures it issues).
+struct Handles {
+    store: crate::StateStore,
+    leases: [crate::Lease; 2],
+    locks: [crate::Lock; 2],
+    leader: crate::Leader,
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// Whatever the interleaving of commands, connection events and time, every command gets
-    /// exactly one answer (a future never hangs, and resolving is final by construction), and
-    /// nothing is left registered on the store once everything is dropped.
+    /// Whatever the interleaving of store requests, lease, lock, edit and leader operations,
+    /// abandoned futures, connection events, time and a close, every operation that was not
+    /// abandoned gets exactly one answer (counted per operation), and once every handle is
+    /// gone no machine and no registration is left behind.
     #[test]
     fn every_command_gets_exactly_one_answer(steps in proptest::collection::vec(step(), 1..40)) {
         let mut w = World::new(&["a"]);
         let conn = w.conn(0);
-        let store = conn.state_store();
-        let mut pending: Vec<Pending> = Vec::new();
-        let mut answered = 0usize;
-        let mut issued = 0usize;
+        let h = Rc::new(Handles {
+            store: conn.state_store(),
+            leases: [conn.lease("L").unwrap(), conn.lease("L").unwrap()],
+            locks: [conn.lock("M").unwrap(), conn.lock("M").unwrap()],
+            leader: conn.leader("E").unwrap(),
+        });
+        // Answers counted per operation id, apart from the futures' own bookkeeping.
+        let answers: Rc<RefCell<std::collections::HashMap<u64, u32>>> = Rc::default();
+        let mut expected = std::collections::BTreeSet::new();
+        let mut pending: Vec<(u64, Pending)> = Vec::new();
         let kept = Rc::new(RefCell::new(Vec::new()));
         let mut close_requested = false;
         let key = |k: u8| Bytes::from(vec![b'k', k]);
-        for s in steps {
-            match s {
-                Step::Get(k) => {
-                    let st = store.clone();
-                    pending.push(Box::pin(async move { format!("{:?}", st.get(key(k), None).await) }));
-                }
-                Step::Set(k) => {
-                    let st = store.clone();
-                    pending.push(Box::pin(async move {
-                        format!("{:?}", st.set(key(k), "v", &SetOptions::new()).await)
-                    }));
-                }
-                Step::Del(k) => {
-                    let st = store.clone();
-                    pending.push(Box::pin(async move { format!("{:?}", st.del(key(k), &Default::default()).await) }));
-                }
+        let d = Duration::from_secs(5);
+        let wait = LockOptions::new().wait_timeout(Duration::from_secs(5));
+        for (id, s) in steps.into_iter().enumerate() {
+            let id = id as u64;
+            let (hc, ans) = (h.clone(), answers.clone());
+            let done = move || *ans.borrow_mut().entry(id).or_default() += 1;
+            let wait = wait.clone();
+            let op: Option<Pending> = match s {
+                Step::Get(k) => Some(Box::pin(async move { let _ = hc.store.get(key(k), None).await; done() })),
+                Step::Set(k) => Some(Box::pin(async move {
+                    let _ = hc.store.set(key(k), "v", &SetOptions::new()).await; done()
+                })),
+                Step::Del(k) => Some(Box::pin(async move {
+                    let _ = hc.store.del(key(k), &Default::default()).await; done()
+                })),
                 Step::Observe(k) => {
-                    let st = store.clone();
                     let kept = kept.clone();
-                    pending.push(Box::pin(async move {
-                        match st.observe(key(k)).await {
-                            Ok(o) => { kept.borrow_mut().push(o); "observing".to_string() }
-                            Err(e) => format!("{e:?}"),
-                        }
-                    }));
+                    Some(Box::pin(async move {
+                        if let Ok(o) = hc.store.observe(key(k)).await { kept.borrow_mut().push(o) }
+                        done()
+                    }))
                 }
-                Step::DropObservation => { kept.borrow_mut().pop(); }
-                Step::Disconnect => if w.peers[0].connected { w.disconnect(0) },
-                Step::Connect => if !w.peers[0].connected { w.connect(0) },
-                Step::Advance(ms) => { w.advance(Duration::from_millis(u64::from(ms))); }
-                Step::Settle => w.settle(),
+                Step::Acquire(i) => Some(Box::pin(async move {
+                    let _ = hc.leases[usize::from(i)].acquire(d, &AcquireOptions::new()).await; done()
+                })),
+                Step::Release(i) => Some(Box::pin(async move {
+                    let _ = hc.leases[usize::from(i)].release().await; done()
+                })),
+                Step::Lock(i) => Some(Box::pin(async move {
+                    let _ = hc.locks[usize::from(i)].lock(d, &wait).await; done()
+                })),
+                Step::Unlock(i) => Some(Box::pin(async move {
+                    let _ = hc.locks[usize::from(i)].unlock().await; done()
+                })),
+                Step::Edit(i) => Some(Box::pin(async move {
+                    let _ = hc.locks[usize::from(i)]
+                        .edit_with("edited", d, &wait, |_| async { crate::EditDecision::Set(Bytes::from_static(b"e")) })
+                        .await;
+                    done()
+                })),
+                Step::Campaign => Some(Box::pin(async move {
+                    let _ = hc.leader.campaign(&crate::LeaderOptions::new(Duration::from_secs(3))).await;
+                    done()
+                })),
+                Step::Resign => Some(Box::pin(async move { let _ = hc.leader.resign().await; done() })),
                 Step::Close => {
                     close_requested = true;
                     let c = conn.clone();
-                    pending.push(Box::pin(async move { c.close().await; "closed".to_string() }));
+                    Some(Box::pin(async move { c.close().await; done() }))
                 }
+                Step::Abandon => {
+                    if let Some((gone, _)) = pending.pop() {
+                        expected.remove(&gone);
+                    }
+                    None
+                }
+                Step::DropObservation => { kept.borrow_mut().pop(); None }
+                Step::Disconnect => { if w.peers[0].connected { w.disconnect(0) } None }
+                Step::Connect => { if !w.peers[0].connected { w.connect(0) } None }
+                Step::Advance(ms) => { w.advance(Duration::from_millis(u64::from(ms))); None }
+                Step::Settle => { w.settle(); None }
+            };
+            if let Some(op) = op {
+                expected.insert(id);
+                pending.push((id, op));
             }
-            issued = answered + pending.len();
             // Poll everything once; keep what is still waiting.
-            let mut still = Vec::new();
-            for mut f in pending.drain(..) {
-                match poll_once(f.as_mut()) {
-                    Poll::Ready(_) => answered += 1,
-                    Poll::Pending => still.push(f),
-                }
-            }
-            pending = still;
+            pending.retain_mut(|(_, f)| poll_once(f.as_mut()).is_pending());
         }
         // Whatever state the schedule left: reconnect and let time pass; everything answers.
         if !w.peers[0].connected { w.connect(0) }
         for _ in 0..200 {
-            let mut still = Vec::new();
-            for mut f in pending.drain(..) {
-                match poll_once(f.as_mut()) {
-                    Poll::Ready(_) => answered += 1,
-                    Poll::Pending => still.push(f),
-                }
-            }
-            pending = still;
+            pending.retain_mut(|(_, f)| poll_once(f.as_mut()).is_pending());
             if pending.is_empty() { break; }
             w.settle();
             w.advance(Duration::from_millis(500));
         }
-        prop_assert!(pending.is_empty(), "{} commands never answered", pending.len());
-        prop_assert_eq!(answered, issued);
+        let unanswered: Vec<u64> = pending.iter().map(|(id, _)| *id).collect();
+        prop_assert!(unanswered.is_empty(), "never answered: {:?}", unanswered);
+        let answers = answers.borrow();
+        for id in &expected {
+            prop_assert_eq!(answers.get(id).copied(), Some(1), "operation {} answered", id);
+        }
+        prop_assert!(answers.keys().all(|id| expected.contains(id)), "an abandoned operation answered");
+        drop(answers);
+        // Every handle and stream goes: nothing may stay behind.
         kept.borrow_mut().clear();
+        drop(h);
         w.settle();
+        for _ in 0..40 {
+            if w.peers[0].engine.machines.is_empty() { break; }
+            w.advance(Duration::from_millis(500));
+        }
+        prop_assert!(w.peers[0].engine.machines.is_empty(), "a machine outlived its handle");
         // A close ends the streams with the connection (the store drops a disconnected client's
         // registrations); otherwise dropping the last stream of a key unregisters it.
         if !close_requested {
@@ -576,5 +844,228 @@ fn the_deadline_follows_every_input() {
         w.peers[0].engine.poll_timeout(),
         None,
         "answered: no stale deadline"
+    );
+}
+
+/// Two handles (or edits) of one connection on one name are two holders: never both held, and
+/// one's release never frees the other's hold.
+mod one_connection_two_holders {
+    use super::*;
+    use crate::{EditDecision, LeaseError, LockError};
+
+    #[test]
+    fn two_lease_handles_are_two_clients() {
+        let mut w = World::new(&["a"]);
+        w.connect(0);
+        let conn = w.conn(0);
+        let (first, second) = (conn.lease("n").unwrap(), conn.lease("n").unwrap());
+        assert_ne!(first.holder_value(), second.holder_value());
+        assert!(first.holder_value().starts_with(b"a:"));
+        let d = Duration::from_secs(30);
+        assert_eq!(
+            w.run(first.acquire(d, &AcquireOptions::new()), LONG),
+            Ok(true)
+        );
+        assert_eq!(
+            w.run(second.acquire(d, &AcquireOptions::new()), LONG),
+            Ok(false),
+            "the second handle is refused like another client"
+        );
+        assert!(!second.is_held());
+        assert_eq!(
+            w.store.get(b"n").map(|k| k.value),
+            Some(first.holder_value())
+        );
+        assert_eq!(w.run(first.release(), LONG), Ok(ReleaseOutcome::Deleted));
+        assert_eq!(
+            w.run(second.acquire(d, &AcquireOptions::new()), LONG),
+            Ok(true)
+        );
+        // A late release by the first handle must not delete the second's lease.
+        assert_ne!(w.run(first.release(), LONG), Ok(ReleaseOutcome::Deleted));
+        assert_eq!(
+            w.store.get(b"n").map(|k| k.value),
+            Some(second.holder_value())
+        );
+        assert!(second.is_held());
+    }
+
+    #[test]
+    fn a_second_lock_handle_waits_for_the_first_unlock() {
+        let mut w = World::new(&["a"]);
+        w.connect(0);
+        let conn = w.conn(0);
+        let (first, second) = (conn.lock("m").unwrap(), conn.lock("m").unwrap());
+        let options = LockOptions::new().max_jitter(Duration::ZERO);
+        let d = Duration::from_secs(30);
+        w.run(first.lock(d, &options), LONG).unwrap();
+        let mut wait = pin!(second.lock(d, &options));
+        assert!(poll_once(wait.as_mut()).is_pending());
+        // Long enough for every fallback poll of the waiter: still waiting.
+        for _ in 0..20 {
+            w.advance(Duration::from_secs(1));
+            assert!(poll_once(wait.as_mut()).is_pending(), "both held the lock");
+        }
+        assert!(first.is_held() && !second.is_held());
+        assert_eq!(w.run(first.unlock(), LONG), Ok(ReleaseOutcome::Deleted));
+        w.run(wait.as_mut(), LONG).unwrap();
+        assert!(second.is_held());
+        assert_eq!(
+            w.store.get(b"m").map(|k| k.value),
+            Some(second.holder_value())
+        );
+        assert_ne!(w.run(first.unlock(), LONG), Ok(ReleaseOutcome::Deleted));
+        assert_eq!(
+            w.store.get(b"m").map(|k| k.value),
+            Some(second.holder_value())
+        );
+    }
+
+    #[test]
+    fn two_edits_on_one_lock_run_one_after_the_other() {
+        let mut w = World::new(&["a"]);
+        w.connect(0);
+        let lock = w.conn(0).lock("edit-lock").unwrap();
+        // (now deciding, most ever deciding at once)
+        let inside = Rc::new(RefCell::new((0u32, 0u32)));
+        let (go_tx, go_rx) = futures_channel::oneshot::channel::<()>();
+        // Whichever edit decides first keeps deciding until `go_tx` fires.
+        let gate = Rc::new(RefCell::new(Some(go_rx)));
+        let edit = || {
+            let (lock, inside, gate) = (&lock, inside.clone(), gate.clone());
+            async move {
+                lock.edit(
+                    "counter",
+                    Duration::from_secs(30),
+                    move |current| async move {
+                        {
+                            let mut i = inside.borrow_mut();
+                            i.0 += 1;
+                            i.1 = i.1.max(i.0);
+                        }
+                        let hold = gate.borrow_mut().take();
+                        if let Some(hold) = hold {
+                            let _ = hold.await;
+                        }
+                        inside.borrow_mut().0 -= 1;
+                        let n: u32 = current
+                            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+                            .unwrap_or(0);
+                        EditDecision::Set((n + 1).to_string().into())
+                    },
+                )
+                .await
+            }
+        };
+        let mut one = pin!(edit());
+        let mut two = pin!(edit());
+        for _ in 0..20 {
+            assert!(poll_once(one.as_mut()).is_pending() && poll_once(two.as_mut()).is_pending());
+            w.settle();
+            w.advance(Duration::from_millis(500));
+        }
+        assert_eq!(
+            *inside.borrow(),
+            (1, 1),
+            "one edit decides, the other waits for the lock"
+        );
+        go_tx.send(()).unwrap();
+        let (r1, r2) = w.run(futures_lite::future::zip(one, two), LONG);
+        assert!(r1.is_ok() && r2.is_ok(), "{r1:?} {r2:?}");
+        assert_eq!(
+            inside.borrow().1,
+            1,
+            "two edits decided under the lock at once"
+        );
+        assert_eq!(
+            w.store.get(b"counter").map(|k| k.value),
+            Some(Bytes::from_static(b"2")),
+            "no lost update"
+        );
+    }
+
+    #[test]
+    fn a_fixed_holder_is_refused_while_another_handle_has_it() {
+        let mut w = World::new(&["a"]);
+        w.connect(0);
+        let conn = w.conn(0);
+        let first = conn.lease_with_session("n", "s").unwrap();
+        assert_eq!(first.holder_value(), Bytes::from_static(b"a:s"));
+        assert_eq!(
+            conn.lease_with_session("n", "s").err(),
+            Some(LeaseError::HolderInUse)
+        );
+        assert_eq!(
+            conn.lock_with_session("n", "s").err(),
+            Some(LockError::Lease(LeaseError::HolderInUse))
+        );
+        // Another name, or another session, is another holder.
+        assert!(conn.lease_with_session("other", "s").is_ok());
+        assert!(conn.lease_with_session("n", "t").is_ok());
+        let bare = conn.lease_as_client_id("n").unwrap();
+        assert_eq!(bare.holder_value(), Bytes::from_static(b"a"));
+        assert_eq!(
+            conn.lease_as_client_id("n").err(),
+            Some(LeaseError::HolderInUse)
+        );
+        drop(first);
+        let again = conn.lease_with_session("n", "s").unwrap();
+        assert_eq!(
+            w.run(
+                again.acquire(Duration::from_secs(5), &AcquireOptions::new()),
+                LONG
+            ),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn holders_differ_between_connection_instances_of_one_client_id() {
+        let w = World::new(&["a", "a"]);
+        let (one, two) = (w.conn(0).lease("n").unwrap(), w.conn(1).lease("n").unwrap());
+        assert_ne!(one.holder_value(), two.holder_value());
+        assert!(two.holder_value().starts_with(b"a:"));
+    }
+
+    #[test]
+    fn two_leaders_of_one_connection_are_two_candidates() {
+        let mut w = World::new(&["a"]);
+        w.connect(0);
+        let conn = w.conn(0);
+        let (one, two) = (conn.leader("e").unwrap(), conn.leader("e").unwrap());
+        assert_ne!(one.holder_value(), two.holder_value());
+        let options = crate::LeaderOptions::new(Duration::from_secs(9));
+        w.run(one.campaign(&options), LONG).unwrap();
+        w.run(one.elected(), LONG).unwrap();
+        w.run(two.campaign(&options), LONG).unwrap();
+        for _ in 0..20 {
+            w.advance(Duration::from_secs(1));
+            assert!(!(one.is_leader() && two.is_leader()), "two leaders at once");
+        }
+        assert!(one.is_leader());
+        assert_eq!(two.leader(), Some(one.holder_value()));
+        w.run(one.resign(), LONG).unwrap();
+        w.run(two.elected(), LONG).unwrap();
+        assert_eq!(w.store.get(b"e").map(|k| k.value), Some(two.holder_value()));
+    }
+}
+
+/// A command queued just before the driver's task is aborted (its `Commands` dropped without
+/// `finish`) is refused, not left waiting forever.
+#[test]
+fn commands_queued_when_the_driver_dies_are_refused() {
+    let options = ConnectionOptions::new("broker", 1883, "c-dies");
+    let (engine, conn, commands) = Engine::new(&options, Clock::new()).unwrap();
+    let store = conn.state_store();
+    let mut get = pin!(store.get("k", None));
+    assert!(
+        poll_once(get.as_mut()).is_pending(),
+        "queued, not yet taken"
+    );
+    drop(commands);
+    drop(engine);
+    assert_eq!(
+        poll_once(get.as_mut()),
+        Poll::Ready(Err(StoreError::Closed))
     );
 }

@@ -14,7 +14,8 @@ use crate::exit;
 fn lease_handle(conn: &Connection, name: &str, session: Option<&str>) -> Result<Lease, Failure> {
     let lease = match session {
         Some(s) => conn.lease_with_session(name.to_string(), s.to_string()),
-        None => conn.lease(name.to_string()),
+        // The bare client id: the holder `release --client-id ID` (another process) names.
+        None => conn.lease_as_client_id(name.to_string()),
     };
     lease.map_err(Failure::from)
 }
@@ -190,9 +191,16 @@ pub async fn watch(global: &GlobalOptions, args: &NameArgs, report: Report) -> R
     let code = loop {
         tokio::select! {
             change = changes.next() => match change {
-                Some(change) => {
+                Some(Ok(change)) => {
                     let holder = if change.held { change.holder } else { None };
                     print_change(report, &args.name, holder.as_ref());
+                }
+                Some(Err(lapse)) => {
+                    // Changes may have been missed: say so, and print where things stand now.
+                    report.error(&format!("{lapse}; reading the holder again"));
+                    if let Ok(current) = lease.holder().await {
+                        print_change(report, &args.name, current.as_ref());
+                    }
                 }
                 None => {
                     report.error("the observation ended (connection closed)");

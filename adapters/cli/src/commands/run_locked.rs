@@ -175,8 +175,7 @@ async fn elect_with(
     let leader = conn
         .leader(args.name.clone())
         .map_err(|e| wrapper(e.into()))?;
-    // The leader handle does not say which holder value it stores; it is the client id.
-    let holder = conn.client_id().to_string();
+    let holder = lossy(&leader.holder_value());
     let options = LeaderOptions::new(args.ttl)
         .acquire(plan.acquire_options())
         .recampaign(!args.once);

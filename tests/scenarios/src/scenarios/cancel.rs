@@ -50,11 +50,7 @@ pub async fn dropped_futures_leave_nothing_behind<R: Runtime>(rt: &R, env: &Env)
         .await
         .unwrap()
         .expect("still held");
-    assert_eq!(
-        holder,
-        Bytes::from(a.client_id()),
-        "the abandoned wait took nothing"
-    );
+    assert_eq!(holder, la.holder_value(), "the abandoned wait took nothing");
     // A waiting edit() dropped mid-wait.
     let key = Bytes::from(unique("cancel-edit"));
     let edit = lb.edit(

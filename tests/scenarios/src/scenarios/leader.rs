@@ -27,7 +27,7 @@ pub async fn leader_operations<R: Runtime>(rt: &R, env: &Env) {
     assert_eq!(term.number, 1);
     assert_eq!(la.term_cancelled(), Some(false));
     must(rt, T, "campaign b", lb.campaign(d)).await.unwrap();
-    let a_id = Bytes::from(a.client_id());
+    let a_id = la.holder_value();
     assert!(
         eventually(rt, T, || lb.leader() == Some(a_id.clone())).await,
         "b sees a as leader"
@@ -44,7 +44,7 @@ pub async fn leader_operations<R: Runtime>(rt: &R, env: &Env) {
     assert_eq!(la.term_cancelled(), Some(true), "resigning ends the term");
     let tb = must(rt, T, "b elected", lb.elected()).await.unwrap();
     assert!(tb.token > term.token);
-    let b_id = Bytes::from(b.client_id());
+    let b_id = lb.holder_value();
     assert!(eventually(rt, T, || lb.leader() == Some(b_id.clone())).await);
 
     // Dropping the leading handle resigns and releases.

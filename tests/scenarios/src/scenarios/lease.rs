@@ -20,8 +20,8 @@ pub async fn lease_operations<R: Runtime>(rt: &R, env: &Env) {
     let name = Bytes::from(unique("lease"));
     let la = a.lease(name.clone(), None).unwrap();
     let lb = b.lease(name.clone(), None).unwrap();
-    let a_id = Bytes::from(a.client_id());
-    let b_id = Bytes::from(b.client_id());
+    let a_id = la.holder_value();
+    let b_id = lb.holder_value();
 
     assert_eq!(la.token(), Err(Failure::NoLease));
     assert_eq!(

@@ -7,6 +7,7 @@ mod hostile;
 mod leader;
 mod lease;
 mod lock;
+mod same_connection;
 mod store;
 
 pub use cancel::dropped_futures_leave_nothing_behind;
@@ -16,6 +17,7 @@ pub use hostile::garbage_replies_give_typed_errors;
 pub use leader::leader_operations;
 pub use lease::lease_operations;
 pub use lock::lock_operations;
+pub use same_connection::same_connection_holders_are_distinct;
 pub use store::store_operations;
 
 use std::time::Duration;
