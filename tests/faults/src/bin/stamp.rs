@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     };
     let var = |name: &str| std::env::var(name).map_err(|e| format!("{name}: {e}"));
     let record = (|| -> Result<Record, String> {
-        let who = var("LEASEDLOCK_HOLDER")?;
+        // The holder value is `clientId:instance.handle` (one holder per handle); the scenarios
+        // name participants by their client id.
+        let holder = var("LEASEDLOCK_HOLDER")?;
+        let who = holder.split(':').next().unwrap_or_default().to_string();
         let token_text = var("LEASEDLOCK_FENCING_TOKEN")?;
         let token = Hlc::parse_slice(token_text.as_bytes()).map_err(|e| e.to_string())?;
         Ok(Record::Held {

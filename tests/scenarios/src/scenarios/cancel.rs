@@ -99,11 +99,12 @@ pub async fn dropped_futures_leave_nothing_behind<R: Runtime>(rt: &R, env: &Env)
         .unwrap();
     assert!(eventually(rt, T, || env.registrations() == baseline + 1).await);
     let lease = b.lease(free.clone(), None).unwrap();
+    let holder = lease.holder_value();
     assert!(dropped_after_one_poll(lease.acquire(Duration::from_secs(30), None)).await);
     let taken = must(rt, T, "the abandoned SET", watcher.next()).await;
     assert_eq!(
         taken.map(|e| e.value),
-        Some(Some(Bytes::from(b.client_id()))),
+        Some(Some(holder)),
         "the abandoned acquire's SET reached the store"
     );
     let released = must(rt, T, "the release", watcher.next()).await;
