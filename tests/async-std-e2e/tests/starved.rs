@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use leasedlock_async_std::{Connection, ConnectionOptions, ConnectionState, CLOSE_GRACE};
+use leasedlock_async_std_e2e::runtime::spawn_on_async_std;
 use leasedlock_scenarios::PrivateBroker;
 
 #[async_std::test]
@@ -19,7 +20,10 @@ async fn close_is_bounded_while_the_executor_is_starved() {
         format!("as-starved-{}", std::process::id()),
     )
     .request_timeout(request_timeout);
-    let conn = Connection::connect(options).await.unwrap();
+    // The driver runs on async-std's executor, the one the blockers take over.
+    let conn = Connection::connect_with(options, spawn_on_async_std)
+        .await
+        .unwrap();
     // More blockers than executor threads: the driver gets no thread until they finish.
     let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
     let blocked_for = bound + Duration::from_secs(2);
