@@ -50,7 +50,7 @@ impl Driver {
             // task on its executor thread for good; async-std has only one per core, so other
             // connections' drivers, and the `Close` they wait for, would starve.
             turns = turns.wrapping_add(1);
-            if turns % YIELD_EVERY == 0 {
+            if turns.is_multiple_of(YIELD_EVERY) {
                 future::yield_now().await;
             }
             let now = self.clock.now();
