@@ -95,21 +95,37 @@ fn string<'a>(v: &'a Value, name: &str) -> Result<&'a str, BadMetadata> {
         .ok_or_else(|| BadMetadata(format!("`{name}` is not a string")))
 }
 
-/// Checks every workspace member in `cargo metadata --format-version 1` output; returns the
-/// violations (empty: every declaration holds).
-pub fn check(metadata: &Value) -> Result<Vec<Violation>, BadMetadata> {
-    let mut packages = BTreeMap::new();
+/// The names of the packages `member` (a workspace crate's name) builds with: its normal and
+/// build dependencies, transitively.
+pub fn normal_dependencies(
+    metadata: &Value,
+    member: &str,
+) -> Result<BTreeSet<String>, BadMetadata> {
+    let mut names = BTreeMap::new();
     for p in array(metadata, "packages")? {
-        let version = match p.get("rust_version").and_then(Value::as_str) {
-            Some(text) => Some(
-                RustVersion::parse(text)
-                    .ok_or_else(|| BadMetadata(format!("rust_version {text:?}")))?,
-            ),
-            None => None,
-        };
-        packages.insert(string(p, "id")?, (string(p, "name")?, version));
+        names.insert(string(p, "id")?, string(p, "name")?);
     }
-    // Each package's normal and build dependencies (dev-dependencies build only its tests).
+    let deps = dependency_graph(metadata)?;
+    let root = array(metadata, "workspace_members")?
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|id| names.get(id) == Some(&member))
+        .ok_or_else(|| BadMetadata(format!("no workspace member {member}")))?;
+    let mut seen = BTreeSet::new();
+    let mut stack = deps.get(root).cloned().unwrap_or_default();
+    while let Some(id) = stack.pop() {
+        if seen.insert(id) {
+            stack.extend(deps.get(id).into_iter().flatten());
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .filter_map(|id| names.get(id).map(|n| n.to_string()))
+        .collect())
+}
+
+/// Each package's normal and build dependencies (dev-dependencies build only its tests).
+fn dependency_graph(metadata: &Value) -> Result<BTreeMap<&str, Vec<&str>>, BadMetadata> {
     let mut deps: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for node in array(field(metadata, "resolve")?, "nodes")? {
         let mut out = Vec::new();
@@ -124,6 +140,24 @@ pub fn check(metadata: &Value) -> Result<Vec<Violation>, BadMetadata> {
         }
         deps.insert(string(node, "id")?, out);
     }
+    Ok(deps)
+}
+
+/// Checks every workspace member in `cargo metadata --format-version 1` output; returns the
+/// violations (empty: every declaration holds).
+pub fn check(metadata: &Value) -> Result<Vec<Violation>, BadMetadata> {
+    let mut packages = BTreeMap::new();
+    for p in array(metadata, "packages")? {
+        let version = match p.get("rust_version").and_then(Value::as_str) {
+            Some(text) => Some(
+                RustVersion::parse(text)
+                    .ok_or_else(|| BadMetadata(format!("rust_version {text:?}")))?,
+            ),
+            None => None,
+        };
+        packages.insert(string(p, "id")?, (string(p, "name")?, version));
+    }
+    let deps = dependency_graph(metadata)?;
     let mut violations = Vec::new();
     for member in array(metadata, "workspace_members")? {
         let member = member
@@ -206,6 +240,14 @@ mod tests {
             too_low[0].to_string(),
             "app declares 1.85.0, but its dependency deep needs 1.88.0"
         );
+    }
+
+    #[test]
+    fn the_normal_closure_follows_normal_and_build_edges_only() {
+        let names = normal_dependencies(&metadata("1.88"), "app").unwrap();
+        let expected: BTreeSet<String> = ["lib", "deep", "gen"].map(String::from).into();
+        assert_eq!(names, expected);
+        assert!(normal_dependencies(&metadata("1.88"), "missing").is_err());
     }
 
     #[test]
