@@ -23,8 +23,11 @@ enum Wake {
 
 /// The driver's state.
 pub(crate) struct Driver {
-    engine: Engine,
+    // Fields drop in order. The command receiver goes first: once it is gone the connection's
+    // state reads `Closed`, so a handle whose reply is dropped with the engine (an aborted
+    // driver) never sees the state still reading otherwise.
     commands: Commands,
+    engine: Engine,
     clock: Clock,
     mqtt: Mqtt,
     timer: Deadline,
