@@ -61,7 +61,7 @@ fn nibble(c: u8) -> Option<u8> {
 
 /// Decodes strict upper-case hex; at most `max_len` decoded bytes.
 pub fn decode_upper(text: &[u8], max_len: usize) -> Result<Vec<u8>, HexError> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(HexError::OddLength);
     }
     if text.len() / 2 > max_len {

@@ -209,8 +209,9 @@ impl TlsOptions {
             .map(|(c, k)| (c.as_path(), k.as_path()))
     }
 
-    /// The rustls client configuration (ring provider), reading the CA and certificate files
-    /// now. Blocking file reads: call it before every connection attempt from wherever the
+    /// The rustls client configuration, reading the CA and certificate files now. The crypto
+    /// provider is aws-lc-rs with feature `aws-lc-rs`, else ring with feature `ring` (the
+    /// default), else the process-wide default provider the application installed. Blocking file reads: call it before every connection attempt from wherever the
     /// runtime allows short blocking reads.
     pub fn client_config(&self) -> Result<rustls::ClientConfig, OptionsError> {
         let tls = |e: rustls::Error| OptionsError::Tls(e.to_string());
@@ -224,8 +225,7 @@ impl TlsOptions {
                 error: e.to_string(),
             }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(crypto_provider()?)
             .with_safe_default_protocol_versions()
             .map_err(tls)?;
         let mut roots = rustls::RootCertStore::empty();
@@ -241,15 +241,7 @@ impl TlsOptions {
                     )));
                 }
             }
-            None => {
-                let native = rustls_native_certs::load_native_certs();
-                let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-                if added == 0 {
-                    return Err(OptionsError::Tls(
-                        "no usable platform root certificate; set a CA file".to_string(),
-                    ));
-                }
-            }
+            None => add_platform_roots(&mut roots)?,
         }
         let builder = builder.with_root_certificates(roots);
         match &self.client_cert {
@@ -271,6 +263,45 @@ impl TlsOptions {
             }
         }
     }
+}
+
+/// The crypto provider the features select (see [`TlsOptions::client_config`]).
+fn crypto_provider() -> Result<Arc<rustls::crypto::CryptoProvider>, OptionsError> {
+    #[cfg(feature = "aws-lc-rs")]
+    return Ok(Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    return Ok(Arc::new(rustls::crypto::ring::default_provider()));
+    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+    return rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .ok_or_else(|| {
+            OptionsError::Tls(
+                "no rustls crypto provider: enable feature `ring` or `aws-lc-rs`, or install a \
+                 process-wide default"
+                    .to_string(),
+            )
+        });
+}
+
+/// Adds the platform's root certificates (feature `native-roots`).
+#[cfg(feature = "native-roots")]
+fn add_platform_roots(roots: &mut rustls::RootCertStore) -> Result<(), OptionsError> {
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        return Err(OptionsError::Tls(
+            "no usable platform root certificate; set a CA file".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Without feature `native-roots` there are no platform roots: a CA file is required.
+#[cfg(not(feature = "native-roots"))]
+fn add_platform_roots(_roots: &mut rustls::RootCertStore) -> Result<(), OptionsError> {
+    Err(OptionsError::Tls(
+        "no CA file set, and feature `native-roots` (the platform's roots) is off".to_string(),
+    ))
 }
 
 /// Everything needed to connect: broker address, identity, session, security, and the

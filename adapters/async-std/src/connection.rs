@@ -1,5 +1,6 @@
-//! [`Connection`]: one MQTT connection to the broker, driven by an async-std task, and the
-//! cheap handles built on it.
+//! [`Connection`]: one MQTT connection to the broker, driven by one background task (on the
+//! application's executor or this crate's own thread, see [`crate::spawn`]), and the handles
+//! built on it.
 //!
 //! The handles and the runtime-independent half of the connection are `leasedlock-api`'s; this
 //! type wraps that half ([`leasedlock_api::Connection`]) and adds what needs a runtime:
@@ -17,6 +18,7 @@ use tracing::Instrument;
 
 use crate::driver::Driver;
 use crate::mqtt::Mqtt;
+use crate::spawn::{Spawn, Spawner};
 
 /// How much longer than the engine's own closing grace (the request timeout, for requests
 /// still in flight) [`Connection::close`] waits for the driver before it stops waiting.
@@ -32,8 +34,9 @@ struct Task {
     close_bound: Duration,
 }
 
-/// A connection to the broker: one sans-IO MQTT session over async-std (or smol) I/O and the
-/// engine (the core's state-store client and machines), driven by one task. Clone it freely;
+/// A connection to the broker: one sans-IO MQTT session over `async-io` I/O (the reactor
+/// async-std and smol share) and the engine (the core's state-store client and machines),
+/// driven by one task. Clone it freely;
 /// every clone (and every handle made from it) talks to the same task. The task ends when
 /// [`Connection::close`] is called or the last handle is dropped.
 ///
@@ -54,18 +57,39 @@ pub struct Connection {
 
 impl Connection {
     /// Starts the connection task and returns at once; requests made before the broker
-    /// answers wait (within their timeouts) for the connection.
+    /// answers wait (within their timeouts) for the connection. The task runs on this crate's
+    /// own executor thread (see [`Connection::start_with`] to run it on the application's).
     pub async fn start(options: ConnectionOptions) -> Result<Connection, ConnectError> {
+        Connection::start_on(options, Spawner::Default)
+    }
+
+    /// [`Connection::start`], with the connection's background tasks spawned by `spawner`:
+    /// the application's executor, e.g. `|task| { async_std::task::spawn(task); }` under
+    /// async-std or `|task| smol::spawn(task).detach()` under smol.
+    pub async fn start_with(
+        options: ConnectionOptions,
+        spawner: impl Spawn,
+    ) -> Result<Connection, ConnectError> {
+        Connection::start_on(options, Spawner::Given(Arc::new(spawner)))
+    }
+
+    fn start_on(options: ConnectionOptions, spawner: Spawner) -> Result<Connection, ConnectError> {
         let clock = Clock::new();
         let (engine, inner, commands) = Engine::new(&options, clock)?;
-        let mqtt = Mqtt::new(&options, engine.seed(), clock)?;
+        let mqtt = Mqtt::new(&options, engine.seed(), clock, spawner.clone())?;
+        if let Err(e) = spawner.ready() {
+            // Only the default spawner can fail here (no thread for its executor); without
+            // a task nothing would ever answer, so the connection is refused.
+            tracing::error!(error = %e.0, "cannot start the executor thread");
+            return Err(ConnectError::Closed);
+        }
         let span = tracing::info_span!("leasedlock", client_id = %options.client_id());
         let driver = Driver::new(engine, commands, clock, mqtt);
         let (abort, aborted) = async_channel::bounded::<()>(1);
         // The task holds a sender itself, so dropping every `Connection` clone (while other
         // handles live on) does not close the channel; only `abort()` does.
         let keep_open = abort.clone();
-        async_std::task::spawn(
+        spawner.spawn(
             async move {
                 let _keep_open = keep_open;
                 // `recv` fails once `abort()` closed the channel: the driver's future is
@@ -88,22 +112,39 @@ impl Connection {
     }
 
     /// Starts the connection and waits for the broker to accept it (at most the connect
-    /// timeout of the options, for the first attempts together).
+    /// timeout of the options, for the first attempts together). The connection's task runs
+    /// on this crate's own executor thread (see [`Connection::connect_with`]).
     pub async fn connect(options: ConnectionOptions) -> Result<Connection, ConnectError> {
         let wait = options.get_connect_timeout();
         let conn = Connection::start(options).await?;
+        conn.connected_within(wait).await
+    }
+
+    /// [`Connection::connect`], with the connection's background tasks spawned by `spawner`
+    /// (see [`Connection::start_with`]).
+    pub async fn connect_with(
+        options: ConnectionOptions,
+        spawner: impl Spawn,
+    ) -> Result<Connection, ConnectError> {
+        let wait = options.get_connect_timeout();
+        let conn = Connection::start_with(options, spawner).await?;
+        conn.connected_within(wait).await
+    }
+
+    /// Waits (at most `wait`) for the broker to accept the connection; closes it otherwise.
+    async fn connected_within(self, wait: Duration) -> Result<Connection, ConnectError> {
         let expired = async {
             Timer::after(wait).await;
             None
         };
-        match future::or(async { Some(conn.wait_connected().await) }, expired).await {
-            Some(result) => result.map(|()| conn),
+        match future::or(async { Some(self.wait_connected().await) }, expired).await {
+            Some(result) => result.map(|()| self),
             None => {
-                let last = match conn.state() {
+                let last = match self.state() {
                     ConnectionState::Disconnected(e) => Some(e),
                     _ => None,
                 };
-                conn.close().await;
+                self.close().await;
                 Err(ConnectError::Timeout(last))
             }
         }

@@ -23,8 +23,11 @@ enum Wake {
 
 /// The driver's state.
 pub(crate) struct Driver {
-    engine: Engine,
+    // Fields drop in order. The command receiver goes first: once it is gone the connection's
+    // state reads `Closed`, so a handle whose reply is dropped with the engine (an aborted
+    // driver) never sees the state still reading otherwise.
     commands: Commands,
+    engine: Engine,
     clock: Clock,
     mqtt: Mqtt,
     timer: Deadline,
@@ -50,7 +53,7 @@ impl Driver {
             // task on its executor thread for good; async-std has only one per core, so other
             // connections' drivers, and the `Close` they wait for, would starve.
             turns = turns.wrapping_add(1);
-            if turns % YIELD_EVERY == 0 {
+            if turns.is_multiple_of(YIELD_EVERY) {
                 future::yield_now().await;
             }
             let now = self.clock.now();

@@ -7,10 +7,12 @@ mod deadline;
 mod driver;
 mod link;
 mod mqtt;
+pub mod spawn;
 mod transport;
 
 pub use connection::{Connection, CLOSE_GRACE};
 pub use leasedlock_api::adapter::exports::*;
+pub use spawn::{Spawn, Task};
 
 #[cfg(test)]
 mod tests {

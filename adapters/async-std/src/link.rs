@@ -11,6 +11,7 @@ use bytes::{Buf, BytesMut};
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
+use crate::spawn::Spawner;
 use crate::transport::{ByteStream, Transport};
 
 /// Bytes queued for the socket beyond which the connection is presumed stuck and dropped.
@@ -86,12 +87,14 @@ impl Writer {
 pub(crate) struct Link {
     pub(crate) reader: Reader,
     pub(crate) writer: Writer,
-    socket: async_std::net::TcpStream,
+    socket: async_net::TcpStream,
+    /// Runs the last writes when the link is dropped.
+    spawner: Spawner,
 }
 
 impl Link {
     /// Takes over the transport.
-    pub(crate) fn start(transport: Transport) -> Link {
+    pub(crate) fn start(transport: Transport, spawner: Spawner) -> Link {
         let (reader, writer) = futures_lite::io::split(transport.stream);
         Link {
             reader: Reader {
@@ -104,6 +107,7 @@ impl Link {
                 needs_flush: false,
             },
             socket: transport.socket,
+            spawner,
         }
     }
 }
@@ -117,7 +121,7 @@ impl Drop for Link {
             needs_flush: self.writer.needs_flush,
         };
         // Bounded: a peer that stopped reading cannot keep the socket open.
-        async_std::task::spawn(async move {
+        self.spawner.spawn(async move {
             let written = async {
                 let _ = last.drain().await;
             };

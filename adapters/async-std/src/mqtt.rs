@@ -29,6 +29,7 @@ use leasedlock_api::{
 
 use crate::deadline::Deadline;
 use crate::link::Link;
+use crate::spawn::Spawner;
 use crate::transport::{self, Transport};
 
 /// How often a K8S-SAT token file is checked for a rotated token while connected.
@@ -93,6 +94,8 @@ pub(crate) struct Mqtt {
     /// The I/O error that ended the link, kept for the `Disconnected` text it causes (a TLS
     /// alert from the broker, say, is the only word on why it dropped us).
     link_error: Option<String>,
+    /// Runs a closing link's last writes.
+    spawner: Spawner,
 }
 
 /// The session's configuration for these options.
@@ -125,6 +128,7 @@ impl Mqtt {
         options: &ConnectionOptions,
         seed: u64,
         clock: Clock,
+        spawner: Spawner,
     ) -> Result<Mqtt, OptionsError> {
         // The options passed the api's validation (which already refuses an unusable
         // username); what is left is what only MQTT refuses (a NUL in the client id, say).
@@ -152,6 +156,7 @@ impl Mqtt {
             events: VecDeque::new(),
             link_error: None,
             timer: Deadline::default(),
+            spawner,
         };
         mqtt.attempt = Some(mqtt.start_attempt());
         Ok(mqtt)
@@ -236,7 +241,7 @@ impl Mqtt {
             Input::Attempt(Ok((transport, secrets))) => {
                 self.attempt = None;
                 self.apply_secrets(secrets);
-                self.link = Some(Link::start(transport));
+                self.link = Some(Link::start(transport, self.spawner.clone()));
                 self.link_error = None;
                 self.session.handle_connection_opened(now.mono);
                 self.token_check_at = Some(Instant::now() + TOKEN_CHECK_INTERVAL);
@@ -416,9 +421,12 @@ impl Mqtt {
     }
 }
 
-/// A secret's text, read with async-std's file API.
+/// A secret's text, read on `blocking`'s thread pool so the driver's thread never waits on
+/// the file system.
 async fn read_secret(secret: &Secret, what: &'static str) -> Result<String, OptionsError> {
-    secret.load(what, async_std::fs::read).await
+    secret
+        .load(what, |path| blocking::unblock(move || std::fs::read(path)))
+        .await
 }
 
 async fn load_secrets(auth: &Authentication) -> Result<Secrets, OptionsError> {
@@ -477,10 +485,10 @@ mod tests {
     fn a_username_mqtt_cannot_carry_is_unencodable_not_tls() {
         // `Mqtt::new` does not rely on the api's validation having run.
         let options = ConnectionOptions::new("h", 1, "c1").credentials("a\0b", "pw");
-        let err = Mqtt::new(&options, 1, Clock::new()).err();
+        let err = Mqtt::new(&options, 1, Clock::new(), Spawner::Default).err();
         assert_eq!(err, Some(OptionsError::Unencodable("username")));
         let options = ConnectionOptions::new("h", 1, "c1").credentials("u".repeat(65_536), "pw");
-        let err = Mqtt::new(&options, 1, Clock::new()).err();
+        let err = Mqtt::new(&options, 1, Clock::new(), Spawner::Default).err();
         assert_eq!(err, Some(OptionsError::Unencodable("username")));
     }
 
@@ -530,6 +538,7 @@ mod tests {
             &ConnectionOptions::new("127.0.0.1", 1, "c1").authentication(auth),
             7,
             clock,
+            Spawner::Default,
         )
         .unwrap();
         let input = mqtt.wait().await;
@@ -565,7 +574,7 @@ mod tests {
                 return Ok(());
             }
             let nul_in_id = options.client_id().contains('\0');
-            match Mqtt::new(&options, 1, Clock::new()) {
+            match Mqtt::new(&options, 1, Clock::new(), Spawner::Default) {
                 Ok(mqtt) => {
                     proptest::prop_assert!(session_config(&options).validate().is_ok());
                     proptest::prop_assert!(mqtt.attempt.is_some(), "the first attempt starts at once");

@@ -1,11 +1,12 @@
 //! Opening the byte stream to the broker: TCP with `TCP_NODELAY`, optionally wrapped in TLS
-//! (rustls through `futures-rustls`). Everything here is `futures-io`, so it runs on any
-//! executor that drives `async-io` (async-std, smol).
+//! (rustls through `futures-rustls`). Everything here is `futures-io` over `async-net`, so it
+//! runs on any executor: the `async-io` reactor runs on its own thread when no `block_on` of
+//! async-io drives it.
 
 use std::net::Shutdown;
 use std::sync::Arc;
 
-use async_std::net::TcpStream;
+use async_net::TcpStream;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_rustls::TlsConnector;
 use leasedlock_api::{ConnectionOptions, OptionsError};

@@ -2,13 +2,14 @@
 //! files with tokio's file system API before every connection attempt.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use leasedlock_api::{Authentication, ConnectionOptions, OptionsError, Secret, K8S_SAT_METHOD};
 use rumqttc::v5::MqttOptions;
-use rumqttc::{TlsConfiguration, Transport};
+#[cfg(feature = "tls")]
+use rumqttc::TlsConfiguration;
+use rumqttc::Transport;
 
 /// rumqttc asserts on a keep-alive under five seconds.
 const MIN_KEEP_ALIVE: Duration = Duration::from_secs(5);
@@ -32,11 +33,27 @@ pub(crate) async fn to_mqtt(o: &ConnectionOptions) -> Result<MqttOptions, Option
     network.set_tcp_nodelay(true);
     mqtt.set_network_options(network);
     if let Some(tls) = o.get_tls() {
-        let config = tls.client_config()?;
-        mqtt.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::new(config))));
+        mqtt.set_transport(tls_transport(tls)?);
     }
     apply_credentials(o.get_authentication(), &mut mqtt).await?;
     Ok(mqtt)
+}
+
+/// rumqttc's TLS transport with the rustls configuration `leasedlock-api` builds.
+#[cfg(feature = "tls")]
+fn tls_transport(tls: &leasedlock_api::TlsOptions) -> Result<Transport, OptionsError> {
+    let config = tls.client_config()?;
+    Ok(Transport::Tls(TlsConfiguration::Rustls(
+        std::sync::Arc::new(config),
+    )))
+}
+
+/// Built without feature `tls`: TLS options are refused with a typed error.
+#[cfg(not(feature = "tls"))]
+fn tls_transport(_tls: &leasedlock_api::TlsOptions) -> Result<Transport, OptionsError> {
+    Err(OptionsError::Tls(
+        "TLS needs feature `tls` of leasedlock-tokio".to_string(),
+    ))
 }
 
 /// The most QoS 1 publishes rumqttc keeps unacknowledged. rumqttc allocates (and zeroes) its
@@ -177,6 +194,7 @@ mod tests {
         ));
     }
 
+    #[cfg(feature = "tls")]
     #[tokio::test]
     async fn bad_tls_material_is_a_typed_error() {
         let not_pem = tmp("ca.pem", b"hello");
@@ -193,5 +211,16 @@ mod tests {
             matches!(r, Err(OptionsError::ReadFile { what: "CA", .. })),
             "{r:?}"
         );
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[tokio::test]
+    async fn without_the_tls_feature_tls_options_are_refused() {
+        let r = to_mqtt(&ConnectionOptions::new("h", 1, "c").tls(TlsOptions::new())).await;
+        assert!(
+            matches!(&r, Err(OptionsError::Tls(e)) if e.contains("feature `tls`")),
+            "{r:?}"
+        );
+        assert!(to_mqtt(&ConnectionOptions::new("h", 1, "c")).await.is_ok());
     }
 }

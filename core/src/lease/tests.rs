@@ -919,7 +919,7 @@ fn any_reply(
     kind: u8,
     version: Option<Hlc>,
 ) -> (Result<Response, RequestError>, Option<Hlc>) {
-    if kind % 4 == 0 {
+    if kind.is_multiple_of(4) {
         return (Err(any_error(kind / 4)), None);
     }
     let k = kind / 4;
@@ -941,7 +941,7 @@ fn any_reply(
             _ => get(Some(b"other")),
         },
         RequestKind::KeyNotify => Ok(Response::KeyNotify),
-        RequestKind::KeyNotifyStop => Ok(Response::KeyNotifyStop(k % 2 == 0)),
+        RequestKind::KeyNotifyStop => Ok(Response::KeyNotifyStop(k.is_multiple_of(2))),
         RequestKind::Del => Ok(Response::Del(0)),
     };
     // Sometimes a success comes without a version.

@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use leasedlock_emulator::{Emulator, EmulatorConfig, Snapshot};
 
-/// The broker port (`LEASEDLOCK_MQTT_PORT`, default 1883).
-pub fn port() -> u16 {
-    std::env::var("LEASEDLOCK_MQTT_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1883)
+/// The test broker's host and port: `LEASEDLOCK_TEST_BROKER` (`host:port`, default
+/// `127.0.0.1:1883`), the one variable every test reads.
+pub fn broker() -> (String, u16) {
+    leasedlock_scenarios::env::shared_broker()
 }
 
 /// The emulator of this test process. One per process: two emulators on one broker would both
@@ -37,7 +35,8 @@ impl TestStore {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let mut config = EmulatorConfig::new("127.0.0.1", port());
+        let (host, port) = broker();
+        let mut config = EmulatorConfig::new(host, port);
         config.client_id = format!("emu-{name}-{}", std::process::id());
         let emulator = runtime
             .block_on(Emulator::start(config))

@@ -1,11 +1,18 @@
-//! The scenario suite's [`Runtime`] for async-std: connections of the async-std adapter,
-//! async-std's timer and executor.
+//! The scenario suite's [`Runtime`] for async-std: connections of the async-std adapter whose
+//! drivers run on async-std's executor (handed over as the adapter's spawner), async-std's
+//! timer and executor.
 
 use std::time::Duration;
 
 use leasedlock_async_std::Connection;
 use leasedlock_scenarios::api::{connection_options, ApiConn};
 use leasedlock_scenarios::{BoxFuture, ConnectSpec, Failure, Runtime};
+
+/// The adapter's spawner for async-std applications: the task runs on async-std's executor
+/// (dropping the join handle detaches it).
+pub fn spawn_on_async_std(task: leasedlock_async_std::Task) {
+    async_std::task::spawn(task);
+}
 
 /// The async-std runtime for the scenarios.
 #[derive(Debug, Clone)]
@@ -21,7 +28,7 @@ impl Runtime for AsyncStd {
 
     fn connect(&self, spec: ConnectSpec) -> BoxFuture<'static, Result<Self::Conn, Failure>> {
         Box::pin(async move {
-            Connection::connect(connection_options(spec))
+            Connection::connect_with(connection_options(spec), spawn_on_async_std)
                 .await
                 .map(|c| ApiConn(AsConn(c)))
                 .map_err(|e| Failure::Other(e.to_string()))

@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use leasedlock_async_std::{Connection, ConnectionOptions, ConnectionState, CLOSE_GRACE};
+use leasedlock_async_std_e2e::runtime::spawn_on_async_std;
 use leasedlock_scenarios::PrivateBroker;
 
 #[async_std::test]
@@ -20,7 +21,10 @@ async fn close_is_bounded_while_the_executor_is_starved() {
         format!("as-starved-{}", std::process::id()),
     )
     .request_timeout(request_timeout);
-    let conn = Connection::connect(options).await.unwrap();
+    // The driver runs on async-std's executor, the one the blockers take over.
+    let conn = Connection::connect_with(options, spawn_on_async_std)
+        .await
+        .unwrap();
     // As many blockers as executor threads: each takes a thread and holds it (a blocking call,
     // as a misbehaving task would make) until `close` has returned, so the driver gets no
     // thread to run on meanwhile. Each says when it holds its thread.

@@ -6,7 +6,7 @@ use leasedlock_async_std::{
     Connection, ConnectionOptions, DelOptions, KeyChange, Observation, ObserveError, SetOptions,
     StoreError, VdelOutcome,
 };
-use leasedlock_async_std_e2e::{port, store as test_store};
+use leasedlock_async_std_e2e::{broker, store as test_store};
 
 /// The next change within 5 s.
 async fn next(o: &mut Observation) -> Result<KeyChange, ObserveError> {
@@ -24,12 +24,9 @@ async fn one_at_a_time() -> async_std::sync::MutexGuard<'static, ()> {
 }
 
 async fn connect(name: &str) -> Connection {
-    let options = ConnectionOptions::new(
-        "127.0.0.1",
-        port(),
-        format!("{name}-{}", std::process::id()),
-    )
-    .request_timeout(Duration::from_secs(3));
+    let (host, port) = broker();
+    let options = ConnectionOptions::new(host, port, format!("{name}-{}", std::process::id()))
+        .request_timeout(Duration::from_secs(3));
     Connection::connect(options).await.expect("connect")
 }
 
