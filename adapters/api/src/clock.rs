@@ -19,9 +19,49 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use leasedlock_core::{Instant, Now};
 
+/// The longest a driver sleeps without looking at the suspend-aware clock (see [`WakeCap`]).
+pub const MAX_TIMER_SLEEP: Duration = Duration::from_secs(1);
+
+/// When a driver's timer should wake it. Runtime timers run on the monotonic clock, which stands
+/// still during a system suspend, so a timer armed before a suspend fires late by the suspend's
+/// length; waking at least every [`MAX_TIMER_SLEEP`] bounds how late a deadline that passed
+/// during the suspend (a lease's `safe_until`) is acted on after the resume. The cap moves only
+/// once it has passed, so an unchanged core deadline gives an unchanged timer (no re-arming on
+/// every turn of the loop).
+#[derive(Debug, Clone, Copy)]
+pub struct WakeCap {
+    next: std::time::Instant,
+}
+
+impl Default for WakeCap {
+    fn default() -> Self {
+        WakeCap::new()
+    }
+}
+
+impl WakeCap {
+    /// A cap [`MAX_TIMER_SLEEP`] from now.
+    pub fn new() -> WakeCap {
+        let now = std::time::Instant::now();
+        WakeCap {
+            next: now.checked_add(MAX_TIMER_SLEEP).unwrap_or(now),
+        }
+    }
+
+    /// The timer deadline for the core deadline `at` (`None`: none) on `clock`: `at`, but never
+    /// later than the cap.
+    pub fn deadline(&mut self, clock: Clock, at: Option<Instant>) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        if self.next <= now {
+            self.next = now.checked_add(MAX_TIMER_SLEEP).unwrap_or(now);
+        }
+        at.map_or(self.next, |t| clock.to_std(t).min(self.next))
+    }
+}
+
 /// Maps the suspend-aware monotonic clock onto the core's nanosecond [`Instant`] axis, and
 /// core instants onto [`std::time::Instant`]s.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {
     /// The suspend-aware reading at the core's origin.
     base: Duration,
@@ -55,7 +95,9 @@ impl Clock {
     }
 
     fn core_now(self) -> Instant {
-        let nanos = suspend_aware().saturating_sub(self.base).as_nanos();
+        let nanos = (suspend_aware() + suspended::extra())
+            .saturating_sub(self.base)
+            .as_nanos();
         Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
@@ -103,6 +145,37 @@ fn suspend_aware() -> Duration {
     ORIGIN.get_or_init(std::time::Instant::now).elapsed()
 }
 
+/// Suspensions simulated by tests: time the suspend-aware clock counted while the monotonic one
+/// stood still. Per thread, so each test (and the engine it drives on its own thread) sees only
+/// its own.
+#[cfg(test)]
+pub(crate) mod suspended {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    thread_local! {
+        static EXTRA: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+    }
+
+    /// Simulates a system suspend of `d` on this thread.
+    pub(crate) fn simulate(d: Duration) {
+        EXTRA.with(|e| e.set(e.get() + d));
+    }
+
+    pub(super) fn extra() -> Duration {
+        EXTRA.with(Cell::get)
+    }
+}
+
+#[cfg(not(test))]
+mod suspended {
+    use std::time::Duration;
+
+    pub(super) fn extra() -> Duration {
+        Duration::ZERO
+    }
+}
+
 /// About thirty years from now: the "never" of timers.
 fn far_future() -> std::time::Instant {
     let now = std::time::Instant::now();
@@ -130,6 +203,25 @@ mod tests {
 
     /// Conversions relate the two clocks at the moment they are made, so a round trip is off
     /// by at most the time the test takes (well under a second), never by an origin.
+    #[test]
+    fn the_wake_cap_bounds_every_sleep_and_stays_put_until_it_passes() {
+        let clock = Clock::new();
+        let mut cap = WakeCap::new();
+        let far = clock.now().mono + Duration::from_secs(3600);
+        let first = cap.deadline(clock, Some(far));
+        assert!(first <= std::time::Instant::now() + MAX_TIMER_SLEEP);
+        assert_eq!(
+            cap.deadline(clock, None),
+            first,
+            "unchanged until it passes"
+        );
+        let soon = clock.now().mono + Duration::from_millis(10);
+        assert!(
+            cap.deadline(clock, Some(soon)) < first,
+            "an earlier deadline wins"
+        );
+    }
+
     #[test]
     fn core_and_std_instants_round_trip() {
         let origin = std::time::Instant::now();

@@ -226,9 +226,11 @@ impl StatusView {
     /// driver has not processed the expiry yet.
     pub(crate) fn token(&self) -> Result<Hlc, LeaseError> {
         self.rx.with(|s| match s {
-            Status::Held { token, safe_until } if std::time::Instant::now() < *safe_until => {
-                Ok(token.clone())
-            }
+            Status::Held {
+                token,
+                safe_until,
+                clock,
+            } if clock.now().mono < *safe_until => Ok(token.clone()),
             Status::Held { .. } => Err(LeaseError::Lost(LostReason::Expired)),
             Status::NotHeld(e) => Err(e.clone()),
         })
@@ -236,9 +238,9 @@ impl StatusView {
 
     pub(crate) fn safe_until(&self) -> Option<std::time::Instant> {
         self.rx.with(|s| match s {
-            Status::Held { safe_until, .. } if std::time::Instant::now() < *safe_until => {
-                Some(*safe_until)
-            }
+            Status::Held {
+                safe_until, clock, ..
+            } if clock.now().mono < *safe_until => Some(clock.to_std(*safe_until)),
             _ => None,
         })
     }

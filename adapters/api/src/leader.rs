@@ -31,6 +31,7 @@ use leasedlock_core::leader as core_leader;
 pub use leasedlock_core::leader::DeposedReason;
 
 use crate::cancel::CancellationToken;
+use crate::clock::Clock;
 use crate::connection::Shared;
 use crate::engine::{Cmd, MachineKind, Op};
 use crate::handle::call;
@@ -182,7 +183,9 @@ impl LeaderOptions {
 #[derive(Debug, Clone)]
 pub struct Term {
     token: Hlc,
-    safe_until: std::time::Instant,
+    /// On the core's suspend-aware axis (see [`Term::safe_until`]).
+    safe_until: leasedlock_core::Instant,
+    clock: Clock,
     cancel: CancellationToken,
     number: u64,
 }
@@ -190,19 +193,21 @@ pub struct Term {
 impl Term {
     pub(crate) fn new(
         token: Hlc,
-        safe_until: std::time::Instant,
+        safe_until: leasedlock_core::Instant,
+        clock: Clock,
         cancel: CancellationToken,
         number: u64,
     ) -> Term {
         Term {
             token,
             safe_until,
+            clock,
             cancel,
             number,
         }
     }
 
-    pub(crate) fn renewed(&mut self, token: Hlc, safe_until: std::time::Instant) {
+    pub(crate) fn renewed(&mut self, token: Hlc, safe_until: leasedlock_core::Instant) {
         self.token = token;
         self.safe_until = safe_until;
     }
@@ -212,9 +217,18 @@ impl Term {
         &self.token
     }
 
-    /// Until when acting as leader is safe (as of this snapshot).
+    /// Until when acting as leader is safe (as of this snapshot). The deadline is kept on a
+    /// clock that counts through system suspend and converted at each call, so after a resume
+    /// it is where it belongs on the monotonic clock (in the past, if the term ran out while
+    /// suspended).
     pub fn safe_until(&self) -> std::time::Instant {
-        self.safe_until
+        self.clock.to_std(self.safe_until)
+    }
+
+    /// Whether acting as leader is still safe now (`now < safe_until`, on the suspend-aware
+    /// clock).
+    pub(crate) fn is_safe_now(&self) -> bool {
+        self.clock.now().mono < self.safe_until
     }
 
     /// Counts the terms of this handle: 1 for the first election, and so on.
@@ -386,11 +400,8 @@ impl Leader {
 
     /// Whether this participant leads now (`now < safe_until`).
     pub fn is_leader(&self) -> bool {
-        self.view.with(|v| {
-            v.term
-                .as_ref()
-                .is_some_and(|t| std::time::Instant::now() < t.safe_until)
-        })
+        self.view
+            .with(|v| v.term.as_ref().is_some_and(Term::is_safe_now))
     }
 
     /// The leader last seen in the store (`None`: nobody).

@@ -19,7 +19,7 @@ mod watch;
 
 pub use adapter::exports::*;
 pub use backoff::Backoff;
-pub use clock::{wall_ms, Clock};
+pub use clock::{wall_ms, Clock, WakeCap, MAX_TIMER_SLEEP};
 pub use connection::Connection;
 pub use engine::{Command, Commands, Engine, Transmit};
 

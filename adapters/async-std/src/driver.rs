@@ -3,7 +3,7 @@
 //! `leasedlock-api`, whose transmissions go back to the transport. One loop: wait for any
 //! input, feed it in with the current time, move outputs until nothing moves, write bytes.
 
-use leasedlock_api::{Clock, Commands, Engine, Transmit};
+use leasedlock_api::{Clock, Commands, Engine, Transmit, WakeCap};
 use leasedlock_core::Now;
 use tracing::{info, warn};
 
@@ -31,6 +31,9 @@ pub(crate) struct Driver {
     clock: Clock,
     mqtt: Mqtt,
     timer: Deadline,
+    /// Wakes the loop at least every second, so a deadline that passed during a system
+    /// suspend is seen soon after the resume.
+    wake_cap: WakeCap,
 }
 
 impl Driver {
@@ -41,6 +44,7 @@ impl Driver {
             clock,
             mqtt,
             timer: Deadline::default(),
+            wake_cap: WakeCap::new(),
         }
     }
 
@@ -65,8 +69,10 @@ impl Driver {
             if self.engine.is_done(now) {
                 break;
             }
-            self.timer
-                .arm(self.engine.poll_timeout().map(|t| self.clock.to_std(t)));
+            self.timer.arm(Some(
+                self.wake_cap
+                    .deadline(self.clock, self.engine.poll_timeout()),
+            ));
             let wake = {
                 let (commands, mqtt, timer) = (&self.commands, &mut self.mqtt, &mut self.timer);
                 let command = async {

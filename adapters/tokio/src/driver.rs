@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use leasedlock_api::{
-    Authentication, Backoff, Clock, Commands, ConnectionOptions, Engine, Transmit,
+    Authentication, Backoff, Clock, Commands, ConnectionOptions, Engine, Transmit, WakeCap,
 };
 use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::{valid_filter, valid_topic, QoS as MqttQoS};
@@ -115,6 +115,7 @@ impl Driver {
         let mut poll = poll_once(el, None, None);
         let mut commands_open = true;
         let mut timer = Timer::new();
+        let mut wake_cap = WakeCap::new();
         loop {
             let now = self.clock.now();
             // Deadlines already due run without going through tokio's timer, whose millisecond
@@ -128,11 +129,9 @@ impl Driver {
             if self.engine.is_done(now) {
                 break;
             }
-            timer.set(
-                self.engine
-                    .poll_timeout()
-                    .map(|t| tokio::time::Instant::from_std(self.clock.to_std(t))),
-            );
+            timer.set(Some(tokio::time::Instant::from_std(
+                wake_cap.deadline(self.clock, self.engine.poll_timeout()),
+            )));
             tokio::select! {
                 (mut el, result) = &mut poll => {
                     let delay = self.on_event(&mut el, result);

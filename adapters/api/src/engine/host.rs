@@ -31,10 +31,13 @@ use crate::watch;
 /// What a handle's status watch shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Status {
-    /// Held until `safe_until`.
+    /// Held until `safe_until`, on the core's suspend-aware axis: handles compare it with
+    /// `clock`'s now, so a hold that ran out while the machine was suspended reads as over at
+    /// once after the resume, before the engine's (monotonic, so late) timer has fired.
     Held {
         token: Hlc,
-        safe_until: std::time::Instant,
+        safe_until: Instant,
+        clock: Clock,
     },
     /// Not held, and why.
     NotHeld(LeaseError),
@@ -133,7 +136,8 @@ fn status_of(lease: &Lease, now: Now, clock: Clock) -> Status {
     match lease.state(now.mono) {
         LeaseState::Held { token, safe_until } => Status::Held {
             token,
-            safe_until: clock.to_std(safe_until),
+            safe_until,
+            clock,
         },
         _ => Status::NotHeld(
             lease
@@ -533,14 +537,12 @@ impl LeaderHost {
                     info!(%token, "elected");
                     let cancel = CancellationToken::new();
                     self.term = Some(cancel.clone());
-                    let safe_until = clock.to_std(safe_until);
                     self.view.send_modify(|v| {
                         v.terms += 1;
-                        v.term = Some(Term::new(token, safe_until, cancel, v.terms));
+                        v.term = Some(Term::new(token, safe_until, clock, cancel, v.terms));
                     });
                 }
                 LeaderEvent::Renewed { token, safe_until } => {
-                    let safe_until = clock.to_std(safe_until);
                     self.view.send_modify(|v| {
                         if let Some(t) = &mut v.term {
                             t.renewed(token, safe_until);

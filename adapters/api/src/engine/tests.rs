@@ -616,6 +616,48 @@ fn a_lease_observation_reports_a_failed_reregistration() {
     assert_eq!(last.holder, Some(other.holder_value()));
 }
 
+/// A machine suspended past the lease: the store's TTL ran out meanwhile, and the engine's
+/// timer (on the monotonic clock, which stood still) has not fired yet. The handles must not
+/// say "held" after the resume, whatever the engine has processed.
+#[test]
+fn after_a_suspend_past_the_lease_handles_no_longer_say_held() {
+    let mut w = World::new(&["a"]);
+    w.connect(0);
+    let conn = w.conn(0);
+    let lease = conn.lease("suspended").unwrap();
+    assert!(w
+        .run(
+            lease.acquire(Duration::from_secs(30), &AcquireOptions::new()),
+            LONG
+        )
+        .unwrap());
+    let leader = conn.leader("suspended-e").unwrap();
+    w.run(
+        leader.campaign(&crate::LeaderOptions::new(Duration::from_secs(30))),
+        LONG,
+    )
+    .unwrap();
+    let term = w.run(leader.elected(), LONG).unwrap();
+    assert!(lease.is_held() && lease.token().is_ok() && leader.is_leader());
+    let before = lease.safe_until().expect("held");
+
+    crate::clock::suspended::simulate(Duration::from_secs(60));
+
+    assert!(!lease.is_held(), "the lease ran out during the suspend");
+    assert!(lease.safe_until().is_none());
+    assert!(matches!(
+        lease.token(),
+        Err(crate::LeaseError::Lost(
+            leasedlock_core::lease::LostReason::Expired
+        ))
+    ));
+    assert!(!leader.is_leader(), "the term ran out during the suspend");
+    assert!(
+        term.safe_until() <= std::time::Instant::now() && term.safe_until() < before,
+        "a term's safe_until is where it belongs on the monotonic clock after a resume"
+    );
+}
+
 #[test]
 fn a_leader_term_is_cancelled_on_resign() {
     let mut w = World::new(&["a"]);
