@@ -116,6 +116,7 @@
 mod agent;
 mod check;
 mod clock;
+mod command;
 mod config;
 mod queue;
 mod scenario;
@@ -205,6 +206,9 @@ pub struct Sim {
     workload: Box<dyn Workload>,
     hook: Option<Box<dyn StoreHook>>,
     store: Option<StoreConfig>,
+    /// How the modelled commands are stopped (S6): the CLI supervisor's policy, or in tests
+    /// one that must be caught.
+    kill_policy: command::Policy,
 }
 
 impl Sim {
@@ -215,7 +219,16 @@ impl Sim {
             workload: Box::new(workload),
             hook: None,
             store: None,
+            kill_policy: command::Policy::SUPERVISOR,
         }
+    }
+
+    /// Stops the modelled commands with `policy` instead of the supervisor's (to show that
+    /// the S6 check catches a policy that lets a command outlive its hold).
+    #[cfg(test)]
+    pub(crate) fn with_kill_policy(mut self, policy: command::Policy) -> Sim {
+        self.kill_policy = policy;
+        self
     }
 
     /// Rewrites requests before the store sees them (for deliberately broken stores).
@@ -243,17 +256,24 @@ impl Sim {
 
     fn run_inner(self, probe: Option<&mut dyn Probe>) -> Result<Summary, Box<Violation>> {
         let seed = self.config.seed;
-        let world = world::World::new(self.config, self.workload, self.hook, probe, self.store)
-            .map_err(|message| {
-                Box::new(Violation {
-                    seed,
-                    invariant: Invariant::Setup,
-                    message,
-                    event: 0,
-                    time: Duration::ZERO,
-                    trace: alloc::vec::Vec::new(),
-                })
-            })?;
+        let world = world::World::new(
+            self.config,
+            self.workload,
+            self.hook,
+            probe,
+            self.store,
+            self.kill_policy,
+        )
+        .map_err(|message| {
+            Box::new(Violation {
+                seed,
+                invariant: Invariant::Setup,
+                message,
+                event: 0,
+                time: Duration::ZERO,
+                trace: alloc::vec::Vec::new(),
+            })
+        })?;
         world.run()
     }
 }
