@@ -54,10 +54,10 @@ struct Command {
     /// reports it lowered.
     known: Instant,
     /// When the command ended or will end for sure (global ns); `None` while renewals can
-    /// still move its end.
+    /// still move its end (then its end is at least its SIGTERM time, which has not come yet:
+    /// so a grant to another node while it runs breaks S6 at once, and a renewal that comes
+    /// later cannot be the first to take it past a grant).
     end: Option<u64>,
-    /// The earliest grant of its key to another node (global ns) seen while it ran.
-    overtaken: Option<u64>,
 }
 
 impl Command {
@@ -149,24 +149,15 @@ impl Commands {
                     clock,
                     known: *safe_until,
                     end: None,
-                    overtaken: None,
                 };
                 // A hold whose SIGTERM is due at once stops at once.
                 command.settle(&policy, grace, local);
                 commands.push(command);
             }
             Report::Renewed { safe_until, .. } => {
-                if let Some(c) = commands.last_mut() {
-                    if c.end.is_none() && *safe_until > c.known {
-                        c.known = *safe_until;
-                        let end = c.latest_end(&policy, grace);
-                        if let Some(t) = c.overtaken.filter(|t| end > *t) {
-                            return fail(
-                                Invariant::S6CommandEnds,
-                                format!("a renewal moved the end of c{node}'s command under {key:?} to {end} ns, {} ns after the store granted the key to another client at {t} ns", end - t),
-                            );
-                        }
-                    }
+                // Read before SIGTERM was due: the command runs on to the new safe end.
+                if let Some(c) = commands.last_mut().filter(|c| c.end.is_none()) {
+                    c.known = c.known.max(*safe_until);
                 }
             }
             Report::SafeUntilLowered { safe_until, .. } => {
@@ -241,16 +232,165 @@ impl Commands {
                 format!("the store granted {key:?} to {who} at {now} ns while c{node}'s command under it runs until {end} ns, {} ns later (its safe end: {} ns on its clock, grace {grace:?})", end - now, known.as_nanos()),
             );
         }
-        // Ended commands can no longer overlap a later grant; the others remember this one.
-        for (node, commands) in self.on_key(key) {
-            if Some(node) != owner {
-                commands.retain(|c| c.end.is_none_or(|end| end > now));
-                for c in commands.iter_mut() {
-                    c.overtaken = Some(c.overtaken.unwrap_or(now));
-                }
-            }
+        // Ended commands can no longer overlap a later grant.
+        for (_, commands) in self.on_key(key) {
+            commands.retain(|c| c.end.is_none_or(|end| end > now));
         }
         self.running.retain(|_, commands| !commands.is_empty());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use proptest::prelude::*;
+
+    const MS: u64 = 1_000_000;
+    const GRACE: Duration = Duration::from_millis(300);
+
+    fn key() -> Bytes {
+        Bytes::from_static(b"lease")
+    }
+
+    fn token(n: u64) -> Hlc {
+        Hlc::new(n, 0, Bytes::from_static(b"store")).unwrap()
+    }
+
+    fn acquired(safe_ms: u64) -> Report {
+        Report::Acquired {
+            key: key(),
+            token: token(1),
+            safe_until: Instant::from_millis(safe_ms),
+            renewing: true,
+        }
+    }
+
+    fn renewed(n: u64, safe_ms: u64) -> Report {
+        Report::Renewed {
+            key: key(),
+            token: token(n),
+            safe_until: Instant::from_millis(safe_ms),
+        }
+    }
+
+    /// Node 0 acquires at 0 ms, safe until 1000 ms (an ideal clock: local = global).
+    fn holding() -> Commands {
+        let mut c = Commands::new(Policy::SUPERVISOR, GRACE);
+        c.report(0, 0, NodeClock::IDEAL, &acquired(1_000)).unwrap();
+        c
+    }
+
+    fn kill_ns(safe_ms: u64) -> u64 {
+        supervise::kill_at(Instant::from_millis(safe_ms)).as_nanos()
+    }
+
+    #[test]
+    fn a_grant_to_another_before_the_kill_breaks_s6() {
+        let mut c = holding();
+        let e = c.granted(&key(), Some(1), kill_ns(1_000) - 1).unwrap_err();
+        assert_eq!(e.invariant, Invariant::S6CommandEnds);
+        // The holder's own renewal is no grant to another.
+        holding().granted(&key(), Some(0), 500 * MS).unwrap();
+        // At the kill time the command is gone.
+        holding().granted(&key(), Some(1), kill_ns(1_000)).unwrap();
+        // A client that is no node counts as another.
+        let e = holding().granted(&key(), None, 500 * MS).unwrap_err();
+        assert_eq!(e.invariant, Invariant::S6CommandEnds);
+    }
+
+    #[test]
+    fn renewals_count_until_sigterm_is_due() {
+        let mut c = holding();
+        // Before SIGTERM (700 ms): the command runs on to the new safe end.
+        c.report(0, 600 * MS, NodeClock::IDEAL, &renewed(2, 1_600))
+            .unwrap();
+        let e = c.granted(&key(), Some(1), kill_ns(1_600) - 1).unwrap_err();
+        assert_eq!(e.invariant, Invariant::S6CommandEnds);
+        // After SIGTERM was due the renewal no longer moves the end.
+        let mut c = holding();
+        c.report(0, 700 * MS, NodeClock::IDEAL, &renewed(2, 1_700))
+            .unwrap();
+        c.granted(&key(), Some(1), kill_ns(1_000)).unwrap();
+    }
+
+    #[test]
+    fn an_early_end_kills_within_the_grace() {
+        let mut c = holding();
+        c.report(0, 100 * MS, NodeClock::IDEAL, &Report::Lost { key: key() })
+            .unwrap();
+        let e = c.granted(&key(), Some(1), 400 * MS - 1).unwrap_err();
+        assert_eq!(e.invariant, Invariant::S6CommandEnds);
+        let mut c = holding();
+        c.report(0, 100 * MS, NodeClock::IDEAL, &Report::Lost { key: key() })
+            .unwrap();
+        c.granted(&key(), Some(1), 400 * MS).unwrap();
+        // Lost close to the safe end: killed at the kill time, not a grace later.
+        let mut c = holding();
+        c.report(0, 650 * MS, NodeClock::IDEAL, &Report::Lost { key: key() })
+            .unwrap();
+        c.granted(&key(), Some(1), kill_ns(1_000)).unwrap();
+    }
+
+    #[test]
+    fn release_and_crash_end_the_command_at_once() {
+        let mut c = holding();
+        c.report(
+            0,
+            100 * MS,
+            NodeClock::IDEAL,
+            &Report::Released { key: key() },
+        )
+        .unwrap();
+        c.granted(&key(), Some(1), 100 * MS).unwrap();
+        let mut c = holding();
+        c.crashed(0, 200 * MS);
+        c.granted(&key(), Some(1), 200 * MS).unwrap();
+        assert!(c.running.is_empty(), "{c:?}");
+    }
+
+    #[test]
+    fn a_short_grace_stops_at_sigterm() {
+        // A grace shorter than the kill lead: SIGTERM comes after the kill time, and SIGKILL
+        // with it, still before the safe end.
+        let mut c = Commands::new(Policy::SUPERVISOR, Duration::from_millis(2));
+        c.report(0, 0, NodeClock::IDEAL, &acquired(1_000)).unwrap();
+        let e = c.granted(&key(), Some(1), 998 * MS - 1).unwrap_err();
+        assert_eq!(e.invariant, Invariant::S6CommandEnds);
+        c.granted(&key(), Some(1), 998 * MS).unwrap();
+    }
+
+    proptest! {
+        /// Whatever renewals and losses a hold sees, its command is gone by the last safe end
+        /// reported before SIGTERM was due, and within the grace of a loss before then.
+        #[test]
+        fn the_supervised_command_ends_by_the_last_safe_end(
+            grace_ms in 0u64..2_000,
+            renewals in proptest::collection::vec((1u64..500, 0u64..3_000), 0..6),
+            lost_after in proptest::option::of(0u64..2_000),
+        ) {
+            let grace = Duration::from_millis(grace_ms);
+            let mut c = Commands::new(Policy::SUPERVISOR, grace);
+            c.report(0, 0, NodeClock::IDEAL, &acquired(1_000)).unwrap();
+            let (mut now, mut safe) = (0u64, 1_000u64);
+            for (i, (step, ahead)) in renewals.iter().enumerate() {
+                now += step;
+                if now < safe.saturating_sub(grace_ms) {
+                    safe = safe.max(now + ahead);
+                }
+                let r = renewed(i as u64 + 2, now + ahead);
+                c.report(0, now * MS, NodeClock::IDEAL, &r).unwrap();
+            }
+            let mut by = safe * MS;
+            if let Some(after) = lost_after {
+                let at = now + after;
+                c.report(0, at * MS, NodeClock::IDEAL, &Report::Lost { key: key() }).unwrap();
+                if at < safe.saturating_sub(grace_ms) {
+                    by = by.min((at + grace_ms) * MS);
+                }
+            }
+            prop_assert!(c.granted(&key(), Some(1), by).is_ok());
+        }
     }
 }
