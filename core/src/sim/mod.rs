@@ -26,7 +26,9 @@
 //! What the checkers verify, on every event (docs/architecture.md §7): S1 one holder at a time, S2
 //! every `safe_until` within the store's expiry of that grant, S3 fenced writes in token order and
 //! no holder refused, S4 event order, L1 progress after healing, L2 an undisturbed auto-renewed
-//! lease is never lost, exactly one outcome per request, and nothing left over (requests, timers,
+//! lease is never lost, S6 the command each holder runs under its lease (stopped by the CLI
+//! supervisor's policy, [`crate::supervise`]) has ended whenever the lease is granted to another
+//! client, exactly one outcome per request, and nothing left over (requests, timers,
 //! registrations) once the run drains; plus, for edit workloads, a shared counter that ends equal
 //! to the number of committed edits. See [`Invariant`].
 //!
