@@ -24,6 +24,7 @@ pub mod rng;
 pub mod server;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod supervise;
 pub mod time;
 
 #[cfg(test)]

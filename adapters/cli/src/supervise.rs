@@ -30,6 +30,9 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
 
+use leasedlock_core::supervise as policy;
+use leasedlock_core::Instant as CoreInstant;
+
 use crate::deadline::DeadlineFile;
 use crate::exit;
 use crate::guard;
@@ -372,27 +375,67 @@ pub enum Outcome<R> {
     },
 }
 
-/// How much earlier than `safe_until` SIGKILL is aimed: tokio's timer fires on millisecond ticks
-/// and a little late under load. The lease margin (at least 100 ms between `safe_until` and the
+/// How much earlier than `safe_until` SIGKILL is aimed (the core policy's
+/// [`leasedlock_core::supervise::KILL_LEAD`]): tokio's timer fires on millisecond ticks and a
+/// little late under load. The lease margin (at least 100 ms between `safe_until` and the
 /// store's expiry) covers what is left.
-pub const KILL_LEAD: Duration = Duration::from_millis(5);
+pub const KILL_LEAD: Duration = policy::KILL_LEAD;
 
-/// When SIGKILL is due for a hold safe until `safe_until`: [`KILL_LEAD`] before it.
+/// When SIGKILL is due for a hold safe until `safe_until`: [`KILL_LEAD`] before it (the core
+/// policy's [`policy::kill_at`]).
 pub fn kill_at(safe_until: Instant) -> Instant {
-    safe_until.checked_sub(KILL_LEAD).unwrap_or(safe_until)
+    let line = Timeline::from(safe_until);
+    line.to_std(policy::kill_at(line.to_core(safe_until)))
+        .unwrap_or(safe_until)
 }
 
 /// When SIGTERM is due for a hold safe until `safe_until`: `grace` before it (at `now` if that
-/// would be before the clock's start).
+/// would be before the clock's start; the core policy's [`policy::term_at`]).
 pub fn term_at(safe_until: Instant, grace: Duration, now: Instant) -> Instant {
-    safe_until.checked_sub(grace).unwrap_or(now)
+    let line = Timeline::from(safe_until);
+    line.to_std(policy::term_at(line.to_core(safe_until), grace))
+        .unwrap_or(now)
 }
 
 /// When SIGKILL is due for a hold that ended early at `now`, last known safe until
-/// `safe_until`: `grace` from now, but never after [`kill_at`]`(safe_until)`.
+/// `safe_until`: `grace` from now, but never after [`kill_at`]`(safe_until)` (the core policy's
+/// [`policy::kill_at_after_early_end`]).
 pub fn kill_at_after_early_end(safe_until: Instant, grace: Duration, now: Instant) -> Instant {
-    let latest = kill_at(safe_until);
-    now.checked_add(grace).map_or(latest, |t| t.min(latest))
+    let line = Timeline::from(safe_until.min(now));
+    let at = policy::kill_at_after_early_end(line.to_core(safe_until), grace, line.to_core(now));
+    line.to_std(at).unwrap_or_else(|| kill_at(safe_until))
+}
+
+/// Maps this process's clock onto the core's [`policy`] instants: `origin` (no later than
+/// every instant mapped) becomes [`Timeline::ORIGIN`], far enough from the core clock's zero
+/// that no deadline computed from it saturates there.
+#[derive(Debug, Clone, Copy)]
+struct Timeline {
+    origin: Instant,
+}
+
+impl Timeline {
+    /// Where `origin` lands on the core clock: 2^62 ns, about 146 years on either side.
+    const ORIGIN: CoreInstant = CoreInstant::from_nanos(1 << 62);
+
+    fn to_core(self, t: Instant) -> CoreInstant {
+        Self::ORIGIN + t.saturating_duration_since(self.origin)
+    }
+
+    /// `None` when `t` is before this clock's start or beyond its end.
+    fn to_std(self, t: CoreInstant) -> Option<Instant> {
+        if t >= Self::ORIGIN {
+            self.origin.checked_add(t - Self::ORIGIN)
+        } else {
+            self.origin.checked_sub(Self::ORIGIN - t)
+        }
+    }
+}
+
+impl From<Instant> for Timeline {
+    fn from(origin: Instant) -> Timeline {
+        Timeline { origin }
+    }
 }
 
 /// Runs `child` until it exits or the lease it runs under is ending.

@@ -64,6 +64,12 @@ pub trait Workload {
     /// How long before a `Lost` an undisturbed node must have been left alone for L2 to apply
     /// (covers messages of an earlier incarnation still in flight). `None` disables L2.
     fn quiet_window(&self) -> Option<core::time::Duration>;
+    /// The duration and renewal interval of the leases the agents hold: each run draws the
+    /// grace of the commands modelled under them (S6) among those that fit these leases.
+    /// `None` (the default): a grace of zero.
+    fn lease_timing(&self) -> Option<super::workload::Timing> {
+        None
+    }
 }
 
 impl<W: Workload + ?Sized> Workload for Box<W> {
@@ -77,6 +83,10 @@ impl<W: Workload + ?Sized> Workload for Box<W> {
 
     fn counter_keys(&self) -> Vec<Bytes> {
         (**self).counter_keys()
+    }
+
+    fn lease_timing(&self) -> Option<super::workload::Timing> {
+        (**self).lease_timing()
     }
 
     fn liveness_bound(&self) -> Option<core::time::Duration> {

@@ -30,6 +30,9 @@ pub enum Invariant {
     L1Progress,
     /// L2: an undisturbed holder with auto-renew never loses its lease.
     L2KeepsLease,
+    /// S6: a command run under a lease, stopped as the CLI supervisor stops it, has ended
+    /// whenever the store grants the lease to another client.
+    S6CommandEnds,
     /// Every request ends in exactly one completion.
     Outcome,
     /// No request, timer or store entry is left over once the run has drained.
@@ -49,6 +52,7 @@ impl fmt::Display for Invariant {
             Invariant::S4EventOrder => "S4 (event order)",
             Invariant::L1Progress => "L1 (progress after healing)",
             Invariant::L2KeepsLease => "L2 (undisturbed holder keeps its lease)",
+            Invariant::S6CommandEnds => "S6 (a holder's command ends before the lease passes on)",
             Invariant::Outcome => "exactly one outcome per request",
             Invariant::Leak => "no leaked request, timer or store entry",
             Invariant::Counter => "counter equals committed edits",
@@ -142,7 +146,8 @@ pub(crate) struct Quiet {
 }
 
 impl Checker {
-    /// The store made (or still has) this version of a lease key.
+    /// The store made (or still has) this version of a lease key; `true` when the version is
+    /// new.
     ///
     /// A new grant replaces the key's TTL: a holder that still believes the key safe past the
     /// new expiry breaks S2 at once (a SET of its own with a shorter PX, say, whose effect on
@@ -153,10 +158,10 @@ impl Checker {
         version: &Hlc,
         expires_at: u64,
         now: u64,
-    ) -> Result<(), Failure> {
+    ) -> Result<bool, Failure> {
         let grants = self.grants.entry(key.clone()).or_default();
         if grants.contains_key(version) {
-            return Ok(());
+            return Ok(false);
         }
         bounded_insert(grants, version.clone(), expires_at);
         for ((_, node), h) in self
@@ -170,7 +175,7 @@ impl Checker {
                 );
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// A node died: it believes nothing any more.

@@ -26,7 +26,9 @@
 //! What the checkers verify, on every event (docs/architecture.md §7): S1 one holder at a time, S2
 //! every `safe_until` within the store's expiry of that grant, S3 fenced writes in token order and
 //! no holder refused, S4 event order, L1 progress after healing, L2 an undisturbed auto-renewed
-//! lease is never lost, exactly one outcome per request, and nothing left over (requests, timers,
+//! lease is never lost, S6 the command each holder runs under its lease (stopped by the CLI
+//! supervisor's policy, [`crate::supervise`]) has ended whenever the lease is granted to another
+//! client, exactly one outcome per request, and nothing left over (requests, timers,
 //! registrations) once the run drains; plus, for edit workloads, a shared counter that ends equal
 //! to the number of committed edits. See [`Invariant`].
 //!
@@ -116,6 +118,7 @@
 mod agent;
 mod check;
 mod clock;
+mod command;
 mod config;
 mod queue;
 mod scenario;
@@ -205,6 +208,9 @@ pub struct Sim {
     workload: Box<dyn Workload>,
     hook: Option<Box<dyn StoreHook>>,
     store: Option<StoreConfig>,
+    /// How the modelled commands are stopped (S6): the CLI supervisor's policy, or in tests
+    /// one that must be caught.
+    kill_policy: command::Policy,
 }
 
 impl Sim {
@@ -215,7 +221,16 @@ impl Sim {
             workload: Box::new(workload),
             hook: None,
             store: None,
+            kill_policy: command::Policy::SUPERVISOR,
         }
+    }
+
+    /// Stops the modelled commands with `policy` instead of the supervisor's (to show that
+    /// the S6 check catches a policy that lets a command outlive its hold).
+    #[cfg(test)]
+    pub(crate) fn with_kill_policy(mut self, policy: command::Policy) -> Sim {
+        self.kill_policy = policy;
+        self
     }
 
     /// Rewrites requests before the store sees them (for deliberately broken stores).
@@ -243,17 +258,24 @@ impl Sim {
 
     fn run_inner(self, probe: Option<&mut dyn Probe>) -> Result<Summary, Box<Violation>> {
         let seed = self.config.seed;
-        let world = world::World::new(self.config, self.workload, self.hook, probe, self.store)
-            .map_err(|message| {
-                Box::new(Violation {
-                    seed,
-                    invariant: Invariant::Setup,
-                    message,
-                    event: 0,
-                    time: Duration::ZERO,
-                    trace: alloc::vec::Vec::new(),
-                })
-            })?;
+        let world = world::World::new(
+            self.config,
+            self.workload,
+            self.hook,
+            probe,
+            self.store,
+            self.kill_policy,
+        )
+        .map_err(|message| {
+            Box::new(Violation {
+                seed,
+                invariant: Invariant::Setup,
+                message,
+                event: 0,
+                time: Duration::ZERO,
+                trace: alloc::vec::Vec::new(),
+            })
+        })?;
         world.run()
     }
 }

@@ -13,6 +13,7 @@ use core::time::Duration;
 use super::agent::{Agent, Ctx, Report, Workload};
 use super::check::{fail, CheckStats, Checker, Failure, Invariant, Quiet};
 use super::clock::NodeClock;
+use super::command::{Commands, Policy};
 use super::config::{FaultConfig, Recurring};
 use super::queue::{Due, EventQueue};
 use super::trace::{Dir, Loss, Trace, TraceEntry, TraceKind};
@@ -21,6 +22,7 @@ use crate::client::{Client, ClientConfig, Output, RequestId};
 use crate::envelope::{self, Message};
 use crate::rng::Rng;
 use crate::server::{Store, StoreConfig, StoreOutput};
+use crate::supervise;
 use crate::time::Instant;
 
 /// A test hook that sees every request before the store runs it, and may rewrite it. Used to
@@ -240,6 +242,8 @@ pub(crate) struct World<'p> {
     event: u64,
     trace: Trace,
     checker: Checker,
+    /// The command each holder runs under its lease (S6).
+    commands: Commands,
     reports: Vec<Report>,
     faults_on: bool,
     stopping: bool,
@@ -270,6 +274,7 @@ impl<'p> World<'p> {
         hook: Option<Box<dyn StoreHook>>,
         probe: Option<&'p mut dyn Probe>,
         store_config: Option<StoreConfig>,
+        kill_policy: Policy,
     ) -> Result<World<'p>, String> {
         let mut rng = Rng::new(cfg.seed);
         let mut store_config = store_config.unwrap_or_default();
@@ -331,6 +336,13 @@ impl<'p> World<'p> {
             .collect();
         // One timer slot per node, and the store's after them.
         let slots = cfg.clients + 1;
+        // The grace of the modelled commands: any that fits the workload's leases, from a
+        // stream of its own (the rest of the run draws exactly what it drew without it).
+        let grace = workload.lease_timing().map_or(Duration::ZERO, |t| {
+            let margin = crate::lease::default_margin(t.lease);
+            let bound = supervise::grace_bound(t.lease, margin, t.renew);
+            Duration::from_nanos(Rng::new(derive(cfg.seed, 4)).below(nanos(bound).max(1)))
+        });
         Ok(World {
             trace: Trace::new(cfg.trace_capacity),
             rng: Rng::new(derive(cfg.seed, 3)),
@@ -350,6 +362,7 @@ impl<'p> World<'p> {
             now: 0,
             event: 0,
             checker: Checker::default(),
+            commands: Commands::new(kill_policy, grace),
             reports: Vec::new(),
             faults_on: true,
             stopping: false,
@@ -775,6 +788,7 @@ impl<'p> World<'p> {
         self.queue.set_timer(node, None);
         self.disturb(node);
         self.checker.crashed(node);
+        self.commands.crashed(node, self.now);
         self.record(Some(node), TraceKind::Crashed);
         self.store.handle_client_disconnected(&id);
         self.drain_store()?;
@@ -909,7 +923,10 @@ impl<'p> World<'p> {
                 _ => None,
             };
             self.record(Some(node), TraceKind::Report(Box::new(r.clone())));
-            result = self.checker.report(node, self.now, r, safe_until, &quiet);
+            result = self
+                .checker
+                .report(node, self.now, r, safe_until, &quiet)
+                .and_then(|()| self.commands.report(node, self.now, clock, r));
             if result.is_err() {
                 break;
             }
@@ -1174,7 +1191,10 @@ impl<'p> World<'p> {
             for key in &self.lease_keys {
                 if let Some(info) = self.store.get(key) {
                     let expiry = info.expires_at.map_or(u64::MAX, Instant::as_nanos);
-                    self.checker.grant(key, &info.version, expiry, self.now)?;
+                    if self.checker.grant(key, &info.version, expiry, self.now)? {
+                        let owner = self.holder_node(&info.value);
+                        self.commands.granted(key, owner, self.now)?;
+                    }
                 }
             }
         }
@@ -1200,6 +1220,12 @@ impl<'p> World<'p> {
             }
         }
         Ok(())
+    }
+
+    /// The node a lease's holder value names (`clientId` or `clientId:sessionId`).
+    fn holder_node(&self, holder: &[u8]) -> Option<usize> {
+        let id = holder.split(|b| *b == b':').next().unwrap_or(holder);
+        self.by_id.get(id).copied()
     }
 
     fn route(&self, topic: &[u8]) -> Option<(usize, bool)> {

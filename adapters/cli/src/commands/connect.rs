@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use leasedlock_core::supervise as policy;
 use leasedlock_tokio::{
     Authentication, ConnectError, Connection, ConnectionOptions, LeaderError, LeaseError,
     LockError, StoreError, TlsOptions,
@@ -189,10 +190,6 @@ pub async fn connect_to(
         .map_err(|e| Failure::from(e).context(&format!("cannot connect to {broker}")))
 }
 
-/// The least time a renewal of a supervised command's lease gets between being sent and the
-/// moment SIGTERM is due (see [`RenewPlan::for_command`]).
-pub const MIN_RENEW_ROOM: Duration = Duration::from_millis(20);
-
 /// The `--grace` of `lock` and `elect` when none is given: a sixth of `--ttl`. With the renewal
 /// every third and the margin of at most a twentieth (above 2 s), about half the lease is left
 /// for a renewal to complete.
@@ -253,8 +250,9 @@ impl RenewPlan {
     /// A grant issued at `t` is safe until `t + ttl − margin`; SIGTERM is due `grace` before
     /// that. The next renewal is sent at `t + renew` and must be able to complete before SIGTERM
     /// is due, or a lease that is renewed normally would still stop the command. So the room
-    /// `ttl − margin − renew − grace` must exceed [`MIN_RENEW_ROOM`]; half of it bounds each
-    /// request, the other half leaves time for a retry of a renewal that failed transiently.
+    /// `ttl − margin − renew − grace` must exceed [`policy::MIN_RENEW_ROOM`] (the
+    /// core's [`policy::renewal_room`]); half of it bounds each request, the other half leaves time for
+    /// a retry of a renewal that failed transiently.
     pub fn for_command(
         ttl: Duration,
         grace: Option<Duration>,
@@ -263,17 +261,14 @@ impl RenewPlan {
         let plan = RenewPlan::new(ttl, None, max_timeout).map_err(|f| f.context("--ttl"))?;
         let grace_given = grace.is_some();
         let grace = grace.unwrap_or_else(|| default_grace(ttl));
-        let until_term = ttl.saturating_sub(plan.margin + plan.renew);
-        let room = until_term
-            .checked_sub(grace)
-            .filter(|room| *room > MIN_RENEW_ROOM);
+        let room = policy::renewal_room(ttl, plan.margin, plan.renew, grace);
         let Some(room) = room else {
             let which = if grace_given {
                 "--grace"
             } else {
                 "the default --grace (a sixth of --ttl)"
             };
-            let largest = until_term.saturating_sub(MIN_RENEW_ROOM);
+            let largest = policy::grace_bound(ttl, plan.margin, plan.renew);
             return Err(Failure::new(
                 exit::USAGE,
                 format!(
@@ -305,6 +300,7 @@ impl RenewPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use leasedlock_core::supervise::MIN_RENEW_ROOM;
     use proptest::prelude::*;
 
     #[test]

@@ -285,4 +285,8 @@ impl Workload for EditCounter {
     fn quiet_window(&self) -> Option<Duration> {
         None
     }
+
+    fn lease_timing(&self) -> Option<Timing> {
+        Some(self.timing)
+    }
 }

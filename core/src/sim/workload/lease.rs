@@ -307,4 +307,8 @@ impl Workload for LeaseContention {
     fn quiet_window(&self) -> Option<Duration> {
         Some(self.timing.lease + self.timing.timeout * 2)
     }
+
+    fn lease_timing(&self) -> Option<Timing> {
+        Some(self.timing)
+    }
 }
