@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use leasedlock_faults::procs::{ContenderSpec, Runtime, World, START_TIMEOUT};
+use leasedlock_faults::procs::{ContenderSpec, Proc, Runtime, World, START_TIMEOUT};
 use leasedlock_faults::proxy::{Fault, FaultProxy};
 use leasedlock_faults::scenario::{
     applied_write_by, expect_exit, holds_by, judge, note_by, run, Stale, EXIT_TIMEOUT,
@@ -19,15 +19,16 @@ fn world() -> Result<World, String> {
     )
 }
 
-/// `a` holds through a proxy (for far longer than the scenario lasts, so only a loss ends its
-/// hold), `b` waits on a direct connection; then the proxy applies `fault` to `a`. `b` must
-/// take over only after `a` stopped acting as holder, and `a`'s write with its lost token must
-/// be refused once the network heals.
-fn holder_cut_off(runtime: Runtime, fault: Fault) -> Result<(), String> {
-    let world = world()?;
+/// `a` on `runtime`, holding for `hold` through a fault proxy (healthy for now), and `b` on the
+/// other runtime, connected directly and ready to contend.
+fn holder_behind_a_proxy(
+    world: &World,
+    runtime: Runtime,
+    hold: Duration,
+) -> Result<(FaultProxy, Proc, Proc), String> {
     let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
     let mut a_spec = ContenderSpec::new("a", runtime, proxy.addr().port());
-    a_spec.hold = Duration::from_secs(120);
+    a_spec.hold = hold;
     let mut a = world.contender(&a_spec)?;
     world.wait_record(START_TIMEOUT, "a to hold", &mut [&mut a], holds_by("a"))?;
     let mut b = world.contender(&ContenderSpec::new(
@@ -41,6 +42,16 @@ fn holder_cut_off(runtime: Runtime, fault: Fault) -> Result<(), String> {
         &mut [&mut a, &mut b],
         note_by("b", "ready"),
     )?;
+    Ok((proxy, a, b))
+}
+
+/// `a` holds through a proxy (for far longer than the scenario lasts, so only a loss ends its
+/// hold), `b` waits on a direct connection; then the proxy applies `fault` to `a`. `b` must
+/// take over only after `a` stopped acting as holder, and `a`'s write with its lost token must
+/// be refused once the network heals.
+fn holder_cut_off(runtime: Runtime, fault: Fault) -> Result<(), String> {
+    let world = world()?;
+    let (proxy, mut a, mut b) = holder_behind_a_proxy(&world, runtime, Duration::from_secs(120))?;
 
     proxy.set(fault);
     world.wait_record(
@@ -107,22 +118,7 @@ fn holder_signalled(runtime: Runtime, signal: Signal, after: Option<Signal>) -> 
 /// times; then the network heals. `a` keeps or loses its lock (either is safe); both finish.
 fn holder_reset(runtime: Runtime) -> Result<(), String> {
     let world = world()?;
-    let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
-    let mut a_spec = ContenderSpec::new("a", runtime, proxy.addr().port());
-    a_spec.hold = Duration::from_secs(3);
-    let mut a = world.contender(&a_spec)?;
-    world.wait_record(START_TIMEOUT, "a to hold", &mut [&mut a], holds_by("a"))?;
-    let mut b = world.contender(&ContenderSpec::new(
-        "b",
-        runtime.other(),
-        world.broker.port(),
-    ))?;
-    world.wait_record(
-        START_TIMEOUT,
-        "b to connect",
-        &mut [&mut a, &mut b],
-        note_by("b", "ready"),
-    )?;
+    let (proxy, mut a, mut b) = holder_behind_a_proxy(&world, runtime, Duration::from_secs(3))?;
 
     proxy.set(Fault::Reset);
     // The open connection and at least two reconnection attempts.
