@@ -612,6 +612,23 @@ mod tests {
     const LOCK: &[u8] = b"lock1";
     const KEY: &[u8] = b"data";
 
+    /// An edit with a 1 s lock renewed every 200 ms: registered (t = 1 ms), the lock taken with
+    /// token 5 (t = 2 ms), its GET sent. Returns the edit, the requester, the lock's SET and the
+    /// GET.
+    fn locked_with_renewals_reading() -> (Edit, FakeRequester, Sent, Sent) {
+        let mut o = opts();
+        o.lease.renew = Some(Duration::from_millis(200));
+        let mut e = Edit::new(Bytes::from_static(LOCK), Bytes::from_static(KEY), 1).unwrap();
+        let mut r = FakeRequester::new("client1");
+        e.start(Duration::from_secs(1), &o, &mut r, at(0)).unwrap();
+        let reg = r.last();
+        answer(&mut e, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
+        let set = r.last_of(RequestKind::Set);
+        answer(&mut e, &mut r, &set, ok_set(), Some(tok(5)), 2);
+        let g = r.last_of(RequestKind::Get);
+        (e, r, set, g)
+    }
+
     fn opts() -> LockOptions {
         LockOptions {
             lease: LeaseOptions {
@@ -707,16 +724,7 @@ mod tests {
     /// and the pair claimed the old grant past its store expiry. Both must be the latest grant's.
     #[test]
     fn requested_token_is_the_latest_grant_after_a_renewal() {
-        let mut o = opts();
-        o.lease.renew = Some(Duration::from_millis(200));
-        let mut e = Edit::new(Bytes::from_static(LOCK), Bytes::from_static(KEY), 1).unwrap();
-        let mut r = FakeRequester::new("client1");
-        e.start(Duration::from_secs(1), &o, &mut r, at(0)).unwrap();
-        let reg = r.last();
-        answer(&mut e, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
-        let set = r.last_of(RequestKind::Set);
-        answer(&mut e, &mut r, &set, ok_set(), Some(tok(5)), 2);
-        let g = r.last_of(RequestKind::Get);
+        let (mut e, mut r, set, g) = locked_with_renewals_reading();
         // The GET is slow; the lock renews meanwhile.
         e.handle_timeout(&mut r, at(250));
         let renew = r.last_of(RequestKind::Set);
@@ -881,16 +889,7 @@ mod tests {
     /// With auto-renew the lock's own renewals keep it; no extra re-acquire is sent.
     #[test]
     fn write_with_unknown_outcome_relies_on_auto_renew() {
-        let mut o = opts();
-        o.lease.renew = Some(Duration::from_millis(200));
-        let mut e = Edit::new(Bytes::from_static(LOCK), Bytes::from_static(KEY), 1).unwrap();
-        let mut r = FakeRequester::new("client1");
-        e.start(Duration::from_secs(1), &o, &mut r, at(0)).unwrap();
-        let reg = r.last();
-        answer(&mut e, &mut r, &reg, Ok(Response::KeyNotify), None, 1);
-        let set = r.last_of(RequestKind::Set);
-        answer(&mut e, &mut r, &set, ok_set(), Some(tok(5)), 2);
-        let g = r.last_of(RequestKind::Get);
+        let (mut e, mut r, _, g) = locked_with_renewals_reading();
         answer(&mut e, &mut r, &g, get(Some(b"1")), Some(tok(3)), 3);
         drain(&mut e);
         e.decide(EditDecision::Set(Bytes::from_static(b"2")), &mut r, at(4))

@@ -141,6 +141,11 @@ impl Server {
     fn run(&self, args: &[&str]) -> Output {
         run_within(self.command(args), LIMIT)
     }
+
+    /// `leasedlock SUB NAME --ttl 5s -- sh -c SCRIPT` (SUB: `lock` or `elect`).
+    fn under_lease(&self, sub: &str, name: &str, script: &str) -> Command {
+        self.command(&[sub, name, "--ttl", "5s", "--", "sh", "-c", script])
+    }
 }
 
 impl Drop for Server {
@@ -432,16 +437,7 @@ fn kill_9_of_the_wrapper(server: &Server, sub: &str) {
         pids = sh_quote(&pids_file)
     );
     let mut wrapper = server
-        .command(&[
-            sub,
-            &format!("k9-{sub}"),
-            "--ttl",
-            "5s",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
+        .under_lease(sub, &format!("k9-{sub}"), &script)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -498,16 +494,7 @@ fn leftovers_of_the_command_are_killed_before_the_unlock() {
         go = sh_quote(&go)
     );
     let first = server
-        .command(&[
-            "lock",
-            "handover",
-            "--ttl",
-            "5s",
-            "--",
-            "sh",
-            "-c",
-            &first_script,
-        ])
+        .under_lease("lock", "handover", &first_script)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -523,16 +510,7 @@ fn leftovers_of_the_command_are_killed_before_the_unlock() {
          if [ -z \"$s\" ] || [ \"$s\" = Z ]; then exit 0; else echo \"grandchild state $s\" >&2; exit 9; fi"
     );
     let second = server
-        .command(&[
-            "lock",
-            "handover",
-            "--ttl",
-            "5s",
-            "--",
-            "sh",
-            "-c",
-            &second_script,
-        ])
+        .under_lease("lock", "handover", &second_script)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -40,14 +40,30 @@ fn world() -> Result<World, String> {
     )
 }
 
-/// Starts `cli-a`, the holder: `wrapper` through `port` running `script`.
+/// Starts `cli-a`, the holder: `wrapper` through `port` running `script`; returns once its
+/// command beats under the lock.
 fn start_a(
     world: &World,
     (subcommand, args): (&str, &[&str]),
     port: u16,
     script: &str,
 ) -> Result<Proc, String> {
-    world.cli_under_lease("cli-a", port, subcommand, args, script)
+    let mut a = world.cli_under_lease("cli-a", port, subcommand, args, script)?;
+    world.wait_record(
+        START_TIMEOUT,
+        "cli-a to hold",
+        &mut [&mut a],
+        holds_by("cli-a"),
+    )?;
+    Ok(a)
+}
+
+/// What every scenario ends with once `cli-b` held after `cli-a`: `cli-a`'s write fenced with
+/// its old token is refused, the log is safe, and nothing of `cli-a`'s command is left.
+fn a_was_replaced_safely(world: &World) -> Result<(), String> {
+    stale_write_with_cli(world, "cli-a", first_token(world, "cli-a")?)?;
+    judge(world, &["cli-a", "cli-b"], Stale::Refused)?;
+    expect_commands_gone(world, "cli-a")
 }
 
 /// `cli-b`: waits for the lock, beats 25 times, writes the protected key fenced with its token.
@@ -98,19 +114,11 @@ fn partitioned_holder_with_a_term_ignoring_command(wrapper: (&str, &[&str])) -> 
     let world = world()?;
     let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
     let mut a = start_a(&world, wrapper, proxy.addr().port(), STUBBORN)?;
-    world.wait_record(
-        START_TIMEOUT,
-        "cli-a to hold",
-        &mut [&mut a],
-        holds_by("cli-a"),
-    )?;
     let mut b = start_b(&world, wrapper)?;
     proxy.set(Fault::BlackHole);
     expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
     expect_exit(&world, &mut a, LEASE_LOST, EXIT_TIMEOUT)?;
-    stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
-    judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
-    expect_commands_gone(&world, "cli-a")
+    a_was_replaced_safely(&world)
 }
 
 #[test]
@@ -130,19 +138,11 @@ fn elect_partitioned_leader_with_a_term_ignoring_command() {
 fn wrapper_killed_with_sigkill() {
     run(|| {
         let world = world()?;
-        let mut a = start_a(&world, LOCK, world.broker.port(), STUBBORN)?;
-        world.wait_record(
-            START_TIMEOUT,
-            "cli-a to hold",
-            &mut [&mut a],
-            holds_by("cli-a"),
-        )?;
+        let a = start_a(&world, LOCK, world.broker.port(), STUBBORN)?;
         a.signal(Signal::SIGKILL)?;
         let mut b = start_b(&world, LOCK)?;
         expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
-        stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
-        judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
-        expect_commands_gone(&world, "cli-a")
+        a_was_replaced_safely(&world)
     });
 }
 
@@ -154,21 +154,13 @@ fn wrapper_stopped_past_the_ttl() {
     run(|| {
         let world = world()?;
         let mut a = start_a(&world, LOCK, world.broker.port(), STUBBORN)?;
-        world.wait_record(
-            START_TIMEOUT,
-            "cli-a to hold",
-            &mut [&mut a],
-            holds_by("cli-a"),
-        )?;
         a.signal(Signal::SIGSTOP)?;
         let mut b = start_b(&world, LOCK)?;
         let b_done = expect_exit(&world, &mut b, 0, EXIT_TIMEOUT);
         a.signal(Signal::SIGCONT)?;
         b_done?;
         expect_exit(&world, &mut a, LEASE_LOST, EXIT_TIMEOUT)?;
-        stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
-        judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
-        expect_commands_gone(&world, "cli-a")
+        a_was_replaced_safely(&world)
     });
 }
 
@@ -180,17 +172,9 @@ fn command_exits_leaving_a_background_process() {
         let world = world()?;
         let script = format!(r#"( {STUBBORN} ) & "$STAMP" "$LOG"; sleep 0.1; exit 0"#);
         let mut a = start_a(&world, LOCK, world.broker.port(), &script)?;
-        world.wait_record(
-            START_TIMEOUT,
-            "cli-a to hold",
-            &mut [&mut a],
-            holds_by("cli-a"),
-        )?;
         let mut b = start_b(&world, LOCK)?;
         expect_exit(&world, &mut a, 0, EXIT_TIMEOUT)?;
         expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
-        stale_write_with_cli(&world, "cli-a", first_token(&world, "cli-a")?)?;
-        judge(&world, &["cli-a", "cli-b"], Stale::Refused)?;
-        expect_commands_gone(&world, "cli-a")
+        a_was_replaced_safely(&world)
     });
 }
