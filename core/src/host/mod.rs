@@ -91,7 +91,7 @@ pub enum Create {
         /// The lock's lease duration.
         duration: Duration,
         /// The lock's options.
-        options: LockOptions,
+        options: alloc::boxed::Box<LockOptions>,
     },
     /// A leader election on `name`.
     Leader {
@@ -260,7 +260,8 @@ pub enum HostOutput {
         event: LeaderEvent,
     },
     /// The machine of a dropped handle (or a finished edit) has nothing left to do and is
-    /// gone; nothing more comes for `handle`.
+    /// gone; nothing more comes for `handle`. Its calls still unanswered (a detached
+    /// handle's, say) end with it.
     Gone {
         /// The handle.
         handle: HandleId,
@@ -560,6 +561,11 @@ impl Host {
             Some(until) => self.is_idle() || now.mono >= until,
             None => false,
         }
+    }
+
+    /// Whether closing started and its grace period is over.
+    pub fn grace_over(&self, now: Now) -> bool {
+        self.closing_until.is_some_and(|until| now.mono >= until)
     }
 
     /// Whether no machine is left and no request of the host is in flight.

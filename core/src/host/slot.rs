@@ -471,7 +471,10 @@ impl Slot {
                 options,
             } => {
                 let mut m = Edit::new(lock_name.clone(), key, seed).map_err(done)?;
-                let failed = m.start(duration, &options, r, now).err().and_then(done);
+                let failed = m
+                    .start(duration, options.as_ref(), r, now)
+                    .err()
+                    .and_then(done);
                 let slot = EditSlot {
                     m,
                     failed,
