@@ -564,13 +564,20 @@ impl Slot {
             return;
         }
         self.dropping = true;
-        if !release {
+        // Only a lease or a lock can be left to expire: an edit or a campaign has no lease
+        // of its own to leave behind, so dropping one always stops it.
+        if !release && matches!(self.kind, Kind::Lease(_) | Kind::Lock(_)) {
             self.detached = true;
-            // Detached: leave the lease to expire, but leave no registration behind.
-            if let Kind::Lease(s) = &mut self.kind {
-                if s.m.is_observing() {
+            // Detached: leave the lease to expire, but leave no wait and no registration
+            // behind.
+            match &mut self.kind {
+                Kind::Lease(s) if s.m.is_observing() => {
                     let _ = s.m.observe_stop(Some(timeout), r, now);
                 }
+                Kind::Lock(s) if s.m.is_waiting() => {
+                    s.m.cancel(r, now);
+                }
+                _ => {}
             }
             return;
         }

@@ -207,6 +207,36 @@ fn an_abandoned_acquire_gives_back_the_lease_it_took() {
 }
 
 #[test]
+fn a_detached_edit_still_stops_and_goes() {
+    // Found by the fuzz harness: an edit dropped "detached" kept waiting for its lock with no
+    // timer armed, so its machine never went.
+    let (mut h, mut r) = host();
+    let create = Create::Edit {
+        lock_name: name(b"l"),
+        key: name(b"k"),
+        duration: Duration::from_secs(5),
+        options: alloc::boxed::Box::default(),
+    };
+    h.create(HandleId(1), create, &mut r, at(0));
+    h.drop_handle(HandleId(1), false, &mut r, at(0));
+    for sent in r.open_sent() {
+        let result = Err(RequestError::Timeout { sent: true });
+        complete(&mut h, &mut r, sent.id, result, None, 1);
+    }
+    let mut ms = 1;
+    while let Some(t) = h.poll_timeout() {
+        ms = (t.as_nanos() / 1_000_000 + 1).max(ms + 1);
+        h.handle_timeout(&mut r, at(ms));
+        for sent in r.open_sent() {
+            let result = Err(RequestError::Timeout { sent: true });
+            complete(&mut h, &mut r, sent.id, result, None, ms);
+        }
+        assert!(ms < 120_000, "still running at {ms} ms");
+    }
+    assert_eq!(h.machines(), 0, "the dropped edit's machine is gone");
+}
+
+#[test]
 fn renewals_run_from_the_timer_table() {
     let (mut h, mut r) = host();
     h.create(
