@@ -11,7 +11,8 @@ use leasedlock_core::client::RequestError;
 use leasedlock_core::host::StreamId;
 use leasedlock_core::observe::Change;
 
-use crate::state_store::{KeyChange, ObserveError, StoreError};
+use crate::error::{ObserveError, StoreError};
+use crate::view::KeyChange;
 
 /// What a stream receives.
 pub(crate) type Item = Result<KeyChange, ObserveError>;

@@ -14,10 +14,8 @@ use tracing::warn;
 use super::protocol::{MachineKind, Op, Status};
 use crate::cancel::CancellationToken;
 use crate::clock::Clock;
-use crate::leader::{LeaderError, LeaderView, Term};
-use crate::lease::{Change, LeaseError};
-use crate::lock::LockError;
-use crate::state_store::ObserveError;
+use crate::error::{LeaderError, LeaseError, LockError, ObserveError};
+use crate::view::{Change, LeaderView, Term};
 use crate::watch;
 
 /// A future waiting for the answer to a call.

@@ -27,23 +27,15 @@ use leasedlock_core::{Instant, Now};
 use tracing::{debug, trace, warn};
 
 use crate::clock::{wall_ms, Clock};
-use crate::connection::{ConnectError, Connection, ConnectionState, Shared};
+use crate::error::{ConnectError, Reply};
 use crate::options::{ConnectionOptions, OptionsError};
-use crate::state_store::Reply;
+use crate::shared::Shared;
+use crate::view::ConnectionState;
 use crate::watch;
 use fanout::Fanout;
 use handles::Handles;
-pub(crate) use protocol::{Cmd, MachineKind, Op, Status};
-
-/// A request from a handle to the engine. Opaque: adapters move it from [`Commands`] into
-/// [`Engine::handle_command`].
-pub struct Command(pub(crate) Cmd);
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use protocol::Command;
+pub(crate) use protocol::{Cmd, MachineKind, Op};
 
 /// The receiving end of the handles' commands, for the adapter's event loop. When every
 /// handle is gone, [`Commands::recv`] returns `None`: tell the engine with
@@ -158,15 +150,12 @@ fn hlc_node(seed: u64) -> String {
 }
 
 impl Engine {
-    /// Validates the runtime-independent options and builds the three parts of a connection:
-    /// the engine (for the adapter's task), the [`Connection`] handles are made from, and the
-    /// receiving end of the handles' commands. `clock` is the one the adapter reads `now`
-    /// from; the engine only uses it to turn core deadlines into [`std::time::Instant`]s for
-    /// the handles.
-    pub fn new(
+    /// The engine, the handles' shared end of it and the receiving end of their commands
+    /// (see [`Engine::new`], which wraps the shared end into the [`Connection`](crate::Connection)).
+    pub(crate) fn build(
         options: &ConnectionOptions,
         clock: Clock,
-    ) -> Result<(Engine, Connection, Commands), ConnectError> {
+    ) -> Result<(Engine, Shared, Commands), ConnectError> {
         options.validate()?;
         let seed = options.seed.unwrap_or_else(random_seed);
         let client = Client::new(ClientConfig {
@@ -184,13 +173,13 @@ impl Engine {
         })?;
         let (commands, rx) = async_channel::unbounded();
         let (state, state_rx) = watch::channel(ConnectionState::Connecting);
-        let connection = Connection::new(Shared::new(
+        let shared = Shared::new(
             commands,
             state_rx,
             options.client_id.clone(),
             options.notification_buffer,
             options.request_timeout,
-        ));
+        );
         let host = Host::new(HostConfig {
             seed,
             request_timeout: options.request_timeout,
@@ -211,7 +200,7 @@ impl Engine {
             finished: false,
             deadline: None,
         };
-        Ok((engine, connection, Commands { rx }))
+        Ok((engine, shared, Commands { rx }))
     }
 
     /// A command from a handle.

@@ -14,10 +14,8 @@ use leasedlock_core::lock::LockOptions;
 use leasedlock_core::Instant;
 
 use crate::clock::Clock;
-use crate::leader::{LeaderError, LeaderView};
-use crate::lease::{Change, LeaseError};
-use crate::lock::LockError;
-use crate::state_store::{ObserveError, Reply, StoreError};
+use crate::error::{LeaderError, LeaseError, LockError, ObserveError, Reply, StoreError};
+use crate::view::{Change, KeyChange, LeaderView};
 use crate::watch;
 use leasedlock_core::client::RequestOptions;
 use leasedlock_core::command::Request;
@@ -131,7 +129,7 @@ pub(crate) enum Cmd {
     Observe {
         key: Bytes,
         id: u64,
-        tx: async_channel::Sender<Result<crate::state_store::KeyChange, ObserveError>>,
+        tx: async_channel::Sender<Result<KeyChange, ObserveError>>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Observation stream `id` of `key` is gone.
@@ -142,4 +140,14 @@ pub(crate) enum Cmd {
     Machine { id: u64, op: Op },
     /// Finish what is in flight, disconnect and stop.
     Close { reply: oneshot::Sender<()> },
+}
+
+/// A request from a handle to the engine. Opaque: adapters move it from [`Commands`](crate::Commands) into
+/// [`Engine::handle_command`](crate::Engine::handle_command).
+pub struct Command(pub(crate) Cmd);
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
