@@ -5,7 +5,6 @@
 //! alive across iterations of the driver's `select!`, so a command or a timer can never drop a
 //! packet half written. When it completes, the event loop comes back with the event.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -14,26 +13,19 @@ use leasedlock_api::{
     Authentication, Backoff, Clock, Commands, ConnectionOptions, Engine, Transmit, WakeCap,
 };
 use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
-use rumqttc::v5::mqttbytes::{valid_filter, valid_topic, QoS as MqttQoS};
-use rumqttc::v5::{AsyncClient, ClientError, ConnectionError, Event, EventLoop, MqttOptions};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::Outgoing;
 use tracing::{error, info, trace, warn};
 
-use crate::convert::{self, OutgoingPublish};
+use crate::convert;
 use crate::options::apply_credentials;
+use crate::outbox::{Outbound, Outbox};
 use crate::subscriptions::{SubOp, Subscriptions};
 use crate::timer::Timer;
 
 /// `tracing` target of the per-hop TRACE events (publish in/out, timer, command), for latency
 /// breakdowns: `RUST_LOG`-style filters can select just these.
 pub(crate) const HOP: &str = "leasedlock::hop";
-
-/// Something for rumqttc's request channel.
-#[derive(Debug)]
-enum Outbound {
-    Publish(OutgoingPublish),
-    Sub(SubOp),
-}
 
 type PollFuture = Pin<Box<dyn Future<Output = (EventLoop, Result<Event, ConnectionError>)> + Send>>;
 
@@ -67,7 +59,7 @@ pub(crate) struct Driver {
     mqtt: AsyncClient,
     event_loop: Option<EventLoop>,
     subs: Subscriptions,
-    outbox: VecDeque<Outbound>,
+    outbox: Outbox,
     backoff: Backoff,
     refresh_auth: Option<Authentication>,
     /// The MQTT client id, to tell connections apart in trace events.
@@ -100,7 +92,7 @@ impl Driver {
             mqtt: mqtt_client,
             event_loop: Some(event_loop),
             subs: Subscriptions::default(),
-            outbox: VecDeque::new(),
+            outbox: Outbox::default(),
             backoff: Backoff::new(reconnect_min, reconnect_max, seed),
             refresh_auth,
             id,
@@ -199,7 +191,7 @@ impl Driver {
                 // The core's own (re-)subscriptions go first; then what was deferred.
                 self.transmit();
                 for op in self.subs.take_deferred() {
-                    self.outbox.push_back(Outbound::Sub(op));
+                    self.outbox.push(op.into());
                 }
                 None
             }
@@ -254,17 +246,17 @@ impl Driver {
         while let Some(t) = self.engine.poll_transmit() {
             match t {
                 Transmit::Publish(message) => match convert::to_publish(message) {
-                    Ok(publish) => self.outbox.push_back(Outbound::Publish(publish)),
+                    Ok(publish) => self.outbox.push(Outbound::Publish(publish)),
                     Err(e) => error!(field = e.0, "core produced a non-UTF-8 field; dropped"),
                 },
                 Transmit::Subscribe(filter) => {
                     if let Some(op) = self.subs.request(SubOp::Subscribe(filter)) {
-                        self.outbox.push_back(Outbound::Sub(op));
+                        self.outbox.push(op.into());
                     }
                 }
                 Transmit::Unsubscribe(filter) => {
                     if let Some(op) = self.subs.request(SubOp::Unsubscribe(filter)) {
-                        self.outbox.push_back(Outbound::Sub(op));
+                        self.outbox.push(op.into());
                     }
                 }
                 other => warn!(transmit = ?other, "unsupported transmission dropped"),
@@ -275,63 +267,7 @@ impl Driver {
 
     /// Hands queued packets to rumqttc without ever waiting on its channel.
     fn flush_outbox(&mut self) {
-        while let Some(item) = self.outbox.pop_front() {
-            let sent = match item {
-                Outbound::Publish(p) => {
-                    if !valid_topic(&p.topic) {
-                        error!(topic = %p.topic, "invalid publish topic; dropped");
-                        continue;
-                    }
-                    trace!(target: HOP, client = %self.id, topic = %p.topic, "publish out");
-                    self.mqtt.try_publish_with_properties(
-                        p.topic,
-                        p.qos,
-                        p.retain,
-                        p.payload,
-                        p.properties,
-                    )
-                }
-                Outbound::Sub(SubOp::Subscribe(filter)) => {
-                    if !valid_filter(&filter) {
-                        error!(filter = %filter, "invalid filter; dropped");
-                        continue;
-                    }
-                    self.mqtt.try_subscribe(filter, MqttQoS::AtLeastOnce)
-                }
-                Outbound::Sub(SubOp::Unsubscribe(filter)) => self.mqtt.try_unsubscribe(filter),
-            };
-            if let Err(ClientError::TryRequest(request) | ClientError::Request(request)) = sent {
-                // The channel is full: keep the packet, retry after the next event.
-                if let Some(item) = requeue(request) {
-                    self.outbox.push_front(item);
-                }
-                break;
-            }
-        }
-    }
-}
-
-/// Turns a request rumqttc handed back into an outbox entry again.
-fn requeue(request: rumqttc::v5::Request) -> Option<Outbound> {
-    match request {
-        rumqttc::v5::Request::Publish(p) => Some(Outbound::Publish(OutgoingPublish {
-            topic: String::from_utf8(p.topic.to_vec()).ok()?,
-            qos: p.qos,
-            retain: p.retain,
-            payload: p.payload,
-            properties: p.properties.unwrap_or_default(),
-        })),
-        rumqttc::v5::Request::Subscribe(s) => s
-            .filters
-            .into_iter()
-            .next()
-            .map(|f| Outbound::Sub(SubOp::Subscribe(f.path))),
-        rumqttc::v5::Request::Unsubscribe(u) => u
-            .filters
-            .into_iter()
-            .next()
-            .map(|f| Outbound::Sub(SubOp::Unsubscribe(f))),
-        _ => None,
+        self.outbox.flush(&self.mqtt, &self.id);
     }
 }
 
