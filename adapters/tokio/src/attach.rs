@@ -103,9 +103,6 @@ struct State {
     engine: Option<Engine>,
     subs: SharedSubscriptions,
     outbox: Outbox,
-    /// A CONNACK was seen since attaching (the first one's session flag says nothing about
-    /// leasedlock's subscriptions, which it cannot hold yet).
-    seen_connack: bool,
 }
 
 /// What the application's loop and the task share.
@@ -171,8 +168,6 @@ impl Shared {
     }
 
     fn connected(&self, st: &mut State, session_present: bool) {
-        let session_present = session_present && st.seen_connack;
-        st.seen_connack = true;
         st.subs.on_connected();
         if let Some(engine) = st.engine.as_mut() {
             engine.handle_connected(session_present, self.clock.now());
@@ -396,7 +391,6 @@ pub async fn attach(
             engine: Some(engine),
             subs: SharedSubscriptions::default(),
             outbox: Outbox::default(),
-            seen_connack: false,
         }),
         wake: Notify::new(),
         detached: AtomicBool::new(false),
@@ -498,5 +492,223 @@ fn finish(shared: &Shared, commands: &Commands) {
     }
     if let Some(engine) = st.engine.as_mut() {
         engine.finish(commands);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use leasedlock_api::{ConnectionState, SetOptions};
+    use rumqttc::v5::mqttbytes::v5::{ConnAck, ConnectReturnCode, SubAck, SubscribeReasonCode};
+    use rumqttc::v5::Request;
+
+    const ID: &str = "app-7";
+
+    /// rumqttc's request channel, read by the test instead of an event loop.
+    type Requests = flume::Receiver<Request>;
+
+    /// An attached engine on a client with no event loop: the test reads what goes into its
+    /// request channel and feeds events by hand.
+    async fn attached(manual_acks: bool) -> (Connection, Attached, Requests) {
+        let (tx, rx) = flume::bounded(64);
+        let client = AsyncClient::from_senders(tx);
+        let (conn, attached) = attach(client, AttachOptions::new(ID).manual_acks(manual_acks))
+            .await
+            .expect("attach");
+        (conn, attached, rx)
+    }
+
+    /// What the attached engine put into rumqttc's channel since the last call.
+    fn sent(requests: &mut Requests) -> Vec<Request> {
+        requests.drain().collect()
+    }
+
+    fn connack() -> Event {
+        Event::Incoming(Packet::ConnAck(ConnAck {
+            session_present: false,
+            code: ConnectReturnCode::Success,
+            properties: None,
+        }))
+    }
+
+    fn suback(pkid: u16, codes: usize) -> Event {
+        Event::Incoming(Packet::SubAck(SubAck {
+            pkid,
+            return_codes: vec![SubscribeReasonCode::Success(MqttQoS::AtLeastOnce); codes],
+            properties: None,
+        }))
+    }
+
+    fn incoming(topic: &str, pkid: u16) -> Event {
+        let mut p = Publish::new(topic, MqttQoS::AtLeastOnce, Bytes::from_static(b"x"), None);
+        p.pkid = pkid;
+        Event::Incoming(Packet::Publish(p))
+    }
+
+    /// Connects the attached engine and acknowledges its SUBSCRIBE (packet id 1).
+    fn connect(attached: &Attached, requests: &mut Requests) {
+        assert!(
+            !attached.handle_event(&connack()),
+            "CONNACK is the application's too"
+        );
+        let subscribes: Vec<Vec<String>> = sent(requests)
+            .into_iter()
+            .filter_map(|r| match r {
+                Request::Subscribe(s) => Some(s.filters.into_iter().map(|f| f.path).collect()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            subscribes,
+            vec![vec![
+                attached.response_topic().to_string(),
+                attached.notification_filter().to_string()
+            ]],
+            "one SUBSCRIBE with both of leasedlock's filters"
+        );
+        assert!(!attached.handle_event(&Event::Outgoing(Outgoing::Subscribe(1))));
+        assert!(attached.handle_event(&suback(1, 2)), "our SUBACK is ours");
+    }
+
+    #[tokio::test]
+    async fn only_leasedlocks_publishes_and_subacks_are_reported_as_its_own() {
+        let (conn, attached, mut requests) = attached(false).await;
+        assert_eq!(
+            attached.response_topic(),
+            envelope::response_topic(ID).as_str()
+        );
+        connect(&attached, &mut requests);
+        // The application's one-filter SUBSCRIBE and its SUBACK.
+        assert!(!attached.handle_event(&Event::Outgoing(Outgoing::Subscribe(2))));
+        assert!(!attached.handle_event(&suback(2, 1)));
+
+        let notification = envelope::notification_topic(ID, b"some-key");
+        assert!(attached.handle_event(&incoming(&notification, 3)));
+        let reply = attached.response_topic().to_string();
+        assert!(attached.handle_event(&incoming(&reply, 4)));
+        assert!(!attached.handle_event(&incoming("app/in", 5)));
+        // Another client's notifications and the bare notification prefix are not ours.
+        let other = envelope::notification_topic("app-8", b"some-key");
+        assert!(!attached.handle_event(&incoming(&other, 6)));
+        let filter = attached.notification_filter().to_string();
+        let prefix = filter.trim_end_matches('+');
+        assert!(!attached.handle_event(&incoming(prefix, 7)));
+        // rumqttc acknowledges everything itself: nothing of ours in the channel.
+        assert!(sent(&mut requests)
+            .iter()
+            .all(|r| !matches!(r, Request::PubAck(_))));
+        conn.abort();
+    }
+
+    #[tokio::test]
+    async fn with_manual_acks_leasedlock_acknowledges_only_its_own_publishes() {
+        let (conn, attached, mut requests) = attached(true).await;
+        connect(&attached, &mut requests);
+        let reply = attached.response_topic().to_string();
+        assert!(attached.handle_event(&incoming(&reply, 11)));
+        assert!(!attached.handle_event(&incoming("app/in", 12)));
+        let acked: Vec<u16> = sent(&mut requests)
+            .into_iter()
+            .filter_map(|r| match r {
+                Request::PubAck(a) => Some(a.pkid),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acked, vec![11]);
+        conn.abort();
+    }
+
+    #[tokio::test]
+    async fn requests_go_out_through_the_applications_client_once_subscribed() {
+        let (conn, attached, mut requests) = attached(false).await;
+        let store = conn.state_store();
+        let options = SetOptions::new();
+        let mut set = Box::pin(store.set("k", "v", &options));
+        // Not connected: the request waits in the engine.
+        assert!(tokio::time::timeout(Duration::from_millis(50), &mut set)
+            .await
+            .is_err());
+        assert!(sent(&mut requests).is_empty());
+        connect(&attached, &mut requests);
+        let mut published = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while published.is_empty() {
+                published = sent(&mut requests)
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        Request::Publish(p) => Some(p.topic),
+                        _ => None,
+                    })
+                    .collect();
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the request is published");
+        assert_eq!(published, vec![Bytes::from(envelope::REQUEST_TOPIC)]);
+        conn.abort();
+    }
+
+    #[tokio::test]
+    async fn connection_state_follows_the_applications_events() {
+        let (conn, attached, mut requests) = attached(false).await;
+        assert_eq!(conn.state(), ConnectionState::Connecting);
+        connect(&attached, &mut requests);
+        conn.wait_connected().await.expect("connected");
+        attached.handle_error(&ConnectionError::RequestsDone);
+        assert!(matches!(conn.state(), ConnectionState::Disconnected(_)));
+        attached.mark_connected();
+        assert_eq!(conn.state(), ConnectionState::Connected);
+        assert!(!attached.handle_event(&Event::Outgoing(Outgoing::Disconnect)));
+        assert!(matches!(conn.state(), ConnectionState::Disconnected(_)));
+        conn.abort();
+    }
+
+    #[tokio::test]
+    async fn closing_unsubscribes_and_leaves_the_applications_connection_alone() {
+        let (conn, attached, mut requests) = attached(false).await;
+        connect(&attached, &mut requests);
+        tokio::time::timeout(Duration::from_secs(5), conn.close())
+            .await
+            .expect("closes in time");
+        assert_eq!(conn.state(), ConnectionState::Closed);
+        let requests = sent(&mut requests);
+        let unsubscribed: Vec<String> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::Unsubscribe(u) => Some(u.filters.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(
+            unsubscribed,
+            vec![
+                attached.response_topic().to_string(),
+                attached.notification_filter().to_string()
+            ]
+        );
+        assert!(!requests.iter().any(|r| matches!(r, Request::Disconnect)));
+        // Its publishes are still recognised (and dropped) after the end.
+        let reply = attached.response_topic().to_string();
+        assert!(attached.handle_event(&incoming(&reply, 9)));
+    }
+
+    #[tokio::test]
+    async fn dropping_attached_ends_the_connection() {
+        let (conn, attached, mut requests) = attached(false).await;
+        connect(&attached, &mut requests);
+        drop(attached);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while conn.state() != ConnectionState::Closed {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("closed once the application's end is gone");
+        let store = conn.state_store();
+        let r = store.get("k", None).await;
+        assert!(r.is_err(), "{r:?}");
     }
 }

@@ -85,16 +85,15 @@ async fn app_loop(
 
 /// Starts an application connection with leasedlock attached, and waits until it is up.
 async fn start_app(
-    host: &str,
-    port: u16,
-    client_id: &str,
+    options: MqttOptions,
     request_timeout: Duration,
     own_topic: Option<String>,
 ) -> (Connection, App, mpsc::UnboundedReceiver<Publish>) {
-    let (client, event_loop) = AsyncClient::new(app_options(host, port, client_id), 64);
+    let client_id = options.client_id();
+    let (client, event_loop) = AsyncClient::new(options, 64);
     let (conn, attached) = attach(
         client.clone(),
-        AttachOptions::new(client_id).request_timeout(request_timeout),
+        AttachOptions::new(client_id.as_str()).request_timeout(request_timeout),
     )
     .await
     .expect("attach");
@@ -147,14 +146,8 @@ impl sc::Runtime for TokioAttached {
 
     fn connect(&self, spec: sc::ConnectSpec) -> BoxFuture<'static, Result<Self::Conn, Failure>> {
         Box::pin(async move {
-            let (conn, app, _own) = start_app(
-                &spec.host,
-                spec.port,
-                &spec.client_id,
-                spec.request_timeout,
-                None,
-            )
-            .await;
+            let options = app_options(&spec.host, spec.port, &spec.client_id);
+            let (conn, app, _own) = start_app(options, spec.request_timeout, None).await;
             Ok(ApiConn(AttachedConn {
                 conn,
                 app: Arc::new(app),
@@ -205,9 +198,7 @@ fn application_traffic_shares_the_connection_with_a_contended_lease() {
         let own_topic = unique("attach-app/in");
         let client_id = unique("attach-app");
         let (conn, app, mut own) = start_app(
-            env.host(),
-            env.port(),
-            &client_id,
+            app_options(env.host(), env.port(), &client_id),
             Duration::from_secs(1),
             Some(own_topic.clone()),
         )
@@ -226,7 +217,12 @@ fn application_traffic_shares_the_connection_with_a_contended_lease() {
         let mut say = |client: &AsyncClient| {
             sent += 1;
             client
-                .try_publish(own_topic.as_str(), QoS::AtLeastOnce, false, format!("app-{sent}"))
+                .try_publish(
+                    own_topic.as_str(),
+                    QoS::AtLeastOnce,
+                    false,
+                    format!("app-{sent}"),
+                )
                 .expect("room in the application's channel");
             sent
         };
@@ -247,7 +243,7 @@ fn application_traffic_shares_the_connection_with_a_contended_lease() {
                 .await
                 .expect("the application's message arrives")
                 .expect("the application's loop runs");
-            if publish.payload == Bytes::from(format!("app-{n}")) {
+            if publish.payload == format!("app-{n}").as_bytes() {
                 break;
             }
         }
@@ -317,6 +313,57 @@ fn application_traffic_shares_the_connection_with_a_contended_lease() {
             let n = say(&app.client);
             own_message(&mut own, &own_topic, n).await;
         }
-        assert!(own.try_recv().is_err(), "nothing but the application's messages");
+        assert!(
+            own.try_recv().is_err(),
+            "nothing but the application's messages"
+        );
+    });
+}
+
+/// The application resumes a session its client id left on the broker earlier (clean start
+/// off, a session expiry): the first CONNACK says the session is present, yet none of
+/// leasedlock's subscriptions can be in it (the engine subscribes until its response topic was
+/// granted once, whatever the session flag says). Its requests are answered.
+#[test]
+fn attaching_to_a_resumed_session_still_subscribes() {
+    run(async {
+        let env = Env::with_emulator();
+        let client_id = unique("attach-resume");
+        let resumable = || {
+            let mut options = app_options(env.host(), env.port(), &client_id);
+            options.set_clean_start(false);
+            options.set_session_expiry_interval(Some(60));
+            options
+        };
+        // An earlier run of the application: connects, leaves its session behind.
+        let (earlier, mut event_loop) = AsyncClient::new(resumable(), 8);
+        let first = tokio::time::timeout(Duration::from_secs(5), event_loop.poll())
+            .await
+            .expect("the earlier run connects in time");
+        assert!(matches!(first, Ok(Event::Incoming(Packet::ConnAck(_)))));
+        earlier.try_disconnect().expect("disconnect queued");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !matches!(
+                event_loop.poll().await,
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_)
+            ) {}
+        })
+        .await
+        .expect("the earlier run disconnects in time");
+        drop(event_loop);
+
+        let (conn, _app, _own) = start_app(resumable(), Duration::from_secs(1), None).await;
+        let store = conn.state_store();
+        let key = unique("attach-resume-key");
+        let set = must(
+            &TokioAttached,
+            Duration::from_secs(5),
+            "set",
+            store.set(key.clone(), "v", &leasedlock_tokio::SetOptions::new()),
+        )
+        .await
+        .expect("the store answers on the resumed session");
+        assert!(set.applied);
+        conn.close().await;
     });
 }
