@@ -1,8 +1,9 @@
 //! An application that already runs its own MQTT 5 connection (rumqttc) and lets leasedlock use
 //! it: no second connection. The application keeps polling its event loop and handles its own
 //! topic; leasedlock gets every polled event first and says which ones were its own. While it
-//! holds the lease `examples/attach`, the application publishes a heartbeat on its own topic;
-//! Ctrl-C releases the lease and ends. Run two copies to watch the second wait for the first.
+//! holds the lock `examples/attach` (renewed as it runs), the application publishes a heartbeat
+//! on its own topic; Ctrl-C unlocks and ends. Run two copies to watch the second wait for the
+//! first: the release reaches it as a key notification on its own connection.
 //!
 //! Needs a broker and a state store, e.g. `bash scripts/mosquitto.sh start` and
 //! `cargo run -p leasedlock-emulator -- --broker 127.0.0.1:1883`, then
@@ -10,7 +11,7 @@
 
 use std::time::Duration;
 
-use leasedlock_tokio::{attach, AcquireOptions, AttachOptions, Attached};
+use leasedlock_tokio::{attach, AttachOptions, Attached, LockOptions};
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
@@ -33,23 +34,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     options.set_network_options(network);
     let (client, event_loop) = AsyncClient::new(options, 64);
 
-    let (conn, attached) = attach(client.clone(), AttachOptions::new(id.clone())).await?;
+    let options = AttachOptions::new(id.clone()).request_timeout(Duration::from_secs(2));
+    let (conn, attached) = attach(client.clone(), options).await?;
     tokio::spawn(application_loop(event_loop, attached, client.clone()));
     conn.wait_connected().await?;
 
-    let lease = conn.lease("examples/attach")?;
-    let options = AcquireOptions::new().renew(Duration::from_secs(3));
-    println!("{id}: waiting for the lease");
-    while !lease.acquire(Duration::from_secs(10), &options).await? {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = tokio::signal::ctrl_c() => {
-                conn.close().await;
-                return Ok(());
-            }
+    let lock = conn.lock("examples/attach")?;
+    println!("{id}: waiting for the lock");
+    let options = LockOptions::new().renew(Duration::from_secs(3));
+    let token = tokio::select! {
+        token = lock.lock(Duration::from_secs(10), &options) => token?,
+        _ = tokio::signal::ctrl_c() => {
+            conn.close().await;
+            return Ok(());
         }
-    }
-    println!("{id}: holding the lease (token {})", lease.token()?);
+    };
+    println!("{id}: holding the lock (fencing token {token})");
     let mut beat = 0u64;
     loop {
         tokio::select! {
@@ -59,13 +59,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .publish(APP_TOPIC, QoS::AtLeastOnce, false, format!("{id} beat {beat}"))
                     .await?;
             }
-            why = lease.lost() => {
-                println!("{id}: lease lost: {why}");
+            why = lock.lost() => {
+                println!("{id}: lock lost: {why}");
                 break;
             }
             _ = tokio::signal::ctrl_c() => {
-                lease.release().await?;
-                println!("{id}: released");
+                lock.unlock().await?;
+                println!("{id}: unlocked");
                 break;
             }
         }
