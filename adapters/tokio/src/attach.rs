@@ -231,18 +231,19 @@ impl Attached {
     pub fn handle_event(&self, event: &Event) -> bool {
         let shared = &self.shared;
         let mut st = shared.lock();
-        let ours = match event {
+        // (leasedlock's own event, the engine was fed)
+        let (ours, fed) = match event {
             Event::Incoming(Packet::Publish(publish)) => {
                 let ours = shared.is_ours(&publish.topic);
                 if ours {
                     shared.publish(&mut st, publish);
                 }
-                ours
+                (ours, ours)
             }
             Event::Incoming(Packet::ConnAck(ack)) => {
                 info!(session_present = ack.session_present, "connected");
                 shared.connected(&mut st, ack.session_present);
-                false
+                (false, true)
             }
             Event::Incoming(Packet::SubAck(ack)) => {
                 match st.subs.on_suback(ack.pkid, &ack.return_codes) {
@@ -254,27 +255,30 @@ impl Attached {
                             }
                         }
                         shared.transmit(&mut st);
-                        true
+                        (true, true)
                     }
-                    None => false,
+                    None => (false, false),
                 }
             }
             Event::Outgoing(Outgoing::Subscribe(pkid)) => {
                 st.subs.on_written(*pkid);
-                false
+                (false, false)
             }
             Event::Outgoing(Outgoing::Disconnect) => {
                 shared.disconnected(&mut st, "the application disconnected".to_string());
-                false
+                (false, true)
             }
-            _ => false,
+            _ => (false, false),
         };
         // Every event may have freed room in rumqttc's channel.
         if st.outbox.len() > 0 {
             st.outbox.flush(&shared.mqtt, &shared.client_id);
         }
         drop(st);
-        shared.wake.notify_one();
+        if fed {
+            // The engine's next deadline may have moved.
+            shared.wake.notify_one();
+        }
         ours
     }
 
