@@ -10,7 +10,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use leasedlock_api::{
-    Authentication, Backoff, Clock, Commands, ConnectionOptions, Engine, Transmit, WakeCap,
+    Authentication, Backoff, Clock, Commands, ConnectionOptions, Engine, TlsOptions, Transmit,
+    WakeCap,
 };
 use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
@@ -18,7 +19,7 @@ use rumqttc::Outgoing;
 use tracing::{error, info, trace, warn};
 
 use crate::convert;
-use crate::options::apply_credentials;
+use crate::options::{apply_credentials, tls_transport};
 use crate::outbox::{Outbound, Outbox};
 use crate::subscriptions::{SubOp, Subscriptions};
 use crate::timer::Timer;
@@ -29,21 +30,40 @@ pub(crate) const HOP: &str = "leasedlock::hop";
 
 type PollFuture = Pin<Box<dyn Future<Output = (EventLoop, Result<Event, ConnectionError>)> + Send>>;
 
-/// One `EventLoop::poll`, optionally after a back-off delay and a credential refresh.
-fn poll_once(
-    mut el: EventLoop,
-    delay: Option<Duration>,
+/// What is read again from files before every reconnection attempt.
+#[derive(Debug, Clone, Default)]
+struct Refresh {
+    /// Passwords and service-account tokens rotate.
     auth: Option<Authentication>,
-) -> PollFuture {
+    /// A mounted CA bundle (or client certificate) is replaced when it rotates.
+    tls: Option<TlsOptions>,
+}
+
+/// One `EventLoop::poll`, optionally after a back-off delay and a refresh of what was read from
+/// files.
+fn poll_once(mut el: EventLoop, delay: Option<Duration>, refresh: Option<Refresh>) -> PollFuture {
     Box::pin(async move {
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
-        if let Some(auth) = auth {
-            // Rotated passwords and service-account tokens are picked up on reconnect. A file
-            // that cannot be read keeps the previous credentials.
+        let refresh = refresh.unwrap_or_default();
+        if let Some(auth) = refresh.auth {
+            // A file that cannot be read keeps the previous credentials.
             if let Err(e) = apply_credentials(&auth, &mut el.options).await {
                 warn!(error = %e, "credential refresh failed; reconnecting with the previous ones");
+            }
+        }
+        if let Some(tls) = refresh.tls {
+            // rustls reads the PEM files with blocking calls: off the runtime's threads. Files
+            // that cannot be read or parsed keep the previous TLS configuration.
+            match tokio::task::spawn_blocking(move || tls_transport(&tls)).await {
+                Ok(Ok(transport)) => {
+                    el.options.set_transport(transport);
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %e, "TLS refresh failed; reconnecting with the previous files")
+                }
+                Err(e) => warn!(error = %e, "TLS refresh did not run"),
             }
         }
         let result = el.poll().await;
@@ -61,7 +81,7 @@ pub(crate) struct Driver {
     subs: Subscriptions,
     outbox: Outbox,
     backoff: Backoff,
-    refresh_auth: Option<Authentication>,
+    refresh: Refresh,
     /// The MQTT client id, to tell connections apart in trace events.
     id: String,
 }
@@ -79,9 +99,12 @@ impl Driver {
         let capacity = options.get_max_in_flight().saturating_add(64);
         let id = mqtt.client_id();
         let (mqtt_client, event_loop) = AsyncClient::new(mqtt, capacity);
-        let refresh_auth = match options.get_authentication() {
-            Authentication::None => None,
-            other => Some(other.clone()),
+        let refresh = Refresh {
+            auth: match options.get_authentication() {
+                Authentication::None => None,
+                other => Some(other.clone()),
+            },
+            tls: options.get_tls().cloned(),
         };
         let (reconnect_min, reconnect_max) = options.get_reconnect_backoff();
         let seed = engine.seed();
@@ -94,7 +117,7 @@ impl Driver {
             subs: Subscriptions::default(),
             outbox: Outbox::default(),
             backoff: Backoff::new(reconnect_min, reconnect_max, seed),
-            refresh_auth,
+            refresh,
             id,
         }
     }
@@ -127,8 +150,8 @@ impl Driver {
             tokio::select! {
                 (mut el, result) = &mut poll => {
                     let delay = self.on_event(&mut el, result);
-                    let auth = delay.and(self.refresh_auth.clone());
-                    poll = poll_once(el, delay, auth);
+                    let refresh = delay.map(|_| self.refresh.clone());
+                    poll = poll_once(el, delay, refresh);
                 }
                 command = self.commands.recv(), if commands_open => match command {
                     Some(command) => {
