@@ -250,6 +250,9 @@ enum Origin {
     /// A KEYNOTIFY the client re-sends by itself after a reconnect: ends in
     /// [`Output::Reregistered`] (while the key is still observed).
     Reregistration,
+    /// A KEYNOTIFY STOP the client re-sends by itself because an earlier one may not have
+    /// reached the store: ends silently.
+    Unregistration,
 }
 
 /// One request in the in-flight table.
@@ -298,10 +301,17 @@ pub struct Client {
     queue: VecDeque<usize>,
     user_in_flight: usize,
     reregistrations: usize,
+    /// Retried KEYNOTIFY STOPs in the table.
+    stops_in_flight: usize,
     /// Observed keys with their reference counts.
     observed: BTreeMap<Bytes, u32>,
     /// Observed keys whose last re-registration failed, with their retry back-off.
     retries: BTreeMap<Bytes, Retry>,
+    /// Keys no longer observed whose KEYNOTIFY STOP may not have reached the store (it timed
+    /// out, or its outcome is unknown) on this connection, with their retry back-off: the
+    /// store would otherwise keep the registration, and its notifications, until the
+    /// connection ends.
+    unregistrations: BTreeMap<Bytes, Retry>,
     /// The monotonic time of the latest input (when a failed re-registration is retried is
     /// counted from it).
     last_now: Instant,
@@ -428,6 +438,7 @@ impl Client {
             max_in_flight: config.max_in_flight,
             max_observed: config.max_observed,
             retries: BTreeMap::new(),
+            unregistrations: BTreeMap::new(),
             last_now: Instant::ZERO,
             default_timeout: config.default_timeout,
             slots,
@@ -438,6 +449,7 @@ impl Client {
             queue: VecDeque::with_capacity(capacity),
             user_in_flight: 0,
             reregistrations: 0,
+            stops_in_flight: 0,
             observed: BTreeMap::new(),
             outputs: VecDeque::with_capacity(2 * capacity + 8),
             next_id: 0,
@@ -493,6 +505,8 @@ impl Client {
             return Err(RequestError::Busy);
         }
         self.check_capacity()?;
+        // Observed again: a STOP still to be retried would now unregister it.
+        self.unregistrations.remove(&key);
         self.observed.insert(key, 1);
         Ok(self.start(request, options, now))
     }
@@ -522,6 +536,8 @@ impl Client {
             }
         }
         self.check_capacity()?;
+        // This STOP supersedes one still to be retried.
+        self.unregistrations.remove(&key);
         if self.observed.remove(&key).is_some() {
             self.retries.remove(&key);
             self.drop_reregistrations(&key);
@@ -556,6 +572,10 @@ impl Client {
                     Origin::Reregistration => {
                         self.remove(slot);
                     }
+                    // The store dropped the registration with the old connection.
+                    Origin::Unregistration => {
+                        self.remove(slot);
+                    }
                 }
             }
         }
@@ -566,8 +586,10 @@ impl Client {
                 .push_back(Output::Subscribe(self.notification_filter.clone()));
         }
         self.last_now = now.mono;
-        // Every observed key is registered again right below: earlier back-offs are moot.
+        // Every observed key is registered again right below: earlier back-offs are moot. The
+        // store dropped every registration with the old connection: nothing left to stop.
         self.retries.clear();
+        self.unregistrations.clear();
         self.reregister_observed(now);
         self.flush(now);
     }
@@ -623,7 +645,6 @@ impl Client {
     /// back-off is over.
     pub fn handle_timeout(&mut self, now: Now) {
         self.last_now = now.mono;
-        self.retry_reregistrations(now);
         for slot in 0..self.slots.len() {
             if !matches!(self.deadlines.get(slot), Some(Some(d)) if *d <= now.mono) {
                 continue;
@@ -636,6 +657,10 @@ impl Client {
                 self.finish(slot, Err(RequestError::Timeout { sent }), None);
             }
         }
+        // After the timeouts: one of them may have made a retry due at once (a STOP that
+        // ended while its key was observed again re-registers the key).
+        self.retry_reregistrations(now);
+        self.retry_unregistrations(now);
     }
 
     /// The next output, or `None` when drained.
@@ -647,7 +672,11 @@ impl Client {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let requests = self.deadlines.iter().flatten().min().copied();
         let retries = if self.connected {
-            self.retries.values().filter_map(|r| r.due).min()
+            self.retries
+                .values()
+                .chain(self.unregistrations.values())
+                .filter_map(|r| r.due)
+                .min()
         } else {
             None
         };
@@ -694,6 +723,68 @@ impl Client {
                 now,
             );
         }
+    }
+
+    /// Keys no longer observed whose KEYNOTIFY STOP is being retried (it may not have reached
+    /// the store).
+    pub fn unregistrations_pending(&self) -> usize {
+        self.unregistrations.len()
+    }
+
+    /// Sends again every KEYNOTIFY STOP whose back-off is over (while connected; a reconnect
+    /// drops every registration anyway).
+    fn retry_unregistrations(&mut self, now: Now) {
+        if !self.connected {
+            return;
+        }
+        let due: Vec<Bytes> = self
+            .unregistrations
+            .iter()
+            .filter(|(_, r)| r.due.is_some_and(|d| d <= now.mono))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(r) = self.unregistrations.get_mut(&key) {
+                r.due = None;
+            }
+            let deadline = now.mono + self.default_timeout;
+            self.enqueue(
+                Origin::Unregistration,
+                Request::KeyNotifyStop { key },
+                None,
+                false,
+                deadline,
+                now,
+            );
+        }
+    }
+
+    /// A KEYNOTIFY STOP of `key` ended with `result`: if it may not have reached the store
+    /// while the key is no longer observed, it is sent again after a back-off.
+    fn stop_ended(&mut self, key: &Bytes, result: &Result<Response, RequestError>) {
+        // Not sent, or no answer: the registration may still be there. Any answer of the
+        // store (even one this client cannot read) means the STOP reached it.
+        let may_be_lost = match result {
+            Err(
+                RequestError::Timeout { .. }
+                | RequestError::Unknown
+                | RequestError::Busy
+                | RequestError::SubscriptionRefused,
+            ) => true,
+            Err(RequestError::Status { status, .. }) => matches!(status, 408 | 503),
+            _ => false,
+        };
+        if !may_be_lost || !self.connected || self.observed.contains_key(key) {
+            self.unregistrations.remove(key);
+            return;
+        }
+        let retry = self.unregistrations.entry(key.clone()).or_insert(Retry {
+            failures: 0,
+            due: None,
+        });
+        retry.failures = retry.failures.saturating_add(1);
+        let delay = retry_delay(retry.failures, self.rng.unit_f64());
+        retry.due = Some(self.last_now + delay);
     }
 
     /// Number of caller requests in flight (queued or sent); `Busy` starts at
@@ -823,6 +914,7 @@ impl Client {
         match origin {
             Origin::User(_) => self.user_in_flight += 1,
             Origin::Reregistration => self.reregistrations += 1,
+            Origin::Unregistration => self.stops_in_flight += 1,
         }
         self.queue.push_back(slot);
         self.flush(now);
@@ -893,6 +985,9 @@ impl Client {
             Origin::Reregistration => {
                 self.reregistrations = self.reregistrations.saturating_sub(1);
             }
+            Origin::Unregistration => {
+                self.stops_in_flight = self.stops_in_flight.saturating_sub(1);
+            }
         }
         Some(entry)
     }
@@ -918,13 +1013,36 @@ impl Client {
         version: Option<Hlc>,
     ) {
         match origin {
-            Origin::User(id) => self.outputs.push_back(Output::Completion(Completion {
-                id,
-                kind: request.kind(),
-                sent_at,
-                result,
-                version,
-            })),
+            Origin::User(id) => {
+                if let Request::KeyNotifyStop { key } = request {
+                    self.stop_ended(key, &result);
+                }
+                self.outputs.push_back(Output::Completion(Completion {
+                    id,
+                    kind: request.kind(),
+                    sent_at,
+                    result,
+                    version,
+                }))
+            }
+            Origin::Unregistration => {
+                let key = request.key().clone();
+                if self.observed.contains_key(&key) {
+                    // Observed again while this STOP was on its way: it may have unregistered
+                    // the new registration, so register once more.
+                    // (At once, through the re-registration retries.)
+                    self.unregistrations.remove(&key);
+                    self.retries.insert(
+                        key,
+                        Retry {
+                            failures: 0,
+                            due: Some(self.last_now),
+                        },
+                    );
+                } else {
+                    self.stop_ended(&key, &result);
+                }
+            }
             Origin::Reregistration => {
                 if self.observed.contains_key(request.key()) {
                     let key = request.key().clone();
@@ -2092,6 +2210,56 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_that_may_not_have_reached_the_store_is_sent_again() {
+        // Found by the simulator: a lock wait dropped during a partition lost its STOP, and
+        // the store kept the registration (and sent its notifications) until the connection
+        // ended.
+        let mut c = ready_client(config());
+        let mut now = t0();
+        observed_keys_registered(&mut c, &["k"], now);
+        let id = c.unobserve(b("k"), RequestOptions::default(), now).unwrap();
+        assert_eq!(publishes(&drain(&mut c)).len(), 1);
+        // No answer: the STOP times out; its caller hears of it as usual.
+        let timeout = c.poll_timeout().expect("the STOP's deadline");
+        now = now.advanced(timeout.saturating_duration_since(now.mono));
+        c.handle_timeout(now);
+        let done = only_completion(&drain(&mut c));
+        assert_eq!(done.id, id);
+        assert_eq!(c.unregistrations_pending(), 1);
+        // After the back-off the client sends it again by itself, with no output of its own.
+        let due = c.poll_timeout().expect("a retry is scheduled");
+        assert!(due.saturating_duration_since(now.mono) <= RETRY_MAX);
+        now = now.advanced(due.saturating_duration_since(now.mono));
+        c.handle_timeout(now);
+        let outs = drain(&mut c);
+        let again = only_publish(&outs);
+        assert_eq!(
+            again.payload,
+            encoded(&Request::KeyNotifyStop { key: b("k") })
+        );
+        assert_eq!(c.in_flight(), 0, "not a caller's request");
+        c.handle_publish(reply(&again, b"+OK\r\n", None), now);
+        assert_eq!(drain(&mut c), vec![], "ends silently");
+        assert_eq!(c.unregistrations_pending(), 0);
+        assert_eq!(c.poll_timeout(), None);
+
+        // Observing the key again cancels a pending retry; so does a reconnect.
+        observed_keys_registered(&mut c, &["k"], now);
+        c.unobserve(b("k"), RequestOptions::default(), now).unwrap();
+        drain(&mut c);
+        let timeout = c.poll_timeout().expect("the STOP's deadline");
+        now = now.advanced(timeout.saturating_duration_since(now.mono));
+        c.handle_timeout(now);
+        drain(&mut c);
+        assert_eq!(c.unregistrations_pending(), 1);
+        c.observe(b("k"), RequestOptions::default(), now).unwrap();
+        assert_eq!(c.unregistrations_pending(), 0);
+        c.handle_disconnected(now);
+        c.handle_connected(false, now);
+        assert_eq!(c.unregistrations_pending(), 0);
+    }
+
+    #[test]
     fn retry_delays_are_bounded_and_jittered() {
         for failures in 0..40 {
             for random in [0.0, 0.3, 0.999_999, 1.0] {
@@ -2454,6 +2622,7 @@ mod tests {
                     .client
                     .retries
                     .values()
+                    .chain(h.client.unregistrations.values())
                     .filter_map(|r| r.due)
                     .filter(|_| h.client.connected)
                     .min();
@@ -2474,10 +2643,12 @@ mod tests {
                 prop_assert_eq!(h.completed.get(id), Some(&1), "{:?} never completed", id);
             }
             prop_assert_eq!(h.client.in_flight(), 0);
-            // Only the retries of failed re-registrations of still observed keys are left.
+            // Only the retries of failed re-registrations of still observed keys are left...
             prop_assert!(h.client.reregistrations_in_flight() <= h.client.reregistrations_failing());
             prop_assert!(h.client.retries.keys().all(|k| h.client.observed.contains_key(k)));
-            if h.client.reregistrations_failing() == 0 {
+            // And the STOPs to retry of keys no longer observed.
+            prop_assert!(h.client.unregistrations.keys().all(|k| !h.client.observed.contains_key(k)));
+            if h.client.reregistrations_failing() == 0 && h.client.unregistrations_pending() == 0 {
                 prop_assert_eq!(h.client.poll_timeout(), None);
             }
         }

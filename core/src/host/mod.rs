@@ -398,6 +398,9 @@ pub struct Host {
     outputs: VecDeque<HostOutput>,
     /// Closing: no new work; in-flight work may run until then.
     closing_until: Option<Instant>,
+    /// The end of the grace period as a deadline, until a timer tick at or after it has been
+    /// handled (then [`Host::grace_over`] says it).
+    grace_alarm: Option<Instant>,
 }
 
 impl Host {
@@ -413,6 +416,7 @@ impl Host {
             touched: BTreeSet::new(),
             outputs: VecDeque::new(),
             closing_until: None,
+            grace_alarm: None,
         }
     }
 
@@ -542,7 +546,9 @@ impl Host {
         if self.closing_until.is_some() {
             return;
         }
-        self.closing_until = Some(now.mono.saturating_add(self.config.request_timeout));
+        let until = now.mono.saturating_add(self.config.request_timeout);
+        self.closing_until = Some(until);
+        self.grace_alarm = Some(until);
         let handles: alloc::vec::Vec<HandleId> = self.slots.keys().copied().collect();
         for handle in handles {
             self.drop_handle(handle, true, r, now);
@@ -625,6 +631,9 @@ impl Host {
 
     /// Time passed: runs the machine deadlines due at `now` (calling it early is harmless).
     pub fn handle_timeout(&mut self, r: &mut dyn Requester, now: Now) {
+        if self.grace_alarm.is_some_and(|at| at <= now.mono) {
+            self.grace_alarm = None;
+        }
         while let Some(&(at, handle)) = self.timers.first() {
             if at > now.mono {
                 break;
@@ -638,10 +647,11 @@ impl Host {
         self.settle(r, now);
     }
 
-    /// The earliest machine deadline, or the end of the closing grace period.
+    /// The earliest machine deadline, or the end of the closing grace period (until a tick
+    /// at or after it was handled).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timer = self.timers.first().map(|(at, _)| *at);
-        match (timer, self.closing_until) {
+        match (timer, self.grace_alarm) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }

@@ -603,9 +603,9 @@ fn scenario_sim(seed: u64) -> Sim {
 }
 
 /// Seeds whose scenario ([`Scenario::from_seed`]) lets a command stopped by [`LATE_KILL`] run
-/// on after the store granted its lease to another client (found by running seeds 0–39: 21
-/// of them fail so).
-const LATE_KILL_CAUGHT: [u64; 6] = [4, 5, 7, 13, 14, 18];
+/// on after the store granted its lease to another client (found by running seeds 0–39: 16
+/// of them fail so; the set moves whenever a change alters the runs' random draws).
+const LATE_KILL_CAUGHT: [u64; 6] = [5, 7, 13, 14, 17, 18];
 
 #[test]
 fn a_late_kill_policy_breaks_s6() {

@@ -1464,11 +1464,21 @@ impl<'p> World<'p> {
             }
         }
         if self.store.registration_count() != 0 {
+            // Name them: which node left which key registered.
+            let left: Vec<String> = self
+                .by_id
+                .iter()
+                .flat_map(|(id, n)| {
+                    let keys = self.store.registrations_of(id);
+                    keys.into_iter().map(move |k| format!("c{n} on {k:?}"))
+                })
+                .collect();
             return fail(
                 Invariant::Leak,
                 format!(
-                    "the store still holds {} KEYNOTIFY registrations after every node stopped",
-                    self.store.registration_count()
+                    "the store still holds {} KEYNOTIFY registrations after every node stopped: {}",
+                    self.store.registration_count(),
+                    left.join(", ")
                 ),
             );
         }

@@ -265,9 +265,12 @@ impl SharedAgent {
         while let Some(out) = self.host.poll_output() {
             self.on_host_output(out, ctx);
         }
-        // A closed connection's successor: new handles on a fresh host, once the old one is
-        // done (its leftovers are the client's to finish).
-        if self.host.is_closing() && (self.host.is_idle() || self.host.grace_over(ctx.now())) {
+        // A closed connection's successor: new handles on a fresh host once the old one has
+        // nothing left in flight. Not at the end of the grace period, as an adapter would:
+        // an adapter then disconnects, and the store drops the registrations with the
+        // session; this node's client stays connected, so its old host must finish (and stop
+        // its KEYNOTIFYs) by itself.
+        if self.host.is_closing() && self.host.is_idle() {
             self.host = Host::new(*self.host.config());
         }
     }
