@@ -7,6 +7,7 @@ mod backoff;
 mod cancel;
 mod clock;
 mod connection;
+pub mod driver;
 pub mod edit;
 mod engine;
 mod error;

@@ -16,7 +16,9 @@ use futures_lite::future;
 use leasedlock_api::{Clock, ConnectError, ConnectionOptions, ConnectionState, Engine};
 use tracing::Instrument;
 
-use crate::driver::Driver;
+use leasedlock_api::driver::Driver;
+
+use crate::deadline::Deadline;
 use crate::mqtt::Mqtt;
 use crate::spawn::{Spawn, Spawner};
 
@@ -84,7 +86,8 @@ impl Connection {
             return Err(ConnectError::Closed);
         }
         let span = tracing::info_span!("leasedlock", client_id = %options.client_id());
-        let driver = Driver::new(engine, commands, clock, mqtt);
+        let id = options.client_id().to_string();
+        let driver = Driver::new(engine, commands, clock, mqtt, Deadline::default(), id);
         let (abort, aborted) = async_channel::bounded::<()>(1);
         // The task holds a sender itself, so dropping every `Connection` clone (while other
         // handles live on) does not close the channel; only `abort()` does.

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use leasedlock_api::{Clock, ConnectError, ConnectionOptions, ConnectionState, Engine};
 use tracing::Instrument;
 
-use crate::driver::Driver;
+use leasedlock_api::driver::Driver;
+
+use crate::link::RumqttcLink;
+use crate::timer::Timer;
 
 /// Aborts the driver task when the last [`Connection`] clone that owns it is told to.
 #[derive(Debug)]
@@ -56,7 +59,9 @@ impl Connection {
         let clock = Clock::new();
         let (engine, inner, commands) = Engine::new(&options, clock)?;
         let span = tracing::info_span!("leasedlock", client_id = %options.client_id());
-        let driver = Driver::new(engine, commands, clock, mqtt, &options);
+        let link = RumqttcLink::new(mqtt, &options, engine.seed());
+        let id = link.id().to_string();
+        let driver = Driver::new(engine, commands, clock, link, Timer::new(), id);
         let task = tokio::spawn(driver.run().instrument(span)).abort_handle();
         Ok(Connection {
             inner,

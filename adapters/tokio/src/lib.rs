@@ -5,7 +5,7 @@
 mod attach;
 mod connection;
 mod convert;
-mod driver;
+mod link;
 mod options;
 mod outbox;
 mod shared_subscriptions;

@@ -65,11 +65,21 @@ impl Timer {
         if left > PRECISE {
             tokio::time::sleep_until(at).await;
         } else if !left.is_zero() {
-            tracing::trace!(target: crate::driver::HOP, left = ?left, "precise sleep");
+            tracing::trace!(target: crate::link::HOP, left = ?left, "precise sleep");
             // A dropped wait leaves this sleep to finish on its own: at most one tick.
             let _ = tokio::task::spawn_blocking(move || std::thread::sleep(left)).await;
         }
         self.armed = None;
+    }
+}
+
+impl leasedlock_api::driver::Timer for Timer {
+    fn arm(&mut self, at: std::time::Instant) {
+        self.set(Some(Instant::from_std(at)));
+    }
+
+    async fn fired(&mut self) {
+        Timer::fired(self).await
     }
 }
 
