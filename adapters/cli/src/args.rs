@@ -101,10 +101,15 @@ pub struct GlobalOptions {
     )]
     pub sat_file: Option<PathBuf>,
 
-    /// Give up after this long: per request [default: 10s]; for `lock`, the whole wait for the
-    /// lock [default: wait forever]. Units: ms, s, m, h
-    #[arg(long, global = true, env = "LEASEDLOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
+    /// Give up on each request to the state store (one GET, SET, renewal...) after this long
+    /// [default: 10s]. Never bounds the wait for a lock: that is `lock --wait`
+    #[arg(long, global = true, env = "LEASEDLOCK_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+
+    /// Removed: it meant both the per-request limit and the whole wait of `lock`. Refused with
+    /// a message naming `--request-timeout` and `lock --wait`.
+    #[arg(long = "timeout", global = true, hide = true, value_name = "DURATION")]
+    pub removed_timeout: Option<String>,
 
     /// Print results as JSON (one object per line) for scripts
     #[arg(long, global = true, env = "LEASEDLOCK_JSON")]
@@ -114,11 +119,19 @@ pub struct GlobalOptions {
 impl GlobalOptions {
     /// The per-request timeout.
     pub fn request_timeout(&self) -> Duration {
-        self.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+        self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
     }
 }
 
-/// The per-request timeout when `--timeout` is not given.
+/// What `--timeout` (removed) has to say: which option replaces which of its two meanings.
+pub const REMOVED_TIMEOUT: &str = "--timeout was removed because it meant two things: use \
+    --request-timeout DURATION for the limit on each request, and `lock --wait DURATION` for \
+    the whole wait for a lock";
+
+/// The environment variable of the removed `--timeout`; still set, it is ignored with a warning.
+pub const REMOVED_TIMEOUT_ENV: &str = "LEASEDLOCK_TIMEOUT";
+
+/// The per-request timeout when `--request-timeout` is not given.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The subcommands.
@@ -284,6 +297,10 @@ pub struct LockArgs {
     /// Session id appended to the holder value
     #[arg(long, value_name = "ID")]
     pub session: Option<String>,
+    /// Give up (exit 124) when the lock is not acquired within DURATION [default: wait as long
+    /// as it takes]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Option<Duration>,
     /// The command and its arguments (after `--`)
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -487,20 +504,23 @@ mod tests {
             "job",
             "--ttl",
             "3s",
-            "--timeout",
+            "--wait",
             "30s",
+            "--request-timeout",
+            "2s",
             "--",
             "sh",
             "-c",
             "echo --ttl",
         ])
         .expect("parses");
-        assert_eq!(cli.global.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(cli.global.request_timeout, Some(Duration::from_secs(2)));
         let Command::Lock(lock) = cli.command else {
             panic!("not lock")
         };
         assert_eq!(lock.ttl, Duration::from_secs(3));
         assert_eq!(lock.grace, None, "derived from --ttl when not given");
+        assert_eq!(lock.wait, Some(Duration::from_secs(30)));
         assert_eq!(
             lock.command,
             vec![OsString::from("sh"), "-c".into(), "echo --ttl".into()]
@@ -540,12 +560,16 @@ mod tests {
     fn help_documents_exit_codes_and_environment() {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("EXIT CODES"), "{help}");
+        assert!(
+            !help.contains("--timeout"),
+            "the removed option is not offered: {help}"
+        );
         for var in [
             "LEASEDLOCK_BROKER",
             "LEASEDLOCK_CLIENT_ID",
             "LEASEDLOCK_TLS_CA",
             "LEASEDLOCK_PASSWORD_FILE",
-            "LEASEDLOCK_TIMEOUT",
+            "LEASEDLOCK_REQUEST_TIMEOUT",
             "LEASEDLOCK_JSON",
         ] {
             assert!(help.contains(var), "{var} missing from --help");

@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
 use crate::args::Cli;
 use crate::exit;
@@ -17,7 +18,21 @@ pub fn main_entry() -> ExitCode {
         return crate::guard::main(&args);
     }
     let cli = Cli::parse_from(args);
+    if cli.global.removed_timeout.is_some() {
+        Cli::command()
+            .error(ErrorKind::ArgumentConflict, crate::args::REMOVED_TIMEOUT)
+            .exit();
+    }
     init_logging();
+    if std::env::var_os(crate::args::REMOVED_TIMEOUT_ENV).is_some() {
+        // A variable exported in some profile should not break every command: the warning
+        // names the replacements.
+        tracing::warn!(
+            "{} is ignored: {}",
+            crate::args::REMOVED_TIMEOUT_ENV,
+            crate::args::REMOVED_TIMEOUT
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use leasedlock_tokio::{Connection, Hlc, LeaderOptions, LockError, LockOptions};
 
-use crate::args::{ElectArgs, GlobalOptions, LockArgs, DEFAULT_REQUEST_TIMEOUT};
+use crate::args::{ElectArgs, GlobalOptions, LockArgs};
 use crate::commands::common::{lossy, Report, ShutdownSignals};
 use crate::commands::connect::{connect, Failure, RenewPlan};
 use crate::exit;
@@ -58,19 +58,17 @@ fn describe_stop<R>(why: &Stop<R>, terminated: &Terminated) -> String {
 /// `lock NAME --ttl D [--grace G] [--session S] -- CMD ARGS…`.
 pub async fn lock(global: &GlobalOptions, args: &LockArgs, report: Report) -> Result<u8, Failure> {
     let mut signals = ShutdownSignals::new();
-    // For `lock`, --timeout bounds the wait for the lock; requests keep the default.
-    let (plan, grace) = RenewPlan::for_command(args.ttl, args.grace, DEFAULT_REQUEST_TIMEOUT)?;
+    let (plan, grace) = RenewPlan::for_command(args.ttl, args.grace, global.request_timeout())?;
     let conn = connect(global, plan.timeout)
         .await
         .map_err(|f| Failure::new(exit::WRAPPER_FAILED, f.message))?;
-    let result = lock_with(&conn, global, args, plan, grace, &mut signals, report).await;
+    let result = lock_with(&conn, args, plan, grace, &mut signals, report).await;
     conn.close().await;
     result
 }
 
 async fn lock_with(
     conn: &Connection,
-    global: &GlobalOptions,
     args: &LockArgs,
     plan: RenewPlan,
     grace: Duration,
@@ -85,14 +83,15 @@ async fn lock_with(
     .map_err(|e| wrapper(e.into()))?;
     let holder = lossy(&lock.holder_value());
     let mut options = LockOptions::new().acquire(plan.acquire_options());
-    if let Some(wait) = global.timeout {
+    // Only --wait bounds the wait; --request-timeout bounds each request of it.
+    if let Some(wait) = args.wait {
         options = options.wait_timeout(wait);
     }
     let token = tokio::select! {
         locked = lock.lock(args.ttl, &options) => match locked {
             Ok(token) => token,
             Err(LockError::Timeout) => {
-                report.error(&format!("{} was not acquired within --timeout", args.name));
+                report.error(&format!("{} was not acquired within --wait", args.name));
                 return Ok(exit::NOT_ACQUIRED);
             }
             Err(e) => return Err(wrapper(Failure::from(e).context("lock"))),
