@@ -64,3 +64,37 @@ fn the_removed_timeout_option_names_its_replacements() {
         );
     }
 }
+
+#[test]
+fn durations_take_compound_forms_and_refuse_garbage_with_a_reason() {
+    let server = Server::start();
+    let out = server.run(&[
+        "lock",
+        "compound",
+        "--ttl",
+        "1m30s",
+        "--wait",
+        "1m2.5s",
+        "--request-timeout",
+        "2s500ms",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    let cases: &[(&str, &str)] = &[
+        ("1m30", "needs a unit"),
+        ("99999999999999999999999h", "too large"),
+        ("18446744073709551615s1s", "too large"),
+        ("3 fortnights", "unknown duration unit"),
+        ("1.2.3s", "not a duration"),
+    ];
+    for (ttl, reason) in cases {
+        let out = server.run(&["lock", "compound", &format!("--ttl={ttl}"), "--", "true"]);
+        assert_eq!(code(&out), 2, "--ttl {ttl}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(reason) && !stderr(&out).contains("panicked"),
+            "--ttl {ttl}: {}",
+            stderr(&out)
+        );
+    }
+}
