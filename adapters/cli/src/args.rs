@@ -148,8 +148,8 @@ pub enum Command {
     Holder(NameArgs),
     /// Print a line each time a lease's holder changes, until interrupted
     Watch(NameArgs),
-    /// Print a key's value
-    Get(KeyArgs),
+    /// Print a key's value: its bytes exactly as stored (no newline added), or --output json|base64
+    Get(GetArgs),
     /// Set a key
     Set(SetArgs),
     /// Delete a key
@@ -241,11 +241,28 @@ pub struct ReleaseArgs {
     pub session: Option<String>,
 }
 
-/// A key.
+/// `get`.
 #[derive(Debug, Clone, Args)]
-pub struct KeyArgs {
+pub struct GetArgs {
     /// The key
     pub key: String,
+    /// How to print the value: raw (its bytes exactly, no newline added), json (one object
+    /// with the value as text when it is UTF-8 and always as base64, and its version) or base64
+    /// (one line) [default: raw; json with --json]
+    #[arg(long, short = 'o', value_enum, value_name = "FORMAT")]
+    pub output: Option<GetOutput>,
+}
+
+/// How `get` prints the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum GetOutput {
+    /// The value's bytes exactly as stored, no newline added.
+    Raw,
+    /// One JSON object: key, found, value (text, or null when not UTF-8), value_base64, version.
+    Json,
+    /// The value in standard base64, with a newline.
+    Base64,
 }
 
 /// `set`.
@@ -253,7 +270,7 @@ pub struct KeyArgs {
 pub struct SetArgs {
     /// The key
     pub key: String,
-    /// The value
+    /// The value; `-` reads it from stdin, as bytes (up to 4 MiB, the store's limit)
     pub value: String,
     /// Expire the key after DURATION
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

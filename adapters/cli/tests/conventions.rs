@@ -98,3 +98,70 @@ fn durations_take_compound_forms_and_refuse_garbage_with_a_reason() {
         );
     }
 }
+
+#[test]
+fn get_prints_the_stored_bytes_and_set_reads_them_from_stdin() {
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let server = Server::start();
+    // Not UTF-8, a NUL, and a trailing newline that must survive both ways.
+    let value: Vec<u8> = vec![0xff, 0x00, b'a', 0xc3, b'\n'];
+    let out = run_with_stdin(server.command(&["set", "bin", "-"]), value.clone(), LIMIT);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+
+    let raw = server.run(&["get", "bin"]);
+    assert_eq!(code(&raw), 0, "stderr: {}", stderr(&raw));
+    assert_eq!(
+        raw.stdout, value,
+        "raw output is the stored bytes, nothing added"
+    );
+
+    let b64 = server.run(&["get", "bin", "--output", "base64"]);
+    assert_eq!(stdout(&b64), format!("{}\n", base64.encode(&value)));
+
+    let json = server.run(&["get", "bin", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_str(stdout(&json).trim()).expect("JSON");
+    assert_eq!(json["found"], true);
+    assert_eq!(json["value"], serde_json::Value::Null, "not UTF-8: {json}");
+    assert_eq!(json["value_base64"], base64.encode(&value));
+    // --json alone still means JSON; --output wins over it.
+    let text = run_with_stdin(server.command(&["set", "txt", "-"]), b"hi".to_vec(), LIMIT);
+    assert_eq!(code(&text), 0, "stderr: {}", stderr(&text));
+    let json = server.run(&["--json", "get", "txt"]);
+    let json: serde_json::Value = serde_json::from_str(stdout(&json).trim()).expect("JSON");
+    assert_eq!(json["value"], "hi");
+    assert_eq!(
+        server.run(&["--json", "get", "txt", "-o", "raw"]).stdout,
+        b"hi"
+    );
+
+    // Absent: exit 1 and nothing on stdout.
+    let missing = server.run(&["get", "nothing-here"]);
+    assert_eq!((code(&missing), missing.stdout.len()), (1, 0));
+}
+
+#[test]
+fn set_from_stdin_refuses_a_value_larger_than_the_store_takes() {
+    let server = Server::start();
+    let limit = 4 * 1024 * 1024;
+    let out = run_with_stdin(
+        server.command(&["set", "big", "-"]),
+        vec![b'x'; limit + 1],
+        LIMIT,
+    );
+    assert_eq!(code(&out), 2, "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("larger than {limit} bytes")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(code(&server.run(&["get", "big"])), 1, "nothing was set");
+    // Exactly the limit is taken.
+    let out = run_with_stdin(
+        server.command(&["set", "big", "-"]),
+        vec![b'x'; limit],
+        LIMIT,
+    );
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert_eq!(server.run(&["get", "big"]).stdout.len(), limit);
+}

@@ -32,6 +32,13 @@ impl Report {
         let _ = out.flush();
     }
 
+    /// Bytes on stdout exactly as given (no newline), flushed at once.
+    pub fn raw(&self, bytes: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    }
+
     /// A JSON object on one line of stdout.
     pub fn json(&self, value: &serde_json::Value) {
         self.line(&value.to_string());
@@ -101,6 +108,18 @@ pub async fn wait_for_shutdown_signal() {
 /// Bytes as text for display (invalid UTF-8 replaced).
 pub fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An error and its causes (`source()` chain) as one line: `what: cause: deeper cause`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// Milliseconds since the Unix epoch.

@@ -107,6 +107,24 @@ pub fn run_within(mut command: Command, within: Duration) -> Output {
     output_within(child, within)
 }
 
+/// Runs `command` with `input` on its stdin (written by a thread; the command may stop reading
+/// early) to completion with a deadline, capturing its output.
+pub fn run_with_stdin(mut command: Command, input: Vec<u8>, within: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run leasedlock");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::thread::spawn(move || {
+        use std::io::Write;
+        // A command that refuses the input closes its end early: that is not a test failure.
+        let _ = stdin.write_all(&input);
+    });
+    output_within(child, within)
+}
+
 /// A `leasedlock serve` child; stopped with SIGINT when dropped.
 pub struct Server {
     pub child: Child,
