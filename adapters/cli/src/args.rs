@@ -111,7 +111,9 @@ pub struct GlobalOptions {
     #[arg(long = "timeout", global = true, hide = true, value_name = "DURATION")]
     pub removed_timeout: Option<String>,
 
-    /// Print results as JSON (one object per line) for scripts
+    /// Print results as JSON (one object per line) for scripts; for lock and elect, event lines
+    /// (acquired, renewed, lost, renew_failed, exit, released, error) on stderr, leaving stdout
+    /// to the command
     #[arg(long, global = true, env = "LEASEDLOCK_JSON")]
     pub json: bool,
 }

@@ -58,7 +58,7 @@ fn lock_runs_the_command_with_its_token_and_releases() {
     ]);
     assert_eq!(code(&out), 127, "stderr: {}", stderr(&out));
     assert_eq!(code(&server.run(&["holder", "job"])), 1);
-    // With --json the reason is a JSON object on stdout.
+    // With --json the reason is an `error` event on stderr; stdout stays the command's.
     let out = server.run(&[
         "--json",
         "lock",
@@ -69,7 +69,12 @@ fn lock_runs_the_command_with_its_token_and_releases() {
         "/nonexistent/leasedlock-test",
     ]);
     assert_eq!(code(&out), 127, "stderr: {}", stderr(&out));
-    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(stdout(&out), "");
+    let json: serde_json::Value = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "error")
+        .expect("an error event");
     assert!(
         json["error"]
             .as_str()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use common::*;
 
@@ -164,4 +164,203 @@ fn set_from_stdin_refuses_a_value_larger_than_the_store_takes() {
     );
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     assert_eq!(server.run(&["get", "big"]).stdout.len(), limit);
+}
+
+/// The next event line on `lines` (a `lock`/`elect --json` stderr), skipping anything else the
+/// command writes there.
+fn next_event(lines: &Lines) -> serde_json::Value {
+    loop {
+        let line = lines.next(LIMIT);
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
+            if value.get("event").is_some() {
+                return value;
+            }
+        }
+    }
+}
+
+#[test]
+fn lock_json_reports_acquired_renewed_exit_and_released_on_stderr() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go = dir.path().join("go");
+    assert!(Command::new("mkfifo")
+        .arg(&go)
+        .status()
+        .expect("mkfifo")
+        .success());
+    // The command runs until the test has seen a renewal, then exits 3.
+    let script = format!("echo out; read _ < {}; exit 3", sh_quote(&go));
+    let mut child = server
+        .command(&[
+            "--json", "lock", "evt", "--ttl", "1s", "--", "sh", "-c", &script,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lock");
+    let stdout = Drain::new(child.stdout.take());
+    let events = Lines::new(child.stderr.take().expect("stderr"));
+    let acquired = next_event(&events);
+    assert_eq!(acquired["event"], "acquired", "{acquired}");
+    assert_eq!(acquired["name"], "evt");
+    let token = acquired["token"].as_str().expect("token").to_string();
+    assert_eq!(token.split(':').count(), 3, "HLC token: {acquired}");
+    let safe_until = acquired["safe_until_ms"].as_u64().expect("safe_until_ms");
+    let at = acquired["wall_ms"].as_u64().expect("wall_ms");
+    assert!(
+        safe_until > at && safe_until <= at + 1000,
+        "safe_until within the lease: {acquired}"
+    );
+    let renewed = next_event(&events);
+    assert_eq!(renewed["event"], "renewed", "{renewed}");
+    assert_ne!(
+        renewed["token"],
+        token.as_str(),
+        "a renewal has a new token"
+    );
+    std::fs::write(&go, "go\n").expect("write the fifo");
+    // Later renewals may come before the command's end.
+    let exit = loop {
+        let event = next_event(&events);
+        if event["event"] != "renewed" {
+            break event;
+        }
+    };
+    assert_eq!(
+        (
+            exit["event"].as_str(),
+            exit["code"].as_i64(),
+            exit["stopped"].as_bool()
+        ),
+        (Some("exit"), Some(3), Some(false)),
+        "{exit}"
+    );
+    let released = next_event(&events);
+    assert_eq!(released["event"], "released", "{released}");
+    assert_eq!(wait_within(&mut child, LIMIT).code(), Some(3));
+    assert_eq!(
+        stdout.take(LIMIT),
+        b"out\n",
+        "stdout carries the command's output only"
+    );
+}
+
+#[test]
+fn lock_json_reports_a_lost_lock_and_the_stopped_command() {
+    let server = Server::start();
+    let script = "trap 'exit 143' TERM; echo started; sleep 30 & wait";
+    let mut child = server
+        .command(&[
+            "--json", "lock", "lost", "--ttl", "3s", "--grace", "500ms", "--", "sh", "-c", script,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lock");
+    let stdout = Lines::new(child.stdout.take().expect("stdout"));
+    let events = Lines::new(child.stderr.take().expect("stderr"));
+    assert_eq!(next_event(&events)["event"], "acquired");
+    assert_eq!(stdout.next(LIMIT), "started");
+    // Someone else takes the key: the next renewal is refused.
+    let out = server.run(&["set", "lost", "intruder"]);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    let lost = loop {
+        let event = next_event(&events);
+        if event["event"] != "renewed" {
+            break event;
+        }
+    };
+    assert_eq!(lost["event"], "lost", "{lost}");
+    assert!(
+        lost["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{lost}"
+    );
+    let exit = next_event(&events);
+    assert_eq!(
+        (
+            exit["event"].as_str(),
+            exit["code"].as_i64(),
+            exit["stopped"].as_bool()
+        ),
+        (Some("exit"), Some(143), Some(true)),
+        "{exit}"
+    );
+    assert_eq!(next_event(&events)["event"], "error", "the summary follows");
+    assert_eq!(wait_within(&mut child, LIMIT).code(), Some(123));
+}
+
+#[test]
+fn lock_json_reports_renewals_that_failed() {
+    let server = Server::start();
+    let mut child = server
+        .command(&[
+            "--json",
+            "lock",
+            "frozen",
+            "--ttl",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            "echo started; while :; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lock");
+    let stdout = Lines::new(child.stdout.take().expect("stdout"));
+    let events = Lines::new(child.stderr.take().expect("stderr"));
+    assert_eq!(next_event(&events)["event"], "acquired");
+    assert_eq!(stdout.next(LIMIT), "started");
+    // A frozen store answers no renewal.
+    signal(server.child.id(), nix::sys::signal::Signal::SIGSTOP);
+    let failed = loop {
+        let event = next_event(&events);
+        if event["event"] != "renewed" {
+            break event;
+        }
+    };
+    let exit = next_event(&events);
+    signal(server.child.id(), nix::sys::signal::Signal::SIGCONT);
+    assert_eq!(failed["event"], "renew_failed", "{failed}");
+    assert!(failed["safe_until_ms"].as_u64().is_some(), "{failed}");
+    assert_eq!(
+        (exit["event"].as_str(), exit["stopped"].as_bool()),
+        (Some("exit"), Some(true)),
+        "{exit}"
+    );
+    assert_eq!(wait_within(&mut child, LIMIT).code(), Some(123));
+}
+
+#[test]
+fn elect_json_reports_the_term_and_the_command_exit() {
+    let server = Server::start();
+    let out = server.run(&[
+        "--json",
+        "elect",
+        "chair",
+        "--ttl",
+        "2s",
+        "--",
+        "sh",
+        "-c",
+        "echo leading; exit 4",
+    ]);
+    assert_eq!(code(&out), 4, "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "leading\n");
+    // Log lines (warnings) may come between the events.
+    let events: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e.get("event").is_some())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().expect("event"))
+        .filter(|e| *e != "renewed")
+        .collect();
+    assert_eq!(names, ["acquired", "exit", "released"], "{events:?}");
+    assert_eq!(events[0]["term"], 1);
+    assert_eq!(events[0]["name"], "chair");
 }

@@ -11,12 +11,41 @@ use crate::args::GlobalOptions;
 #[derive(Debug, Clone, Copy)]
 pub struct Report {
     json: bool,
+    /// JSON goes to stderr: `lock` and `elect`, whose stdout belongs to their command.
+    json_on_stderr: bool,
 }
 
 impl Report {
     /// A reporter; `json` selects JSON lines.
     pub fn new(json: bool) -> Report {
-        Report { json }
+        Report {
+            json,
+            json_on_stderr: false,
+        }
+    }
+
+    /// A reporter for `lock` and `elect`: with `json`, events and errors are JSON lines on
+    /// stderr, leaving stdout to the command.
+    pub fn supervising(json: bool) -> Report {
+        Report {
+            json,
+            json_on_stderr: true,
+        }
+    }
+
+    /// An event of `lock` or `elect` (`{"event": what, ...fields, "wall_ms": ...}`) as a JSON
+    /// line, when JSON output is on; nothing otherwise.
+    pub fn event(&self, what: &str, fields: serde_json::Value) {
+        if !self.json {
+            return;
+        }
+        let mut line = serde_json::Map::new();
+        line.insert("event".into(), what.into());
+        if let serde_json::Value::Object(fields) = fields {
+            line.extend(fields);
+        }
+        line.insert("wall_ms".into(), wall_ms().into());
+        self.json(&serde_json::Value::Object(line));
     }
 
     /// Whether output is JSON.
@@ -39,14 +68,23 @@ impl Report {
         let _ = out.flush();
     }
 
-    /// A JSON object on one line of stdout.
+    /// A JSON object on one line of stdout (of stderr for [`Report::supervising`]).
     pub fn json(&self, value: &serde_json::Value) {
-        self.line(&value.to_string());
+        if self.json_on_stderr {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{value}");
+            let _ = err.flush();
+        } else {
+            self.line(&value.to_string());
+        }
     }
 
-    /// An error: `leasedlock: ...` on stderr, or `{"error": ...}` on stdout with `--json`.
+    /// An error: `leasedlock: ...` on stderr, or `{"error": ...}` with `--json` (an `error`
+    /// event on stderr for [`Report::supervising`]).
     pub fn error(&self, text: &str) {
-        if self.json {
+        if self.json && self.json_on_stderr {
+            self.event("error", serde_json::json!({ "error": text }));
+        } else if self.json {
             self.json(&serde_json::json!({ "error": text }));
         } else {
             eprintln!("leasedlock: {text}");

@@ -5,6 +5,7 @@ mod common;
 mod connect;
 mod demo;
 mod demo_board;
+mod hold_events;
 mod kv;
 mod lease_ops;
 mod run_locked;
@@ -16,7 +17,10 @@ use common::Report;
 
 /// Runs a parsed command line and returns the exit code; failures are reported here.
 pub async fn run(cli: Cli) -> u8 {
-    let report = Report::new(cli.global.json);
+    let report = match cli.command {
+        Command::Lock(_) | Command::Elect(_) => Report::supervising(cli.global.json),
+        _ => Report::new(cli.global.json),
+    };
     let global = &cli.global;
     let result = match &cli.command {
         Command::Serve(args) => Ok(serve::run(global, args).await),

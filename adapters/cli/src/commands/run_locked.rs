@@ -11,6 +11,7 @@ use leasedlock_tokio::{Connection, Hlc, LeaderOptions, LockError, LockOptions};
 use crate::args::{ElectArgs, GlobalOptions, LockArgs};
 use crate::commands::common::{lossy, Report, ShutdownSignals};
 use crate::commands::connect::{connect, Failure, RenewPlan};
+use crate::commands::hold_events;
 use crate::exit;
 use crate::supervise::{
     supervise, ChildSpec, Outcome, Stop, Supervised, Terminated, FENCING_TOKEN_ENV, HOLDER_ENV,
@@ -100,6 +101,7 @@ async fn lock_with(
         () = signals.recv() => return Ok(INTERRUPTED),
     };
     tracing::info!(name = %args.name, %holder, %token, "lock acquired");
+    hold_events::acquired(report, &args.name, &holder, &token, lock.safe_until(), None);
     let spec = child_spec(
         &args.command,
         &args.name,
@@ -116,7 +118,15 @@ async fn lock_with(
             return Ok(e.exit_code());
         }
     };
-    let outcome = supervise(&mut child, lock.lost(), || lock.safe_until(), grace)
+    let ended = hold_events::until_lost(
+        report,
+        &args.name,
+        lock.lost(),
+        |why| why.to_string(),
+        || lock.token().ok().zip(lock.safe_until()),
+        hold_events::renewal_check_interval(args.ttl),
+    );
+    let outcome = supervise(&mut child, ended, || lock.safe_until(), grace)
         .await
         .map_err(|e| {
             Failure::new(
@@ -128,13 +138,25 @@ async fn lock_with(
         // `Supervised::wait` returned only once the command's group was killed: nothing of it
         // runs when the lock is released.
         Outcome::Exited(status) => {
-            if let Err(e) = lock.unlock().await {
+            hold_events::exit(report, &args.name, status, false, false);
+            match lock.unlock().await {
+                Ok(_) => hold_events::released(report, &args.name),
                 // The command's status still stands; the lock expires after --ttl anyway.
-                report.error(&format!("releasing {}: {e}", args.name));
+                Err(e) => report.error(&format!("releasing {}: {e}", args.name)),
             }
             Ok(exit::from_status(status))
         }
         Outcome::Stopped { why, terminated } => {
+            if let Stop::NotRenewed { safe_until } = &why {
+                hold_events::renew_failed(report, &args.name, *safe_until);
+            }
+            hold_events::exit(
+                report,
+                &args.name,
+                terminated.status,
+                true,
+                terminated.killed,
+            );
             report.error(&format!(
                 "lost the lock {} ({why}); {}",
                 args.name,
@@ -191,6 +213,14 @@ async fn elect_with(
             }
         };
         tracing::info!(name = %args.name, token = %term.token(), "elected");
+        hold_events::acquired(
+            report,
+            &args.name,
+            &holder,
+            term.token(),
+            Some(term.safe_until()),
+            Some(term.number()),
+        );
         let spec = child_spec(
             &args.command,
             &args.name,
@@ -217,7 +247,20 @@ async fn elect_with(
                 .map(|t| t.safe_until())
                 .filter(|s| Instant::now() < *s)
         };
-        let outcome = supervise(&mut child, term.cancelled(), term_safe_until, grace)
+        let ended = hold_events::until_lost(
+            report,
+            &args.name,
+            term.cancelled(),
+            |()| "deposed".to_string(),
+            || {
+                leader
+                    .term()
+                    .filter(|t| t.number() == term.number())
+                    .map(|t| (t.token().clone(), t.safe_until()))
+            },
+            hold_events::renewal_check_interval(args.ttl),
+        );
+        let outcome = supervise(&mut child, ended, term_safe_until, grace)
             .await
             .map_err(|e| {
                 Failure::new(
@@ -227,10 +270,23 @@ async fn elect_with(
             })?;
         match outcome {
             Outcome::Exited(status) => {
-                let _ = leader.resign().await;
+                hold_events::exit(report, &args.name, status, false, false);
+                if leader.resign().await.is_ok() {
+                    hold_events::released(report, &args.name);
+                }
                 return Ok(exit::from_status(status));
             }
             Outcome::Stopped { why, terminated } => {
+                if let Stop::NotRenewed { safe_until } = &why {
+                    hold_events::renew_failed(report, &args.name, *safe_until);
+                }
+                hold_events::exit(
+                    report,
+                    &args.name,
+                    terminated.status,
+                    true,
+                    terminated.killed,
+                );
                 let reason = match &why {
                     Stop::Ended(()) => "deposed",
                     Stop::NotRenewed { .. } => {
