@@ -22,7 +22,10 @@ use crate::exit;
     long_about = "Leases, locks and leader election on the Azure IoT Operations state store.\n\n\
         Try `leasedlock demo`: it starts a broker and the state store in this process and shows \
         contenders taking turns on a lock with fenced writes, a holder killed mid-hold, and the \
-        failover.",
+        failover.\n\n\
+        Logs go to stderr: warnings and errors by default; -v/-q (repeatable) for more or less, \
+        or a filter in LEASEDLOCK_LOG or RUST_LOG (e.g. `leasedlock_tokio=debug`). They are \
+        coloured only when stderr is a terminal and NO_COLOR is unset.",
     after_help = exit::HELP,
     propagate_version = true
 )]
@@ -106,10 +109,13 @@ pub struct GlobalOptions {
     #[arg(long, global = true, env = "LEASEDLOCK_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
 
-    /// Removed: it meant both the per-request limit and the whole wait of `lock`. Refused with
-    /// a message naming `--request-timeout` and `lock --wait`.
-    #[arg(long = "timeout", global = true, hide = true, value_name = "DURATION")]
-    pub removed_timeout: Option<String>,
+    /// Log more: -v info, -vv debug, -vvv trace (overrides LEASEDLOCK_LOG and RUST_LOG)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Log less: -q errors only, -qq nothing (overrides LEASEDLOCK_LOG and RUST_LOG)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
 
     /// Print results as JSON (one object per line) for scripts; for lock and elect, event lines
     /// (acquired, renewed, lost, renew_failed, exit, released, error) on stderr, leaving stdout
@@ -129,6 +135,17 @@ impl GlobalOptions {
 pub const REMOVED_TIMEOUT: &str = "--timeout was removed because it meant two things: use \
     --request-timeout DURATION for the limit on each request, and `lock --wait DURATION` for \
     the whole wait for a lock";
+
+/// Whether the arguments (after the program name) use the removed `--timeout`, before any `--`
+/// (what follows `--` is the command's). Checked before parsing, and not as a hidden option, so
+/// that neither help nor shell completions offer it.
+pub fn uses_removed_timeout(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .filter_map(|a| a.to_str())
+        .any(|a| a == "--timeout" || a.starts_with("--timeout="))
+}
 
 /// The environment variable of the removed `--timeout`; still set, it is ignored with a warning.
 pub const REMOVED_TIMEOUT_ENV: &str = "LEASEDLOCK_TIMEOUT";
@@ -169,6 +186,17 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure acquire and handover latency against the raw MQTT request/reply round trip
     Bench(BenchArgs),
+    /// Print a completion script for SHELL on stdout (e.g. `leasedlock completions bash >
+    /// /etc/bash_completion.d/leasedlock`)
+    Completions(CompletionsArgs),
+}
+
+/// `completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// What `lock` and `elect` guarantee about the command, shown by `--help`.
@@ -547,6 +575,42 @@ mod tests {
     }
 
     #[test]
+    fn the_removed_timeout_is_found_before_the_command_only() {
+        let args = |list: &[&str]| -> Vec<OsString> { list.iter().map(OsString::from).collect() };
+        assert!(uses_removed_timeout(&args(&[
+            "leasedlock",
+            "--timeout",
+            "5s",
+            "holder",
+            "x"
+        ])));
+        assert!(uses_removed_timeout(&args(&[
+            "leasedlock",
+            "holder",
+            "x",
+            "--timeout=5s"
+        ])));
+        assert!(!uses_removed_timeout(&args(&[
+            "leasedlock",
+            "lock",
+            "x",
+            "--",
+            "curl",
+            "--timeout",
+            "5"
+        ])));
+        assert!(
+            !uses_removed_timeout(&args(&["--timeout"])),
+            "the program name is skipped"
+        );
+        assert!(!uses_removed_timeout(&args(&[
+            "leasedlock",
+            "--request-timeout",
+            "5s"
+        ])));
+    }
+
+    #[test]
     fn global_options_go_before_or_after_the_subcommand() {
         let before = parse(&["--json", "--broker", "b:1", "holder", "x"]).expect("before");
         let after = parse(&["holder", "x", "--json", "--broker", "b:1"]).expect("after");
@@ -590,6 +654,8 @@ mod tests {
             "LEASEDLOCK_PASSWORD_FILE",
             "LEASEDLOCK_REQUEST_TIMEOUT",
             "LEASEDLOCK_JSON",
+            "RUST_LOG",
+            "NO_COLOR",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

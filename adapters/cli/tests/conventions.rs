@@ -364,3 +364,92 @@ fn elect_json_reports_the_term_and_the_command_exit() {
     assert_eq!(events[0]["term"], 1);
     assert_eq!(events[0]["name"], "chair");
 }
+
+/// `leasedlock ARGS` against a port where nothing listens, with `env` set: it logs what it
+/// logs and fails to connect.
+fn run_unreachable(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--broker", "127.0.0.1:9", "--request-timeout", "2s"])
+        .args(args);
+    for var in [
+        "RUST_LOG",
+        "LEASEDLOCK_LOG",
+        "NO_COLOR",
+        "LEASEDLOCK_TIMEOUT",
+    ] {
+        command.env_remove(var);
+    }
+    for (var, value) in env {
+        command.env(var, value);
+    }
+    run_within(command, LIMIT)
+}
+
+#[test]
+fn log_lines_to_a_pipe_carry_no_colour_codes() {
+    // The removed variable draws a warning; stderr is a pipe here.
+    let out = run_unreachable(&["holder", "x"], &[("LEASEDLOCK_TIMEOUT", "1s")]);
+    let err = stderr(&out);
+    assert!(err.contains("WARN"), "a warning was logged: {err}");
+    assert!(
+        !out.stderr.windows(2).any(|w| w == b"\x1b["),
+        "ANSI escape codes in piped log lines: {err:?}"
+    );
+}
+
+#[test]
+fn verbosity_flags_and_rust_log_select_the_log_lines() {
+    let warned = [("LEASEDLOCK_TIMEOUT", "1s")];
+    // -q: errors only, so the warning is gone; -qq: nothing is logged at all.
+    let quiet = run_unreachable(&["-q", "holder", "x"], &warned);
+    assert!(!stderr(&quiet).contains("WARN"), "{}", stderr(&quiet));
+    // RUST_LOG is honoured, and -v beats it.
+    let traced = run_unreachable(&["holder", "x"], &[("RUST_LOG", "trace")]);
+    assert!(stderr(&traced).contains("TRACE"), "{}", stderr(&traced));
+    let off = run_unreachable(&["holder", "x"], &[("RUST_LOG", "off"), warned[0]]);
+    assert!(!stderr(&off).contains("WARN"), "{}", stderr(&off));
+    let verbose = run_unreachable(&["-vvv", "holder", "x"], &[("RUST_LOG", "off")]);
+    assert!(stderr(&verbose).contains("TRACE"), "{}", stderr(&verbose));
+    // LEASEDLOCK_LOG, the more specific, wins over RUST_LOG.
+    let specific = run_unreachable(
+        &["holder", "x"],
+        &[("RUST_LOG", "trace"), ("LEASEDLOCK_LOG", "off")],
+    );
+    assert!(
+        !stderr(&specific).contains("TRACE"),
+        "{}",
+        stderr(&specific)
+    );
+    // -v and -q together make no sense.
+    assert_eq!(code(&run_unreachable(&["-v", "-q", "holder", "x"], &[])), 2);
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, needle) in [
+        ("bash", "_leasedlock()"),
+        ("zsh", "#compdef leasedlock"),
+        ("fish", "complete -c leasedlock"),
+        ("elvish", "leasedlock"),
+        ("powershell", "leasedlock"),
+    ] {
+        let mut command = Command::new(BIN);
+        command.args(["completions", shell]);
+        let out = run_within(command, LIMIT);
+        assert_eq!(code(&out), 0, "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.contains(needle), "{shell}: {script}");
+        assert!(
+            script.contains("request-timeout"),
+            "{shell}: options are completed"
+        );
+        assert!(
+            !script.contains("--timeout"),
+            "{shell}: the removed option is not offered"
+        );
+    }
+    let mut command = Command::new(BIN);
+    command.args(["completions", "cmd.exe"]);
+    assert_eq!(code(&run_within(command, LIMIT)), 2);
+}
