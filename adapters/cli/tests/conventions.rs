@@ -370,7 +370,7 @@ fn elect_json_reports_the_term_and_the_command_exit() {
 fn run_unreachable(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(BIN);
     command
-        .args(["--broker", "127.0.0.1:9", "--request-timeout", "2s"])
+        .args(["--broker", "127.0.0.1:9", "--request-timeout", "300ms"])
         .args(args);
     for var in [
         "RUST_LOG",
