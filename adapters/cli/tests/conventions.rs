@@ -237,7 +237,11 @@ fn lock_json_reports_acquired_renewed_exit_and_released_on_stderr() {
         "{exit}"
     );
     let released = next_event(&events);
-    assert_eq!(released["event"], "released", "{released}");
+    assert_eq!(
+        (released["event"].as_str(), released["outcome"].as_str()),
+        (Some("released"), Some("Deleted")),
+        "{released}"
+    );
     assert_eq!(wait_within(&mut child, LIMIT).code(), Some(3));
     assert_eq!(
         stdout.take(LIMIT),

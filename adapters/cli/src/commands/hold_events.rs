@@ -118,9 +118,15 @@ pub fn exit(report: Report, name: &str, status: ExitStatus, stopped: bool, sigki
     );
 }
 
-/// `released`: the lock was released (for `elect`: leadership resigned) after the command.
-pub fn released(report: Report, name: &str) {
-    report.event("released", json!({ "name": name }));
+/// `released`: the lock was released (for `elect`: leadership resigned) after the command;
+/// `outcome` is what the store found for `lock` (`Deleted`, or `NotFound`/`HeldByOther` when
+/// the lease had already run out).
+pub fn released(report: Report, name: &str, outcome: Option<String>) {
+    let mut fields = json!({ "name": name });
+    if let Some(outcome) = outcome {
+        fields["outcome"] = outcome.into();
+    }
+    report.event("released", fields);
 }
 
 #[cfg(test)]

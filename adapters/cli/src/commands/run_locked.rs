@@ -140,7 +140,9 @@ async fn lock_with(
         Outcome::Exited(status) => {
             hold_events::exit(report, &args.name, status, false, false);
             match lock.unlock().await {
-                Ok(_) => hold_events::released(report, &args.name),
+                Ok(outcome) => {
+                    hold_events::released(report, &args.name, Some(format!("{outcome:?}")))
+                }
                 // The command's status still stands; the lock expires after --ttl anyway.
                 Err(e) => report.error(&format!("releasing {}: {e}", args.name)),
             }
@@ -272,7 +274,7 @@ async fn elect_with(
             Outcome::Exited(status) => {
                 hold_events::exit(report, &args.name, status, false, false);
                 if leader.resign().await.is_ok() {
-                    hold_events::released(report, &args.name);
+                    hold_events::released(report, &args.name, None);
                 }
                 return Ok(exit::from_status(status));
             }
