@@ -457,3 +457,18 @@ fn completions_for_each_shell() {
     command.args(["completions", "cmd.exe"]);
     assert_eq!(code(&run_within(command, LIMIT)), 2);
 }
+
+#[test]
+fn a_refused_connection_says_why_in_the_error() {
+    let broker = RefusingBroker::start(0x87);
+    let mut command = Command::new(BIN);
+    command.args(["--broker", &broker.addr, "holder", "x"]);
+    let out = run_within(command, LIMIT);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("the broker refused the connection: not authorized (reason code 0x87)")
+            && message.contains("--sat-file"),
+        "{message}"
+    );
+}

@@ -8,10 +8,12 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use leasedlock_api::{
-    Authentication, Backoff, Clock, Commands, ConnectionOptions, Engine, Transmit, WakeCap,
+    Authentication, Backoff, Clock, Commands, ConnackRefusal, ConnectionOptions, Engine, Transmit,
+    WakeCap,
 };
 use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::{valid_filter, valid_topic, QoS as MqttQoS};
@@ -72,6 +74,25 @@ pub(crate) struct Driver {
     refresh_auth: Option<Authentication>,
     /// The MQTT client id, to tell connections apart in trace events.
     id: String,
+    /// Why the broker refused the last connection attempt, if it did.
+    last_refusal: LastRefusal,
+}
+
+/// Why the broker refused the last connection attempt, if it refused it in its CONNACK; shared
+/// by the driver (which writes it after every attempt) and `Connection::connect` (which reads
+/// it when its wait ends without a connection).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LastRefusal(Arc<Mutex<Option<ConnackRefusal>>>);
+
+impl LastRefusal {
+    fn set(&self, refusal: Option<ConnackRefusal>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = refusal;
+    }
+
+    /// The refusal of the last attempt; `None` when it connected or failed otherwise.
+    pub(crate) fn get(&self) -> Option<ConnackRefusal> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Driver {
@@ -104,7 +125,13 @@ impl Driver {
             backoff: Backoff::new(reconnect_min, reconnect_max, seed),
             refresh_auth,
             id,
+            last_refusal: LastRefusal::default(),
         }
+    }
+
+    /// Where the driver records why the broker refused the last attempt.
+    pub(crate) fn last_refusal(&self) -> LastRefusal {
+        self.last_refusal.clone()
     }
 
     /// Runs until closed.
@@ -191,6 +218,7 @@ impl Driver {
         match result {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 info!(session_present = ack.session_present, "connected");
+                self.last_refusal.set(None);
                 // Reconnections resume the session, whatever the first connection did.
                 el.options.set_clean_start(false);
                 self.backoff.reset();
@@ -229,6 +257,10 @@ impl Driver {
             }
             Ok(_) => None,
             Err(e) => {
+                self.last_refusal.set(match &e {
+                    ConnectionError::ConnectionRefused(code) => Some(convert::refusal(*code)),
+                    _ => None,
+                });
                 self.engine.handle_disconnected(e.to_string(), now);
                 // rumqttc replays queued requests after a reconnect, but forgets subscriptions
                 // it already wrote and drops the whole queue when the session is gone: take

@@ -125,6 +125,64 @@ pub fn run_with_stdin(mut command: Command, input: Vec<u8>, within: Duration) ->
     output_within(child, within)
 }
 
+/// A listener that answers every MQTT 5 CONNECT with a CONNACK refusing it with `reason`, as a
+/// broker does for a client it does not let in; it stops when dropped.
+pub struct RefusingBroker {
+    pub addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RefusingBroker {
+    pub fn start(reason: u8) -> RefusingBroker {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address").to_string();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                // Read the whole CONNECT (fixed header, then its remaining length) first.
+                if read_packet(&mut stream).is_none() {
+                    continue;
+                }
+                // CONNACK: no session present, the reason code, no properties.
+                let _ = stream.write_all(&[0x20, 0x03, 0x00, reason, 0x00]);
+            }
+        });
+        RefusingBroker { addr, stop }
+    }
+}
+
+impl Drop for RefusingBroker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wake the accepting thread so that it sees the flag.
+        let _ = std::net::TcpStream::connect(&self.addr);
+    }
+}
+
+/// One MQTT packet from `stream`: its body, or `None` when the stream ends or is not MQTT.
+fn read_packet(stream: &mut impl Read) -> Option<Vec<u8>> {
+    let mut byte = [0u8; 1];
+    stream.read_exact(&mut byte).ok()?;
+    let mut length = 0usize;
+    for shift in [0, 7, 14, 21] {
+        stream.read_exact(&mut byte).ok()?;
+        length |= usize::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
+            let mut body = vec![0u8; length];
+            stream.read_exact(&mut body).ok()?;
+            return Some(body);
+        }
+    }
+    None
+}
+
 /// A `leasedlock serve` child; stopped with SIGINT when dropped.
 pub struct Server {
     pub child: Child,
