@@ -14,6 +14,7 @@ pub mod envelope;
 mod error_sources;
 pub mod hex;
 pub mod hlc;
+pub mod host;
 pub mod leader;
 pub mod lease;
 pub mod lock;

@@ -1,12 +1,14 @@
-//! The state-store `Client` with a `Lease`, `Lock`, `Edit` and `Leader` on top, fed an
-//! arbitrary interleaving of user commands, replies (fitting, malformed, late, duplicated),
+//! The client host (`core::host`, what every adapter runs) over the state-store `Client`, with
+//! two lease handles and two lock handles sharing a name each, an edit and a leader, fed an
+//! arbitrary interleaving of user operations, abandoned calls, dropped handles, a close,
+//! direct requests and observation streams, replies (fitting, malformed, late, duplicated),
 //! notifications, connects, SUBACKs, disconnects, time jumps and raw messages.
 //!
-//! Checks (see `src/world.rs`): no panic; every request id completes at most once and, after a
-//! final disconnect and every deadline passing, exactly once; the client's in-flight count
-//! matches the ids still open and the machines never wait for more than that; no deadline is
-//! left due after `handle_timeout`; lease/lock/leader events are well ordered; `safe_until`
-//! is never later than send time plus the lease duration; outputs always drain.
+//! Checks (see `src/world.rs`): no panic; every request id completes exactly once; every host
+//! call ends exactly once; no machine outlives its handle; the client's in-flight count matches
+//! the ids still open; no deadline is left due after a timeout; leader events are well
+//! ordered; `safe_until` is never later than now plus the longest duration asked; outputs
+//! always drain.
 #![no_main]
 
 use leasedlock_fuzz::world::{Op, World};

@@ -1,8 +1,14 @@
-//! The harness of the `client_machines` target: one [`Client`] with a [`Lease`], a [`Lock`], an
-//! [`Edit`] and a [`Leader`] on top, driven by a fuzzer-chosen list of [`Op`]s (user commands,
-//! broker replies, notifications, connects, disconnects, time jumps, raw messages), with the
-//! invariants of docs/architecture.md §7 (every request ends in exactly one outcome, no leaked
-//! table entries, well-ordered events, deadlines in the future) checked after every step.
+//! The harness of the `client_machines` target: one [`Client`] and the client host
+//! ([`Host`]) on top, exactly the composition every adapter runs, driven by a fuzzer-chosen
+//! list of [`Op`]s: user operations on two lease handles and two lock handles sharing a name
+//! each, an edit and a leader; abandoned calls (dropped futures), dropped and re-created
+//! handles, a close in the middle of it all; direct requests and observation streams; broker
+//! replies, notifications, connects, disconnects, time jumps and raw messages. Checked after
+//! every step and at the end: every request id completes exactly once, every host call ends
+//! exactly once (answer, refusal, or its handle's end), no machine outlives its handle, the
+//! client's in-flight count matches the open ids, no deadline is left due after a timeout,
+//! `safe_until` never exceeds now plus the longest duration asked, leader events are well
+//! ordered, and outputs always drain.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,13 +20,15 @@ use leasedlock_core::client::{
 };
 use leasedlock_core::command::NotifyPayload;
 use leasedlock_core::command::{Request, RequestKind, SetCondition};
-use leasedlock_core::edit::{Edit, EditDecision, EditEvent};
+use leasedlock_core::edit::EditDecision;
 use leasedlock_core::envelope::{self, build_notification, build_response, prop, Message};
 use leasedlock_core::hlc::Hlc;
-use leasedlock_core::leader::{Leader, LeaderEvent, LeaderOptions};
-use leasedlock_core::lease::{Lease, LeaseEvent, LeaseOptions};
-use leasedlock_core::lock::{Lock, LockEvent, LockOptions};
-use leasedlock_core::machine::{self, Machine};
+use leasedlock_core::host::{
+    CallId, Create, HandleId, Host, HostConfig, HostOutput, Op as HostOp, Refused, Status, StreamId,
+};
+use leasedlock_core::leader::{LeaderEvent, LeaderOptions};
+use leasedlock_core::lease::LeaseOptions;
+use leasedlock_core::lock::LockOptions;
 use leasedlock_core::{Instant, Now};
 
 use crate::message::{ArbHlc, ArbKey, ArbPayload, FuzzMessage, CLIENT_ID};
@@ -30,9 +38,10 @@ const LOCK: &[u8] = b"lock";
 const EDIT_LOCK: &[u8] = b"edit-lock";
 const EDIT_KEY: &[u8] = b"edit-key";
 const LEADER: &[u8] = b"leader";
-/// Upper bound of every timeout and duration the ops can choose, so the final drain knows how
-/// far to run the clock.
+/// Upper bound of every timeout and duration the ops can choose.
 const MAX_WAIT: Duration = Duration::from_secs(70);
+/// The host's own request timeout (releases of dropped handles, STOPs, re-reads).
+const HOST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A key the ops talk about.
 #[derive(Debug, Clone, Arbitrary)]
@@ -110,6 +119,29 @@ pub enum ReplyBody {
     Payload(ArbPayload),
 }
 
+/// One of the user's handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Arbitrary)]
+pub enum HandleSel {
+    /// One of the two lease handles on the lease key (holders `…:l0`, `…:l1`).
+    Lease(bool),
+    /// One of the two lock handles on the lock key (holders `…:k0`, `…:k1`).
+    Lock(bool),
+    /// The current edit.
+    Edit,
+    /// The leader handle.
+    Leader,
+}
+
+impl HandleSel {
+    fn session(self) -> Option<String> {
+        match self {
+            HandleSel::Lease(b) => Some(format!("l{}", u8::from(b))),
+            HandleSel::Lock(b) => Some(format!("k{}", u8::from(b))),
+            _ => None,
+        }
+    }
+}
+
 /// One step of the world.
 #[derive(Debug, Clone, Arbitrary)]
 pub enum Op {
@@ -162,7 +194,7 @@ pub enum Op {
         /// Signed milliseconds.
         delta_ms: i32,
     },
-    /// A direct client request.
+    /// A direct request of a caller.
     Request {
         /// Verb selector.
         verb: u8,
@@ -179,25 +211,29 @@ pub enum Op {
         /// Ask for persistence.
         persist: bool,
     },
-    /// Observe a key.
-    Observe(KeySel),
-    /// Stop observing a key.
-    Unobserve(KeySel),
+    /// An observation stream of a key starts (stream ids 0–3).
+    Observe(u8, KeySel),
+    /// An observation stream goes away.
+    Unobserve(u8),
     /// Lease: acquire.
     LeaseAcquire {
+        /// Which lease handle.
+        second: bool,
         /// Duration in ms.
         duration_ms: u16,
         /// Auto-renew interval in ms.
         renew_ms: Option<u16>,
     },
     /// Lease: release.
-    LeaseRelease,
+    LeaseRelease(bool),
     /// Lease: query holder.
-    LeaseHolder,
-    /// Lease: observe on/off.
+    LeaseHolder(bool),
+    /// Lease: observe its holder.
     LeaseObserve(bool),
     /// Lock: lock.
     Lock {
+        /// Which lock handle.
+        second: bool,
         /// Duration in ms.
         duration_ms: u16,
         /// Wait timeout in ms.
@@ -205,19 +241,15 @@ pub enum Op {
         /// Keep watching the holder.
         watch: bool,
     },
-    /// Lock: cancel.
-    LockCancel,
     /// Lock: unlock.
-    Unlock,
-    /// Edit: start.
+    Unlock(bool),
+    /// Edit: start a new edit (the handle of the previous one is dropped).
     EditStart {
         /// Lock duration in ms.
         duration_ms: u16,
     },
     /// Edit: decide.
     EditDecide(Option<Option<HolderSel>>),
-    /// Edit: cancel.
-    EditCancel,
     /// Leader: campaign.
     Campaign {
         /// Duration in ms.
@@ -226,9 +258,24 @@ pub enum Op {
         recampaign: bool,
     },
     /// Leader: resign.
-    Resign,
+    Resign {
+        /// Release as soon as draining starts.
+        drain_now: bool,
+    },
     /// Leader: done draining.
     Drained,
+    /// The caller of a handle's latest call stops waiting (its future is dropped).
+    Abandon(HandleSel),
+    /// A handle is dropped (releasing unless `detach`); the next operation on it makes a new
+    /// one.
+    DropHandle {
+        /// Which.
+        handle: HandleSel,
+        /// Leave the lease to expire instead of releasing.
+        detach: bool,
+    },
+    /// The connection is closed by the application: every handle goes.
+    Close,
 }
 
 /// Records every id handed out through the [`Requester`] interface.
@@ -280,22 +327,10 @@ struct Published {
     kind: Option<RequestKind>,
 }
 
-/// Held-ness as the events tell it, to check their order.
-#[derive(Debug, Default)]
-struct EventOrder {
-    lease_held: bool,
-    lease_duration: Duration,
-    lock_held: bool,
-    leading: bool,
-}
-
 /// The whole world.
 pub struct World {
     client: Client,
-    lease: Lease,
-    lock: Lock,
-    edit: Edit,
-    leader: Leader,
+    host: Host,
     now: Now,
     issued: BTreeSet<RequestId>,
     completed: BTreeSet<RequestId>,
@@ -303,8 +338,25 @@ pub struct World {
     pending_subs: Vec<String>,
     unanswered: Vec<Published>,
     answered: Vec<Published>,
-    order: EventOrder,
-    edit_token: Option<Hlc>,
+    /// The live handle of each selector.
+    handles: BTreeMap<HandleSel, HandleId>,
+    next_handle: u64,
+    next_call: u64,
+    /// Calls without their end yet, and each handle's latest call.
+    open_calls: BTreeSet<(HandleId, CallId)>,
+    latest: BTreeMap<HandleId, CallId>,
+    /// Calls whose caller gave up, and calls that get no answer: they may still be answered
+    /// or refused once (an answer on its way; a refused decision).
+    abandoned: BTreeSet<(HandleId, CallId)>,
+    /// Direct requests without their reply yet.
+    open_requests: BTreeSet<CallId>,
+    /// Observation streams: id → key.
+    streams: BTreeMap<u8, Bytes>,
+    /// The longest lease duration ever asked (bounds every `safe_until`).
+    longest: Duration,
+    /// Leader handles that are elected.
+    leading: BTreeSet<HandleId>,
+    closed: bool,
 }
 
 fn ms(n: u16) -> Duration {
@@ -326,23 +378,27 @@ impl World {
         .expect("valid config");
         World {
             client,
-            lease: Lease::new(Bytes::from_static(LEASE)).expect("lease"),
-            lock: Lock::new(Bytes::from_static(LOCK), seed).expect("lock"),
-            edit: Edit::new(
-                Bytes::from_static(EDIT_LOCK),
-                Bytes::from_static(EDIT_KEY),
+            host: Host::new(HostConfig {
                 seed,
-            )
-            .expect("edit"),
-            leader: Leader::new(Bytes::from_static(LEADER), seed).expect("leader"),
+                request_timeout: HOST_TIMEOUT,
+            }),
             now: Now::new(Instant::from_millis(1_000), wall_ms),
             issued: BTreeSet::new(),
             completed: BTreeSet::new(),
             pending_subs: Vec::new(),
             unanswered: Vec::new(),
             answered: Vec::new(),
-            order: EventOrder::default(),
-            edit_token: None,
+            handles: BTreeMap::new(),
+            next_handle: 0,
+            next_call: 0,
+            open_calls: BTreeSet::new(),
+            latest: BTreeMap::new(),
+            abandoned: BTreeSet::new(),
+            open_requests: BTreeSet::new(),
+            streams: BTreeMap::new(),
+            longest: Duration::ZERO,
+            leading: BTreeSet::new(),
+            closed: false,
         }
     }
 
@@ -356,6 +412,65 @@ impl World {
             }
             VersionSel::Absent => None,
             VersionSel::Text(t) => Some(t.bytes()),
+        }
+    }
+
+    /// The handle of `sel`, made if there is none (`create` builds its machine).
+    fn handle(&mut self, sel: HandleSel) -> HandleId {
+        if let Some(h) = self.handles.get(&sel) {
+            return *h;
+        }
+        self.next_handle += 1;
+        let handle = HandleId(self.next_handle);
+        self.handles.insert(sel, handle);
+        let create = match sel {
+            HandleSel::Lease(_) => Create::Lease {
+                name: Bytes::from_static(LEASE),
+            },
+            HandleSel::Lock(_) => Create::Lock {
+                name: Bytes::from_static(LOCK),
+            },
+            HandleSel::Leader => Create::Leader {
+                name: Bytes::from_static(LEADER),
+            },
+            // Edits are made by `EditStart` only.
+            HandleSel::Edit => return handle,
+        };
+        let now = self.now;
+        let mut t = Tracked {
+            client: &mut self.client,
+            issued: &mut self.issued,
+        };
+        self.host.create(handle, create, &mut t, now);
+        handle
+    }
+
+    /// Operation `op` on `sel`'s handle, as a new call.
+    fn call(&mut self, sel: HandleSel, op: HostOp) {
+        let handle = self.handle(sel);
+        self.next_call += 1;
+        let call = CallId(self.next_call);
+        self.open_calls.insert((handle, call));
+        self.latest.insert(handle, call);
+        let now = self.now;
+        let mut t = Tracked {
+            client: &mut self.client,
+            issued: &mut self.issued,
+        };
+        self.host.op(handle, call, op, &mut t, now);
+    }
+
+    fn lease_options(
+        &self,
+        sel: HandleSel,
+        timeout: Option<Duration>,
+        renew: Option<Duration>,
+    ) -> LeaseOptions {
+        LeaseOptions {
+            timeout,
+            renew,
+            session_id: sel.session(),
+            margin: None,
         }
     }
 
@@ -407,12 +522,7 @@ impl World {
                 self.timeouts();
             }
             Op::ToDeadline => {
-                let machines_next = {
-                    let ms: [&dyn MachineRef; 4] =
-                        [&self.lease, &self.lock, &self.edit, &self.leader];
-                    ms.iter().filter_map(|m| m.next()).min()
-                };
-                let next = [self.client.poll_timeout(), machines_next]
+                let next = [self.client.poll_timeout(), self.host.poll_timeout()]
                     .into_iter()
                     .flatten()
                     .min();
@@ -466,99 +576,96 @@ impl World {
                         .flatten(),
                     persist: *persist,
                 };
-                let _ = self.tracked().request(request, options, now);
+                self.next_call += 1;
+                let call = CallId(self.next_call);
+                self.open_requests.insert(call);
+                let mut t = Tracked {
+                    client: &mut self.client,
+                    issued: &mut self.issued,
+                };
+                self.host.request(call, request, options, &mut t, now);
             }
-            Op::Observe(key) => {
-                let _ = self
-                    .tracked()
-                    .observe(key.bytes(), RequestOptions::default(), now);
+            Op::Observe(id, key) => {
+                let id = id % 4;
+                if let std::collections::btree_map::Entry::Vacant(e) = self.streams.entry(id) {
+                    let key = key.bytes();
+                    e.insert(key.clone());
+                    let mut t = Tracked {
+                        client: &mut self.client,
+                        issued: &mut self.issued,
+                    };
+                    self.host.observe(StreamId(id.into()), key, &mut t, now);
+                }
             }
-            Op::Unobserve(key) => {
-                let _ = self
-                    .tracked()
-                    .unobserve(key.bytes(), RequestOptions::default(), now);
+            Op::Unobserve(id) => {
+                if let Some(key) = self.streams.remove(&(id % 4)) {
+                    let mut t = Tracked {
+                        client: &mut self.client,
+                        issued: &mut self.issued,
+                    };
+                    self.host
+                        .unobserve(StreamId((id % 4).into()), &key, &mut t, now);
+                }
             }
             Op::LeaseAcquire {
+                second,
                 duration_ms,
                 renew_ms,
             } => {
-                let options = LeaseOptions {
-                    timeout: Some(Duration::from_secs(2)),
-                    renew: renew_ms.map(ms),
-                    ..LeaseOptions::default()
-                };
+                let sel = HandleSel::Lease(*second);
                 let duration = ms(*duration_ms);
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                if self.lease.acquire(duration, &options, &mut t, now).is_ok() {
-                    self.order.lease_duration = duration;
-                }
+                self.longest = self.longest.max(duration);
+                let options =
+                    self.lease_options(sel, Some(Duration::from_secs(2)), renew_ms.map(ms));
+                self.call(sel, HostOp::Acquire { duration, options });
             }
-            Op::LeaseRelease => {
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                let _ = self.lease.release(&LeaseOptions::default(), &mut t, now);
+            Op::LeaseRelease(second) => {
+                let sel = HandleSel::Lease(*second);
+                let options = self.lease_options(sel, None, None);
+                self.call(sel, HostOp::Release { options });
             }
-            Op::LeaseHolder => {
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                let _ = self.lease.holder(None, &mut t, now);
+            Op::LeaseHolder(second) => {
+                self.call(HandleSel::Lease(*second), HostOp::Holder { timeout: None })
             }
-            Op::LeaseObserve(on) => {
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                let _ = if *on {
-                    self.lease.observe_start(None, &mut t, now)
-                } else {
-                    self.lease.observe_stop(None, &mut t, now)
-                };
-            }
+            Op::LeaseObserve(second) => self.call(HandleSel::Lease(*second), HostOp::Observe),
             Op::Lock {
+                second,
                 duration_ms,
                 wait_ms,
                 watch,
             } => {
+                let sel = HandleSel::Lock(*second);
+                let duration = ms(*duration_ms);
+                self.longest = self.longest.max(duration);
                 let options = LockOptions {
+                    lease: self.lease_options(sel, None, None),
                     wait_timeout: wait_ms.map(ms),
                     watch_holder: *watch,
                     ..LockOptions::default()
                 };
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                let _ = self.lock.lock(ms(*duration_ms), &options, &mut t, now);
+                self.call(sel, HostOp::Lock { duration, options });
             }
-            Op::LockCancel => {
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                self.lock.cancel(&mut t, now);
-            }
-            Op::Unlock => {
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                let _ = self.lock.unlock(&LeaseOptions::default(), &mut t, now);
+            Op::Unlock(second) => {
+                let sel = HandleSel::Lock(*second);
+                let options = self.lease_options(sel, None, None);
+                self.call(sel, HostOp::Unlock { options });
             }
             Op::EditStart { duration_ms } => {
+                self.drop_handle(HandleSel::Edit, false);
+                let handle = self.handle(HandleSel::Edit);
+                let duration = ms(*duration_ms);
+                self.longest = self.longest.max(duration);
+                let create = Create::Edit {
+                    lock_name: Bytes::from_static(EDIT_LOCK),
+                    key: Bytes::from_static(EDIT_KEY),
+                    duration,
+                    options: Box::default(),
+                };
                 let mut t = Tracked {
                     client: &mut self.client,
                     issued: &mut self.issued,
                 };
-                let _ = self
-                    .edit
-                    .start(ms(*duration_ms), &LockOptions::default(), &mut t, now);
+                self.host.create(handle, create, &mut t, now);
             }
             Op::EditDecide(decision) => {
                 let decision = match decision {
@@ -566,58 +673,79 @@ impl World {
                     Some(None) => EditDecision::Delete,
                     Some(Some(v)) => EditDecision::Set(v.bytes()),
                 };
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                let _ = self.edit.decide(decision, &mut t, now);
-            }
-            Op::EditCancel => {
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                self.edit.cancel(&mut t, now);
+                if self.handles.contains_key(&HandleSel::Edit) {
+                    self.call(HandleSel::Edit, HostOp::Decide { decision });
+                    // No answer comes for a decision (its events follow), only a refusal.
+                    self.silent();
+                }
             }
             Op::Campaign {
                 duration_ms,
                 recampaign,
             } => {
+                let duration = ms(*duration_ms);
+                self.longest = self.longest.max(duration);
                 let options = LeaderOptions {
                     recampaign: *recampaign,
                     ..LeaderOptions::default()
                 };
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                let _ = self
-                    .leader
-                    .campaign(ms(*duration_ms), &options, &mut t, now);
+                self.call(HandleSel::Leader, HostOp::Campaign { duration, options });
             }
-            Op::Resign => {
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                let _ = self.leader.resign(&mut t, now);
-            }
+            Op::Resign { drain_now } => self.call(
+                HandleSel::Leader,
+                HostOp::Resign {
+                    drain_now: *drain_now,
+                },
+            ),
             Op::Drained => {
+                self.call(HandleSel::Leader, HostOp::Drained);
+                self.silent();
+            }
+            Op::Abandon(sel) => {
+                if let Some(handle) = self.handles.get(sel).copied() {
+                    if let Some(call) = self.latest.remove(&handle) {
+                        if self.open_calls.remove(&(handle, call)) {
+                            self.abandoned.insert((handle, call));
+                        }
+                        let mut t = Tracked {
+                            client: &mut self.client,
+                            issued: &mut self.issued,
+                        };
+                        self.host.abandon(handle, call, &mut t, now);
+                    }
+                }
+            }
+            Op::DropHandle { handle, detach } => self.drop_handle(*handle, *detach),
+            Op::Close => {
+                self.closed = true;
                 let mut t = Tracked {
                     client: &mut self.client,
                     issued: &mut self.issued,
                 };
-                let _ = self.leader.drained(&mut t, now);
+                self.host.close(&mut t, now);
             }
         }
         self.drain();
         self.check();
     }
 
-    fn tracked(&mut self) -> Tracked<'_> {
-        Tracked {
-            client: &mut self.client,
-            issued: &mut self.issued,
+    /// The last call gets no answer, only possibly a refusal.
+    fn silent(&mut self) {
+        let call = CallId(self.next_call);
+        if let Some(key) = self.open_calls.iter().find(|(_, c)| *c == call).copied() {
+            self.open_calls.remove(&key);
+            self.abandoned.insert(key);
+        }
+    }
+
+    fn drop_handle(&mut self, sel: HandleSel, detach: bool) {
+        if let Some(handle) = self.handles.remove(&sel) {
+            let now = self.now;
+            let mut t = Tracked {
+                client: &mut self.client,
+                issued: &mut self.issued,
+            };
+            self.host.drop_handle(handle, !detach, &mut t, now);
         }
     }
 
@@ -689,119 +817,114 @@ impl World {
             client: &mut self.client,
             issued: &mut self.issued,
         };
-        let mut ms: [&mut dyn Machine; 4] = [
-            &mut self.lease,
-            &mut self.lock,
-            &mut self.edit,
-            &mut self.leader,
-        ];
-        machine::route_timeout(&mut ms, &mut t, now);
+        self.host.handle_timeout(&mut t, now);
+        self.drain();
+        let closing_end = self.host.grace_over(now);
+        if let Some(t) = self.host.poll_timeout() {
+            assert!(
+                t > now.mono || closing_end,
+                "host deadline {t:?} still due after handle_timeout"
+            );
+        }
     }
 
-    /// Routes every client output to the machines until nothing more happens.
+    /// Moves client outputs to the host and host outputs to the checks until nothing more
+    /// happens, as the adapters' engine does.
     fn drain(&mut self) {
         let now = self.now;
         for _ in 0..10_000 {
-            let Some(output) = self.client.poll_output() else {
-                self.drain_events();
-                if self.client.poll_output().is_none() {
-                    return;
+            let mut any = false;
+            while let Some(output) = self.client.poll_output() {
+                any = true;
+                if let Output::Completion(c) = &output {
+                    check_completion(c, &self.issued, &mut self.completed);
                 }
-                continue;
-            };
-            if let Output::Completion(c) = &output {
-                check_completion(c, &self.issued, &mut self.completed);
+                match output {
+                    Output::Publish(msg) => record_publish(&msg, &mut self.unanswered),
+                    Output::Subscribe(filter) => self.pending_subs.push(filter),
+                    Output::Unsubscribe(_) => {}
+                    other => {
+                        let mut t = Tracked {
+                            client: &mut self.client,
+                            issued: &mut self.issued,
+                        };
+                        self.host.handle_output(other, &mut t, now);
+                    }
+                }
             }
-            let mut t = Tracked {
-                client: &mut self.client,
-                issued: &mut self.issued,
-            };
-            let mut ms: [&mut dyn Machine; 4] = [
-                &mut self.lease,
-                &mut self.lock,
-                &mut self.edit,
-                &mut self.leader,
-            ];
-            match output {
-                Output::Publish(msg) => {
-                    record_publish(&msg, &mut self.unanswered);
-                }
-                Output::Subscribe(filter) => self.pending_subs.push(filter),
-                Output::Completion(c) => {
-                    machine::route_completion(&mut ms, &c, &mut t, now);
-                }
-                Output::Notification(n) => {
-                    machine::route_notification(&mut ms, &n, &mut t, now);
-                }
-                Output::Connected { .. } => machine::route_connected(&mut ms, &mut t, now),
-                // Requests published before a disconnect stay answerable (the client machine
-                // decides that); the lease machines still learn of the drop, as in the adapters.
-                Output::Disconnected => machine::route_disconnected(&mut ms, now),
-                Output::Reregistered { key, result } => {
-                    machine::route_reregistered(&mut ms, &key, result.is_ok(), &mut t, now);
-                }
-                _ => {}
+            while let Some(out) = self.host.poll_output() {
+                any = true;
+                self.on_host_output(out);
+            }
+            if !any {
+                return;
             }
         }
-        panic!("outputs never drained: a feedback loop between the client and the machines");
+        panic!("outputs never drained: a feedback loop between the client and the host");
     }
 
-    fn drain_events(&mut self) {
-        let now = self.now.mono;
-        while let Some(e) = self.lease.poll_event() {
-            match e {
-                LeaseEvent::Acquired { safe_until, .. }
-                | LeaseEvent::Renewed { safe_until, .. } => {
-                    if matches!(e, LeaseEvent::Renewed { .. }) {
-                        assert!(self.order.lease_held, "Renewed without Acquired");
-                    }
-                    assert!(
-                        safe_until <= now.saturating_add(self.order.lease_duration),
-                        "safe_until beyond send time + duration"
-                    );
-                    self.order.lease_held = true;
-                }
-                LeaseEvent::Lost { .. } => {
-                    assert!(self.order.lease_held, "Lost without a grant");
-                    self.order.lease_held = false;
-                }
-                LeaseEvent::Released { .. } => self.order.lease_held = false,
-                _ => {}
+    fn end_call(&mut self, handle: HandleId, call: CallId) {
+        let key = (handle, call);
+        assert!(
+            self.open_calls.remove(&key) || self.abandoned.remove(&key),
+            "call {key:?} ended twice, or was never made"
+        );
+    }
+
+    fn on_host_output(&mut self, out: HostOutput) {
+        match out {
+            HostOutput::Answer { handle, call, .. } => self.end_call(handle, call),
+            HostOutput::Refused(Refused::Op(handle, call)) => self.end_call(handle, call),
+            HostOutput::Refused(Refused::Request(call)) | HostOutput::Reply { call, .. } => {
+                assert!(
+                    self.open_requests.remove(&call),
+                    "request {call:?} ended twice"
+                );
             }
-        }
-        while let Some(e) = self.lock.poll_event() {
-            match e {
-                LockEvent::Locked { .. } => self.order.lock_held = true,
-                LockEvent::Renewed { .. } => assert!(self.order.lock_held, "lock Renewed unlocked"),
-                LockEvent::Lost { .. } => {
-                    assert!(self.order.lock_held, "lock Lost without Locked");
-                    self.order.lock_held = false;
-                }
-                LockEvent::Unlocked { .. } => self.order.lock_held = false,
-                _ => {}
+            HostOutput::Refused(Refused::Observe(stream))
+            | HostOutput::Observed {
+                stream,
+                result: Err(_),
+            } => {
+                self.streams.remove(&(stream.0 as u8));
             }
-        }
-        while let Some(e) = self.edit.poll_event() {
-            match e {
-                EditEvent::Requested { token, .. } => self.edit_token = Some(token),
-                EditEvent::Done { .. } => self.edit_token = None,
-                _ => {}
+            HostOutput::Status {
+                status: Status::Held { safe_until, .. },
+                ..
+            } => {
+                assert!(
+                    safe_until <= self.now.mono.saturating_add(self.longest),
+                    "safe_until beyond now + the longest duration asked"
+                );
             }
-        }
-        while let Some(e) = self.leader.poll_event() {
-            match e {
+            HostOutput::Leader { handle, event } => match event {
                 LeaderEvent::Elected { .. } => {
-                    assert!(!self.order.leading, "Elected twice without Deposed");
-                    self.order.leading = true;
+                    assert!(self.leading.insert(handle), "Elected twice without Deposed");
                 }
-                LeaderEvent::Renewed { .. } => assert!(self.order.leading, "Renewed not leading"),
+                LeaderEvent::Renewed { .. } => {
+                    assert!(self.leading.contains(&handle), "Renewed while not leading")
+                }
                 LeaderEvent::Deposed { .. } => {
-                    assert!(self.order.leading, "Deposed without Elected");
-                    self.order.leading = false;
+                    assert!(self.leading.remove(&handle), "Deposed without Elected")
                 }
-                LeaderEvent::Stopped { .. } => self.order.leading = false,
+                LeaderEvent::Stopped { .. } => {
+                    self.leading.remove(&handle);
+                }
                 _ => {}
+            },
+            HostOutput::Gone { handle } => {
+                // Calls still open end with their handle.
+                self.open_calls.retain(|(h, _)| *h != handle);
+                self.abandoned.retain(|(h, _)| *h != handle);
+                // Only a dropped handle's machine goes, an edit's once it is done, or all of
+                // them after a close.
+                let live = self.handles.iter().find(|(_, h)| **h == handle);
+                assert!(
+                    self.closed || matches!(live, None | Some((HandleSel::Edit, _))),
+                    "the machine of live handle {live:?} went away"
+                );
             }
+            _ => {}
         }
     }
 
@@ -812,37 +935,31 @@ impl World {
             open,
             "client in-flight count disagrees with the ids without a completion"
         );
-        let waiting = self.lease.outstanding()
-            + self.lock.outstanding()
-            + self.edit.outstanding()
-            + self.leader.outstanding();
-        assert!(
-            waiting <= open,
-            "machines wait for {waiting} requests but only {open} can still complete"
-        );
-        let now = self.now.mono;
-        if let Ok(token) = self.lease.token(now) {
-            assert!(
-                self.order.lease_held,
-                "token {token} without an Acquired event"
-            );
-        }
     }
 
-    /// Ends the run: disconnects and lets every deadline pass; every request issued before
-    /// must then have its single completion.
+    /// Ends the run: every handle is dropped, the connection drops, and every deadline passes;
+    /// then every request has its single completion, every call its end, and no machine is
+    /// left.
     pub fn finish(&mut self) {
+        let live: Vec<HandleSel> = self.handles.keys().copied().collect();
+        for sel in live {
+            self.drop_handle(sel, false);
+        }
+        self.drain();
         self.client.handle_disconnected(self.now);
         self.drain();
         let before: BTreeSet<RequestId> = self.issued.clone();
-        let end = self.now.mono.saturating_add(MAX_WAIT);
-        for _ in 0..1_000 {
+        // Long enough for any lease that may still be held to run out.
+        let end = self.now.mono.saturating_add(MAX_WAIT * 3);
+        for _ in 0..2_000 {
             if self.now.mono > end {
                 break;
             }
-            let next = self
-                .client
-                .poll_timeout()
+            let next = [self.client.poll_timeout(), self.host.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t > self.now.mono)
+                .min()
                 .unwrap_or(end)
                 .max(self.now.mono.saturating_add(Duration::from_millis(1)));
             self.now = self
@@ -851,30 +968,33 @@ impl World {
             self.timeouts();
             self.drain();
             self.check();
+            if self.host.machines() == 0 && self.client.in_flight() == 0 {
+                break;
+            }
         }
         let missing: Vec<_> = before.difference(&self.completed).collect();
         assert!(
-            missing.is_empty() || self.now.mono <= end,
+            missing.is_empty(),
             "requests without an outcome after every deadline passed: {missing:?}"
+        );
+        assert_eq!(
+            self.host.machines(),
+            0,
+            "a machine outlived its handle: {:#?}",
+            self.host
+        );
+        assert!(
+            self.open_calls.is_empty(),
+            "calls never ended: {:?}",
+            self.open_calls
+        );
+        assert!(
+            self.open_requests.is_empty(),
+            "direct requests never answered: {:?}",
+            self.open_requests
         );
     }
 }
-
-/// Deadlines of the four machines through one interface.
-trait MachineRef {
-    fn next(&self) -> Option<Instant>;
-}
-
-macro_rules! machine_ref {
-    ($($t:ty),*) => {$(
-        impl MachineRef for $t {
-            fn next(&self) -> Option<Instant> {
-                self.poll_timeout()
-            }
-        }
-    )*};
-}
-machine_ref!(Lease, Lock, Edit, Leader);
 
 fn record_publish(msg: &Message, unanswered: &mut Vec<Published>) {
     let Some(correlation) = msg.correlation_data.clone() else {
@@ -932,6 +1052,7 @@ pub fn summary(world: &World) -> BTreeMap<&'static str, usize> {
         ("answered", world.answered.len()),
         ("unanswered", world.unanswered.len()),
         ("subs", world.pending_subs.len()),
+        ("calls", world.next_call as usize),
     ])
 }
 
@@ -991,6 +1112,7 @@ mod tests {
         let mut world = World::new(7, 1_700_000_000_000, (4, 4));
         let script = [
             Op::LeaseAcquire {
+                second: false,
                 duration_ms: 5_000,
                 renew_ms: Some(1_000),
             },
@@ -1009,7 +1131,7 @@ mod tests {
                 },
             },
             Op::Advance { ms: 1_500 },
-            Op::LeaseRelease,
+            Op::LeaseRelease(false),
         ];
         for op in &script {
             world.step(op);

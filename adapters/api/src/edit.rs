@@ -22,108 +22,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use leasedlock_core::edit::{self as core_edit, EditEvent};
+use leasedlock_core::edit::EditEvent;
 
 pub use leasedlock_core::edit::{EditDecision, EditOutcome};
 pub use leasedlock_core::lease::LostReason;
 
-use crate::connection::Shared;
-use crate::engine::{Cmd, MachineKind, Op};
-use crate::lock::{Lock, LockError, LockOptions};
-use crate::state_store::StoreError;
+pub use crate::error::EditError;
 
-/// Why an edit failed.
-// Not core's `EditError` on purpose: it wraps this crate's `LockError`/`StoreError`, adds
-// `Closed`, and drops the core's `Busy`/`NotDeciding`, which `Lock::edit` cannot cause.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EditError {
-    /// The key is empty.
-    EmptyKey,
-    /// The lock could not be taken.
-    Lock(LockError),
-    /// The lock was lost before the write was sent.
-    Lost(LostReason),
-    /// The GET or the write failed (a fencing rejection is `Request(Service(..))`).
-    Request(StoreError),
-    /// The store sent a reply the command cannot have.
-    UnexpectedReply,
-    /// The edit was cancelled before the write.
-    Cancelled,
-    /// A failure of the core edit machine this crate has no variant of its own for: the
-    /// core's error itself (also the [`source`](std::error::Error::source)).
-    Core(core_edit::EditError),
-    /// The connection was closed.
-    Closed,
-    /// The write failed in a way that leaves its outcome unknown: it may or may not have been
-    /// applied. With `may_still_land == false` the edit kept the lock until the write could no
-    /// longer land; with `true` the lock was lost first and the write may still land later.
-    OutcomeUnknown {
-        /// How the write failed.
-        error: StoreError,
-        /// Whether the write may still land after another holder took the lock.
-        may_still_land: bool,
-    },
-}
-
-impl std::fmt::Display for EditError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EditError::EmptyKey => write!(f, "the key must not be empty"),
-            EditError::Lock(e) => write!(f, "{e}"),
-            EditError::Lost(reason) => write!(f, "lock lost during the edit: {reason}"),
-            EditError::Request(e) => write!(f, "state store request failed: {e}"),
-            EditError::UnexpectedReply => write!(f, "unexpected reply"),
-            EditError::Cancelled => write!(f, "edit cancelled"),
-            EditError::Core(e) => write!(f, "{e}"),
-            EditError::Closed => write!(f, "connection closed"),
-            EditError::OutcomeUnknown {
-                error,
-                may_still_land,
-            } => {
-                write!(f, "the write may or may not have been applied: {error}")?;
-                if *may_still_land {
-                    write!(f, " (and the lock was lost while it could still land)")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl std::error::Error for EditError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            EditError::OutcomeUnknown { error, .. } => Some(error),
-            EditError::Lock(e) => Some(e),
-            EditError::Request(e) => Some(e),
-            EditError::Core(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<core_edit::EditError> for EditError {
-    fn from(e: core_edit::EditError) -> Self {
-        use core_edit::EditError as C;
-        match e {
-            C::EmptyKey => EditError::EmptyKey,
-            C::Lock(l) => EditError::Lock(l.into()),
-            C::Lost(reason) => EditError::Lost(reason),
-            C::Request(r) => EditError::Request(r.into()),
-            C::UnexpectedReply => EditError::UnexpectedReply,
-            C::Cancelled => EditError::Cancelled,
-            C::OutcomeUnknown {
-                error,
-                may_still_land,
-            } => EditError::OutcomeUnknown {
-                error: error.into(),
-                may_still_land,
-            },
-            other => EditError::Core(other),
-        }
-    }
-}
+use crate::engine::protocol::{Cmd, MachineKind, Op};
+use crate::lock::{Lock, LockOptions};
+use crate::shared::Shared;
 
 /// Cancels the edit's machine when the `edit()` future is dropped before it finished.
 struct EditGuard {

@@ -9,10 +9,10 @@ use futures_channel::oneshot;
 use leasedlock_core::hlc::Hlc;
 use leasedlock_core::lease::{holder_value, ConfigRule, LeaseOptions, LostReason};
 
-use crate::connection::Shared;
-use crate::engine::{Cmd, MachineKind, Op, Status};
-use crate::lease::{AcquireOptions, LeaseError};
-use crate::state_store::StoreError;
+use crate::engine::protocol::{Cmd, MachineKind, Op, Status};
+use crate::error::{LeaseError, StoreError};
+use crate::options::AcquireOptions;
+use crate::shared::Shared;
 use crate::watch;
 
 /// Whose holder value a handle stores in the lease key.
@@ -166,7 +166,7 @@ macro_rules! hold_methods {
 
         /// The current fencing token, or why there is none (`NoLease` when never held or
         /// released; `Lost` after a loss). Never returns a token past `safe_until`.
-        pub fn token(&self) -> Result<leasedlock_core::hlc::Hlc, crate::lease::LeaseError> {
+        pub fn token(&self) -> Result<leasedlock_core::hlc::Hlc, crate::error::LeaseError> {
             self.handle.token()
         }
 
@@ -183,7 +183,7 @@ macro_rules! hold_methods {
         /// Waits until the current hold ends and returns why: `Lost(..)` (raised at
         /// `safe_until` at the latest when no renewal succeeded) or `NoLease` after a release.
         /// Returns at once when not held.
-        pub async fn lost(&self) -> crate::lease::LeaseError {
+        pub async fn lost(&self) -> crate::error::LeaseError {
             self.handle.ended().await
         }
 

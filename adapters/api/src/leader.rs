@@ -25,85 +25,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
-use leasedlock_core::hlc::Hlc;
 use leasedlock_core::leader as core_leader;
 
 pub use leasedlock_core::leader::DeposedReason;
 
-use crate::cancel::CancellationToken;
-use crate::clock::Clock;
-use crate::connection::Shared;
+pub use crate::error::LeaderError;
+pub use crate::view::Term;
+
 use crate::engine::{Cmd, MachineKind, Op};
+use crate::error::LockError;
 use crate::handle::call;
-use crate::lease::{AcquireOptions, ConfigRule};
-use crate::lock::LockError;
-use crate::state_store::StoreError;
+use crate::lease::AcquireOptions;
+use crate::shared::Shared;
+use crate::view::LeaderView;
 use crate::watch;
-
-/// Why a leader operation failed.
-// Not core's `LeaderError` on purpose: it wraps this crate's `LockError` and adds `Closed`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LeaderError {
-    /// `campaign` while campaigning or leading; `resign` while already resigning.
-    Busy,
-    /// `resign` with no campaign.
-    NotCampaigning,
-    /// The options break a configuration rule.
-    InvalidConfig(ConfigRule),
-    /// The lock underneath failed in a way retrying will not fix.
-    Lock(LockError),
-    /// A failure of the core leader machine this crate has no variant of its own for: the
-    /// core's error itself (also the [`source`](std::error::Error::source)).
-    Core(core_leader::LeaderError),
-    /// The connection was closed.
-    Closed,
-}
-
-impl std::fmt::Display for LeaderError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LeaderError::Busy => write!(f, "already campaigning"),
-            LeaderError::NotCampaigning => write!(f, "not campaigning"),
-            LeaderError::InvalidConfig(rule) => write!(f, "invalid leader configuration: {rule}"),
-            LeaderError::Lock(e) => write!(f, "{e}"),
-            LeaderError::Core(e) => write!(f, "{e}"),
-            LeaderError::Closed => write!(f, "connection closed"),
-        }
-    }
-}
-
-impl std::error::Error for LeaderError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            LeaderError::Lock(e) => Some(e),
-            LeaderError::Core(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<core_leader::LeaderError> for LeaderError {
-    fn from(e: core_leader::LeaderError) -> Self {
-        use core_leader::LeaderError as C;
-        match e {
-            C::Busy => LeaderError::Busy,
-            C::NotCampaigning => LeaderError::NotCampaigning,
-            C::InvalidConfig(rule) => LeaderError::InvalidConfig(rule),
-            C::Lock(l) => LeaderError::Lock(l.into()),
-            other => LeaderError::Core(other),
-        }
-    }
-}
-
-impl From<StoreError> for LeaderError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Closed => LeaderError::Closed,
-            other => LeaderError::Lock(LockError::from(other)),
-        }
-    }
-}
 
 /// Options of a campaign.
 ///
@@ -166,105 +101,6 @@ impl LeaderOptions {
             recampaign: self.recampaign,
         }
     }
-}
-
-/// One leadership term. Its cancellation token is cancelled when the term ends (deposed,
-/// resigning, or the campaign stopped): scope leader work to it.
-///
-/// ```no_run
-/// # async fn demo(leader: leasedlock_api::Leader) -> Result<(), leasedlock_api::LeaderError> {
-/// let term = leader.elected().await?;
-/// let stop = term.cancellation().clone();
-/// // hand `stop` to the leader work; it checks `stop.is_cancelled()` or awaits `stop.cancelled()`
-/// term.cancelled().await; // deposed or resigning
-/// # let _ = stop;
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone)]
-pub struct Term {
-    token: Hlc,
-    /// On the core's suspend-aware axis (see [`Term::safe_until`]).
-    safe_until: leasedlock_core::Instant,
-    clock: Clock,
-    cancel: CancellationToken,
-    number: u64,
-}
-
-impl Term {
-    pub(crate) fn new(
-        token: Hlc,
-        safe_until: leasedlock_core::Instant,
-        clock: Clock,
-        cancel: CancellationToken,
-        number: u64,
-    ) -> Term {
-        Term {
-            token,
-            safe_until,
-            clock,
-            cancel,
-            number,
-        }
-    }
-
-    pub(crate) fn renewed(&mut self, token: Hlc, safe_until: leasedlock_core::Instant) {
-        self.token = token;
-        self.safe_until = safe_until;
-    }
-
-    /// The fencing token (as of the last renewal this snapshot saw).
-    pub fn token(&self) -> &Hlc {
-        &self.token
-    }
-
-    /// Until when acting as leader is safe (as of this snapshot). The deadline is kept on a
-    /// clock that counts through system suspend and converted at each call, so after a resume
-    /// it is where it belongs on the monotonic clock (in the past, if the term ran out while
-    /// suspended).
-    pub fn safe_until(&self) -> std::time::Instant {
-        self.clock.to_std(self.safe_until)
-    }
-
-    /// Whether acting as leader is still safe now (`now < safe_until`, on the suspend-aware
-    /// clock).
-    pub(crate) fn is_safe_now(&self) -> bool {
-        self.clock.now().mono < self.safe_until
-    }
-
-    /// Counts the terms of this handle: 1 for the first election, and so on.
-    pub fn number(&self) -> u64 {
-        self.number
-    }
-
-    /// The token cancelled when the term ends.
-    pub fn cancellation(&self) -> &CancellationToken {
-        &self.cancel
-    }
-
-    /// Whether the term has ended (its token is cancelled).
-    pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
-    }
-
-    /// Resolves when the term ends.
-    pub async fn cancelled(&self) {
-        self.cancel.cancelled().await
-    }
-}
-
-/// What the driver publishes about a leader handle.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct LeaderView {
-    /// Terms so far.
-    pub(crate) terms: u64,
-    /// The current term.
-    pub(crate) term: Option<Term>,
-    /// The last term that ended, and why.
-    pub(crate) deposed: Option<(u64, DeposedReason)>,
-    /// The leader seen in the store.
-    pub(crate) leader: Option<Bytes>,
-    /// Set when the campaign stopped (with its error, if any).
-    pub(crate) stopped: Option<Option<LeaderError>>,
 }
 
 /// A participant in the election of one name. Dropping it resigns (releasing the lease if it

@@ -9,12 +9,15 @@ mod clock;
 mod connection;
 pub mod edit;
 mod engine;
+mod error;
 mod handle;
 pub mod leader;
 pub mod lease;
 pub mod lock;
 mod options;
+mod shared;
 pub mod state_store;
+mod view;
 mod watch;
 
 pub use adapter::exports::*;

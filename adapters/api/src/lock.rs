@@ -26,84 +26,13 @@ use bytes::Bytes;
 use leasedlock_core::hlc::Hlc;
 use leasedlock_core::lock as core_lock;
 
-use crate::connection::Shared;
+pub use crate::error::LockError;
+
 use crate::engine::{MachineKind, Op};
+use crate::error::LeaseError;
 use crate::handle::{hold_methods, Handle, Identity};
-use crate::lease::{AcquireOptions, LeaseError, ReleaseOutcome};
-use crate::state_store::StoreError;
-
-/// Why a lock operation failed.
-// Not core's `LockError` on purpose: it wraps this crate's `LeaseError` and adds `Closed`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LockError {
-    /// The wait deadline passed.
-    Timeout,
-    /// The wait was cancelled.
-    Cancelled,
-    /// `lock` while a wait is active on this handle.
-    Busy,
-    /// `lock` while this handle holds the lock.
-    AlreadyHeld,
-    /// `unlock` without the lock.
-    NotLocked,
-    /// The lease underneath failed in a way retrying will not fix.
-    Lease(LeaseError),
-    /// A failure of the core lock machine this crate has no variant of its own for: the
-    /// core's error itself (also the [`source`](std::error::Error::source)).
-    Core(core_lock::LockError),
-    /// The connection was closed.
-    Closed,
-}
-
-impl std::fmt::Display for LockError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LockError::Timeout => write!(f, "lock wait timed out"),
-            LockError::Cancelled => write!(f, "lock wait cancelled"),
-            LockError::Busy => write!(f, "a lock wait is already active"),
-            LockError::AlreadyHeld => write!(f, "the lock is already held"),
-            LockError::NotLocked => write!(f, "the lock is not held"),
-            LockError::Lease(e) => write!(f, "{e}"),
-            LockError::Core(e) => write!(f, "{e}"),
-            LockError::Closed => write!(f, "connection closed"),
-        }
-    }
-}
-
-impl std::error::Error for LockError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            LockError::Lease(e) => Some(e),
-            LockError::Core(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<core_lock::LockError> for LockError {
-    fn from(e: core_lock::LockError) -> Self {
-        use core_lock::LockError as C;
-        match e {
-            C::Timeout => LockError::Timeout,
-            C::Cancelled => LockError::Cancelled,
-            C::Busy => LockError::Busy,
-            C::AlreadyHeld => LockError::AlreadyHeld,
-            C::NotLocked => LockError::NotLocked,
-            C::Lease(l) => LockError::Lease(l.into()),
-            other => LockError::Core(other),
-        }
-    }
-}
-
-impl From<StoreError> for LockError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Closed => LockError::Closed,
-            other => LockError::Lease(LeaseError::Request(other)),
-        }
-    }
-}
+use crate::lease::{AcquireOptions, ReleaseOutcome};
+use crate::shared::Shared;
 
 /// Options of [`Lock::lock`].
 ///

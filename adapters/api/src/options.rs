@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use leasedlock_core::lease::LeaseOptions;
+
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -711,5 +713,63 @@ mod tests {
     fn secrets_are_not_printed() {
         let s = format!("{:?}", Secret::Inline("hunter2".to_string()));
         assert!(!s.contains("hunter2"));
+    }
+}
+
+/// Options of [`Lease::acquire`](crate::Lease::acquire) (and of a lock's acquisition).
+///
+/// ```
+/// use std::time::Duration;
+/// use leasedlock_api::AcquireOptions;
+///
+/// // Renew every 3 s; each request may take 2 s; the lease duration must exceed 3 + 2 + margin.
+/// let options = AcquireOptions::new()
+///     .renew(Duration::from_secs(3))
+///     .timeout(Duration::from_secs(2));
+/// # let _ = options;
+/// ```
+// Not core's `LeaseOptions` on purpose: a builder whose timeout defaults to the connection's
+// and whose session id comes from the handle (`to_core` fills both in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AcquireOptions {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) renew: Option<Duration>,
+    pub(crate) margin: Option<Duration>,
+}
+
+impl AcquireOptions {
+    /// One attempt with the connection's request timeout, no auto-renew, the default margin.
+    pub fn new() -> AcquireOptions {
+        AcquireOptions::default()
+    }
+    /// Per-request timeout.
+    pub fn timeout(mut self, timeout: Duration) -> AcquireOptions {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// Renew automatically every `interval` while held. The lease duration must exceed
+    /// interval + request timeout + margin.
+    pub fn renew(mut self, interval: Duration) -> AcquireOptions {
+        self.renew = Some(interval);
+        self
+    }
+    /// Safety margin subtracted from the duration to get `safe_until` (covers clock-rate
+    /// drift; default 5 % of the duration, at least 100 ms).
+    pub fn margin(mut self, margin: Duration) -> AcquireOptions {
+        self.margin = Some(margin);
+        self
+    }
+
+    pub(crate) fn to_core(
+        &self,
+        default_timeout: Duration,
+        session_id: Option<&str>,
+    ) -> LeaseOptions {
+        LeaseOptions {
+            timeout: Some(self.timeout.unwrap_or(default_timeout)),
+            renew: self.renew,
+            session_id: session_id.map(str::to_string),
+            margin: self.margin,
+        }
     }
 }

@@ -25,139 +25,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
-use leasedlock_core::client::{Completion, RequestError, RequestOptions};
-use leasedlock_core::command::{Request, Response, ServiceError, SetCondition};
+use leasedlock_core::client::RequestOptions;
+use leasedlock_core::command::{Request, Response, SetCondition};
 use leasedlock_core::hlc::Hlc;
 
 pub use leasedlock_core::command::VdelOutcome;
 
-use crate::connection::Shared;
+pub use crate::error::{ObserveError, StoreError};
+pub use crate::view::KeyChange;
+
 use crate::engine::{fanout, Cmd};
-
-/// Why a state-store operation failed.
-// Not core's `RequestError` on purpose: owned `String` status text, plus `Closed` and `Other`,
-// which only a connection (not the sans-IO client) can produce.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The store answered with an error (`-ERR ...`), e.g. a fencing-token rejection.
-    Service(ServiceError),
-    /// No reply in time. If `sent`, the request left and may have run.
-    Timeout {
-        /// Whether the request was published before the deadline.
-        sent: bool,
-    },
-    /// The connection dropped after the request was sent: it may or may not have run.
-    Unknown,
-    /// The reply carried a non-200 RPC status.
-    Status {
-        /// The status code.
-        status: u16,
-        /// The status message, if any.
-        message: Option<String>,
-    },
-    /// The reply's timestamp is too far ahead of our clock (or malformed).
-    ClockDrift,
-    /// The reply is not a valid answer to the request.
-    BadReply,
-    /// Too many requests in flight.
-    Busy,
-    /// The request is invalid (the rule it breaks).
-    InvalidArgument(&'static str),
-    /// The broker refused the response-topic subscription, so no reply can arrive.
-    SubscriptionRefused,
-    /// The connection was closed.
-    Closed,
-    /// A request failure of a kind this crate has no variant of its own for: the core's
-    /// error itself (also its [`source`](std::error::Error::source)).
-    Core(RequestError),
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Service(e) => write!(f, "state store error: {e:?}"),
-            StoreError::Timeout { sent: true } => write!(f, "request timed out (it may have run)"),
-            StoreError::Timeout { sent: false } => {
-                write!(f, "request timed out before it was sent")
-            }
-            StoreError::Unknown => write!(f, "connection lost after sending; outcome unknown"),
-            StoreError::Status { status, message } => {
-                write!(f, "RPC status {status}")?;
-                if let Some(m) = message {
-                    write!(f, ": {m}")?;
-                }
-                Ok(())
-            }
-            StoreError::ClockDrift => write!(f, "reply timestamp too far ahead of the local clock"),
-            StoreError::BadReply => write!(f, "malformed reply"),
-            StoreError::Busy => write!(f, "too many requests in flight"),
-            StoreError::InvalidArgument(rule) => write!(f, "invalid argument: {rule}"),
-            StoreError::SubscriptionRefused => write!(f, "response subscription refused"),
-            StoreError::Closed => write!(f, "connection closed"),
-            StoreError::Core(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StoreError::Service(e) => Some(e),
-            StoreError::Core(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl StoreError {
-    /// The core's request error this is, if it is one (everything but `Closed`).
-    pub fn to_core(&self) -> Option<RequestError> {
-        Some(match self {
-            StoreError::Service(s) => RequestError::Service(s.clone()),
-            StoreError::Timeout { sent } => RequestError::Timeout { sent: *sent },
-            StoreError::Unknown => RequestError::Unknown,
-            StoreError::Status { status, message } => RequestError::Status {
-                status: *status,
-                message: message.clone().map(bytes::Bytes::from),
-            },
-            StoreError::ClockDrift => RequestError::ClockDrift,
-            StoreError::BadReply => RequestError::BadReply,
-            StoreError::Busy => RequestError::Busy,
-            StoreError::InvalidArgument(rule) => RequestError::InvalidArgument(rule),
-            StoreError::SubscriptionRefused => RequestError::SubscriptionRefused,
-            StoreError::Core(e) => e.clone(),
-            StoreError::Closed => return None,
-        })
-    }
-
-    /// Whether trying again later may succeed, exactly as the core classifies the request
-    /// failure (see `RequestError::is_transient`); `Closed` is final.
-    pub fn is_transient(&self) -> bool {
-        self.to_core().is_some_and(|e| e.is_transient())
-    }
-}
-
-impl From<RequestError> for StoreError {
-    fn from(e: RequestError) -> Self {
-        match e {
-            RequestError::Service(s) => StoreError::Service(s),
-            RequestError::Timeout { sent } => StoreError::Timeout { sent },
-            RequestError::Unknown => StoreError::Unknown,
-            RequestError::Status { status, message } => StoreError::Status {
-                status,
-                message: message.map(|m| String::from_utf8_lossy(&m).into_owned()),
-            },
-            RequestError::ClockDrift => StoreError::ClockDrift,
-            RequestError::BadReply => StoreError::BadReply,
-            RequestError::Busy => StoreError::Busy,
-            RequestError::InvalidArgument(rule) => StoreError::InvalidArgument(rule),
-            RequestError::SubscriptionRefused => StoreError::SubscriptionRefused,
-            #[allow(unreachable_patterns)]
-            other => StoreError::Core(other),
-        }
-    }
-}
+use crate::shared::Shared;
 
 /// Options of a SET.
 ///
@@ -266,50 +144,6 @@ pub struct Versioned {
     /// Its version.
     pub version: Option<Hlc>,
 }
-
-/// A change of an observed key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyChange {
-    /// The key.
-    pub key: Bytes,
-    /// The new value, or `None` when the key was deleted (DEL, VDEL or expiry).
-    pub value: Option<Bytes>,
-    /// The key's version after the change (absent for a resynchronised deletion).
-    pub version: Option<Hlc>,
-    /// `true` when this change was not notified but found by reading the key after a
-    /// reconnect (notifications may have been missed while the registration was down).
-    pub resync: bool,
-}
-
-/// A problem an observation stream reports between changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ObserveError {
-    /// The stream was not read fast enough and this many changes were dropped.
-    Lagged {
-        /// How many.
-        missed: u64,
-    },
-    /// The key's notification registration could not be renewed after a reconnect (e.g. it
-    /// timed out while the store was still reconnecting): changes may go unnotified until it
-    /// is. The engine retries it with back-off; once renewed, the key is re-read and what
-    /// changed meanwhile arrives as a change with `resync: true`.
-    MayHaveMissed,
-}
-
-impl std::fmt::Display for ObserveError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ObserveError::Lagged { missed } => write!(f, "{missed} changes dropped (slow reader)"),
-            ObserveError::MayHaveMissed => write!(
-                f,
-                "the notification registration lapsed: changes may have been missed"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ObserveError {}
 
 /// Handle for state-store operations; cheap to clone, `Send + Sync`.
 ///
@@ -521,6 +355,3 @@ impl Stream for Observation {
         self.rx.as_mut().poll_next(cx)
     }
 }
-
-/// What the request path hands back: the completion of one request.
-pub(crate) type Reply = Result<Completion, RequestError>;

@@ -37,6 +37,17 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection whose engine runs in the task `task` (for [`crate::attach`]).
+    pub(crate) fn from_parts(
+        inner: leasedlock_api::Connection,
+        task: tokio::task::AbortHandle,
+    ) -> Connection {
+        Connection {
+            inner,
+            task: Arc::new(Task(task)),
+        }
+    }
+
     /// Starts the connection task and returns at once; requests made before the broker
     /// answers wait (within their timeouts) for the connection. Must be called within a tokio
     /// runtime.

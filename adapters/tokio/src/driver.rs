@@ -5,24 +5,23 @@
 //! alive across iterations of the driver's `select!`, so a command or a timer can never drop a
 //! packet half written. When it completes, the event loop comes back with the event.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use leasedlock_api::{
-    Authentication, Backoff, Clock, Commands, ConnackRefusal, ConnectionOptions, Engine, Transmit,
-    WakeCap,
+    Authentication, Backoff, Clock, Commands, ConnackRefusal, ConnectionOptions, Engine,
+    TlsOptions, Transmit, WakeCap,
 };
 use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
-use rumqttc::v5::mqttbytes::{valid_filter, valid_topic, QoS as MqttQoS};
-use rumqttc::v5::{AsyncClient, ClientError, ConnectionError, Event, EventLoop, MqttOptions};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::Outgoing;
 use tracing::{error, info, trace, warn};
 
-use crate::convert::{self, OutgoingPublish};
-use crate::options::apply_credentials;
+use crate::convert;
+use crate::options::{apply_credentials, tls_transport};
+use crate::outbox::{Outbound, Outbox};
 use crate::subscriptions::{SubOp, Subscriptions};
 use crate::timer::Timer;
 
@@ -30,30 +29,42 @@ use crate::timer::Timer;
 /// breakdowns: `RUST_LOG`-style filters can select just these.
 pub(crate) const HOP: &str = "leasedlock::hop";
 
-/// Something for rumqttc's request channel.
-#[derive(Debug)]
-enum Outbound {
-    Publish(OutgoingPublish),
-    Sub(SubOp),
-}
-
 type PollFuture = Pin<Box<dyn Future<Output = (EventLoop, Result<Event, ConnectionError>)> + Send>>;
 
-/// One `EventLoop::poll`, optionally after a back-off delay and a credential refresh.
-fn poll_once(
-    mut el: EventLoop,
-    delay: Option<Duration>,
+/// What is read again from files before every reconnection attempt.
+#[derive(Debug, Clone, Default)]
+struct Refresh {
+    /// Passwords and service-account tokens rotate.
     auth: Option<Authentication>,
-) -> PollFuture {
+    /// A mounted CA bundle (or client certificate) is replaced when it rotates.
+    tls: Option<TlsOptions>,
+}
+
+/// One `EventLoop::poll`, optionally after a back-off delay and a refresh of what was read from
+/// files.
+fn poll_once(mut el: EventLoop, delay: Option<Duration>, refresh: Option<Refresh>) -> PollFuture {
     Box::pin(async move {
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
-        if let Some(auth) = auth {
-            // Rotated passwords and service-account tokens are picked up on reconnect. A file
-            // that cannot be read keeps the previous credentials.
+        let refresh = refresh.unwrap_or_default();
+        if let Some(auth) = refresh.auth {
+            // A file that cannot be read keeps the previous credentials.
             if let Err(e) = apply_credentials(&auth, &mut el.options).await {
                 warn!(error = %e, "credential refresh failed; reconnecting with the previous ones");
+            }
+        }
+        if let Some(tls) = refresh.tls {
+            // rustls reads the PEM files with blocking calls: off the runtime's threads. Files
+            // that cannot be read or parsed keep the previous TLS configuration.
+            match tokio::task::spawn_blocking(move || tls_transport(&tls)).await {
+                Ok(Ok(transport)) => {
+                    el.options.set_transport(transport);
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %e, "TLS refresh failed; reconnecting with the previous files")
+                }
+                Err(e) => warn!(error = %e, "TLS refresh did not run"),
             }
         }
         let result = el.poll().await;
@@ -69,9 +80,9 @@ pub(crate) struct Driver {
     mqtt: AsyncClient,
     event_loop: Option<EventLoop>,
     subs: Subscriptions,
-    outbox: VecDeque<Outbound>,
+    outbox: Outbox,
     backoff: Backoff,
-    refresh_auth: Option<Authentication>,
+    refresh: Refresh,
     /// The MQTT client id, to tell connections apart in trace events.
     id: String,
     /// Why the broker refused the last connection attempt, if it did.
@@ -108,9 +119,12 @@ impl Driver {
         let capacity = options.get_max_in_flight().saturating_add(64);
         let id = mqtt.client_id();
         let (mqtt_client, event_loop) = AsyncClient::new(mqtt, capacity);
-        let refresh_auth = match options.get_authentication() {
-            Authentication::None => None,
-            other => Some(other.clone()),
+        let refresh = Refresh {
+            auth: match options.get_authentication() {
+                Authentication::None => None,
+                other => Some(other.clone()),
+            },
+            tls: options.get_tls().cloned(),
         };
         let (reconnect_min, reconnect_max) = options.get_reconnect_backoff();
         let seed = engine.seed();
@@ -121,9 +135,9 @@ impl Driver {
             mqtt: mqtt_client,
             event_loop: Some(event_loop),
             subs: Subscriptions::default(),
-            outbox: VecDeque::new(),
+            outbox: Outbox::default(),
             backoff: Backoff::new(reconnect_min, reconnect_max, seed),
-            refresh_auth,
+            refresh,
             id,
             last_refusal: LastRefusal::default(),
         }
@@ -162,8 +176,8 @@ impl Driver {
             tokio::select! {
                 (mut el, result) = &mut poll => {
                     let delay = self.on_event(&mut el, result);
-                    let auth = delay.and(self.refresh_auth.clone());
-                    poll = poll_once(el, delay, auth);
+                    let refresh = delay.map(|_| self.refresh.clone());
+                    poll = poll_once(el, delay, refresh);
                 }
                 command = self.commands.recv(), if commands_open => match command {
                     Some(command) => {
@@ -227,7 +241,7 @@ impl Driver {
                 // The core's own (re-)subscriptions go first; then what was deferred.
                 self.transmit();
                 for op in self.subs.take_deferred() {
-                    self.outbox.push_back(Outbound::Sub(op));
+                    self.outbox.push(op.into());
                 }
                 None
             }
@@ -286,17 +300,17 @@ impl Driver {
         while let Some(t) = self.engine.poll_transmit() {
             match t {
                 Transmit::Publish(message) => match convert::to_publish(message) {
-                    Ok(publish) => self.outbox.push_back(Outbound::Publish(publish)),
+                    Ok(publish) => self.outbox.push(Outbound::Publish(publish)),
                     Err(e) => error!(field = e.0, "core produced a non-UTF-8 field; dropped"),
                 },
                 Transmit::Subscribe(filter) => {
                     if let Some(op) = self.subs.request(SubOp::Subscribe(filter)) {
-                        self.outbox.push_back(Outbound::Sub(op));
+                        self.outbox.push(op.into());
                     }
                 }
                 Transmit::Unsubscribe(filter) => {
                     if let Some(op) = self.subs.request(SubOp::Unsubscribe(filter)) {
-                        self.outbox.push_back(Outbound::Sub(op));
+                        self.outbox.push(op.into());
                     }
                 }
                 other => warn!(transmit = ?other, "unsupported transmission dropped"),
@@ -307,63 +321,7 @@ impl Driver {
 
     /// Hands queued packets to rumqttc without ever waiting on its channel.
     fn flush_outbox(&mut self) {
-        while let Some(item) = self.outbox.pop_front() {
-            let sent = match item {
-                Outbound::Publish(p) => {
-                    if !valid_topic(&p.topic) {
-                        error!(topic = %p.topic, "invalid publish topic; dropped");
-                        continue;
-                    }
-                    trace!(target: HOP, client = %self.id, topic = %p.topic, "publish out");
-                    self.mqtt.try_publish_with_properties(
-                        p.topic,
-                        p.qos,
-                        p.retain,
-                        p.payload,
-                        p.properties,
-                    )
-                }
-                Outbound::Sub(SubOp::Subscribe(filter)) => {
-                    if !valid_filter(&filter) {
-                        error!(filter = %filter, "invalid filter; dropped");
-                        continue;
-                    }
-                    self.mqtt.try_subscribe(filter, MqttQoS::AtLeastOnce)
-                }
-                Outbound::Sub(SubOp::Unsubscribe(filter)) => self.mqtt.try_unsubscribe(filter),
-            };
-            if let Err(ClientError::TryRequest(request) | ClientError::Request(request)) = sent {
-                // The channel is full: keep the packet, retry after the next event.
-                if let Some(item) = requeue(request) {
-                    self.outbox.push_front(item);
-                }
-                break;
-            }
-        }
-    }
-}
-
-/// Turns a request rumqttc handed back into an outbox entry again.
-fn requeue(request: rumqttc::v5::Request) -> Option<Outbound> {
-    match request {
-        rumqttc::v5::Request::Publish(p) => Some(Outbound::Publish(OutgoingPublish {
-            topic: String::from_utf8(p.topic.to_vec()).ok()?,
-            qos: p.qos,
-            retain: p.retain,
-            payload: p.payload,
-            properties: p.properties.unwrap_or_default(),
-        })),
-        rumqttc::v5::Request::Subscribe(s) => s
-            .filters
-            .into_iter()
-            .next()
-            .map(|f| Outbound::Sub(SubOp::Subscribe(f.path))),
-        rumqttc::v5::Request::Unsubscribe(u) => u
-            .filters
-            .into_iter()
-            .next()
-            .map(|f| Outbound::Sub(SubOp::Unsubscribe(f))),
-        _ => None,
+        self.outbox.flush(&self.mqtt, &self.id);
     }
 }
 

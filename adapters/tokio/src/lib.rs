@@ -2,13 +2,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod attach;
 mod connection;
 mod convert;
 mod driver;
 mod options;
+mod outbox;
+mod shared_subscriptions;
 mod subscriptions;
 mod timer;
 
+pub use attach::{attach, AttachOptions, Attached};
 pub use connection::Connection;
 pub use leasedlock_api::adapter::exports::*;
 
@@ -21,5 +25,7 @@ mod tests {
         // The other handles are leasedlock-api's, checked there.
         check::<crate::Connection>();
         clone::<crate::Connection>();
+        check::<crate::Attached>();
+        check::<crate::AttachOptions>();
     }
 }

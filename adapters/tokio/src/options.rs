@@ -41,7 +41,7 @@ pub(crate) async fn to_mqtt(o: &ConnectionOptions) -> Result<MqttOptions, Option
 
 /// rumqttc's TLS transport with the rustls configuration `leasedlock-api` builds.
 #[cfg(feature = "tls")]
-fn tls_transport(tls: &leasedlock_api::TlsOptions) -> Result<Transport, OptionsError> {
+pub(crate) fn tls_transport(tls: &leasedlock_api::TlsOptions) -> Result<Transport, OptionsError> {
     let config = tls.client_config()?;
     Ok(Transport::Tls(TlsConfiguration::Rustls(
         std::sync::Arc::new(config),
@@ -50,7 +50,7 @@ fn tls_transport(tls: &leasedlock_api::TlsOptions) -> Result<Transport, OptionsE
 
 /// Built without feature `tls`: TLS options are refused with a typed error.
 #[cfg(not(feature = "tls"))]
-fn tls_transport(_tls: &leasedlock_api::TlsOptions) -> Result<Transport, OptionsError> {
+pub(crate) fn tls_transport(_tls: &leasedlock_api::TlsOptions) -> Result<Transport, OptionsError> {
     Err(OptionsError::Tls(
         "TLS needs feature `tls` of leasedlock-tokio".to_string(),
     ))

@@ -19,6 +19,15 @@ pub(crate) enum SubOp {
     Unsubscribe(String),
 }
 
+impl From<SubOp> for crate::outbox::Outbound {
+    fn from(op: SubOp) -> Self {
+        match op {
+            SubOp::Subscribe(filter) => crate::outbox::Outbound::Subscribe(vec![filter]),
+            SubOp::Unsubscribe(filter) => crate::outbox::Outbound::Unsubscribe(filter),
+        }
+    }
+}
+
 /// Tracks SUBSCRIBEs between the core's request and the broker's SUBACK.
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {

@@ -76,3 +76,51 @@ fn connect_cause(r: Result<Connection, ConnectError>) -> String {
         Ok(_) => panic!("connected where the connection must fail"),
     }
 }
+
+/// The CA file is read again before every reconnection attempt, as the token file is: a
+/// connection started while its CA file still holds a CA that did not sign the broker's
+/// certificate (refused by our own verification) connects once the file holds the right one,
+/// as after a CA rotation that updates a mounted trust bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_ca_file_is_read_again_before_reconnecting() {
+    let broker = TlsBroker::start();
+    let pki = &broker.pki;
+    let ca = pki.ca.with_file_name("mounted-ca.pem");
+    std::fs::copy(&pki.other_ca, &ca).expect("old CA in place");
+    let tls = TlsOptions::new()
+        .ca_file(&ca)
+        .client_cert(&pki.client_cert, &pki.client_key);
+    let conn = Connection::start(
+        ConnectionOptions::new("127.0.0.1", broker.tls_port, "tls-rotated-ca")
+            .tls(tls)
+            .connect_timeout(Duration::from_secs(2))
+            .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(200)),
+    )
+    .await
+    .expect("started");
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let ConnectionState::Disconnected(cause) = conn.state() {
+                if cause.contains("UnknownIssuer") {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        refused.is_ok(),
+        "the old CA is refused first: {:?}",
+        conn.state()
+    );
+
+    std::fs::copy(&pki.ca, &ca).expect("rotated CA in place");
+    let connected = tokio::time::timeout(Duration::from_secs(10), conn.wait_connected()).await;
+    assert!(
+        matches!(connected, Ok(Ok(()))),
+        "connects with the rotated CA: {:?}",
+        conn.state()
+    );
+    conn.close().await;
+}

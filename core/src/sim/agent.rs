@@ -325,7 +325,7 @@ pub struct Ctx<'a> {
     pub(crate) now: Now,
     pub(crate) node: usize,
     pub(crate) requester: TrackedRequester<'a>,
-    pub(crate) reports: &'a mut Vec<Report>,
+    pub(crate) reports: &'a mut Vec<(u32, Report)>,
     pub(crate) rng: &'a mut Rng,
 }
 
@@ -335,7 +335,7 @@ impl<'a> Ctx<'a> {
         node: usize,
         client: &'a mut Client,
         issued: &'a mut BTreeSet<RequestId>,
-        reports: &'a mut Vec<Report>,
+        reports: &'a mut Vec<(u32, Report)>,
         rng: &'a mut Rng,
     ) -> Self {
         Ctx {
@@ -369,7 +369,15 @@ impl<'a> Ctx<'a> {
 
     /// Tells the checkers something (a hold, a loss, a fenced write...).
     pub fn report(&mut self, report: Report) {
-        self.reports.push(report);
+        self.reports.push((0, report));
+    }
+
+    /// Tells the checkers something as the node's holder `holder` (the `n` of its
+    /// `clientId:h<n>` holder value; one per handle of a connection, so several handles of
+    /// one node are checked as holders of their own). `0` is the node's only holder, as
+    /// [`Ctx::report`].
+    pub fn report_as(&mut self, holder: u32, report: Report) {
+        self.reports.push((holder, report));
     }
 
     /// The node's own seeded generator (for workload decisions such as think times).

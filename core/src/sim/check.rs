@@ -109,11 +109,41 @@ pub struct CheckStats {
     pub elections: u64,
 }
 
+/// Who reports: a node, and which of its holders (0: the node's only one; otherwise the `n`
+/// of a `clientId:h<n>` holder value, one per handle of a connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Who {
+    pub(crate) node: usize,
+    pub(crate) holder: u32,
+}
+
+impl Who {
+    const MIN: Who = Who { node: 0, holder: 0 };
+    const MAX: Who = Who {
+        node: usize::MAX,
+        holder: u32::MAX,
+    };
+
+    /// The node's only holder.
+    pub(crate) fn node(node: usize) -> Who {
+        Who { node, holder: 0 }
+    }
+}
+
+impl core::fmt::Display for Who {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.holder {
+            0 => write!(f, "c{}", self.node),
+            h => write!(f, "c{}:h{h}", self.node),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Checker {
-    holds: BTreeMap<(Bytes, usize), Hold>,
-    phase: BTreeMap<(Bytes, usize), Phase>,
-    elected: BTreeSet<(Bytes, usize)>,
+    holds: BTreeMap<(Bytes, Who), Hold>,
+    phase: BTreeMap<(Bytes, Who), Phase>,
+    elected: BTreeSet<(Bytes, Who)>,
     /// Per lease key: version → store expiry (global ns; `u64::MAX` = none).
     grants: BTreeMap<Bytes, BTreeMap<Hlc, u64>>,
     /// Per protected key: accepted version → token.
@@ -164,14 +194,14 @@ impl Checker {
             return Ok(false);
         }
         bounded_insert(grants, version.clone(), expires_at);
-        for ((_, node), h) in self
+        for ((_, who), h) in self
             .holds
-            .range((key.clone(), 0)..=(key.clone(), usize::MAX))
+            .range((key.clone(), Who::MIN)..=(key.clone(), Who::MAX))
         {
             if h.safe_until > now && h.safe_until > expires_at {
                 return fail(
                     Invariant::S2SafeUntil,
-                    format!("the store granted {key:?} anew (version {version}) until {expires_at} ns, while c{node} believes it safe (token {}) until {} ns", h.token, h.safe_until),
+                    format!("the store granted {key:?} anew (version {version}) until {expires_at} ns, while {who} believes it safe (token {}) until {} ns", h.token, h.safe_until),
                 );
             }
         }
@@ -180,23 +210,23 @@ impl Checker {
 
     /// A node died: it believes nothing any more.
     pub(crate) fn crashed(&mut self, node: usize) {
-        self.holds.retain(|(_, n), _| *n != node);
-        self.phase.retain(|(_, n), _| *n != node);
-        self.elected.retain(|(_, n)| *n != node);
+        self.holds.retain(|(_, w), _| w.node != node);
+        self.phase.retain(|(_, w), _| w.node != node);
+        self.elected.retain(|(_, w)| w.node != node);
     }
 
     /// Checks one report made at global time `now` by `node`; `safe_until` has already been
     /// converted to global time by the caller (as `safe_until_g`).
     pub(crate) fn report(
         &mut self,
-        node: usize,
+        who: Who,
         now: u64,
         report: &Report,
         safe_until_g: Option<u64>,
         quiet: &Quiet,
     ) -> Result<(), Failure> {
         let key = report.key().clone();
-        let slot = (key.clone(), node);
+        let slot = (key.clone(), who);
         match report {
             Report::Acquired {
                 token, renewing, ..
@@ -206,12 +236,12 @@ impl Checker {
                     if *token <= h.token {
                         return fail(
                             Invariant::S4EventOrder,
-                            format!("c{node} acquired {key:?} again with token {token} not above its held token {}", h.token),
+                            format!("{who} acquired {key:?} again with token {token} not above its held token {}", h.token),
                         );
                     }
                 }
                 let safe_until = safe_until_g.unwrap_or(now);
-                self.hold(node, now, &key, token, safe_until)?;
+                self.hold(who, now, &key, token, safe_until)?;
                 self.holds.insert(
                     slot.clone(),
                     Hold {
@@ -232,20 +262,20 @@ impl Checker {
                     };
                     return fail(
                         Invariant::S4EventOrder,
-                        format!("c{node} reported Renewed of {key:?} {after}"),
+                        format!("{who} reported Renewed of {key:?} {after}"),
                     );
                 };
                 if *token <= h.token {
                     return fail(
                         Invariant::S4EventOrder,
                         format!(
-                            "c{node} renewed {key:?} with token {token} not above {}",
+                            "{who} renewed {key:?} with token {token} not above {}",
                             h.token
                         ),
                     );
                 }
                 let safe_until = safe_until_g.unwrap_or(now);
-                self.hold(node, now, &key, token, safe_until)?;
+                self.hold(who, now, &key, token, safe_until)?;
                 self.holds.insert(
                     slot,
                     Hold {
@@ -261,7 +291,7 @@ impl Checker {
                 let Some(h) = self.holds.remove(&slot) else {
                     return fail(
                         Invariant::S4EventOrder,
-                        format!("c{node} reported Lost of {key:?} without a hold"),
+                        format!("{who} reported Lost of {key:?} without a hold"),
                     );
                 };
                 self.phase.insert(slot, Phase::Free);
@@ -271,7 +301,7 @@ impl Checker {
                     if undisturbed {
                         return fail(
                             Invariant::L2KeepsLease,
-                            format!("c{node} lost auto-renewed {key:?} (held since {} ns, token {}) although nothing disturbed it", h.since, h.token),
+                            format!("{who} lost auto-renewed {key:?} (held since {} ns, token {}) although nothing disturbed it", h.since, h.token),
                         );
                     }
                 }
@@ -294,7 +324,7 @@ impl Checker {
                         if t > token {
                             return fail(
                                 Invariant::S3Fencing,
-                                format!("c{node}'s write to {key:?} with token {token} was accepted (version {version}) after a write with the higher token {t} (version {v})"),
+                                format!("{who}'s write to {key:?} with token {token} was accepted (version {version}) after a write with the higher token {t} (version {v})"),
                             );
                         }
                     }
@@ -303,7 +333,7 @@ impl Checker {
                         if t < token {
                             return fail(
                                 Invariant::S3Fencing,
-                                format!("c{node}'s write to {key:?} with token {token} (version {version}) precedes an accepted write with the lower token {t} (version {v})"),
+                                format!("{who}'s write to {key:?} with token {token} (version {version}) precedes an accepted write with the lower token {t} (version {v})"),
                             );
                         }
                     }
@@ -311,12 +341,12 @@ impl Checker {
                 }
                 WriteOutcome::Fenced => {
                     self.stats.writes_fenced += 1;
-                    let holder = self.holds.get(&(lease.clone(), node));
+                    let holder = self.holds.get(&(lease.clone(), who));
                     if let Some(h) = holder {
                         if h.token == *token && now < h.safe_until {
                             return fail(
                                 Invariant::S3Fencing,
-                                format!("c{node}'s write to {key:?} with token {token} was refused by fencing while it still holds {lease:?} with that token and was never told Lost"),
+                                format!("{who}'s write to {key:?} with token {token} was refused by fencing while it still holds {lease:?} with that token and was never told Lost"),
                             );
                         }
                     }
@@ -328,7 +358,7 @@ impl Checker {
                 if !self.elected.insert(slot) {
                     return fail(
                         Invariant::S4EventOrder,
-                        format!("c{node} elected for {key:?} twice without Deposed"),
+                        format!("{who} elected for {key:?} twice without Deposed"),
                     );
                 }
             }
@@ -336,7 +366,7 @@ impl Checker {
                 if !self.elected.remove(&slot) {
                     return fail(
                         Invariant::S4EventOrder,
-                        format!("c{node} deposed for {key:?} without Elected"),
+                        format!("{who} deposed for {key:?} without Elected"),
                     );
                 }
             }
@@ -362,7 +392,7 @@ impl Checker {
     /// S1 and S2 for a new or renewed hold.
     fn hold(
         &mut self,
-        node: usize,
+        who: Who,
         now: u64,
         key: &Bytes,
         token: &Hlc,
@@ -371,13 +401,13 @@ impl Checker {
         self.last_hold.insert(key.clone(), now);
         for ((k, other), h) in self
             .holds
-            .range((key.clone(), 0)..=(key.clone(), usize::MAX))
+            .range((key.clone(), Who::MIN)..=(key.clone(), Who::MAX))
         {
             debug_assert_eq!(k, key);
-            if *other != node && h.safe_until > now {
+            if *other != who && h.safe_until > now {
                 return fail(
                     Invariant::S1SingleHolder,
-                    format!("c{node} holds {key:?} (token {token}) while c{other} still holds it (token {}) until {} ns, {} ns from now", h.token, h.safe_until, h.safe_until - now),
+                    format!("{who} holds {key:?} (token {token}) while {other} still holds it (token {}) until {} ns, {} ns from now", h.token, h.safe_until, h.safe_until - now),
                 );
             }
         }
@@ -385,19 +415,19 @@ impl Checker {
             return fail(
                 Invariant::S2SafeUntil,
                 format!(
-                    "c{node} holds {key:?} with token {token} but the store never granted that key"
+                    "{who} holds {key:?} with token {token} but the store never granted that key"
                 ),
             );
         };
         match grants.get(token) {
             Some(&expiry) if safe_until > expiry => fail(
                 Invariant::S2SafeUntil,
-                format!("c{node} believes {key:?} (token {token}) safe until {safe_until} ns, {} ns after the store expires that grant at {expiry} ns", safe_until - expiry),
+                format!("{who} believes {key:?} (token {token}) safe until {safe_until} ns, {} ns after the store expires that grant at {expiry} ns", safe_until - expiry),
             ),
             Some(_) => Ok(()),
             None if grants.len() < KEEP_PER_KEY => fail(
                 Invariant::S2SafeUntil,
-                format!("c{node} holds {key:?} with token {token}, a version the store never granted"),
+                format!("{who} holds {key:?} with token {token}, a version the store never granted"),
             ),
             // Forgotten: too old to check.
             None => Ok(()),
@@ -410,7 +440,7 @@ impl Checker {
         let reported = self.last_hold.get(key).is_some_and(|t| *t >= heal);
         let held = self
             .holds
-            .range((key.clone(), 0)..=(key.clone(), usize::MAX))
+            .range((key.clone(), Who::MIN)..=(key.clone(), Who::MAX))
             .any(|(_, h)| h.safe_until > now);
         if reported || held {
             return Ok(());
@@ -494,20 +524,32 @@ mod tests {
         let mut c = Checker::default();
         c.grant(&key(), &t(1), 1_000, 0).unwrap();
         c.grant(&key(), &t(2), 2_000, 0).unwrap();
-        c.report(0, 10, &acquired(t(1), false), Some(900), &NOISY)
+        c.report(Who::node(0), 10, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
         let e = c
-            .report(1, 500, &acquired(t(2), false), Some(1_900), &NOISY)
+            .report(
+                Who::node(1),
+                500,
+                &acquired(t(2), false),
+                Some(1_900),
+                &NOISY,
+            )
             .unwrap_err();
         assert_eq!(e.invariant, Invariant::S1SingleHolder);
         // After the first hold's safe_until it is fine.
         let mut c = Checker::default();
         c.grant(&key(), &t(1), 1_000, 0).unwrap();
         c.grant(&key(), &t(2), 2_000, 0).unwrap();
-        c.report(0, 10, &acquired(t(1), false), Some(900), &NOISY)
+        c.report(Who::node(0), 10, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
-        c.report(1, 901, &acquired(t(2), false), Some(1_900), &NOISY)
-            .unwrap();
+        c.report(
+            Who::node(1),
+            901,
+            &acquired(t(2), false),
+            Some(1_900),
+            &NOISY,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -515,11 +557,17 @@ mod tests {
         let mut c = Checker::default();
         c.grant(&key(), &t(1), 1_000, 0).unwrap();
         let e = c
-            .report(0, 10, &acquired(t(1), false), Some(1_001), &NOISY)
+            .report(
+                Who::node(0),
+                10,
+                &acquired(t(1), false),
+                Some(1_001),
+                &NOISY,
+            )
             .unwrap_err();
         assert_eq!(e.invariant, Invariant::S2SafeUntil);
         let e = c
-            .report(0, 10, &acquired(t(9), false), Some(5), &NOISY)
+            .report(Who::node(0), 10, &acquired(t(9), false), Some(5), &NOISY)
             .unwrap_err();
         assert_eq!(e.invariant, Invariant::S2SafeUntil);
     }
@@ -532,24 +580,52 @@ mod tests {
             token: t(2),
             safe_until: crate::time::Instant::ZERO,
         };
-        let e = c.report(0, 1, &renewed, Some(5), &NOISY).unwrap_err();
+        let e = c
+            .report(Who::node(0), 1, &renewed, Some(5), &NOISY)
+            .unwrap_err();
         assert_eq!(e.invariant, Invariant::S4EventOrder);
-        c.report(0, 1, &Report::Released { key: key() }, None, &NOISY)
-            .unwrap();
-        let e = c.report(0, 1, &renewed, Some(5), &NOISY).unwrap_err();
+        c.report(
+            Who::node(0),
+            1,
+            &Report::Released { key: key() },
+            None,
+            &NOISY,
+        )
+        .unwrap();
+        let e = c
+            .report(Who::node(0), 1, &renewed, Some(5), &NOISY)
+            .unwrap_err();
         assert!(e.message.contains("after Released"), "{}", e.message);
         let e = c
-            .report(0, 1, &Report::Lost { key: key() }, None, &NOISY)
+            .report(Who::node(0), 1, &Report::Lost { key: key() }, None, &NOISY)
             .unwrap_err();
         assert_eq!(e.invariant, Invariant::S4EventOrder);
         let e = c
-            .report(0, 1, &Report::Deposed { key: key() }, None, &NOISY)
+            .report(
+                Who::node(0),
+                1,
+                &Report::Deposed { key: key() },
+                None,
+                &NOISY,
+            )
             .unwrap_err();
         assert_eq!(e.invariant, Invariant::S4EventOrder);
-        c.report(0, 1, &Report::Elected { key: key() }, None, &NOISY)
-            .unwrap();
+        c.report(
+            Who::node(0),
+            1,
+            &Report::Elected { key: key() },
+            None,
+            &NOISY,
+        )
+        .unwrap();
         let e = c
-            .report(0, 1, &Report::Elected { key: key() }, None, &NOISY)
+            .report(
+                Who::node(0),
+                1,
+                &Report::Elected { key: key() },
+                None,
+                &NOISY,
+            )
             .unwrap_err();
         assert_eq!(e.invariant, Invariant::S4EventOrder);
     }
@@ -562,17 +638,35 @@ mod tests {
             last_disturbance: Some(5),
             window: Some(10),
         };
-        c.report(0, 100, &acquired(t(1), true), Some(900), &quiet)
+        c.report(Who::node(0), 100, &acquired(t(1), true), Some(900), &quiet)
             .unwrap();
         let e = c
-            .report(0, 900, &Report::Lost { key: key() }, None, &quiet)
+            .report(
+                Who::node(0),
+                900,
+                &Report::Lost { key: key() },
+                None,
+                &quiet,
+            )
             .unwrap_err();
         assert_eq!(e.invariant, Invariant::L2KeepsLease);
         // Disturbed within the window: allowed.
-        c.report(0, 1_000, &acquired(t(1), true), Some(900), &NOISY)
-            .unwrap();
-        c.report(0, 1_100, &Report::Lost { key: key() }, None, &NOISY)
-            .unwrap();
+        c.report(
+            Who::node(0),
+            1_000,
+            &acquired(t(1), true),
+            Some(900),
+            &NOISY,
+        )
+        .unwrap();
+        c.report(
+            Who::node(0),
+            1_100,
+            &Report::Lost { key: key() },
+            None,
+            &NOISY,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -584,11 +678,17 @@ mod tests {
             token,
             outcome: WriteOutcome::Accepted { version },
         };
-        c.report(0, 1, &w(t(5), t(10)), None, &NOISY).unwrap();
-        c.report(0, 2, &w(t(5), t(11)), None, &NOISY).unwrap();
-        let e = c.report(1, 3, &w(t(4), t(12)), None, &NOISY).unwrap_err();
+        c.report(Who::node(0), 1, &w(t(5), t(10)), None, &NOISY)
+            .unwrap();
+        c.report(Who::node(0), 2, &w(t(5), t(11)), None, &NOISY)
+            .unwrap();
+        let e = c
+            .report(Who::node(1), 3, &w(t(4), t(12)), None, &NOISY)
+            .unwrap_err();
         assert_eq!(e.invariant, Invariant::S3Fencing);
-        let e = c.report(1, 3, &w(t(6), t(9)), None, &NOISY).unwrap_err();
+        let e = c
+            .report(Who::node(1), 3, &w(t(6), t(9)), None, &NOISY)
+            .unwrap_err();
         assert_eq!(e.invariant, Invariant::S3Fencing);
     }
 
@@ -596,7 +696,7 @@ mod tests {
     fn refused_write_while_holding_breaks_s3() {
         let mut c = Checker::default();
         c.grant(&key(), &t(1), 1_000, 0).unwrap();
-        c.report(0, 10, &acquired(t(1), false), Some(900), &NOISY)
+        c.report(Who::node(0), 10, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
         let refused = Report::Write {
             key: Bytes::from_static(b"data"),
@@ -604,10 +704,12 @@ mod tests {
             token: t(1),
             outcome: WriteOutcome::Fenced,
         };
-        let e = c.report(0, 20, &refused, None, &NOISY).unwrap_err();
+        let e = c
+            .report(Who::node(0), 20, &refused, None, &NOISY)
+            .unwrap_err();
         assert_eq!(e.invariant, Invariant::S3Fencing);
         // After safe_until the refusal is expected.
-        c.report(0, 901, &refused, None, &NOISY).unwrap();
+        c.report(Who::node(0), 901, &refused, None, &NOISY).unwrap();
     }
 
     #[test]
@@ -618,13 +720,13 @@ mod tests {
             Invariant::L1Progress
         );
         c.grant(&key(), &t(1), 1_000, 0).unwrap();
-        c.report(0, 15, &acquired(t(1), false), Some(900), &NOISY)
+        c.report(Who::node(0), 15, &acquired(t(1), false), Some(900), &NOISY)
             .unwrap();
         c.progress(&key(), 10, 2_000).unwrap();
         let counter = Bytes::from_static(b"n");
         for _ in 0..3 {
             c.report(
-                0,
+                Who::node(0),
                 1,
                 &Report::EditCommitted {
                     key: counter.clone(),
@@ -635,7 +737,7 @@ mod tests {
             .unwrap();
         }
         c.report(
-            0,
+            Who::node(0),
             1,
             &Report::EditUnknown {
                 key: counter.clone(),
@@ -673,7 +775,7 @@ mod tests {
         assert!(lost.message.contains("lost"), "{}", lost.message);
         // Unless that write may have landed after its lock passed on.
         c.report(
-            0,
+            Who::node(0),
             1,
             &Report::EditUnknown {
                 key: counter.clone(),

@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 
 use super::agent::Report;
-use super::check::{fail, Failure, Invariant};
+use super::check::{fail, Failure, Invariant, Who};
 use super::clock::NodeClock;
 use crate::supervise;
 use crate::time::{Duration, Instant};
@@ -96,7 +96,7 @@ pub(crate) struct Commands {
     grace: Duration,
     /// (key, node) → that node's commands on the key, oldest first (a node may hold again
     /// while the command of its previous hold is still being stopped).
-    running: BTreeMap<(Bytes, usize), Vec<Command>>,
+    running: BTreeMap<(Bytes, Who), Vec<Command>>,
 }
 
 impl Commands {
@@ -110,16 +110,20 @@ impl Commands {
     }
 
     /// The commands of every node on `key`.
-    fn on_key(&mut self, key: &Bytes) -> impl Iterator<Item = (usize, &mut Vec<Command>)> {
+    fn on_key(&mut self, key: &Bytes) -> impl Iterator<Item = (Who, &mut Vec<Command>)> {
+        let all = Who::node(0)..=Who {
+            node: usize::MAX,
+            holder: u32::MAX,
+        };
         self.running
-            .range_mut((key.clone(), 0)..=(key.clone(), usize::MAX))
-            .map(|((_, node), commands)| (*node, commands))
+            .range_mut((key.clone(), *all.start())..=(key.clone(), *all.end()))
+            .map(|((_, who), commands)| (*who, commands))
     }
 
     /// A report of `node` at global time `now`; `clock` is the node's.
     pub(crate) fn report(
         &mut self,
-        node: usize,
+        who: Who,
         now: u64,
         clock: NodeClock,
         report: &Report,
@@ -137,7 +141,7 @@ impl Commands {
         let local = clock.mono(now);
         let (policy, grace) = (self.policy, self.grace);
         let key = report.key().clone();
-        let commands = self.running.entry((key.clone(), node)).or_default();
+        let commands = self.running.entry((key.clone(), who)).or_default();
         for c in commands.iter_mut() {
             c.settle(&policy, grace, local);
         }
@@ -188,7 +192,7 @@ impl Commands {
             _ => {}
         }
         if commands.is_empty() {
-            self.running.remove(&(key, node));
+            self.running.remove(&(key, who));
         }
         Ok(())
     }
@@ -197,8 +201,8 @@ impl Commands {
     /// commands.
     pub(crate) fn crashed(&mut self, node: usize, now: u64) {
         let (policy, grace) = (self.policy, self.grace);
-        for ((_, n), commands) in &mut self.running {
-            if *n == node {
+        for ((_, who), commands) in &mut self.running {
+            if who.node == node {
                 for c in commands {
                     c.stop_at(&policy, grace, now);
                 }
@@ -211,25 +215,25 @@ impl Commands {
     pub(crate) fn granted(
         &mut self,
         key: &Bytes,
-        owner: Option<usize>,
+        owner: Option<Who>,
         now: u64,
     ) -> Result<(), Failure> {
         let (policy, grace) = (self.policy, self.grace);
         let mut broken = None;
-        for (node, commands) in self.on_key(key) {
+        for (holder, commands) in self.on_key(key) {
             for c in commands.iter_mut() {
                 c.settle(&policy, grace, c.clock.mono(now));
                 let end = c.latest_end(&policy, grace);
-                if Some(node) != owner && end > now && broken.is_none() {
-                    broken = Some((node, end, c.known));
+                if Some(holder) != owner && end > now && broken.is_none() {
+                    broken = Some((holder, end, c.known));
                 }
             }
         }
-        if let Some((node, end, known)) = broken {
-            let who = owner.map_or_else(|| "a client".into(), |o| format!("c{o}"));
+        if let Some((holder, end, known)) = broken {
+            let who = owner.map_or_else(|| "a client".into(), |o| format!("{o}"));
             return fail(
                 Invariant::S6CommandEnds,
-                format!("the store granted {key:?} to {who} at {now} ns while c{node}'s command under it runs until {end} ns, {} ns later (its safe end: {} ns on its clock, grace {grace:?})", end - now, known.as_nanos()),
+                format!("the store granted {key:?} to {who} at {now} ns while {holder}'s command under it runs until {end} ns, {} ns later (its safe end: {} ns on its clock, grace {grace:?})", end - now, known.as_nanos()),
             );
         }
         // Ended commands can no longer overlap a later grant.
@@ -278,7 +282,8 @@ mod tests {
     /// Node 0 acquires at 0 ms, safe until 1000 ms (an ideal clock: local = global).
     fn holding() -> Commands {
         let mut c = Commands::new(Policy::SUPERVISOR, GRACE);
-        c.report(0, 0, NodeClock::IDEAL, &acquired(1_000)).unwrap();
+        c.report(Who::node(0), 0, NodeClock::IDEAL, &acquired(1_000))
+            .unwrap();
         c
     }
 
@@ -289,12 +294,18 @@ mod tests {
     #[test]
     fn a_grant_to_another_before_the_kill_breaks_s6() {
         let mut c = holding();
-        let e = c.granted(&key(), Some(1), kill_ns(1_000) - 1).unwrap_err();
+        let e = c
+            .granted(&key(), Some(Who::node(1)), kill_ns(1_000) - 1)
+            .unwrap_err();
         assert_eq!(e.invariant, Invariant::S6CommandEnds);
         // The holder's own renewal is no grant to another.
-        holding().granted(&key(), Some(0), 500 * MS).unwrap();
+        holding()
+            .granted(&key(), Some(Who::node(0)), 500 * MS)
+            .unwrap();
         // At the kill time the command is gone.
-        holding().granted(&key(), Some(1), kill_ns(1_000)).unwrap();
+        holding()
+            .granted(&key(), Some(Who::node(1)), kill_ns(1_000))
+            .unwrap();
         // A client that is no node counts as another.
         let e = holding().granted(&key(), None, 500 * MS).unwrap_err();
         assert_eq!(e.invariant, Invariant::S6CommandEnds);
@@ -304,49 +315,70 @@ mod tests {
     fn renewals_count_until_sigterm_is_due() {
         let mut c = holding();
         // Before SIGTERM (700 ms): the command runs on to the new safe end.
-        c.report(0, 600 * MS, NodeClock::IDEAL, &renewed(2, 1_600))
+        c.report(Who::node(0), 600 * MS, NodeClock::IDEAL, &renewed(2, 1_600))
             .unwrap();
-        let e = c.granted(&key(), Some(1), kill_ns(1_600) - 1).unwrap_err();
+        let e = c
+            .granted(&key(), Some(Who::node(1)), kill_ns(1_600) - 1)
+            .unwrap_err();
         assert_eq!(e.invariant, Invariant::S6CommandEnds);
         // After SIGTERM was due the renewal no longer moves the end.
         let mut c = holding();
-        c.report(0, 700 * MS, NodeClock::IDEAL, &renewed(2, 1_700))
+        c.report(Who::node(0), 700 * MS, NodeClock::IDEAL, &renewed(2, 1_700))
             .unwrap();
-        c.granted(&key(), Some(1), kill_ns(1_000)).unwrap();
+        c.granted(&key(), Some(Who::node(1)), kill_ns(1_000))
+            .unwrap();
     }
 
     #[test]
     fn an_early_end_kills_within_the_grace() {
         let mut c = holding();
-        c.report(0, 100 * MS, NodeClock::IDEAL, &Report::Lost { key: key() })
-            .unwrap();
-        let e = c.granted(&key(), Some(1), 400 * MS - 1).unwrap_err();
+        c.report(
+            Who::node(0),
+            100 * MS,
+            NodeClock::IDEAL,
+            &Report::Lost { key: key() },
+        )
+        .unwrap();
+        let e = c
+            .granted(&key(), Some(Who::node(1)), 400 * MS - 1)
+            .unwrap_err();
         assert_eq!(e.invariant, Invariant::S6CommandEnds);
         let mut c = holding();
-        c.report(0, 100 * MS, NodeClock::IDEAL, &Report::Lost { key: key() })
-            .unwrap();
-        c.granted(&key(), Some(1), 400 * MS).unwrap();
+        c.report(
+            Who::node(0),
+            100 * MS,
+            NodeClock::IDEAL,
+            &Report::Lost { key: key() },
+        )
+        .unwrap();
+        c.granted(&key(), Some(Who::node(1)), 400 * MS).unwrap();
         // Lost close to the safe end: killed at the kill time, not a grace later.
         let mut c = holding();
-        c.report(0, 650 * MS, NodeClock::IDEAL, &Report::Lost { key: key() })
+        c.report(
+            Who::node(0),
+            650 * MS,
+            NodeClock::IDEAL,
+            &Report::Lost { key: key() },
+        )
+        .unwrap();
+        c.granted(&key(), Some(Who::node(1)), kill_ns(1_000))
             .unwrap();
-        c.granted(&key(), Some(1), kill_ns(1_000)).unwrap();
     }
 
     #[test]
     fn release_and_crash_end_the_command_at_once() {
         let mut c = holding();
         c.report(
-            0,
+            Who::node(0),
             100 * MS,
             NodeClock::IDEAL,
             &Report::Released { key: key() },
         )
         .unwrap();
-        c.granted(&key(), Some(1), 100 * MS).unwrap();
+        c.granted(&key(), Some(Who::node(1)), 100 * MS).unwrap();
         let mut c = holding();
         c.crashed(0, 200 * MS);
-        c.granted(&key(), Some(1), 200 * MS).unwrap();
+        c.granted(&key(), Some(Who::node(1)), 200 * MS).unwrap();
         assert!(c.running.is_empty(), "{c:?}");
     }
 
@@ -355,10 +387,13 @@ mod tests {
         // A grace shorter than the kill lead: SIGTERM comes after the kill time, and SIGKILL
         // with it, still before the safe end.
         let mut c = Commands::new(Policy::SUPERVISOR, Duration::from_millis(2));
-        c.report(0, 0, NodeClock::IDEAL, &acquired(1_000)).unwrap();
-        let e = c.granted(&key(), Some(1), 998 * MS - 1).unwrap_err();
+        c.report(Who::node(0), 0, NodeClock::IDEAL, &acquired(1_000))
+            .unwrap();
+        let e = c
+            .granted(&key(), Some(Who::node(1)), 998 * MS - 1)
+            .unwrap_err();
         assert_eq!(e.invariant, Invariant::S6CommandEnds);
-        c.granted(&key(), Some(1), 998 * MS).unwrap();
+        c.granted(&key(), Some(Who::node(1)), 998 * MS).unwrap();
     }
 
     proptest! {
@@ -372,7 +407,7 @@ mod tests {
         ) {
             let grace = Duration::from_millis(grace_ms);
             let mut c = Commands::new(Policy::SUPERVISOR, grace);
-            c.report(0, 0, NodeClock::IDEAL, &acquired(1_000)).unwrap();
+            c.report(Who::node(0), 0, NodeClock::IDEAL, &acquired(1_000)).unwrap();
             let (mut now, mut safe) = (0u64, 1_000u64);
             for (i, (step, ahead)) in renewals.iter().enumerate() {
                 now += step;
@@ -380,17 +415,17 @@ mod tests {
                     safe = safe.max(now + ahead);
                 }
                 let r = renewed(i as u64 + 2, now + ahead);
-                c.report(0, now * MS, NodeClock::IDEAL, &r).unwrap();
+                c.report(Who::node(0), now * MS, NodeClock::IDEAL, &r).unwrap();
             }
             let mut by = safe * MS;
             if let Some(after) = lost_after {
                 let at = now + after;
-                c.report(0, at * MS, NodeClock::IDEAL, &Report::Lost { key: key() }).unwrap();
+                c.report(Who::node(0), at * MS, NodeClock::IDEAL, &Report::Lost { key: key() }).unwrap();
                 if at < safe.saturating_sub(grace_ms) {
                     by = by.min((at + grace_ms) * MS);
                 }
             }
-            prop_assert!(c.granted(&key(), Some(1), by).is_ok());
+            prop_assert!(c.granted(&key(), Some(Who::node(1)), by).is_ok());
         }
     }
 }

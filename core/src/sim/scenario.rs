@@ -10,7 +10,9 @@ use core::fmt;
 use core::str::FromStr;
 use core::time::Duration;
 
-use super::workload::{EditCounter, LeaderElection, LeaseContention, LockContention, Timing};
+use super::workload::{
+    EditCounter, LeaderElection, LeaseContention, LockContention, SharedConnection, Timing,
+};
 use super::{FaultMix, Invariant, Sim, SimConfig, Summary, Violation, Workload};
 use crate::rng::Rng;
 
@@ -28,16 +30,19 @@ pub enum WorkloadKind {
     Leader,
     /// [`LeaseContention`] with manual re-acquires of varied durations.
     Reacquire,
+    /// [`SharedConnection`]: several lock handles per node through the client host.
+    Shared,
 }
 
 impl WorkloadKind {
     /// All of them.
-    pub const ALL: [WorkloadKind; 5] = [
+    pub const ALL: [WorkloadKind; 6] = [
         WorkloadKind::Lease,
         WorkloadKind::Lock,
         WorkloadKind::Edit,
         WorkloadKind::Leader,
         WorkloadKind::Reacquire,
+        WorkloadKind::Shared,
     ];
 
     fn name(self) -> &'static str {
@@ -47,6 +52,7 @@ impl WorkloadKind {
             WorkloadKind::Edit => "edit",
             WorkloadKind::Leader => "leader",
             WorkloadKind::Reacquire => "reacquire",
+            WorkloadKind::Shared => "shared",
         }
     }
 }
@@ -136,6 +142,9 @@ impl Scenario {
                     .map_err(|e| format!("{e}"))?
                     .with_reacquire(),
             ),
+            WorkloadKind::Shared => {
+                Box::new(SharedConnection::new(key(b"shared-a"), key(b"shared-b"), t))
+            }
         })
     }
 

@@ -11,7 +11,7 @@ use core::fmt;
 use core::time::Duration;
 
 use super::agent::{Agent, Ctx, Report, Workload};
-use super::check::{fail, CheckStats, Checker, Failure, Invariant, Quiet};
+use super::check::{fail, CheckStats, Checker, Failure, Invariant, Quiet, Who};
 use super::clock::NodeClock;
 use super::command::{Commands, Policy};
 use super::config::{FaultConfig, Recurring};
@@ -244,7 +244,8 @@ pub(crate) struct World<'p> {
     checker: Checker,
     /// The command each holder runs under its lease (S6).
     commands: Commands,
-    reports: Vec<Report>,
+    /// Reports of the agent being run, with the holder number each is made as.
+    reports: Vec<(u32, Report)>,
     faults_on: bool,
     stopping: bool,
     heal_effective: u64,
@@ -767,7 +768,7 @@ impl<'p> World<'p> {
         // reply never came is in the counter).
         let doubt = nd.agent.in_doubt_at_crash();
         if !doubt.is_empty() {
-            self.reports.extend(doubt);
+            self.reports.extend(doubt.into_iter().map(|r| (0, r)));
             self.take_reports(node)?;
         }
         let nd = &mut self.nodes[node];
@@ -915,7 +916,11 @@ impl<'p> World<'p> {
             window: self.workload.quiet_window().map(nanos),
         };
         let mut result = Ok(());
-        for r in &reports {
+        for (holder, r) in &reports {
+            let who = Who {
+                node,
+                holder: *holder,
+            };
             let safe_until = match r {
                 Report::Acquired { safe_until, .. }
                 | Report::Renewed { safe_until, .. }
@@ -925,8 +930,8 @@ impl<'p> World<'p> {
             self.record(Some(node), TraceKind::Report(Box::new(r.clone())));
             result = self
                 .checker
-                .report(node, self.now, r, safe_until, &quiet)
-                .and_then(|()| self.commands.report(node, self.now, clock, r));
+                .report(who, self.now, r, safe_until, &quiet)
+                .and_then(|()| self.commands.report(who, self.now, clock, r));
             if result.is_err() {
                 break;
             }
@@ -1192,7 +1197,7 @@ impl<'p> World<'p> {
                 if let Some(info) = self.store.get(key) {
                     let expiry = info.expires_at.map_or(u64::MAX, Instant::as_nanos);
                     if self.checker.grant(key, &info.version, expiry, self.now)? {
-                        let owner = self.holder_node(&info.value);
+                        let owner = self.holder_who(&info.value);
                         self.commands.granted(key, owner, self.now)?;
                     }
                 }
@@ -1223,9 +1228,18 @@ impl<'p> World<'p> {
     }
 
     /// The node a lease's holder value names (`clientId` or `clientId:sessionId`).
-    fn holder_node(&self, holder: &[u8]) -> Option<usize> {
-        let id = holder.split(|b| *b == b':').next().unwrap_or(holder);
-        self.by_id.get(id).copied()
+    /// The reporter a holder value stands for: `clientId` or `clientId:<session>` is the
+    /// node's only holder, `clientId:h<n>` its holder `n`.
+    fn holder_who(&self, holder: &[u8]) -> Option<Who> {
+        let mut parts = holder.splitn(2, |b| *b == b':');
+        let id = parts.next().unwrap_or(holder);
+        let node = *self.by_id.get(id)?;
+        let holder = parts
+            .next()
+            .and_then(|s| s.strip_prefix(b"h"))
+            .and_then(|n| core::str::from_utf8(n).ok()?.parse::<u32>().ok())
+            .unwrap_or(0);
+        Some(Who { node, holder })
     }
 
     fn route(&self, topic: &[u8]) -> Option<(usize, bool)> {

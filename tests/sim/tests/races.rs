@@ -18,6 +18,7 @@ fn workload() -> impl Strategy<Value = WorkloadKind> {
         Just(WorkloadKind::Edit),
         Just(WorkloadKind::Leader),
         Just(WorkloadKind::Reacquire),
+        Just(WorkloadKind::Shared),
     ]
 }
 

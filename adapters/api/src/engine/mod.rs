@@ -9,71 +9,33 @@
 //! [`Engine::poll_timeout`]). See the crate documentation for the loop an adapter runs.
 
 pub(crate) mod fanout;
-mod host;
+mod handles;
+pub(crate) mod protocol;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::time::Duration;
 
-use bytes::Bytes;
 use futures_channel::oneshot;
-use leasedlock_core::client::{
-    Client, ClientConfig, Completion, ConfigError, Output, RequestId, RequestOptions,
-};
-use leasedlock_core::command::{Request, Response};
+use leasedlock_core::client::{Client, ClientConfig, ConfigError, Output};
 use leasedlock_core::envelope::Message;
 use leasedlock_core::hlc::DEFAULT_MAX_DRIFT_MS;
+use leasedlock_core::host::{CallId, HandleId, Host, HostConfig, HostOutput, Refused, StreamId};
 use leasedlock_core::rng::Rng;
 use leasedlock_core::{Instant, Now};
 use tracing::{debug, trace, warn};
 
 use crate::clock::{wall_ms, Clock};
-use crate::connection::{ConnectError, Connection, ConnectionState, Shared};
+use crate::error::{ConnectError, Reply};
 use crate::options::{ConnectionOptions, OptionsError};
-use crate::state_store::{Reply, StoreError};
+use crate::shared::Shared;
+use crate::view::ConnectionState;
 use crate::watch;
-use fanout::{Action, Fanout};
-use host::Hosted;
-
-pub(crate) use host::{MachineKind, Op, Status};
-
-/// A request from a handle to the engine. Opaque: adapters move it from [`Commands`] into
-/// [`Engine::handle_command`].
-pub struct Command(pub(crate) Cmd);
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// What handles ask the engine to do.
-#[derive(Debug)]
-pub(crate) enum Cmd {
-    /// Run one state-store request.
-    Request {
-        request: Request,
-        options: RequestOptions,
-        reply: oneshot::Sender<Reply>,
-    },
-    /// Add an observation stream for `key`.
-    Observe {
-        key: Bytes,
-        id: u64,
-        tx: async_channel::Sender<fanout::Item>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// Observation stream `id` of `key` is gone.
-    Unobserve { key: Bytes, id: u64 },
-    /// A handle was made: host its machine.
-    Create { id: u64, kind: MachineKind },
-    /// An operation on a handle's machine.
-    Machine { id: u64, op: Op },
-    /// Finish what is in flight, disconnect and stop.
-    Close { reply: oneshot::Sender<()> },
-}
+use fanout::Fanout;
+use handles::Handles;
+pub use protocol::Command;
+pub(crate) use protocol::{Cmd, MachineKind, Op};
 
 /// The receiving end of the handles' commands, for the adapter's event loop. When every
 /// handle is gone, [`Commands::recv`] returns `None`: tell the engine with
@@ -119,50 +81,35 @@ pub enum Transmit {
     Unsubscribe(String),
 }
 
-/// Where a completion goes.
-#[derive(Debug)]
-enum Route {
-    /// A caller awaiting it.
-    Caller(oneshot::Sender<Reply>),
-    /// The KEYNOTIFY of an observed key.
-    Register(Bytes),
-    /// The GET that re-reads an observed key after a reconnect.
-    Resync(Bytes),
-    /// Fire and forget (KEYNOTIFY STOP of a dropped stream).
-    Discard,
-}
-
-/// Closing: who waits for the end, and until when in-flight work may run.
-#[derive(Debug)]
-struct Closing {
-    waiters: Vec<oneshot::Sender<()>>,
-    until: Instant,
-}
-
 /// The sans-IO connection engine; see the module documentation.
 pub struct Engine {
     client: Client,
+    host: Host,
     clock: Clock,
-    routes: HashMap<RequestId, Route>,
+    handles: Handles,
     fanout: Fanout,
-    machines: HashMap<u64, Hosted>,
+    /// Direct requests waiting for their reply.
+    replies: HashMap<CallId, oneshot::Sender<Reply>>,
+    /// Ids of the engine's own calls (direct requests, and handle calls without a sequence
+    /// number of their own); the handles' sequence numbers never reach this high bit.
+    next_call: u64,
     seed: u64,
     state: watch::Sender<ConnectionState>,
     connected: bool,
-    request_timeout: Duration,
     transmit: VecDeque<Transmit>,
-    closing: Option<Closing>,
+    /// `close()` callers waiting for the end.
+    close_waiters: Vec<oneshot::Sender<()>>,
     finished: bool,
-    /// The earliest deadline of the client and the machines, once computed since the last
-    /// input: the client's is a scan over all its request slots, and adapters ask for it on
-    /// every turn of their loop, far more often than anything changes.
+    /// The earliest deadline of the client and the host, once computed since the last input:
+    /// the client's is a scan over all its request slots, and adapters ask for it on every
+    /// turn of their loop, far more often than anything changes.
     deadline: Option<Option<Instant>>,
 }
 
 impl Drop for Engine {
     /// The engine is gone (finished, or its task aborted): the state reads `Closed` before any
-    /// waiting caller is refused (the refusals come from dropping `routes` and `machines`
-    /// right after this), so a caller that got `Closed` never sees the state read otherwise.
+    /// waiting caller is refused (the refusals come from dropping the waiters right after
+    /// this), so a caller that got `Closed` never sees the state read otherwise.
     fn drop(&mut self) {
         self.state.send_replace(ConnectionState::Closed);
     }
@@ -172,10 +119,9 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("connected", &self.connected)
-            .field("routes", &self.routes.len())
-            .field("observed", &self.fanout.len())
-            .field("machines", &self.machines.len())
-            .field("closing", &self.closing.is_some())
+            .field("observed", &self.host.observed_keys())
+            .field("machines", &self.host.machines())
+            .field("closing", &self.host.is_closing())
             .finish_non_exhaustive()
     }
 }
@@ -204,15 +150,12 @@ fn hlc_node(seed: u64) -> String {
 }
 
 impl Engine {
-    /// Validates the runtime-independent options and builds the three parts of a connection:
-    /// the engine (for the adapter's task), the [`Connection`] handles are made from, and the
-    /// receiving end of the handles' commands. `clock` is the one the adapter reads `now`
-    /// from; the engine only uses it to turn core deadlines into [`std::time::Instant`]s for
-    /// the handles.
-    pub fn new(
+    /// The engine, the handles' shared end of it and the receiving end of their commands
+    /// (see [`Engine::new`], which wraps the shared end into the [`Connection`](crate::Connection)).
+    pub(crate) fn build(
         options: &ConnectionOptions,
         clock: Clock,
-    ) -> Result<(Engine, Connection, Commands), ConnectError> {
+    ) -> Result<(Engine, Shared, Commands), ConnectError> {
         options.validate()?;
         let seed = options.seed.unwrap_or_else(random_seed);
         let client = Client::new(ClientConfig {
@@ -230,29 +173,34 @@ impl Engine {
         })?;
         let (commands, rx) = async_channel::unbounded();
         let (state, state_rx) = watch::channel(ConnectionState::Connecting);
-        let connection = Connection::new(Shared::new(
+        let shared = Shared::new(
             commands,
             state_rx,
             options.client_id.clone(),
             options.notification_buffer,
             options.request_timeout,
-        ));
+        );
+        let host = Host::new(HostConfig {
+            seed,
+            request_timeout: options.request_timeout,
+        });
         let engine = Engine {
             client,
+            host,
             clock,
-            routes: HashMap::new(),
+            handles: Handles::default(),
             fanout: Fanout::default(),
-            machines: HashMap::new(),
+            replies: HashMap::new(),
+            next_call: 1 << 63,
             seed,
             state,
             connected: false,
-            request_timeout: options.request_timeout,
             transmit: VecDeque::new(),
-            closing: None,
+            close_waiters: Vec::new(),
             finished: false,
             deadline: None,
         };
-        Ok((engine, connection, Commands { rx }))
+        Ok((engine, shared, Commands { rx }))
     }
 
     /// A command from a handle.
@@ -273,7 +221,7 @@ impl Engine {
         if self.finished {
             return;
         }
-        self.start_closing(None, now);
+        self.host.close(&mut self.client, now);
         self.step(now);
     }
 
@@ -326,9 +274,7 @@ impl Engine {
                 break;
             }
             self.client.handle_timeout(now);
-            for m in self.machines.values_mut() {
-                m.on_timeout(&mut self.client, now);
-            }
+            self.host.handle_timeout(&mut self.client, now);
             self.step(now);
         }
     }
@@ -341,11 +287,7 @@ impl Engine {
     /// When [`Engine::handle_timeout`] is due next (including the end of the closing grace
     /// period).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let close = self.closing.as_ref().map(|c| c.until);
-        match (self.next_deadline(), close) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.next_deadline()
     }
 
     /// The seed of this connection's randomness (from the options, or random): adapters seed
@@ -361,20 +303,15 @@ impl Engine {
 
     /// Whether closing started (by [`Connection::close`] or because every handle is gone).
     pub fn is_closing(&self) -> bool {
-        self.closing.is_some()
+        self.host.is_closing()
     }
 
     /// Whether the adapter should stop now: closing started and either nothing is in flight
     /// any more or the grace period (the request timeout) is over. Then the adapter sends
     /// DISCONNECT if connected and calls [`Engine::finish`].
     pub fn is_done(&self, now: Now) -> bool {
-        match &self.closing {
-            Some(closing) => {
-                let idle = self.client.in_flight() == 0 && self.machines.is_empty();
-                idle || now.mono >= closing.until
-            }
-            None => false,
-        }
+        let idle = self.host.is_idle() && self.client.in_flight() == 0;
+        self.host.is_closing() && (idle || self.host.grace_over(now))
     }
 
     /// Ends the connection: the state becomes `Closed`, every future still waiting gets
@@ -383,15 +320,15 @@ impl Engine {
     pub fn finish(&mut self, commands: &Commands) {
         self.finished = true;
         self.state.send_replace(ConnectionState::Closed);
-        self.routes.clear();
-        self.machines.clear();
-        self.deadline = None;
+        // Whatever the host still held is abandoned with the connection.
+        self.host = Host::new(*self.host.config());
+        self.handles = Handles::default();
         self.fanout = Fanout::default();
+        self.replies.clear();
+        self.deadline = None;
         self.transmit.clear();
-        if let Some(closing) = self.closing.take() {
-            for w in closing.waiters {
-                let _ = w.send(());
-            }
+        for w in self.close_waiters.drain(..) {
+            let _ = w.send(());
         }
         commands.rx.close();
         while let Some(command) = commands.try_recv() {
@@ -401,41 +338,13 @@ impl Engine {
         }
     }
 
-    fn start_closing(&mut self, reply: Option<oneshot::Sender<()>>, now: Now) {
-        if self.closing.is_none() {
-            // Closing releases what the handles hold, as dropping them would.
-            for m in self.machines.values_mut() {
-                m.op(
-                    Op::Drop { release: true },
-                    &mut self.client,
-                    now,
-                    self.request_timeout,
-                );
-            }
-        }
-        let grace = now.mono.saturating_add(self.request_timeout);
-        let closing = self.closing.get_or_insert_with(|| Closing {
-            waiters: Vec::new(),
-            until: grace,
-        });
-        closing.waiters.extend(reply);
+    fn call_id(&mut self) -> CallId {
+        self.next_call = self.next_call.wrapping_add(1) | (1 << 63);
+        CallId(self.next_call)
     }
 
     fn on_command(&mut self, command: Cmd, now: Now) {
-        if self.closing.is_some() {
-            // Closing: new work is refused (dropping the reply sender reports `Closed`), but
-            // streams going away still unregister.
-            match command {
-                Cmd::Unobserve { key, id } => self.remove_stream(key, id, now),
-                Cmd::Close { reply } => self.start_closing(Some(reply), now),
-                Cmd::Machine {
-                    id,
-                    op: op @ (Op::Drop { .. } | Op::Abandon { .. }),
-                } => self.machine_op(id, op, now),
-                _ => {}
-            }
-            return;
-        }
+        let r = &mut self.client;
         match command {
             Cmd::Request {
                 request,
@@ -443,62 +352,70 @@ impl Engine {
                 reply,
             } => {
                 trace!(kind = ?request.kind(), "request");
-                match self.client.request(request, options, now) {
-                    Ok(id) => {
-                        self.routes.insert(id, Route::Caller(reply));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
+                let call = self.call_id();
+                self.replies.insert(call, reply);
+                self.host
+                    .request(call, request, options, &mut self.client, now);
             }
             Cmd::Observe { key, id, tx, reply } => {
-                if self.fanout.add(key.clone(), id, tx, reply) == Action::Register {
-                    debug!(key = ?key, "observe");
-                    match self
-                        .client
-                        .observe(key.clone(), RequestOptions::default(), now)
-                    {
-                        Ok(rid) => {
-                            self.routes.insert(rid, Route::Register(key));
-                        }
-                        Err(e) => {
-                            // Nothing was sent: report the error, no STOP needed.
-                            let _ = self.fanout.not_started(&key, e.into());
-                        }
-                    }
-                }
+                let stream = StreamId(id);
+                self.fanout.add(stream, key.clone(), tx, reply);
+                self.host.observe(stream, key, r, now);
             }
-            Cmd::Unobserve { key, id } => self.remove_stream(key, id, now),
+            Cmd::Unobserve { key, id } => {
+                self.fanout.remove(StreamId(id));
+                self.host.unobserve(StreamId(id), &key, r, now);
+            }
             Cmd::Create { id, kind } => {
-                let seed = self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                if let Some(m) = Hosted::new(kind, seed, &mut self.client, now) {
-                    self.machines.insert(id, m);
-                }
+                let (create, sink) = handles::split_kind(kind);
+                self.handles.created(HandleId(id), sink);
+                self.host.create(HandleId(id), create, r, now);
             }
-            Cmd::Machine { id, op } => self.machine_op(id, op, now),
-            Cmd::Close { reply } => self.start_closing(Some(reply), now),
+            Cmd::Machine { id, op } => self.machine_op(HandleId(id), op, now),
+            Cmd::Close { reply } => {
+                self.close_waiters.push(reply);
+                self.host.close(&mut self.client, now);
+            }
         }
     }
 
-    fn machine_op(&mut self, id: u64, op: Op, now: Now) {
-        // A machine that is gone answers nothing: the dropped reply reports `Closed`.
-        if let Some(m) = self.machines.get_mut(&id) {
-            m.op(op, &mut self.client, now, self.request_timeout);
+    fn machine_op(&mut self, handle: HandleId, op: Op, now: Now) {
+        let seq = match &op {
+            Op::Abandon { seq } => {
+                self.handles.abandoned(handle, CallId(*seq));
+                self.host
+                    .abandon(handle, CallId(*seq), &mut self.client, now);
+                return;
+            }
+            Op::Drop { release } => {
+                self.host
+                    .drop_handle(handle, *release, &mut self.client, now);
+                return;
+            }
+            Op::Acquire { seq, .. } | Op::Lock { seq, .. } | Op::ObserveStart { seq, .. } => {
+                Some(*seq)
+            }
+            _ => None,
+        };
+        let call = match seq {
+            Some(seq) => CallId(seq),
+            None => self.call_id(),
+        };
+        let Some((op, waiter)) = handles::split_op(op) else {
+            return;
+        };
+        if let Some(waiter) = waiter {
+            self.handles.wait(handle, call, waiter);
         }
+        self.host.op(handle, call, op, &mut self.client, now);
     }
 
-    /// The earliest deadline of the client and every machine (cached until the next `step`).
+    /// The earliest deadline of the client and the host (cached until the next `step`).
     fn next_deadline(&mut self) -> Option<Instant> {
         if let Some(cached) = self.deadline {
             return cached;
         }
-        let machines = self
-            .machines
-            .values_mut()
-            .filter_map(|m| m.next_timeout())
-            .min();
-        let next = match (self.client.poll_timeout(), machines) {
+        let next = match (self.client.poll_timeout(), self.host.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -506,151 +423,106 @@ impl Engine {
         next
     }
 
-    /// Drains the client and the machines until neither has anything left to say. Every input
-    /// that reaches the client or a machine ends here.
+    /// Moves the client's outputs to the transport and the host, and the host's outputs to
+    /// the handles' channels, until neither has anything left to say. Every input ends here.
     fn step(&mut self, now: Now) {
         self.deadline = None;
         loop {
-            let outputs = self.drain(now);
-            let events = self.pump_machines(now);
-            if !outputs && !events {
+            let mut any = false;
+            while let Some(output) = self.client.poll_output() {
+                any = true;
+                match output {
+                    Output::Publish(message) => self.transmit.push_back(Transmit::Publish(message)),
+                    Output::Subscribe(filter) => {
+                        self.transmit.push_back(Transmit::Subscribe(filter))
+                    }
+                    Output::Unsubscribe(filter) => {
+                        self.transmit.push_back(Transmit::Unsubscribe(filter))
+                    }
+                    Output::Reregistered { key, result } => {
+                        if let Err(e) = &result {
+                            warn!(key = ?key, error = ?e, "re-registration failed");
+                        }
+                        let output = Output::Reregistered { key, result };
+                        self.host.handle_output(output, &mut self.client, now);
+                    }
+                    other => self.host.handle_output(other, &mut self.client, now),
+                }
+            }
+            while let Some(output) = self.host.poll_output() {
+                any = true;
+                self.deliver(output, now);
+            }
+            if !any {
                 break;
             }
         }
     }
 
-    /// Hands every machine's events to the waiting handles and removes finished machines.
-    fn pump_machines(&mut self, now: Now) -> bool {
-        let mut any = false;
-        for m in self.machines.values_mut() {
-            any |= m.events(&mut self.client, now, self.clock, self.request_timeout);
-        }
-        self.machines.retain(|_, m| !m.finished(now));
-        any
-    }
-
-    fn remove_stream(&mut self, key: Bytes, id: u64, now: Now) {
-        if self.fanout.remove(&key, id) == Action::Unregister {
-            self.unregister(key, now);
-        }
-    }
-
-    /// KEYNOTIFY STOP with its own deadline, fire and forget.
-    fn unregister(&mut self, key: Bytes, now: Now) {
-        debug!(key = ?key, "unobserve");
-        let options = RequestOptions {
-            timeout: Some(self.request_timeout),
-            ..RequestOptions::default()
-        };
-        match self.client.unobserve(key, options, now) {
-            Ok(id) => {
-                self.routes.insert(id, Route::Discard);
-            }
-            Err(e) => warn!(error = ?e, "KEYNOTIFY STOP could not be started"),
-        }
-    }
-
-    /// After a reconnect the store had dropped the registration of `key`; the client renewed
-    /// it. Read the key so that a change missed meanwhile still reaches the streams.
-    fn resync(&mut self, key: Bytes, now: Now) {
-        let get = Request::Get { key: key.clone() };
-        let options = RequestOptions {
-            timeout: Some(self.request_timeout),
-            ..RequestOptions::default()
-        };
-        match self.client.request(get, options, now) {
-            Ok(id) => {
-                self.routes.insert(id, Route::Resync(key));
-            }
-            Err(e) => warn!(error = ?e, "resync GET could not be started"),
-        }
-    }
-
-    /// Drains the core's outputs; returns whether there were any.
-    fn drain(&mut self, now: Now) -> bool {
-        let mut any = false;
-        while let Some(output) = self.client.poll_output() {
-            any = true;
-            match output {
-                Output::Publish(message) => self.transmit.push_back(Transmit::Publish(message)),
-                Output::Subscribe(filter) => self.transmit.push_back(Transmit::Subscribe(filter)),
-                Output::Unsubscribe(filter) => {
-                    self.transmit.push_back(Transmit::Unsubscribe(filter))
-                }
-                Output::Completion(completion) => self.on_completion(completion, now),
-                Output::Notification(n) => {
-                    for m in self.machines.values_mut() {
-                        m.on_notification(&n, &mut self.client, now);
-                    }
-                    if self.fanout.deliver(&n.key, n.value, n.version) == Action::Unregister {
-                        self.unregister(n.key, now);
-                    }
-                }
-                Output::Connected { .. } => {
-                    for m in self.machines.values_mut() {
-                        m.on_connected(&mut self.client, now);
-                    }
-                }
-                Output::Reregistered { key, result } => {
-                    let ok = result.is_ok();
-                    if !ok {
-                        warn!(key = ?key, error = ?result, "re-registration failed");
-                    }
-                    for m in self.machines.values_mut() {
-                        m.on_reregistered(&key, ok, &mut self.client, now);
-                    }
-                    if self.fanout.reregistered(&key, ok) == Action::Resync {
-                        self.resync(key, now);
-                    }
-                }
-                Output::Disconnected => {
-                    for m in self.machines.values_mut() {
-                        m.on_disconnected(now);
-                    }
-                }
-                other => debug!(output = ?other, "unhandled core output"),
-            }
-        }
-        any
-    }
-
-    fn on_completion(&mut self, completion: Completion, now: Now) {
-        let Some(route) = self.routes.remove(&completion.id) else {
-            // Not a direct caller's: one of the machines' (or nobody's, e.g. a late reply).
-            for m in self.machines.values_mut() {
-                if m.on_completion(&completion, &mut self.client, now) {
-                    break;
+    /// Hands one host output to the channels; a caller or stream found gone is reported back.
+    fn deliver(&mut self, output: HostOutput, now: Now) {
+        let r = &mut self.client;
+        match output {
+            HostOutput::Answer {
+                handle,
+                call,
+                answer,
+            } => {
+                if !self.handles.answer(handle, call, answer) {
+                    // The caller is gone: what was taken for it is given back.
+                    self.host.abandon(handle, call, r, now);
                 }
             }
-            return;
-        };
-        match route {
-            Route::Caller(reply) => {
-                // A dropped caller simply does not get it.
-                let _ = reply.send(Ok(completion));
+            HostOutput::Status { handle, status } => {
+                self.handles.status(handle, status, self.clock)
             }
-            Route::Register(key) => {
-                let result = match completion.result {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(StoreError::from(e)),
-                };
-                if self.fanout.registered(&key, result) == Action::Unregister {
-                    self.unregister(key, now);
+            HostOutput::LeaseChange {
+                handle,
+                call,
+                change,
+            } => {
+                if !self.handles.lease_change(handle, call, change) {
+                    self.host.abandon(handle, call, r, now);
                 }
             }
-            Route::Resync(key) => match completion.result {
-                Ok(Response::Get(value)) => {
-                    if self.fanout.resync(&key, value, completion.version) == Action::Unregister {
-                        self.unregister(key, now);
-                    }
+            HostOutput::Edit { handle, event } => self.handles.edit(handle, event),
+            HostOutput::Leader { handle, event } => self.handles.leader(handle, event, self.clock),
+            HostOutput::Gone { handle } => self.handles.gone(handle),
+            HostOutput::Refused(refused) => match refused {
+                Refused::Create(handle) => self.handles.gone(handle),
+                Refused::Op(handle, call) => self.handles.refused(handle, call),
+                Refused::Request(call) => {
+                    self.replies.remove(&call);
                 }
-                other => debug!(result = ?other, "resync GET failed"),
+                Refused::Observe(stream) => self.fanout.refused(stream),
+                other => debug!(?other, "refusal of an unknown kind"),
             },
-            Route::Discard => {
-                if let Err(e) = completion.result {
-                    debug!(error = ?e, kind = ?completion.kind, "fire-and-forget request failed");
+            HostOutput::Reply { call, result } => {
+                if let Some(reply) = self.replies.remove(&call) {
+                    // A dropped caller simply does not get it.
+                    let _ = reply.send(result);
                 }
             }
+            HostOutput::Observed { stream, result } => {
+                if let Some(key) = self.fanout.observed(stream, result) {
+                    self.host.unobserve(stream, &key, r, now);
+                }
+            }
+            HostOutput::KeyChange {
+                stream,
+                key,
+                change,
+            } => {
+                if let Some(key) = self.fanout.change(stream, key, change) {
+                    self.host.unobserve(stream, &key, r, now);
+                }
+            }
+            HostOutput::KeyMayHaveMissed { stream, .. } => {
+                if let Some(key) = self.fanout.may_have_missed(stream) {
+                    self.host.unobserve(stream, &key, r, now);
+                }
+            }
+            other => debug!(?other, "host output of an unknown kind"),
         }
     }
 }

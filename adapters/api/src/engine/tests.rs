@@ -392,7 +392,7 @@ fn a_dropped_held_lease_is_released_and_a_detached_one_is_not() {
     w.settle();
     assert!(w.store.get(b"detached").is_some(), "left to expire");
     assert!(
-        w.peers[0].engine.machines.is_empty(),
+        w.peers[0].engine.host.machines() == 0,
         "no machine left behind"
     );
 }
@@ -849,10 +849,10 @@ proptest! {
         drop(h);
         w.settle();
         for _ in 0..40 {
-            if w.peers[0].engine.machines.is_empty() { break; }
+            if w.peers[0].engine.host.machines() == 0 { break; }
             w.advance(Duration::from_millis(500));
         }
-        prop_assert!(w.peers[0].engine.machines.is_empty(), "a machine outlived its handle");
+        prop_assert!(w.peers[0].engine.host.machines() == 0, "a machine outlived its handle");
         // A close ends the streams with the connection (the store drops a disconnected client's
         // registrations); otherwise dropping the last stream of a key unregisters it.
         if !close_requested {

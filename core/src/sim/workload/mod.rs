@@ -7,6 +7,9 @@
 //!   counter must end equal to the number of committed edits.
 //! - [`LeaderElection`]: every node campaigns; leaders resign after a while (drain, then
 //!   release) and campaign again; crashes come from the fault mix.
+//! - [`SharedConnection`]: several lock handles per node on one connection, driven through
+//!   the client host as the adapters drive it, with dropped futures, dropped handles and
+//!   closes in the middle of operations.
 //!
 //! Each takes optional tamper hooks ([`Tamper`]) that break a machine from the outside (change
 //! its events or its requests), so tests can show the checkers catch a broken machine.
@@ -15,6 +18,7 @@ mod edit;
 mod leader;
 mod lease;
 mod lock;
+mod shared;
 
 use alloc::rc::Rc;
 use bytes::Bytes;
@@ -24,6 +28,7 @@ pub use edit::EditCounter;
 pub use leader::LeaderElection;
 pub use lease::LeaseContention;
 pub use lock::LockContention;
+pub use shared::SharedConnection;
 
 use super::agent::TrackedRequester;
 use crate::client::{Output, RequestError, RequestId, RequestOptions, Requester};
