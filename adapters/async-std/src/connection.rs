@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use async_io::Timer;
 use futures_lite::future;
-use leasedlock_api::{Clock, ConnectError, ConnectionOptions, ConnectionState, Engine};
+use leasedlock_api::{
+    Clock, ConnectError, ConnectionOptions, ConnectionState, Engine, LastRefusal,
+};
 use tracing::Instrument;
 
 use crate::driver::Driver;
@@ -29,6 +31,8 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 struct Task {
     /// Closing (or dropping) it ends the task at its next poll, as a crash would.
     abort: async_channel::Sender<()>,
+    /// Why the broker refused the last attempt, if it did.
+    last_refusal: LastRefusal,
     /// `close()` stopped waiting for a driver that did not finish in time.
     detached: AtomicBool,
     close_bound: Duration,
@@ -85,6 +89,7 @@ impl Connection {
         }
         let span = tracing::info_span!("leasedlock", client_id = %options.client_id());
         let driver = Driver::new(engine, commands, clock, mqtt);
+        let last_refusal = driver.last_refusal();
         let (abort, aborted) = async_channel::bounded::<()>(1);
         // The task holds a sender itself, so dropping every `Connection` clone (while other
         // handles live on) does not close the channel; only `abort()` does.
@@ -105,6 +110,7 @@ impl Connection {
             inner,
             task: Arc::new(Task {
                 abort,
+                last_refusal,
                 detached: AtomicBool::new(false),
                 close_bound: options.get_request_timeout() + CLOSE_GRACE,
             }),
@@ -144,8 +150,12 @@ impl Connection {
                     ConnectionState::Disconnected(e) => Some(e),
                     _ => None,
                 };
+                let refused = self.task.last_refusal.get();
                 self.close().await;
-                Err(ConnectError::Timeout(last))
+                Err(match refused {
+                    Some(reason) => ConnectError::Refused(reason),
+                    None => ConnectError::Timeout(last),
+                })
             }
         }
     }

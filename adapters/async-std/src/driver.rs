@@ -3,7 +3,7 @@
 //! `leasedlock-api`, whose transmissions go back to the transport. One loop: wait for any
 //! input, feed it in with the current time, move outputs until nothing moves, write bytes.
 
-use leasedlock_api::{Clock, Commands, Engine, Transmit, WakeCap};
+use leasedlock_api::{Clock, Commands, Engine, LastRefusal, Transmit, WakeCap};
 use leasedlock_core::Now;
 use tracing::{info, warn};
 
@@ -34,6 +34,8 @@ pub(crate) struct Driver {
     /// Wakes the loop at least every second, so a deadline that passed during a system
     /// suspend is seen soon after the resume.
     wake_cap: WakeCap,
+    /// Why the broker refused the last attempt, if it did (read by `Connection::connect`).
+    last_refusal: LastRefusal,
 }
 
 impl Driver {
@@ -45,7 +47,13 @@ impl Driver {
             mqtt,
             timer: Deadline::default(),
             wake_cap: WakeCap::new(),
+            last_refusal: LastRefusal::default(),
         }
+    }
+
+    /// Where the driver records why the broker refused the last attempt.
+    pub(crate) fn last_refusal(&self) -> LastRefusal {
+        self.last_refusal.clone()
     }
 
     /// Runs until closed.
@@ -135,9 +143,13 @@ impl Driver {
     fn mqtt_event(&mut self, event: MqttEvent, now: Now) {
         match event {
             MqttEvent::Connected { session_present } => {
+                self.last_refusal.set(None);
                 self.engine.handle_connected(session_present, now);
             }
-            MqttEvent::Disconnected(reason) => self.engine.handle_disconnected(reason, now),
+            MqttEvent::Disconnected { text, refusal } => {
+                self.last_refusal.set(refusal);
+                self.engine.handle_disconnected(text, now);
+            }
             MqttEvent::Message(message) => self.engine.handle_publish(message, now),
             MqttEvent::Subscribed { filter, granted } => {
                 self.engine.handle_subscribed(&filter, granted, now);

@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
-use leasedlock_api::{Clock, ConnectError, ConnectionOptions, ConnectionState, Engine};
+use leasedlock_api::{
+    Clock, ConnectError, ConnectionOptions, ConnectionState, Engine, LastRefusal,
+};
 use tracing::Instrument;
 
-use crate::driver::{Driver, LastRefusal};
+use crate::driver::Driver;
 
 /// Aborts the driver task when the last [`Connection`] clone that owns it is told to.
 #[derive(Debug)]

@@ -7,12 +7,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use leasedlock_api::{
-    Authentication, Backoff, Clock, Commands, ConnackRefusal, ConnectionOptions, Engine,
-    TlsOptions, Transmit, WakeCap,
+    Authentication, Backoff, Clock, Commands, ConnectionOptions, Engine, LastRefusal, TlsOptions,
+    Transmit, WakeCap,
 };
 use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
@@ -87,23 +86,6 @@ pub(crate) struct Driver {
     id: String,
     /// Why the broker refused the last connection attempt, if it did.
     last_refusal: LastRefusal,
-}
-
-/// Why the broker refused the last connection attempt, if it refused it in its CONNACK; shared
-/// by the driver (which writes it after every attempt) and `Connection::connect` (which reads
-/// it when its wait ends without a connection).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct LastRefusal(Arc<Mutex<Option<ConnackRefusal>>>);
-
-impl LastRefusal {
-    fn set(&self, refusal: Option<ConnackRefusal>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = refusal;
-    }
-
-    /// The refusal of the last attempt; `None` when it connected or failed otherwise.
-    pub(crate) fn get(&self) -> Option<ConnackRefusal> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 impl Driver {
