@@ -8,7 +8,7 @@
 /// its own wrapper.
 pub mod exports {
     pub use crate::cancel::CancellationToken;
-    pub use crate::connection::{ConnectError, ConnectionState};
+    pub use crate::connection::{ConnackRefusal, ConnectError, ConnectionState};
     pub use crate::edit::{self, EditDecision, EditError, EditOutcome};
     pub use crate::leader::{self, DeposedReason, Leader, LeaderError, LeaderOptions, Term};
     pub use crate::lease::{

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_channel::oneshot;
 
-pub use crate::error::ConnectError;
+pub use crate::error::{ConnackRefusal, ConnectError};
 pub use crate::view::ConnectionState;
 
 use crate::clock::Clock;

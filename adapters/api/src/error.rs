@@ -546,7 +546,141 @@ pub enum ConnectError {
     Timeout(Option<String>),
     /// The connection was closed while waiting.
     Closed,
+    /// The connect wait ended with the broker refusing the last attempt in its CONNACK, for
+    /// this reason (also the error's [`source`](std::error::Error::source)). An expired
+    /// service-account token shows up as [`ConnackRefusal::NotAuthorized`] or
+    /// [`ConnackRefusal::BadUserNameOrPassword`].
+    Refused(ConnackRefusal),
 }
+
+/// The reason code of a CONNACK that refused a connection (MQTT 5; the MQTT 3 return codes map
+/// to their MQTT 5 equivalents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnackRefusal {
+    /// 0x80: unspecified error.
+    UnspecifiedError,
+    /// 0x81: malformed packet.
+    MalformedPacket,
+    /// 0x82: protocol error.
+    ProtocolError,
+    /// 0x83: implementation-specific error.
+    ImplementationSpecificError,
+    /// 0x84: unsupported protocol version.
+    UnsupportedProtocolVersion,
+    /// 0x85: client identifier not valid.
+    ClientIdentifierNotValid,
+    /// 0x86: bad user name or password.
+    BadUserNameOrPassword,
+    /// 0x87: not authorized.
+    NotAuthorized,
+    /// 0x88: server unavailable.
+    ServerUnavailable,
+    /// 0x89: server busy.
+    ServerBusy,
+    /// 0x8A: banned.
+    Banned,
+    /// 0x8C: bad authentication method.
+    BadAuthenticationMethod,
+    /// 0x90: topic name invalid.
+    TopicNameInvalid,
+    /// 0x95: packet too large.
+    PacketTooLarge,
+    /// 0x97: quota exceeded.
+    QuotaExceeded,
+    /// 0x99: payload format invalid.
+    PayloadFormatInvalid,
+    /// 0x9A: retain not supported.
+    RetainNotSupported,
+    /// 0x9B: QoS not supported.
+    QosNotSupported,
+    /// 0x9C: use another server.
+    UseAnotherServer,
+    /// 0x9D: server moved.
+    ServerMoved,
+    /// 0x9F: connection rate exceeded.
+    ConnectionRateExceeded,
+    /// Any other refusing reason code.
+    Other(u8),
+}
+
+impl ConnackRefusal {
+    /// Every named refusal with its MQTT 5 reason code.
+    const CODES: [(ConnackRefusal, u8); 21] = [
+        (ConnackRefusal::UnspecifiedError, 0x80),
+        (ConnackRefusal::MalformedPacket, 0x81),
+        (ConnackRefusal::ProtocolError, 0x82),
+        (ConnackRefusal::ImplementationSpecificError, 0x83),
+        (ConnackRefusal::UnsupportedProtocolVersion, 0x84),
+        (ConnackRefusal::ClientIdentifierNotValid, 0x85),
+        (ConnackRefusal::BadUserNameOrPassword, 0x86),
+        (ConnackRefusal::NotAuthorized, 0x87),
+        (ConnackRefusal::ServerUnavailable, 0x88),
+        (ConnackRefusal::ServerBusy, 0x89),
+        (ConnackRefusal::Banned, 0x8A),
+        (ConnackRefusal::BadAuthenticationMethod, 0x8C),
+        (ConnackRefusal::TopicNameInvalid, 0x90),
+        (ConnackRefusal::PacketTooLarge, 0x95),
+        (ConnackRefusal::QuotaExceeded, 0x97),
+        (ConnackRefusal::PayloadFormatInvalid, 0x99),
+        (ConnackRefusal::RetainNotSupported, 0x9A),
+        (ConnackRefusal::QosNotSupported, 0x9B),
+        (ConnackRefusal::UseAnotherServer, 0x9C),
+        (ConnackRefusal::ServerMoved, 0x9D),
+        (ConnackRefusal::ConnectionRateExceeded, 0x9F),
+    ];
+
+    /// The refusal of MQTT 5 reason code `code`.
+    pub fn from_code(code: u8) -> ConnackRefusal {
+        Self::CODES
+            .iter()
+            .find(|(_, c)| *c == code)
+            .map_or(ConnackRefusal::Other(code), |(r, _)| *r)
+    }
+
+    /// Its MQTT 5 reason code.
+    pub fn code(self) -> u8 {
+        match self {
+            ConnackRefusal::Other(code) => code,
+            named => Self::CODES
+                .iter()
+                .find(|(r, _)| *r == named)
+                .map_or(0x80, |(_, c)| *c),
+        }
+    }
+}
+
+impl std::fmt::Display for ConnackRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            ConnackRefusal::UnspecifiedError => "unspecified error",
+            ConnackRefusal::MalformedPacket => "malformed packet",
+            ConnackRefusal::ProtocolError => "protocol error",
+            ConnackRefusal::ImplementationSpecificError => "implementation-specific error",
+            ConnackRefusal::UnsupportedProtocolVersion => "unsupported protocol version",
+            ConnackRefusal::ClientIdentifierNotValid => "client identifier not valid",
+            ConnackRefusal::BadUserNameOrPassword => "bad user name or password",
+            ConnackRefusal::NotAuthorized => "not authorized",
+            ConnackRefusal::ServerUnavailable => "server unavailable",
+            ConnackRefusal::ServerBusy => "server busy",
+            ConnackRefusal::Banned => "banned",
+            ConnackRefusal::BadAuthenticationMethod => "bad authentication method",
+            ConnackRefusal::TopicNameInvalid => "topic name invalid",
+            ConnackRefusal::PacketTooLarge => "packet too large",
+            ConnackRefusal::QuotaExceeded => "quota exceeded",
+            ConnackRefusal::PayloadFormatInvalid => "payload format invalid",
+            ConnackRefusal::RetainNotSupported => "retain not supported",
+            ConnackRefusal::QosNotSupported => "QoS not supported",
+            ConnackRefusal::UseAnotherServer => "use another server",
+            ConnackRefusal::ServerMoved => "server moved",
+            ConnackRefusal::ConnectionRateExceeded => "connection rate exceeded",
+            ConnackRefusal::Other(_) => "refused",
+        };
+        write!(f, "{text} (reason code 0x{:02X})", self.code())
+    }
+}
+
+impl std::error::Error for ConnackRefusal {}
 
 impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -556,11 +690,20 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Timeout(Some(e)) => write!(f, "could not connect: {e}"),
             ConnectError::Timeout(None) => write!(f, "could not connect in time"),
             ConnectError::Closed => write!(f, "connection closed"),
+            ConnectError::Refused(_) => write!(f, "the broker refused the connection"),
         }
     }
 }
 
-impl std::error::Error for ConnectError {}
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // Only where Display leaves the cause out: a chain printer shows each part once.
+        match self {
+            ConnectError::Refused(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
 
 impl From<OptionsError> for ConnectError {
     fn from(e: OptionsError) -> Self {
@@ -675,5 +818,35 @@ mod tests {
         assert!(store.source().is_some(), "the service error");
         let lock = LockError::Lease(e);
         assert!(lock.source().is_some());
+    }
+}
+
+#[cfg(test)]
+mod connack_refusal_tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn every_refusing_code_round_trips() {
+        for code in 0x80..=0xFF_u8 {
+            assert_eq!(ConnackRefusal::from_code(code).code(), code, "{code:#x}");
+        }
+        assert_eq!(
+            ConnackRefusal::from_code(0x87),
+            ConnackRefusal::NotAuthorized
+        );
+        assert_eq!(ConnackRefusal::from_code(0xA0), ConnackRefusal::Other(0xA0));
+    }
+
+    #[test]
+    fn a_refused_connect_names_the_reason_as_its_source() {
+        let e = ConnectError::Refused(ConnackRefusal::NotAuthorized);
+        assert_eq!(e.to_string(), "the broker refused the connection");
+        let source = e.source().expect("a source");
+        assert_eq!(source.to_string(), "not authorized (reason code 0x87)");
+        assert_eq!(
+            source.downcast_ref::<ConnackRefusal>(),
+            Some(&ConnackRefusal::NotAuthorized)
+        );
     }
 }

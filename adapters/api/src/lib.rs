@@ -12,6 +12,7 @@ pub mod edit;
 mod engine;
 mod error;
 mod handle;
+mod last_refusal;
 pub mod leader;
 pub mod lease;
 pub mod lock;
@@ -26,6 +27,7 @@ pub use backoff::Backoff;
 pub use clock::{wall_ms, Clock, WakeCap, MAX_TIMER_SLEEP};
 pub use connection::Connection;
 pub use engine::{Command, Commands, Engine, Transmit};
+pub use last_refusal::LastRefusal;
 
 /// The crate docs say `Lease`, `Lock` and `Leader` are not `Clone` (each owns one core lease
 /// machine and its holder identity); these fail to compile as long as that stays true.

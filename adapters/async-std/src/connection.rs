@@ -13,12 +13,15 @@ use std::time::Duration;
 
 use async_io::Timer;
 use futures_lite::future;
-use leasedlock_api::{Clock, ConnectError, ConnectionOptions, ConnectionState, Engine};
+use leasedlock_api::{
+    Clock, ConnectError, ConnectionOptions, ConnectionState, Engine, LastRefusal,
+};
 use tracing::Instrument;
 
 use leasedlock_api::driver::Driver;
 
 use crate::deadline::Deadline;
+use crate::driver::MqttLink;
 use crate::mqtt::Mqtt;
 use crate::spawn::{Spawn, Spawner};
 
@@ -31,6 +34,8 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 struct Task {
     /// Closing (or dropping) it ends the task at its next poll, as a crash would.
     abort: async_channel::Sender<()>,
+    /// Why the broker refused the last attempt, if it did.
+    last_refusal: LastRefusal,
     /// `close()` stopped waiting for a driver that did not finish in time.
     detached: AtomicBool,
     close_bound: Duration,
@@ -87,7 +92,9 @@ impl Connection {
         }
         let span = tracing::info_span!("leasedlock", client_id = %options.client_id());
         let id = options.client_id().to_string();
-        let driver = Driver::new(engine, commands, clock, mqtt, Deadline::default(), id);
+        let link = MqttLink::new(mqtt);
+        let last_refusal = link.last_refusal();
+        let driver = Driver::new(engine, commands, clock, link, Deadline::default(), id);
         let (abort, aborted) = async_channel::bounded::<()>(1);
         // The task holds a sender itself, so dropping every `Connection` clone (while other
         // handles live on) does not close the channel; only `abort()` does.
@@ -108,6 +115,7 @@ impl Connection {
             inner,
             task: Arc::new(Task {
                 abort,
+                last_refusal,
                 detached: AtomicBool::new(false),
                 close_bound: options.get_request_timeout() + CLOSE_GRACE,
             }),
@@ -147,8 +155,12 @@ impl Connection {
                     ConnectionState::Disconnected(e) => Some(e),
                     _ => None,
                 };
+                let refused = self.task.last_refusal.get();
                 self.close().await;
-                Err(ConnectError::Timeout(last))
+                Err(match refused {
+                    Some(reason) => ConnectError::Refused(reason),
+                    None => ConnectError::Timeout(last),
+                })
             }
         }
     }

@@ -24,7 +24,8 @@ use leasedlock_mqtt_session::{
 use tracing::{debug, info, warn};
 
 use leasedlock_api::{
-    Authentication, Backoff, Clock, ConnectionOptions, OptionsError, Secret, K8S_SAT_METHOD,
+    Authentication, Backoff, Clock, ConnackRefusal, ConnectionOptions, OptionsError, Secret,
+    K8S_SAT_METHOD,
 };
 
 use crate::deadline::Deadline;
@@ -43,8 +44,13 @@ pub(crate) enum MqttEvent {
         /// Whether the broker kept the session (subscriptions, in-flight QoS 1 messages).
         session_present: bool,
     },
-    /// The connection ended, or an attempt failed (the reason, for the connection state).
-    Disconnected(String),
+    /// The connection ended, or an attempt failed.
+    Disconnected {
+        /// The reason, for the connection state.
+        text: String,
+        /// The broker refused the attempt in its CONNACK, for this reason.
+        refusal: Option<ConnackRefusal>,
+    },
     /// A PUBLISH arrived.
     Message(Message),
     /// The SUBACK of a [`Mqtt::subscribe`]: whether the broker granted it.
@@ -249,7 +255,10 @@ impl Mqtt {
             Input::Attempt(Err(error)) => {
                 self.attempt = None;
                 debug!(%error, "connection attempt failed");
-                self.events.push_back(MqttEvent::Disconnected(error));
+                self.events.push_back(MqttEvent::Disconnected {
+                    text: error,
+                    refusal: None,
+                });
             }
             Input::Timer => {
                 if self.retry_at.is_some_and(|at| at <= Instant::now()) {
@@ -369,7 +378,14 @@ impl Mqtt {
                     // The link goes at the next flush, after writing what the session queued
                     // (a DISCONNECT with the reason, say).
                     self.link_ended();
-                    self.events.push_back(MqttEvent::Disconnected(text));
+                    let refusal = match &reason {
+                        DisconnectReason::Refused { reason, .. } => {
+                            Some(ConnackRefusal::from_code(reason.0))
+                        }
+                        _ => None,
+                    };
+                    self.events
+                        .push_back(MqttEvent::Disconnected { text, refusal });
                 }
                 Event::AuthContinue { .. } => {
                     warn!("broker asked for an authentication exchange K8S-SAT does not have");
@@ -544,7 +560,7 @@ mod tests {
         let input = mqtt.wait().await;
         mqtt.handle(input, clock.now()).await;
         assert!(
-            matches!(mqtt.poll_event(), Some(MqttEvent::Disconnected(reason)) if reason.contains("token"))
+            matches!(mqtt.poll_event(), Some(MqttEvent::Disconnected { text, .. }) if text.contains("token"))
         );
         // The next attempt is scheduled after a back-off.
         mqtt.flush(clock.now());

@@ -22,7 +22,10 @@ use crate::exit;
     long_about = "Leases, locks and leader election on the Azure IoT Operations state store.\n\n\
         Try `leasedlock demo`: it starts a broker and the state store in this process and shows \
         contenders taking turns on a lock with fenced writes, a holder killed mid-hold, and the \
-        failover.",
+        failover.\n\n\
+        Logs go to stderr: warnings and errors by default; -v/-q (repeatable) for more or less, \
+        or a filter in LEASEDLOCK_LOG or RUST_LOG (e.g. `leasedlock_tokio=debug`). They are \
+        coloured only when stderr is a terminal and NO_COLOR is unset.",
     after_help = exit::HELP,
     propagate_version = true
 )]
@@ -101,12 +104,22 @@ pub struct GlobalOptions {
     )]
     pub sat_file: Option<PathBuf>,
 
-    /// Give up after this long: per request [default: 10s]; for `lock`, the whole wait for the
-    /// lock [default: wait forever]. Units: ms, s, m, h
-    #[arg(long, global = true, env = "LEASEDLOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
+    /// Give up on each request to the state store (one GET, SET, renewal...) after this long
+    /// [default: 10s]. Never bounds the wait for a lock: that is `lock --wait`
+    #[arg(long, global = true, env = "LEASEDLOCK_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
 
-    /// Print results as JSON (one object per line) for scripts
+    /// Log more: -v info, -vv debug, -vvv trace (overrides LEASEDLOCK_LOG and RUST_LOG)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Log less: -q errors only, -qq nothing (overrides LEASEDLOCK_LOG and RUST_LOG)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Print results as JSON (one object per line) for scripts; for lock and elect, event lines
+    /// (acquired, renewed, lost, renew_failed, exit, released, error) on stderr, leaving stdout
+    /// to the command
     #[arg(long, global = true, env = "LEASEDLOCK_JSON")]
     pub json: bool,
 }
@@ -114,11 +127,30 @@ pub struct GlobalOptions {
 impl GlobalOptions {
     /// The per-request timeout.
     pub fn request_timeout(&self) -> Duration {
-        self.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+        self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
     }
 }
 
-/// The per-request timeout when `--timeout` is not given.
+/// What `--timeout` (removed) has to say: which option replaces which of its two meanings.
+pub const REMOVED_TIMEOUT: &str = "--timeout was removed because it meant two things: use \
+    --request-timeout DURATION for the limit on each request, and `lock --wait DURATION` for \
+    the whole wait for a lock";
+
+/// Whether the arguments (after the program name) use the removed `--timeout`, before any `--`
+/// (what follows `--` is the command's). Checked before parsing, and not as a hidden option, so
+/// that neither help nor shell completions offer it.
+pub fn uses_removed_timeout(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .filter_map(|a| a.to_str())
+        .any(|a| a == "--timeout" || a.starts_with("--timeout="))
+}
+
+/// The environment variable of the removed `--timeout`; still set, it is ignored with a warning.
+pub const REMOVED_TIMEOUT_ENV: &str = "LEASEDLOCK_TIMEOUT";
+
+/// The per-request timeout when `--request-timeout` is not given.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The subcommands.
@@ -135,8 +167,8 @@ pub enum Command {
     Holder(NameArgs),
     /// Print a line each time a lease's holder changes, until interrupted
     Watch(NameArgs),
-    /// Print a key's value
-    Get(KeyArgs),
+    /// Print a key's value: its bytes exactly as stored (no newline added), or --output json|base64
+    Get(GetArgs),
     /// Set a key
     Set(SetArgs),
     /// Delete a key
@@ -154,6 +186,17 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure acquire and handover latency against the raw MQTT request/reply round trip
     Bench(BenchArgs),
+    /// Print a completion script for SHELL on stdout (e.g. `leasedlock completions bash >
+    /// /etc/bash_completion.d/leasedlock`)
+    Completions(CompletionsArgs),
+}
+
+/// `completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// What `lock` and `elect` guarantee about the command, shown by `--help`.
@@ -228,11 +271,28 @@ pub struct ReleaseArgs {
     pub session: Option<String>,
 }
 
-/// A key.
+/// `get`.
 #[derive(Debug, Clone, Args)]
-pub struct KeyArgs {
+pub struct GetArgs {
     /// The key
     pub key: String,
+    /// How to print the value: raw (its bytes exactly, no newline added), json (one object
+    /// with the value as text when it is UTF-8 and always as base64, and its version) or base64
+    /// (one line) [default: raw; json with --json]
+    #[arg(long, short = 'o', value_enum, value_name = "FORMAT")]
+    pub output: Option<GetOutput>,
+}
+
+/// How `get` prints the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum GetOutput {
+    /// The value's bytes exactly as stored, no newline added.
+    Raw,
+    /// One JSON object: key, found, value (text, or null when not UTF-8), value_base64, version.
+    Json,
+    /// The value in standard base64, with a newline.
+    Base64,
 }
 
 /// `set`.
@@ -240,7 +300,7 @@ pub struct KeyArgs {
 pub struct SetArgs {
     /// The key
     pub key: String,
-    /// The value
+    /// The value; `-` reads it from stdin, as bytes (up to 4 MiB, the store's limit)
     pub value: String,
     /// Expire the key after DURATION
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -284,6 +344,10 @@ pub struct LockArgs {
     /// Session id appended to the holder value
     #[arg(long, value_name = "ID")]
     pub session: Option<String>,
+    /// Give up (exit 124) when the lock is not acquired within DURATION [default: wait as long
+    /// as it takes]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Option<Duration>,
     /// The command and its arguments (after `--`)
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -487,24 +551,63 @@ mod tests {
             "job",
             "--ttl",
             "3s",
-            "--timeout",
+            "--wait",
             "30s",
+            "--request-timeout",
+            "2s",
             "--",
             "sh",
             "-c",
             "echo --ttl",
         ])
         .expect("parses");
-        assert_eq!(cli.global.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(cli.global.request_timeout, Some(Duration::from_secs(2)));
         let Command::Lock(lock) = cli.command else {
             panic!("not lock")
         };
         assert_eq!(lock.ttl, Duration::from_secs(3));
         assert_eq!(lock.grace, None, "derived from --ttl when not given");
+        assert_eq!(lock.wait, Some(Duration::from_secs(30)));
         assert_eq!(
             lock.command,
             vec![OsString::from("sh"), "-c".into(), "echo --ttl".into()]
         );
+    }
+
+    #[test]
+    fn the_removed_timeout_is_found_before_the_command_only() {
+        let args = |list: &[&str]| -> Vec<OsString> { list.iter().map(OsString::from).collect() };
+        assert!(uses_removed_timeout(&args(&[
+            "leasedlock",
+            "--timeout",
+            "5s",
+            "holder",
+            "x"
+        ])));
+        assert!(uses_removed_timeout(&args(&[
+            "leasedlock",
+            "holder",
+            "x",
+            "--timeout=5s"
+        ])));
+        assert!(!uses_removed_timeout(&args(&[
+            "leasedlock",
+            "lock",
+            "x",
+            "--",
+            "curl",
+            "--timeout",
+            "5"
+        ])));
+        assert!(
+            !uses_removed_timeout(&args(&["--timeout"])),
+            "the program name is skipped"
+        );
+        assert!(!uses_removed_timeout(&args(&[
+            "leasedlock",
+            "--request-timeout",
+            "5s"
+        ])));
     }
 
     #[test]
@@ -540,13 +643,19 @@ mod tests {
     fn help_documents_exit_codes_and_environment() {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("EXIT CODES"), "{help}");
+        assert!(
+            !help.contains("--timeout"),
+            "the removed option is not offered: {help}"
+        );
         for var in [
             "LEASEDLOCK_BROKER",
             "LEASEDLOCK_CLIENT_ID",
             "LEASEDLOCK_TLS_CA",
             "LEASEDLOCK_PASSWORD_FILE",
-            "LEASEDLOCK_TIMEOUT",
+            "LEASEDLOCK_REQUEST_TIMEOUT",
             "LEASEDLOCK_JSON",
+            "RUST_LOG",
+            "NO_COLOR",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

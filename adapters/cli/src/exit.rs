@@ -17,7 +17,7 @@ pub const REFUSED: u8 = 4;
 /// `lock`/`elect`: the lease was lost, or not renewed in time, while the command ran; the
 /// command was stopped (SIGTERM, then SIGKILL by the lease's safe end).
 pub const LEASE_LOST: u8 = 123;
-/// `lock`: the lock was not acquired within `--timeout`.
+/// `lock`: the lock was not acquired within `--wait`.
 pub const NOT_ACQUIRED: u8 = 124;
 /// `lock`/`elect`: leasedlock itself failed around the command (broker unreachable, store error).
 pub const WRAPPER_FAILED: u8 = 125;
@@ -40,7 +40,7 @@ EXIT CODES:
   lock and elect pass the command's exit status through, except:
   123    the lease was lost, or not renewed by --grace before its safe end, while the command
          ran; it was sent SIGTERM, then SIGKILL at the lease's safe end if still running
-  124    lock: the lock was not acquired within --timeout
+  124    lock: the lock was not acquired within --wait
   125    leasedlock itself failed around the command (broker unreachable, store error)
   126    the command could not be executed
   127    the command was not found

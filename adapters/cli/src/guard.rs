@@ -37,7 +37,8 @@ use crate::exit;
 
 /// The hidden first argument that runs `leasedlock` as the guard:
 /// `leasedlock __leasedlock-guard PARENT_PID text|json DEADLINE_FILE|- -- PROGRAM ARGS…`
-/// (`json`: report a command that cannot start as `{"error": …}` on stdout, as `--json` does;
+/// (`json`: report a command that cannot start as `{"event": "error", "error": …}` on
+/// stderr, as `--json` does for `lock` and `elect`;
 /// `DEADLINE_FILE`: see the private `deadline` module).
 pub const GUARD_ARG: &str = "__leasedlock-guard";
 
@@ -196,7 +197,11 @@ async fn guard(invocation: Invocation<'_>) -> u8 {
             };
             let message = format!("{what}: {}: {e}", program.to_string_lossy());
             if json {
-                println!("{}", serde_json::json!({ "error": message }));
+                // stderr: the command's stdout is the command's alone.
+                eprintln!(
+                    "{}",
+                    serde_json::json!({ "event": "error", "error": message })
+                );
             } else {
                 eprintln!("leasedlock: {message}");
             }

@@ -15,6 +15,7 @@ pub mod duration;
 pub mod embedded_broker;
 pub mod exit;
 pub mod guard;
+pub mod logging;
 pub mod stats;
 pub mod supervise;
 

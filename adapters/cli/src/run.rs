@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
 use crate::args::Cli;
 use crate::exit;
@@ -16,8 +17,22 @@ pub fn main_entry() -> ExitCode {
     if crate::guard::is_guard_invocation(&args) {
         return crate::guard::main(&args);
     }
+    if crate::args::uses_removed_timeout(&args) {
+        Cli::command()
+            .error(ErrorKind::ArgumentConflict, crate::args::REMOVED_TIMEOUT)
+            .exit();
+    }
     let cli = Cli::parse_from(args);
-    init_logging();
+    crate::logging::init(cli.global.verbose, cli.global.quiet);
+    if std::env::var_os(crate::args::REMOVED_TIMEOUT_ENV).is_some() {
+        // A variable exported in some profile should not break every command: the warning
+        // names the replacements.
+        tracing::warn!(
+            "{} is ignored: {}",
+            crate::args::REMOVED_TIMEOUT_ENV,
+            crate::args::REMOVED_TIMEOUT
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -31,16 +46,4 @@ pub fn main_entry() -> ExitCode {
     };
     let code = runtime.block_on(crate::commands::run(cli));
     ExitCode::from(code)
-}
-
-/// Logs go to stderr, filtered by `LEASEDLOCK_LOG` (e.g. `info`, `leasedlock_tokio=debug`);
-/// warnings and errors only by default.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LEASEDLOCK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    // A second initialisation (tests) is harmless.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -88,8 +88,8 @@ impl ChildSpec {
         self
     }
 
-    /// Reports a command that cannot be started as `{"error": …}` on stdout (as `--json` does)
-    /// instead of a line on stderr.
+    /// Reports a command that cannot be started as a JSON line `{"event": "error", "error": …}`
+    /// on stderr (as `--json` does) instead of a line of text.
     pub fn json_errors(mut self, json: bool) -> ChildSpec {
         self.json_errors = json;
         self

@@ -3,186 +3,12 @@
 //! Every wait is bounded: output is read by helper threads and handed over through channels
 //! with a deadline, and every run of the binary has a time limit.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_leasedlock");
-
-/// The longest any single run of the binary or any awaited line may take before the test fails.
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// The lines of a child's pipe, read by a thread; each is awaited with a deadline.
-struct Lines {
-    rx: mpsc::Receiver<String>,
-}
-
-impl Lines {
-    fn new(pipe: impl Read + Send + 'static) -> Lines {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Lines { rx }
-    }
-
-    /// The next line, or a test failure once `within` has passed (or the pipe closed).
-    fn next(&self, within: Duration) -> String {
-        match self.rx.recv_timeout(within) {
-            Ok(line) => line,
-            Err(e) => panic!("no line within {within:?}: {e}"),
-        }
-    }
-}
-
-/// Reads a whole pipe on a thread; `take` waits for its end with a deadline.
-struct Drain {
-    rx: mpsc::Receiver<Vec<u8>>,
-}
-
-impl Drain {
-    fn new(pipe: Option<impl Read + Send + 'static>) -> Drain {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            let _ = tx.send(bytes);
-        });
-        Drain { rx }
-    }
-
-    fn take(&self, within: Duration) -> Vec<u8> {
-        self.rx
-            .recv_timeout(within)
-            .unwrap_or_else(|e| panic!("output not closed within {within:?}: {e}"))
-    }
-}
-
-/// Waits for `child` to exit, polling `try_wait` until `within` has passed; kills it and fails
-/// the test if it has not exited by then.
-fn wait_within(child: &mut Child, within: Duration) -> ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("leasedlock did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Like `Child::wait_with_output`, with a deadline.
-fn output_within(mut child: Child, within: Duration) -> Output {
-    let stdout = Drain::new(child.stdout.take());
-    let stderr = Drain::new(child.stderr.take());
-    let status = wait_within(&mut child, within);
-    Output {
-        status,
-        stdout: stdout.take(within),
-        stderr: stderr.take(within),
-    }
-}
-
-/// Runs `command` to completion with a deadline, capturing its output.
-fn run_within(mut command: Command, within: Duration) -> Output {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run leasedlock");
-    output_within(child, within)
-}
-
-/// A `leasedlock serve` child; stopped with SIGINT when dropped.
-struct Server {
-    child: Child,
-    broker: String,
-}
-
-impl Server {
-    fn start() -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start leasedlock serve");
-        let line = Lines::new(child.stdout.take().expect("stdout")).next(LIMIT);
-        let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
-        assert_eq!(ready["event"], "ready", "{line}");
-        let broker = ready["broker"]
-            .as_str()
-            .expect("broker address")
-            .to_string();
-        Server { child, broker }
-    }
-
-    /// `leasedlock --broker <this> ARGS…`.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--broker").arg(&self.broker).args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        run_within(self.command(args), LIMIT)
-    }
-
-    /// `leasedlock SUB NAME --ttl 5s -- sh -c SCRIPT` (SUB: `lock` or `elect`).
-    fn under_lease(&self, sub: &str, name: &str, script: &str) -> Command {
-        self.command(&[sub, name, "--ttl", "5s", "--", "sh", "-c", script])
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGINT,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn sh_quote(path: &Path) -> String {
-    format!("'{}'", path.display())
-}
+use common::*;
 
 #[test]
 fn lock_runs_the_command_with_its_token_and_releases() {
@@ -232,7 +58,7 @@ fn lock_runs_the_command_with_its_token_and_releases() {
     ]);
     assert_eq!(code(&out), 127, "stderr: {}", stderr(&out));
     assert_eq!(code(&server.run(&["holder", "job"])), 1);
-    // With --json the reason is a JSON object on stdout.
+    // With --json the reason is an `error` event on stderr; stdout stays the command's.
     let out = server.run(&[
         "--json",
         "lock",
@@ -243,7 +69,12 @@ fn lock_runs_the_command_with_its_token_and_releases() {
         "/nonexistent/leasedlock-test",
     ]);
     assert_eq!(code(&out), 127, "stderr: {}", stderr(&out));
-    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(stdout(&out), "");
+    let json: serde_json::Value = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "error")
+        .expect("an error event");
     assert!(
         json["error"]
             .as_str()
@@ -361,61 +192,6 @@ fn losing_the_lease_signals_the_command() {
         "took {:?}",
         started.elapsed()
     );
-}
-
-/// Whether process `pid` has ended: gone, or a zombie that nobody has reaped yet.
-fn process_ended(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // `pid (comm) S ...`: the state follows the last `)`.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-    }
-}
-
-/// Polls until `done` holds or `within` has passed; says whether it held.
-fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The text of `path` once it exists (the writer renames it into place, so it is complete).
-fn wait_for_file(path: &Path, within: Duration) -> String {
-    let mut text = None;
-    let found = eventually(within, || {
-        text = std::fs::read_to_string(path).ok();
-        text.is_some()
-    });
-    assert!(found, "{} did not appear within {within:?}", path.display());
-    text.unwrap_or_default()
-}
-
-/// Whether the private directory of a guard deadline of `leasedlock` process `pid` exists.
-fn deadline_dir_left(pid: u32) -> bool {
-    let prefix = format!("leasedlock-{pid}-");
-    std::fs::read_dir(std::env::temp_dir())
-        .expect("temp dir")
-        .filter_map(Result::ok)
-        .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-}
-
-/// Kills what a failed test may have left behind.
-fn kill_all(pids: &[i32]) {
-    for pid in pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
 }
 
 #[test]
@@ -562,18 +338,6 @@ fn a_grace_that_does_not_fit_the_lease_is_refused() {
             "{sub}: the message must say why: {message}"
         );
     }
-}
-
-fn signal(pid: u32, signal: nix::sys::signal::Signal) {
-    let pid = i32::try_from(pid).expect("pid");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal");
-}
-
-fn wall_ns() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_nanos()
 }
 
 #[test]
@@ -833,15 +597,6 @@ fn bad_arguments_exit_with_2_and_say_why() {
     ]);
     let out = run_within(command, LIMIT);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
-}
-
-fn interrupt(child: &Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGINT,
-        );
-    }
 }
 
 #[test]

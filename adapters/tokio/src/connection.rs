@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use leasedlock_api::{Clock, ConnectError, ConnectionOptions, ConnectionState, Engine};
+use leasedlock_api::{
+    Clock, ConnectError, ConnectionOptions, ConnectionState, Engine, LastRefusal,
+};
 use tracing::Instrument;
 
 use leasedlock_api::driver::Driver;
@@ -55,25 +57,36 @@ impl Connection {
     /// answers wait (within their timeouts) for the connection. Must be called within a tokio
     /// runtime.
     pub async fn start(options: ConnectionOptions) -> Result<Connection, ConnectError> {
+        Connection::spawn(options).await.map(|(conn, _)| conn)
+    }
+
+    /// [`Connection::start`], also returning where the driver records CONNACK refusals.
+    async fn spawn(options: ConnectionOptions) -> Result<(Connection, LastRefusal), ConnectError> {
         let mqtt = crate::options::to_mqtt(&options).await?;
         let clock = Clock::new();
         let (engine, inner, commands) = Engine::new(&options, clock)?;
         let span = tracing::info_span!("leasedlock", client_id = %options.client_id());
         let link = RumqttcLink::new(mqtt, &options, engine.seed());
         let id = link.id().to_string();
+        let refusal = link.last_refusal();
         let driver = Driver::new(engine, commands, clock, link, Timer::new(), id);
         let task = tokio::spawn(driver.run().instrument(span)).abort_handle();
-        Ok(Connection {
+        let conn = Connection {
             inner,
             task: Arc::new(Task(task)),
-        })
+        };
+        Ok((conn, refusal))
     }
 
     /// Starts the connection and waits for the broker to accept it (at most the connect
-    /// timeout of the options, for the first attempts together).
+    /// timeout of the options, for the first attempts together). When the wait ends and the
+    /// broker refused the last attempt in its CONNACK, the error is
+    /// [`ConnectError::Refused`] with the reason (attempts go on until then: a rotated token
+    /// or password file is read again before each); otherwise [`ConnectError::Timeout`] with
+    /// the last error's text.
     pub async fn connect(options: ConnectionOptions) -> Result<Connection, ConnectError> {
         let wait = options.get_connect_timeout();
-        let conn = Connection::start(options).await?;
+        let (conn, refusal) = Connection::spawn(options).await?;
         match tokio::time::timeout(wait, conn.wait_connected()).await {
             Ok(result) => result.map(|()| conn),
             Err(_) => {
@@ -81,8 +94,12 @@ impl Connection {
                     ConnectionState::Disconnected(e) => Some(e),
                     _ => None,
                 };
+                let refused = refusal.get();
                 conn.close().await;
-                Err(ConnectError::Timeout(last))
+                Err(match refused {
+                    Some(reason) => ConnectError::Refused(reason),
+                    None => ConnectError::Timeout(last),
+                })
             }
         }
     }

@@ -11,7 +11,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use leasedlock_api::driver::{Link, LinkEvent};
-use leasedlock_api::{Authentication, Backoff, ConnectionOptions, TlsOptions, Transmit};
+use leasedlock_api::{
+    Authentication, Backoff, ConnectionOptions, LastRefusal, TlsOptions, Transmit,
+};
 use leasedlock_core::Now;
 use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
@@ -83,6 +85,8 @@ pub(crate) struct RumqttcLink {
     refresh: Refresh,
     /// The MQTT client id, to tell connections apart in trace events.
     id: String,
+    /// Why the broker refused the last connection attempt, if it did.
+    last_refusal: LastRefusal,
 }
 
 impl RumqttcLink {
@@ -110,7 +114,13 @@ impl RumqttcLink {
             backoff: Backoff::new(reconnect_min, reconnect_max, seed),
             refresh,
             id,
+            last_refusal: LastRefusal::default(),
         }
+    }
+
+    /// Where the link records why the broker refused the last attempt (for `connect`).
+    pub(crate) fn last_refusal(&self) -> LastRefusal {
+        self.last_refusal.clone()
     }
 
     /// The MQTT client id.
@@ -128,6 +138,7 @@ impl RumqttcLink {
         match result {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 info!(session_present = ack.session_present, "connected");
+                self.last_refusal.set(None);
                 // Reconnections resume the session, whatever the first connection did.
                 el.options.set_clean_start(false);
                 self.backoff.reset();
@@ -164,6 +175,10 @@ impl RumqttcLink {
             }
             Ok(_) => None,
             Err(e) => {
+                self.last_refusal.set(match &e {
+                    ConnectionError::ConnectionRefused(code) => Some(convert::refusal(*code)),
+                    _ => None,
+                });
                 self.events
                     .push_back(LinkEvent::Disconnected(e.to_string()));
                 // rumqttc replays queued requests after a reconnect, but forgets subscriptions

@@ -114,7 +114,7 @@ pub fn stale_write_with_cli(world: &World, who: &str, token: Hlc) -> Result<(), 
     let start = now_ns();
     let mut set = Command::new(&world.bins.leasedlock);
     set.args(["--broker", &format!("127.0.0.1:{}", world.broker.port())])
-        .args(["--timeout", "10s", "set", PROTECTED, "stale"])
+        .args(["--request-timeout", "10s", "set", PROTECTED, "stale"])
         .args(["--fencing-token", &token.to_string()]);
     let mut proc = Proc::spawn(&format!("{who}-stale-write"), set, world.dir())?;
     let status = proc.wait(EXIT_TIMEOUT)?;

@@ -18,7 +18,7 @@ use nix::sys::signal::Signal;
 /// SIGKILL, and the bound on the wait for the lock.
 const LOCK: (&str, &[&str]) = (
     "lock",
-    &["--ttl", "2s", "--grace", "300ms", "--timeout", "30s"],
+    &["--ttl", "2s", "--grace", "300ms", "--wait", "30s"],
 );
 
 /// `elect`: the same lease and grace; one term only, so a deposed leader exits.

@@ -39,6 +39,16 @@ fn port_open(port: u16) -> bool {
 impl PrivateBroker {
     /// Starts Mosquitto on a free port (same settings as `scripts/mosquitto.conf`).
     pub fn start() -> PrivateBroker {
+        PrivateBroker::start_with(true)
+    }
+
+    /// Starts Mosquitto on a free port refusing every client that brings no credentials (and,
+    /// having no password file, every other one too): its CONNACK says "not authorized".
+    pub fn start_refusing_anonymous() -> PrivateBroker {
+        PrivateBroker::start_with(false)
+    }
+
+    fn start_with(allow_anonymous: bool) -> PrivateBroker {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!(
             "leasedlock-private-broker-{}-{port}",
@@ -46,7 +56,7 @@ impl PrivateBroker {
         ));
         std::fs::create_dir_all(&dir).expect("broker dir");
         let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence false\n\
+            "listener {port} 127.0.0.1\nallow_anonymous {allow_anonymous}\nset_tcp_nodelay true\npersistence false\n\
              max_inflight_messages 0\nmax_queued_messages 100000\nlog_type error\n"
         );
         std::fs::write(dir.join("mosquitto.conf"), conf).expect("broker config");

@@ -11,12 +11,41 @@ use crate::args::GlobalOptions;
 #[derive(Debug, Clone, Copy)]
 pub struct Report {
     json: bool,
+    /// JSON goes to stderr: `lock` and `elect`, whose stdout belongs to their command.
+    json_on_stderr: bool,
 }
 
 impl Report {
     /// A reporter; `json` selects JSON lines.
     pub fn new(json: bool) -> Report {
-        Report { json }
+        Report {
+            json,
+            json_on_stderr: false,
+        }
+    }
+
+    /// A reporter for `lock` and `elect`: with `json`, events and errors are JSON lines on
+    /// stderr, leaving stdout to the command.
+    pub fn supervising(json: bool) -> Report {
+        Report {
+            json,
+            json_on_stderr: true,
+        }
+    }
+
+    /// An event of `lock` or `elect` (`{"event": what, ...fields, "wall_ms": ...}`) as a JSON
+    /// line, when JSON output is on; nothing otherwise.
+    pub fn event(&self, what: &str, fields: serde_json::Value) {
+        if !self.json {
+            return;
+        }
+        let mut line = serde_json::Map::new();
+        line.insert("event".into(), what.into());
+        if let serde_json::Value::Object(fields) = fields {
+            line.extend(fields);
+        }
+        line.insert("wall_ms".into(), wall_ms().into());
+        self.json(&serde_json::Value::Object(line));
     }
 
     /// Whether output is JSON.
@@ -32,14 +61,30 @@ impl Report {
         let _ = out.flush();
     }
 
-    /// A JSON object on one line of stdout.
-    pub fn json(&self, value: &serde_json::Value) {
-        self.line(&value.to_string());
+    /// Bytes on stdout exactly as given (no newline), flushed at once.
+    pub fn raw(&self, bytes: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
     }
 
-    /// An error: `leasedlock: ...` on stderr, or `{"error": ...}` on stdout with `--json`.
+    /// A JSON object on one line of stdout (of stderr for [`Report::supervising`]).
+    pub fn json(&self, value: &serde_json::Value) {
+        if self.json_on_stderr {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{value}");
+            let _ = err.flush();
+        } else {
+            self.line(&value.to_string());
+        }
+    }
+
+    /// An error: `leasedlock: ...` on stderr, or `{"error": ...}` with `--json` (an `error`
+    /// event on stderr for [`Report::supervising`]).
     pub fn error(&self, text: &str) {
-        if self.json {
+        if self.json && self.json_on_stderr {
+            self.event("error", serde_json::json!({ "error": text }));
+        } else if self.json {
             self.json(&serde_json::json!({ "error": text }));
         } else {
             eprintln!("leasedlock: {text}");
@@ -101,6 +146,18 @@ pub async fn wait_for_shutdown_signal() {
 /// Bytes as text for display (invalid UTF-8 replaced).
 pub fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An error and its causes (`source()` chain) as one line: `what: cause: deeper cause`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// Milliseconds since the Unix epoch.

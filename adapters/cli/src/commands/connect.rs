@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use leasedlock_core::supervise as policy;
 use leasedlock_tokio::{
-    Authentication, ConnectError, Connection, ConnectionOptions, LeaderError, LeaseError,
-    LockError, StoreError, TlsOptions,
+    Authentication, ConnackRefusal, ConnectError, Connection, ConnectionOptions, LeaderError,
+    LeaseError, LockError, StoreError, TlsOptions,
 };
 
 use crate::args::{BrokerAddr, GlobalOptions};
+use crate::commands::common::error_chain;
 use crate::exit;
 
 /// A failed operation: the exit code it maps to and what to tell the user.
@@ -50,7 +51,17 @@ impl From<ConnectError> for Failure {
             ConnectError::Options(_) | ConnectError::BadClientId => exit::USAGE,
             _ => exit::UNREACHABLE,
         };
-        Failure::new(code, e.to_string())
+        let mut message = error_chain(&e);
+        if let ConnectError::Refused(
+            ConnackRefusal::NotAuthorized | ConnackRefusal::BadUserNameOrPassword,
+        ) = e
+        {
+            message.push_str(
+                " (check --username/--password-file or --sat-file: a service-account token may \
+                 have expired)",
+            );
+        }
+        Failure::new(code, message)
     }
 }
 

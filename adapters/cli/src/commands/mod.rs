@@ -5,18 +5,25 @@ mod common;
 mod connect;
 mod demo;
 mod demo_board;
+mod hold_events;
 mod kv;
 mod lease_ops;
 mod run_locked;
 mod serve;
 mod stack;
 
+use clap::CommandFactory;
+
 use crate::args::{Cli, Command};
+use crate::exit;
 use common::Report;
 
 /// Runs a parsed command line and returns the exit code; failures are reported here.
 pub async fn run(cli: Cli) -> u8 {
-    let report = Report::new(cli.global.json);
+    let report = match cli.command {
+        Command::Lock(_) | Command::Elect(_) => Report::supervising(cli.global.json),
+        _ => Report::new(cli.global.json),
+    };
     let global = &cli.global;
     let result = match &cli.command {
         Command::Serve(args) => Ok(serve::run(global, args).await),
@@ -31,6 +38,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Elect(args) => run_locked::elect(global, args, report).await,
         Command::Demo(args) => demo::run(global, args, report).await,
         Command::Bench(args) => bench::run(global, args, report).await,
+        Command::Completions(args) => Ok(completions(args.shell)),
     };
     match result {
         Ok(code) => code,
@@ -39,4 +47,11 @@ pub async fn run(cli: Cli) -> u8 {
             failure.code
         }
     }
+}
+
+/// `completions SHELL`: the completion script on stdout.
+fn completions(shell: clap_complete::Shell) -> u8 {
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut Cli::command(), "leasedlock", &mut out);
+    exit::OK
 }

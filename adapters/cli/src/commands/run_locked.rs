@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use leasedlock_tokio::{Connection, Hlc, LeaderOptions, LockError, LockOptions};
 
-use crate::args::{ElectArgs, GlobalOptions, LockArgs, DEFAULT_REQUEST_TIMEOUT};
+use crate::args::{ElectArgs, GlobalOptions, LockArgs};
 use crate::commands::common::{lossy, Report, ShutdownSignals};
 use crate::commands::connect::{connect, Failure, RenewPlan};
+use crate::commands::hold_events;
 use crate::exit;
 use crate::supervise::{
     supervise, ChildSpec, Outcome, Stop, Supervised, Terminated, FENCING_TOKEN_ENV, HOLDER_ENV,
@@ -58,19 +59,17 @@ fn describe_stop<R>(why: &Stop<R>, terminated: &Terminated) -> String {
 /// `lock NAME --ttl D [--grace G] [--session S] -- CMD ARGS…`.
 pub async fn lock(global: &GlobalOptions, args: &LockArgs, report: Report) -> Result<u8, Failure> {
     let mut signals = ShutdownSignals::new();
-    // For `lock`, --timeout bounds the wait for the lock; requests keep the default.
-    let (plan, grace) = RenewPlan::for_command(args.ttl, args.grace, DEFAULT_REQUEST_TIMEOUT)?;
+    let (plan, grace) = RenewPlan::for_command(args.ttl, args.grace, global.request_timeout())?;
     let conn = connect(global, plan.timeout)
         .await
         .map_err(|f| Failure::new(exit::WRAPPER_FAILED, f.message))?;
-    let result = lock_with(&conn, global, args, plan, grace, &mut signals, report).await;
+    let result = lock_with(&conn, args, plan, grace, &mut signals, report).await;
     conn.close().await;
     result
 }
 
 async fn lock_with(
     conn: &Connection,
-    global: &GlobalOptions,
     args: &LockArgs,
     plan: RenewPlan,
     grace: Duration,
@@ -85,14 +84,15 @@ async fn lock_with(
     .map_err(|e| wrapper(e.into()))?;
     let holder = lossy(&lock.holder_value());
     let mut options = LockOptions::new().acquire(plan.acquire_options());
-    if let Some(wait) = global.timeout {
+    // Only --wait bounds the wait; --request-timeout bounds each request of it.
+    if let Some(wait) = args.wait {
         options = options.wait_timeout(wait);
     }
     let token = tokio::select! {
         locked = lock.lock(args.ttl, &options) => match locked {
             Ok(token) => token,
             Err(LockError::Timeout) => {
-                report.error(&format!("{} was not acquired within --timeout", args.name));
+                report.error(&format!("{} was not acquired within --wait", args.name));
                 return Ok(exit::NOT_ACQUIRED);
             }
             Err(e) => return Err(wrapper(Failure::from(e).context("lock"))),
@@ -101,6 +101,7 @@ async fn lock_with(
         () = signals.recv() => return Ok(INTERRUPTED),
     };
     tracing::info!(name = %args.name, %holder, %token, "lock acquired");
+    hold_events::acquired(report, &args.name, &holder, &token, lock.safe_until(), None);
     let spec = child_spec(
         &args.command,
         &args.name,
@@ -117,7 +118,15 @@ async fn lock_with(
             return Ok(e.exit_code());
         }
     };
-    let outcome = supervise(&mut child, lock.lost(), || lock.safe_until(), grace)
+    let ended = hold_events::until_lost(
+        report,
+        &args.name,
+        lock.lost(),
+        |why| why.to_string(),
+        || lock.token().ok().zip(lock.safe_until()),
+        hold_events::renewal_check_interval(args.ttl),
+    );
+    let outcome = supervise(&mut child, ended, || lock.safe_until(), grace)
         .await
         .map_err(|e| {
             Failure::new(
@@ -129,13 +138,27 @@ async fn lock_with(
         // `Supervised::wait` returned only once the command's group was killed: nothing of it
         // runs when the lock is released.
         Outcome::Exited(status) => {
-            if let Err(e) = lock.unlock().await {
+            hold_events::exit(report, &args.name, status, false, false);
+            match lock.unlock().await {
+                Ok(outcome) => {
+                    hold_events::released(report, &args.name, Some(format!("{outcome:?}")))
+                }
                 // The command's status still stands; the lock expires after --ttl anyway.
-                report.error(&format!("releasing {}: {e}", args.name));
+                Err(e) => report.error(&format!("releasing {}: {e}", args.name)),
             }
             Ok(exit::from_status(status))
         }
         Outcome::Stopped { why, terminated } => {
+            if let Stop::NotRenewed { safe_until } = &why {
+                hold_events::renew_failed(report, &args.name, *safe_until);
+            }
+            hold_events::exit(
+                report,
+                &args.name,
+                terminated.status,
+                true,
+                terminated.killed,
+            );
             report.error(&format!(
                 "lost the lock {} ({why}); {}",
                 args.name,
@@ -192,6 +215,14 @@ async fn elect_with(
             }
         };
         tracing::info!(name = %args.name, token = %term.token(), "elected");
+        hold_events::acquired(
+            report,
+            &args.name,
+            &holder,
+            term.token(),
+            Some(term.safe_until()),
+            Some(term.number()),
+        );
         let spec = child_spec(
             &args.command,
             &args.name,
@@ -218,7 +249,20 @@ async fn elect_with(
                 .map(|t| t.safe_until())
                 .filter(|s| Instant::now() < *s)
         };
-        let outcome = supervise(&mut child, term.cancelled(), term_safe_until, grace)
+        let ended = hold_events::until_lost(
+            report,
+            &args.name,
+            term.cancelled(),
+            |()| "deposed".to_string(),
+            || {
+                leader
+                    .term()
+                    .filter(|t| t.number() == term.number())
+                    .map(|t| (t.token().clone(), t.safe_until()))
+            },
+            hold_events::renewal_check_interval(args.ttl),
+        );
+        let outcome = supervise(&mut child, ended, term_safe_until, grace)
             .await
             .map_err(|e| {
                 Failure::new(
@@ -228,10 +272,23 @@ async fn elect_with(
             })?;
         match outcome {
             Outcome::Exited(status) => {
-                let _ = leader.resign().await;
+                hold_events::exit(report, &args.name, status, false, false);
+                if leader.resign().await.is_ok() {
+                    hold_events::released(report, &args.name, None);
+                }
                 return Ok(exit::from_status(status));
             }
             Outcome::Stopped { why, terminated } => {
+                if let Stop::NotRenewed { safe_until } = &why {
+                    hold_events::renew_failed(report, &args.name, *safe_until);
+                }
+                hold_events::exit(
+                    report,
+                    &args.name,
+                    terminated.status,
+                    true,
+                    terminated.killed,
+                );
                 let reason = match &why {
                     Stop::Ended(()) => "deposed",
                     Stop::NotRenewed { .. } => {
