@@ -1,4 +1,4 @@
-//! [`Leader`]: leader election on a lease, with a [`CancellationToken`] scoped to each term.
+//! [`Leader`]: leader election on a lease, with a [`CancellationToken`](crate::CancellationToken) scoped to each term.
 //!
 //! Campaigning waits for the lease (the lock machine's herd control and fallback), renews it
 //! automatically, reports every leader seen, and campaigns again after a loss unless told

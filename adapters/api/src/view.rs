@@ -141,6 +141,6 @@ pub enum ConnectionState {
     Connected,
     /// The connection dropped; reconnecting with back-off. The last error's text.
     Disconnected(String),
-    /// Closed for good (by [`Connection::close`] or because every handle was dropped).
+    /// Closed for good (by [`Connection::close`](crate::Connection::close) or because every handle was dropped).
     Closed,
 }

@@ -301,7 +301,7 @@ impl Engine {
         self.connected
     }
 
-    /// Whether closing started (by [`Connection::close`] or because every handle is gone).
+    /// Whether closing started (by [`Connection::close`](crate::Connection::close) or because every handle is gone).
     pub fn is_closing(&self) -> bool {
         self.host.is_closing()
     }
