@@ -25,7 +25,7 @@ use crate::options::{apply_credentials, tls_transport};
 use crate::outbox::{Outbound, Outbox};
 use crate::subscriptions::{SubOp, Subscriptions};
 
-pub(crate) use leasedlock_api::driver::HOP;
+use leasedlock_api::driver::HOP;
 
 type PollFuture = Pin<Box<dyn Future<Output = (EventLoop, Result<Event, ConnectionError>)> + Send>>;
 

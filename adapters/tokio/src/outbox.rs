@@ -12,7 +12,7 @@ use rumqttc::v5::{AsyncClient, ClientError, Request};
 use tracing::{error, trace};
 
 use crate::convert::OutgoingPublish;
-use crate::link::HOP;
+use leasedlock_api::driver::HOP;
 
 /// Something for rumqttc's request channel.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -65,7 +65,7 @@ impl Timer {
         if left > PRECISE {
             tokio::time::sleep_until(at).await;
         } else if !left.is_zero() {
-            tracing::trace!(target: crate::link::HOP, left = ?left, "precise sleep");
+            tracing::trace!(target: leasedlock_api::driver::HOP, left = ?left, "precise sleep");
             // A dropped wait leaves this sleep to finish on its own: at most one tick.
             let _ = tokio::task::spawn_blocking(move || std::thread::sleep(left)).await;
         }
