@@ -120,6 +120,8 @@ mod check;
 mod clock;
 mod command;
 mod config;
+mod custom;
+mod host_agent;
 mod queue;
 mod scenario;
 mod trace;
@@ -127,15 +129,19 @@ pub mod workload;
 mod world;
 
 #[cfg(test)]
+mod extension_tests;
+#[cfg(test)]
 mod tests;
 
 use alloc::boxed::Box;
 use core::time::Duration;
 
 pub use agent::{Agent, Ctx, Report, TrackedRequester, Workload, WriteOutcome};
-pub use check::{CheckStats, Invariant};
+pub use check::{CheckStats, Invariant, Who};
 pub use clock::{NodeClock, BASE_WALL_MS};
 pub use config::{ClockConfig, FaultConfig, FaultMix, NetworkConfig, Recurring};
+pub use custom::Check;
+pub use host_agent::{host_agent, HostAgent, HostIo, HostWorker};
 pub use scenario::{Replay, Scenario, ScenarioParseError, WorkloadKind};
 pub use trace::{Dir, Loss, PayloadPrefix, TraceEntry, TraceKind, PAYLOAD_PREFIX};
 pub use world::{Probe, StoreHook, Summary, Violation};
@@ -211,6 +217,8 @@ pub struct Sim {
     /// How the modelled commands are stopped (S6): the CLI supervisor's policy, or in tests
     /// one that must be caught.
     kill_policy: command::Policy,
+    /// Invariants of the user's own, on top of the workload's.
+    checks: alloc::vec::Vec<Box<dyn Check>>,
 }
 
 impl Sim {
@@ -222,6 +230,7 @@ impl Sim {
             hook: None,
             store: None,
             kill_policy: command::Policy::SUPERVISOR,
+            checks: alloc::vec::Vec::new(),
         }
     }
 
@@ -236,6 +245,13 @@ impl Sim {
     /// Rewrites requests before the store sees them (for deliberately broken stores).
     pub fn with_store_hook(mut self, hook: impl StoreHook + 'static) -> Sim {
         self.hook = Some(Box::new(hook));
+        self
+    }
+
+    /// Adds an invariant of the user's own (on top of the workload's
+    /// [`Workload::checks`]).
+    pub fn with_check(mut self, check: impl Check + 'static) -> Sim {
+        self.checks.push(Box::new(check));
         self
     }
 
@@ -265,6 +281,7 @@ impl Sim {
             probe,
             self.store,
             self.kill_policy,
+            self.checks,
         )
         .map_err(|message| {
             Box::new(Violation {

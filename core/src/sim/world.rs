@@ -10,11 +10,12 @@ use bytes::Bytes;
 use core::fmt;
 use core::time::Duration;
 
-use super::agent::{Agent, Ctx, Report, Workload};
+use super::agent::{Agent, Ctx, CtxParts, Report, Workload};
 use super::check::{fail, CheckStats, Checker, Failure, Invariant, Quiet, Who};
 use super::clock::NodeClock;
 use super::command::{Commands, Policy};
 use super::config::{FaultConfig, Recurring};
+use super::custom::Check;
 use super::queue::{Due, EventQueue};
 use super::trace::{Dir, Loss, Trace, TraceEntry, TraceKind};
 use super::SimConfig;
@@ -246,6 +247,10 @@ pub(crate) struct World<'p> {
     commands: Commands,
     /// Reports of the agent being run, with the holder number each is made as.
     reports: Vec<(u32, Report)>,
+    /// A failure the agent being run declared ([`Ctx::fail`]).
+    failed: Option<Failure>,
+    /// The user's own invariants.
+    checks: Vec<Box<dyn Check>>,
     faults_on: bool,
     stopping: bool,
     heal_effective: u64,
@@ -276,6 +281,7 @@ impl<'p> World<'p> {
         probe: Option<&'p mut dyn Probe>,
         store_config: Option<StoreConfig>,
         kill_policy: Policy,
+        extra_checks: Vec<Box<dyn Check>>,
     ) -> Result<World<'p>, String> {
         let mut rng = Rng::new(cfg.seed);
         let mut store_config = store_config.unwrap_or_default();
@@ -330,6 +336,8 @@ impl<'p> World<'p> {
             });
         }
         let lease_keys = workload.lease_keys();
+        let mut checks = workload.checks();
+        checks.extend(extra_checks);
         let counters = workload
             .counter_keys()
             .into_iter()
@@ -365,6 +373,8 @@ impl<'p> World<'p> {
             checker: Checker::default(),
             commands: Commands::new(kill_policy, grace),
             reports: Vec::new(),
+            failed: None,
+            checks,
             faults_on: true,
             stopping: false,
             heal_effective: 0,
@@ -771,6 +781,7 @@ impl<'p> World<'p> {
             self.reports.extend(doubt.into_iter().map(|r| (0, r)));
             self.take_reports(node)?;
         }
+        self.workload.crashed(node, Duration::from_nanos(self.now));
         let nd = &mut self.nodes[node];
         nd.alive = false;
         nd.connected = false;
@@ -891,17 +902,22 @@ impl<'p> World<'p> {
         let nd = &mut self.nodes[node];
         let now = nd.clock.now(self.now);
         {
-            let mut ctx = Ctx::new(
+            let mut ctx = Ctx::new(CtxParts {
                 now,
+                global: Duration::from_nanos(self.now),
                 node,
-                &mut nd.client,
-                &mut nd.issued,
-                &mut self.reports,
-                &mut nd.rng,
-            );
+                client: &mut nd.client,
+                issued: &mut nd.issued,
+                reports: &mut self.reports,
+                failed: &mut self.failed,
+                rng: &mut nd.rng,
+            });
             f(nd.agent.as_mut(), &mut ctx);
         }
         self.take_reports(node)?;
+        if let Some(f) = self.failed.take() {
+            return Err(f);
+        }
         self.drain_node(node)
     }
 
@@ -932,6 +948,16 @@ impl<'p> World<'p> {
                 .checker
                 .report(who, self.now, r, safe_until, &quiet)
                 .and_then(|()| self.commands.report(who, self.now, clock, r));
+            let at = Duration::from_nanos(self.now);
+            for c in self.checks.iter_mut() {
+                if result.is_err() {
+                    break;
+                }
+                result = c.on_report(at, who, r).map_err(|message| Failure {
+                    invariant: Invariant::Custom(c.name()),
+                    message,
+                });
+            }
             if result.is_err() {
                 break;
             }
@@ -1476,7 +1502,15 @@ impl<'p> World<'p> {
         self.checker.counters(|key| {
             let info = store.get(key)?;
             core::str::from_utf8(&info.value).ok()?.parse().ok()
-        })
+        })?;
+        let at = Duration::from_nanos(self.now);
+        for c in self.checks.iter_mut() {
+            c.at_end(at, &self.store).map_err(|message| Failure {
+                invariant: Invariant::Custom(c.name()),
+                message,
+            })?;
+        }
+        Ok(())
     }
 }
 
