@@ -120,10 +120,12 @@ mod check;
 mod clock;
 mod command;
 mod config;
+mod config_line;
 mod custom;
 mod host_agent;
 mod queue;
 mod scenario;
+mod script;
 mod trace;
 pub mod workload;
 mod world;
@@ -140,9 +142,11 @@ pub use agent::{Agent, Ctx, Report, TrackedRequester, Workload, WriteOutcome};
 pub use check::{CheckStats, Invariant, Who};
 pub use clock::{NodeClock, BASE_WALL_MS};
 pub use config::{ClockConfig, FaultConfig, FaultMix, NetworkConfig, Recurring};
+pub use config_line::ConfigParseError;
 pub use custom::Check;
 pub use host_agent::{host_agent, HostAgent, HostIo, HostWorker};
 pub use scenario::{Replay, Scenario, ScenarioParseError, WorkloadKind};
+pub use script::{ScriptParseError, Scripted, ScriptedKind};
 pub use trace::{Dir, Loss, PayloadPrefix, TraceEntry, TraceKind, PAYLOAD_PREFIX};
 pub use world::{Probe, StoreHook, Summary, Violation};
 
@@ -184,6 +188,8 @@ pub struct SimConfig {
     pub trace_capacity: usize,
     /// Trace lines included in a [`Violation`].
     pub report_lines: usize,
+    /// Faults at chosen times on chosen nodes ([`Scripted`]), on top of the random ones.
+    pub script: alloc::vec::Vec<Scripted>,
 }
 
 impl SimConfig {
@@ -204,7 +210,14 @@ impl SimConfig {
             max_events: 50_000_000,
             trace_capacity: 256,
             report_lines: 64,
+            script: alloc::vec::Vec::new(),
         }
+    }
+
+    /// Adds scripted faults: `config.with_script([Scripted::pause(0, secs(12), secs(3))])`.
+    pub fn with_script(mut self, faults: impl IntoIterator<Item = Scripted>) -> SimConfig {
+        self.script.extend(faults);
+        self
     }
 }
 
@@ -272,9 +285,26 @@ impl Sim {
         self.run_inner(Some(probe))
     }
 
-    fn run_inner(self, probe: Option<&mut dyn Probe>) -> Result<Summary, Box<Violation>> {
+    /// Starts the run without running it, for tests that look at it between events:
+    /// [`Running::run_until`], [`Running::step`], then [`Running::finish`]. Stepping changes
+    /// nothing: the events, and so the trace hash, are those of [`Sim::run`].
+    pub fn start(self) -> Result<Running, Box<Violation>> {
+        let mut world = self.build(None)?;
+        world.begin();
+        Ok(Running { world })
+    }
+
+    /// The configuration of the run.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    fn build<'p>(
+        self,
+        probe: Option<&'p mut dyn Probe>,
+    ) -> Result<world::World<'p>, Box<Violation>> {
         let seed = self.config.seed;
-        let world = world::World::new(
+        world::World::new(
             self.config,
             self.workload,
             self.hook,
@@ -292,7 +322,63 @@ impl Sim {
                 time: Duration::ZERO,
                 trace: alloc::vec::Vec::new(),
             })
-        })?;
-        world.run()
+        })
+    }
+
+    fn run_inner(self, probe: Option<&mut dyn Probe>) -> Result<Summary, Box<Violation>> {
+        self.build(probe)?.run()
+    }
+}
+
+/// A run in progress ([`Sim::start`]): step it, look at it, finish it.
+pub struct Running {
+    world: world::World<'static>,
+}
+
+impl Running {
+    /// Processes one event. `Ok(false)`: the run is over; call [`Running::finish`] for the
+    /// end-of-run checks and the summary.
+    pub fn step(&mut self) -> Result<bool, Box<Violation>> {
+        self.world.step()
+    }
+
+    /// Processes every event due at or before global time `t`.
+    pub fn run_until(&mut self, t: Duration) -> Result<(), Box<Violation>> {
+        while self.world.next_at().is_some_and(|next| next <= t) {
+            if !self.world.step()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Global time of the last event processed.
+    pub fn now(&self) -> Duration {
+        self.world.now()
+    }
+
+    /// Events processed so far.
+    pub fn events(&self) -> u64 {
+        self.world.events()
+    }
+
+    /// The store as it is now (keys, values, versions).
+    pub fn store(&self) -> &crate::server::Store {
+        self.world.store()
+    }
+
+    /// What the checkers saw so far.
+    pub fn checks(&self) -> CheckStats {
+        self.world.stats()
+    }
+
+    /// The last `n` trace lines.
+    pub fn trace_lines(&self, n: usize) -> alloc::vec::Vec<alloc::string::String> {
+        self.world.trace_lines(n)
+    }
+
+    /// Runs the rest and the end-of-run checks.
+    pub fn finish(self) -> Result<Summary, Box<Violation>> {
+        self.world.finish()
     }
 }
