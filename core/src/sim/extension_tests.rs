@@ -469,16 +469,7 @@ impl Workload for Counters {
 }
 
 fn counters(seed: u64, careful: bool) -> Result<Summary, Box<Violation>> {
-    let t = timing();
-    let run = Duration::from_secs(30);
-    let mut config = SimConfig::new(seed, 3, run);
-    config.request_timeout = t.timeout;
-    let pauses = FaultMix {
-        pause: true,
-        ..FaultMix::NONE
-    };
-    config.faults = pauses.config(t.lease, 3, run);
-    Sim::new(config, Counters { careful }).run()
+    Sim::new(counter_config(seed), Counters { careful }).run()
 }
 
 #[test]
@@ -586,4 +577,56 @@ fn stepping_sees_the_run_mid_way_and_changes_nothing() {
     let stepped = running.finish().unwrap();
     assert_eq!(stepped.trace_hash, whole.trace_hash);
     assert_eq!(stepped.events, whole.events);
+}
+
+fn counter_config(seed: u64) -> SimConfig {
+    let t = timing();
+    let run = Duration::from_secs(30);
+    let mut config = SimConfig::new(seed, 3, run);
+    config.request_timeout = t.timeout;
+    let pauses = FaultMix {
+        pause: true,
+        ..FaultMix::NONE
+    };
+    config.faults = pauses.config(t.lease, 3, run);
+    config
+}
+
+#[test]
+fn a_sweep_stops_at_the_first_failure_and_its_line_alone_replays_it() {
+    let report = sweep(
+        0..1_000,
+        std::time::Duration::from_secs(600),
+        counter_config,
+        |c| Sim::new(c, Counters { careful: false }),
+    );
+    let failure = report.failure.as_ref().expect("the careless worker fails");
+    assert_eq!(report.runs, failure.config.seed + 1);
+    assert!(!report.replayed);
+    let line = failure.replay_line();
+    assert!(line.starts_with("LEASEDLOCK_REPLAY=\"seed="), "{line}");
+    // The printed line, and nothing else, gives the same run and the same violation.
+    let config: SimConfig = line
+        .trim_start_matches("LEASEDLOCK_REPLAY=\"")
+        .trim_end_matches('"')
+        .parse()
+        .unwrap();
+    let again = Sim::new(config, Counters { careful: false })
+        .run()
+        .unwrap_err();
+    assert_eq!(again, failure.violation);
+    assert_eq!(again.invariant, Invariant::Custom("no lost increment"));
+    // A careful worker passes the same seeds.
+    let ok = sweep(
+        0..failure.config.seed + 1,
+        std::time::Duration::from_secs(600),
+        counter_config,
+        |c| Sim::new(c, Counters { careful: true }),
+    );
+    assert!(
+        ok.failure.is_none(),
+        "{:?}",
+        ok.failure.map(|f| format!("{f}"))
+    );
+    assert_eq!(ok.runs, failure.config.seed + 1);
 }

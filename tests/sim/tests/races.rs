@@ -7,8 +7,9 @@
 //! seed-derived scenario).
 
 use core::time::Duration;
+use leasedlock_core::sim::env::{cases, replay_and_print, replay_request};
 use leasedlock_core::sim::{FaultMix, Recurring, Scenario, WorkloadKind};
-use leasedlock_sim_tests::{cases, proptest_config, replay_and_print, replay_request};
+use leasedlock_sim_tests::proptest_config;
 use proptest::prelude::*;
 
 fn workload() -> impl Strategy<Value = WorkloadKind> {
