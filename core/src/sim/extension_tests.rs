@@ -163,12 +163,23 @@ impl Agent for FailAt {
     }
 }
 
-struct FailAtWorkload(Rc<RefCell<Vec<Duration>>>);
+struct FailAtWorkload(Rc<RefCell<Vec<Duration>>>, Duration);
+
+impl FailAtWorkload {
+    fn new(seen: Rc<RefCell<Vec<Duration>>>) -> Self {
+        FailAtWorkload(seen, Duration::from_secs(5))
+    }
+
+    /// Never fails (and reports nothing).
+    fn never(self) -> Self {
+        FailAtWorkload(self.0, Duration::MAX)
+    }
+}
 
 impl Workload for FailAtWorkload {
     fn agent(&mut self, _node: usize, _inc: u32, _seed: u64) -> Box<dyn Agent> {
         Box::new(FailAt {
-            at: Duration::from_secs(5),
+            at: self.1,
             next: None,
             seen_global: self.0.clone(),
         })
@@ -188,7 +199,7 @@ impl Workload for FailAtWorkload {
 fn agent_code_fails_a_run_at_the_event_it_runs_in() {
     let seen = Rc::new(RefCell::new(Vec::new()));
     let config = SimConfig::new(11, 2, Duration::from_secs(20));
-    let v = Sim::new(config, FailAtWorkload(seen.clone()))
+    let v = Sim::new(config, FailAtWorkload::new(seen.clone()))
         .run()
         .unwrap_err();
     assert_eq!(v.invariant, Invariant::Custom("deadline"), "{v}");
@@ -629,4 +640,87 @@ fn a_sweep_stops_at_the_first_failure_and_its_line_alone_replays_it() {
         ok.failure.map(|f| format!("{f}"))
     );
     assert_eq!(ok.runs, failure.config.seed + 1);
+}
+
+/// A lease workload that forgets to declare its key.
+struct Undeclared(LeaseContention);
+
+impl Workload for Undeclared {
+    fn agent(&mut self, node: usize, inc: u32, seed: u64) -> Box<dyn Agent> {
+        self.0.agent(node, inc, seed)
+    }
+    fn lease_keys(&self) -> Vec<Bytes> {
+        Vec::new()
+    }
+    fn liveness_bound(&self) -> Option<Duration> {
+        None
+    }
+    fn quiet_window(&self) -> Option<Duration> {
+        None
+    }
+}
+
+#[test]
+fn a_lease_key_missing_from_lease_keys_is_a_setup_error_not_s2() {
+    let t = timing();
+    let mut config = SimConfig::new(1, 2, Duration::from_secs(10));
+    config.request_timeout = t.timeout;
+    let w = Undeclared(LeaseContention::new(Bytes::from_static(b"lease"), t).unwrap());
+    let v = Sim::new(config, w).run().unwrap_err();
+    assert_eq!(v.invariant, Invariant::Setup, "{v}");
+    assert!(v.message.contains("lease_keys"), "{v}");
+}
+
+#[test]
+fn a_run_without_reports_warns_and_one_with_reports_does_not() {
+    let config = SimConfig::new(1, 2, Duration::from_secs(5));
+    let s = Sim::new(config, FailAtWorkload::new(Rc::default()).never())
+        .run()
+        .unwrap();
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(s.warnings[0].contains("no agent reported anything"));
+    let s = contention(1, FaultMix::NONE).run().unwrap();
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
+
+#[test]
+fn trace_lines_show_ids_in_one_base_and_safe_until_in_global_time() {
+    let mut sim = contention(4, FaultMix::NONE);
+    let lease = timing().lease;
+    let s = {
+        let mut c = sim.config().clone();
+        c.trace_capacity = usize::MAX;
+        sim = Sim::new(
+            c,
+            LeaseContention::new(Bytes::from_static(b"lease"), timing()).unwrap(),
+        );
+        sim.run().unwrap()
+    };
+    let lines: Vec<String> = s.trace.iter().map(|e| format!("{e}")).collect();
+    // Every delivered message's id is printed as it was when sent.
+    let sent: BTreeSet<&str> = lines
+        .iter()
+        .filter(|l| l.contains(" send "))
+        .filter_map(|l| l.split("corr=").nth(1)?.split(' ').next())
+        .collect();
+    let delivered: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains(" deliver "))
+        .filter_map(|l| l.split("corr=").nth(1))
+        .collect();
+    assert!(!delivered.is_empty());
+    assert!(delivered.iter().all(|c| sent.contains(c)), "{delivered:?}");
+    // An acquisition is safe from about now until at most a lease later, in the trace's time.
+    let mut acquired = 0;
+    for e in &s.trace {
+        if let TraceKind::Report(r) = &e.kind {
+            if let Report::Acquired { safe_until, .. } = **r {
+                let (now, until) = (e.time_ns, safe_until.as_nanos());
+                assert!(until > now && until <= now + lease.as_nanos() as u64, "{e}");
+                assert!(format!("{e}").contains("safe_until="), "{e}");
+                acquired += 1;
+            }
+        }
+    }
+    assert!(acquired > 0);
 }

@@ -99,7 +99,15 @@ pub fn sweep(
         }
         report.runs += 1;
         match sim(c.clone()).run() {
-            Ok(summary) => report.events += summary.events,
+            Ok(summary) => {
+                report.events += summary.events;
+                if report.runs == 1 {
+                    // Once per sweep: a workload that reports nothing does so on every seed.
+                    for w in &summary.warnings {
+                        std::eprintln!("warning: {w}");
+                    }
+                }
+            }
             Err(violation) => {
                 report.events += violation.event;
                 let failure = SweepFailure {

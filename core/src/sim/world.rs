@@ -104,6 +104,9 @@ pub struct Summary {
     pub truncated: bool,
     /// The retained trace records (all of them when the capacity allows).
     pub trace: Vec<TraceEntry>,
+    /// Things that are not violations but suggest the run tested less than intended (no
+    /// report at all, say). [`sweep`](super::sweep) prints them.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -254,6 +257,8 @@ pub(crate) struct World<'p> {
     commands: Commands,
     /// Reports of the agent being run, with the holder number each is made as.
     reports: Vec<(u32, Report)>,
+    /// Reports accepted so far (none at all: a warning in the summary).
+    reported: u64,
     /// A failure the agent being run declared ([`Ctx::fail`]).
     failed: Option<Failure>,
     /// The user's own invariants.
@@ -392,6 +397,7 @@ impl<'p> World<'p> {
             checker: Checker::default(),
             commands: Commands::new(kill_policy, grace),
             reports: Vec::new(),
+            reported: 0,
             failed: None,
             checks,
             faults_on: true,
@@ -520,6 +526,15 @@ impl<'p> World<'p> {
         Ok(true)
     }
 
+    /// What is suspicious about a run that kept every invariant.
+    fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.reported == 0 {
+            w.push(String::from("no agent reported anything (Ctx::report): the built-in checkers had nothing to check; a workload under test must report what it believes (Acquired, Released, Write...)"));
+        }
+        w
+    }
+
     /// Runs what is left, then the end-of-run checks.
     pub(crate) fn finish(mut self) -> Result<Summary, Box<Violation>> {
         if let Some(v) = self.failed_run.take() {
@@ -543,6 +558,7 @@ impl<'p> World<'p> {
             checks: self.checker.stats,
             truncated: self.truncated,
             trace: self.trace.entries().cloned().collect(),
+            warnings: self.warnings(),
         })
     }
 
@@ -1074,7 +1090,20 @@ impl<'p> World<'p> {
                 | Report::SafeUntilLowered { safe_until, .. } => Some(clock.global_at(*safe_until)),
                 _ => None,
             };
-            self.record(Some(node), TraceKind::Report(Box::new(r.clone())));
+            if let (Report::Acquired { key, .. } | Report::Renewed { key, .. }, false) =
+                (r, self.lease_keys.contains(r.key()))
+            {
+                result = fail(
+                    Invariant::Setup,
+                    format!("{who} reported holding {key:?}, which the workload does not declare in Workload::lease_keys() ({:?}): declare every lease key so the store's grants of it are recorded and checked", self.lease_keys),
+                );
+                break;
+            }
+            self.reported += 1;
+            self.record(
+                Some(node),
+                TraceKind::Report(Box::new(global_safe_until(r, safe_until))),
+            );
             result = self
                 .checker
                 .report(who, self.now, r, safe_until, &quiet)
@@ -1643,6 +1672,22 @@ impl<'p> World<'p> {
         }
         Ok(())
     }
+}
+
+/// `r` as the trace keeps it: its `safe_until` (when it has one) converted to global time,
+/// `safe_until_g`, so it compares with the trace's times.
+fn global_safe_until(r: &Report, safe_until_g: Option<u64>) -> Report {
+    let mut r = r.clone();
+    if let (
+        Report::Acquired { safe_until, .. }
+        | Report::Renewed { safe_until, .. }
+        | Report::SafeUntilLowered { safe_until, .. },
+        Some(g),
+    ) = (&mut r, safe_until_g)
+    {
+        *safe_until = Instant::from_nanos(g);
+    }
+    r
 }
 
 /// A message's Message Expiry in nanoseconds (none: forever).
