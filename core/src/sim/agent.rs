@@ -227,6 +227,14 @@ pub enum WriteOutcome {
 }
 
 impl Report {
+    /// The value of a [`Report::Custom`] tagged `tag`; `None` for any other report.
+    pub fn custom(&self, tag: &str) -> Option<u64> {
+        match self {
+            Report::Custom { tag: t, value, .. } if *t == tag => Some(*value),
+            _ => None,
+        }
+    }
+
     /// The key the report is about.
     pub fn key(&self) -> &Bytes {
         match self {

@@ -32,3 +32,44 @@ pub trait Check {
         Ok(())
     }
 }
+
+/// A [`Check`] from a name and a closure called per report (no end-of-run judgement): keep
+/// the invariant's state in the closure.
+///
+/// ```
+/// use std::collections::BTreeSet;
+/// use leasedlock_core::sim::{check_fn, Check};
+///
+/// fn no_value_twice() -> impl Check {
+///     let mut seen = BTreeSet::new();
+///     check_fn("no value twice", move |_at, who, report| match report.custom("wrote") {
+///         Some(v) if !seen.insert(v) => Err(format!("{who} wrote {v} twice")),
+///         _ => Ok(()),
+///     })
+/// }
+/// ```
+pub fn check_fn<F>(name: &'static str, f: F) -> CheckFn<F>
+where
+    F: FnMut(Duration, Who, &Report) -> Result<(), String>,
+{
+    CheckFn { name, f }
+}
+
+/// See [`check_fn`].
+pub struct CheckFn<F> {
+    name: &'static str,
+    f: F,
+}
+
+impl<F> Check for CheckFn<F>
+where
+    F: FnMut(Duration, Who, &Report) -> Result<(), String>,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn on_report(&mut self, at: Duration, who: Who, report: &Report) -> Result<(), String> {
+        (self.f)(at, who, report)
+    }
+}

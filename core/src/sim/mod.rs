@@ -128,6 +128,7 @@ mod queue;
 mod scenario;
 mod script;
 mod sweep;
+mod task;
 mod trace;
 pub mod workload;
 mod world;
@@ -145,11 +146,12 @@ pub use check::{CheckStats, Invariant, Who};
 pub use clock::{NodeClock, BASE_WALL_MS};
 pub use config::{ClockConfig, FaultConfig, FaultMix, NetworkConfig, Recurring};
 pub use config_line::ConfigParseError;
-pub use custom::Check;
+pub use custom::{check_fn, Check, CheckFn};
 pub use host_agent::{host_agent, HostAgent, HostIo, HostWorker};
 pub use scenario::{Replay, Scenario, ScenarioParseError, WorkloadKind};
 pub use script::{ScriptParseError, Scripted, ScriptedKind};
 pub use sweep::{sweep, SweepFailure, SweepReport};
+pub use task::{AsyncWorkload, Held, Node};
 pub use trace::{Dir, Loss, PayloadPrefix, TraceEntry, TraceKind, PAYLOAD_PREFIX};
 pub use world::{Probe, StoreHook, Summary, Violation};
 
@@ -215,6 +217,13 @@ impl SimConfig {
             report_lines: 64,
             script: alloc::vec::Vec::new(),
         }
+    }
+
+    /// Sets the random faults from `mix`, scaled to leases of `lease` over this run's nodes
+    /// and length ([`FaultMix::config`]).
+    pub fn with_faults(mut self, mix: FaultMix, lease: Duration) -> SimConfig {
+        self.faults = mix.config(lease, self.clients, self.run_for);
+        self
     }
 
     /// Adds scripted faults: `config.with_script([Scripted::pause(0, secs(12), secs(3))])`.
