@@ -61,19 +61,51 @@
 //! assert!(summary.checks.acquisitions > 0);
 //! ```
 //!
-//! ## Add a workload (your own code)
+//! ## Test your own code
 //!
-//! Implement [`Agent`] for your code: the world hands it exactly what an adapter would (every
-//! client output except publishes and subscriptions, its own timer, a start and a stop) and a
-//! [`Ctx`] with the node's clock, its [`TrackedRequester`] (pass it to the machines) and its
-//! seeded generator. Tell the checkers what your code believes with [`Ctx::report`]: every
-//! [`Report::Acquired`], [`Report::Renewed`], [`Report::Lost`] and [`Report::Released`] of a
-//! lease, and the outcome of every fenced write ([`Report::Write`]). Then implement
-//! [`Workload`]: one agent per node (and a fresh one after each crash), the lease keys to
-//! follow, and the liveness settings. `tests/sim/tests/user_example.rs` in the repository is a
-//! complete, tested example: a singleton job on a lease, explored with proptest over seeds,
-//! node counts and fault mixes, plus a careless variant of the same job that the fencing
-//! checker catches. Ready-made workloads on the library's own machines live in [`workload`];
+//! The shortest way: write the code under test as an async worker on a [`Node`] (the node's
+//! connection: [`Node::lock`], [`Node::get`], [`Node::set`], [`Node::request`],
+//! [`Node::sleep`]...) and run it as an [`AsyncWorkload`] on a deterministic executor over the
+//! node's client host. Its locks report to the checkers by themselves; add invariants of your
+//! own with a [`Check`] ([`check_fn`]) or [`Node::fail`]. `docs/simulation.md` in the
+//! repository walks through a complete race test (48 lines, tested in CI).
+//!
+//! ```
+//! use std::time::Duration;
+//! use leasedlock_core::sim::{workload::Timing, AsyncWorkload, FaultMix, Node, Sim, SimConfig};
+//!
+//! async fn worker(node: Node) {
+//!     loop {
+//!         if let Ok(lock) = node.lock("lock", Duration::from_secs(2)).await {
+//!             if lock.is_safe() {
+//!                 let _ = node.set("data", "mine", Some(lock.token())).await;
+//!             }
+//!             lock.unlock().await;
+//!         }
+//!         node.sleep_random(Duration::from_secs(1)).await;
+//!     }
+//! }
+//!
+//! let timing = Timing::new(Duration::from_secs(2), Duration::from_millis(500));
+//! let config = SimConfig::new(7, 3, Duration::from_secs(20))
+//!     .with_faults(FaultMix::PAUSE | FaultMix::DROP, timing.lease);
+//! let workload = AsyncWorkload::new(timing, worker).leases(["lock"]);
+//! let summary = Sim::new(config, workload).run().unwrap_or_else(|v| panic!("{v}"));
+//! assert!(summary.checks.acquisitions > 0);
+//! ```
+//!
+//! Closer to the machines: implement [`Agent`] for your code: the world hands it exactly what
+//! an adapter would (every client output except publishes and subscriptions, its own timer, a
+//! start and a stop) and a [`Ctx`] with the node's clock, [`Ctx::global_now`], its
+//! [`TrackedRequester`] (pass it to the machines), its seeded generator and [`Ctx::fail`].
+//! Tell the checkers what your code believes with [`Ctx::report`]: every [`Report::Acquired`],
+//! [`Report::Renewed`], [`Report::Lost`] and [`Report::Released`] of a lease, and the outcome
+//! of every fenced write ([`Report::Write`]). Then implement [`Workload`]: one agent per node
+//! (and a fresh one after each crash), the lease keys to follow, the liveness settings, and
+//! optionally [`Workload::checks`] and [`Workload::crashed`]. A [`HostWorker`] run by a
+//! [`HostAgent`] sits in between: it drives the client host and gets its outputs (answers,
+//! statuses, replies). `tests/sim/tests/user_example.rs` in the repository is a complete
+//! agent example. Ready-made workloads on the library's own machines live in [`workload`];
 //! their [`workload::Tamper`] hooks break a machine from the outside.
 //!
 //! ## Switch faults
@@ -85,6 +117,13 @@
 //! [`ClockConfig`] the clock rate error and wall-clock skew. A [`StoreHook`] rewrites requests
 //! before the store sees them (a deliberately broken store).
 //!
+//! ## Scripted faults and stepping
+//!
+//! [`SimConfig::with_script`] adds faults at chosen times on chosen nodes ([`Scripted`]:
+//! "pause node 0 at 12 s for 3 s", "partition nodes 1 and 2 from 20 s to 25 s").
+//! [`Sim::start`] returns a [`Running`] run to step ([`Running::step`],
+//! [`Running::run_until`]) and look at between events.
+//!
 //! ## Replay a seed
 //!
 //! A run is a function of its configuration: the same [`SimConfig`] and workload give the
@@ -92,8 +131,10 @@
 //! [`SimConfig::report_lines`] trace lines; set [`SimConfig::trace_capacity`] to `usize::MAX`
 //! to keep every record. For the ready-made workloads a [`Scenario`] is the whole run in one
 //! printable line: [`Scenario::from_seed`] derives one from a seed and [`Sim::replay`] /
-//! [`Sim::replay_scenario`] rerun it with its full trace. In the repository's race tests,
-//! `LEASEDLOCK_SEED=<u64>` (or `LEASEDLOCK_SCENARIO="<line>"`) replays one run:
+//! [`Sim::replay_scenario`] rerun it with its full trace. For any workload, a [`SimConfig`]
+//! prints as one line and parses back; [`sweep`] runs seeds until a violation and prints
+//! `LEASEDLOCK_REPLAY="<line>"`, which [`env`](mod@env) reads back (with `LEASEDLOCK_SEED` and
+//! `LEASEDLOCK_SCENARIO`). In the repository's race tests:
 //!
 //! ```text
 //! LEASEDLOCK_SEED=42 cargo test -p leasedlock-sim-tests --test races replay -- --nocapture

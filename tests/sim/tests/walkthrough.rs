@@ -105,3 +105,26 @@ fn careful_runs_do_real_work() {
     assert!(s.checks.custom > 10, "{:?}", s.checks);
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
 }
+
+/// The lines the doc shows are the lines this file runs, and fewer than 50.
+#[test]
+fn the_doc_shows_exactly_the_tested_lines() {
+    let this = include_str!("walkthrough.rs");
+    let doc = include_str!("../../../docs/simulation.md");
+    let start = this
+        .find("walk-through: start ---\n")
+        .expect("start marker")
+        + 24;
+    let end = this.find("// --- walk-through: end").expect("end marker");
+    let block = &this[start..end];
+    assert!(
+        block.lines().count() < 50,
+        "{} lines",
+        block.lines().count()
+    );
+    assert!(
+        doc.contains(&format!("```rust\n{block}```")),
+        "docs/simulation.md must show the walk-through block of walkthrough.rs verbatim"
+    );
+    assert!(doc.contains(&format!("{} lines", block.lines().count())));
+}
