@@ -724,3 +724,19 @@ fn trace_lines_show_ids_in_one_base_and_safe_until_in_global_time() {
     }
     assert!(acquired > 0);
 }
+
+#[test]
+fn a_stepped_run_that_fails_reports_the_same_violation_at_finish() {
+    let whole = contention(5, FaultMix::NONE)
+        .with_check(NthAcquisition { n: 3, seen: 0 })
+        .run()
+        .unwrap_err();
+    let mut running = contention(5, FaultMix::NONE)
+        .with_check(NthAcquisition { n: 3, seen: 0 })
+        .start()
+        .unwrap();
+    let stepped = running.run_until(Duration::from_secs(3_600)).unwrap_err();
+    assert_eq!(stepped, whole);
+    assert!(!running.step().unwrap(), "a failed run does not go on");
+    assert_eq!(running.finish().unwrap_err(), whole);
+}
