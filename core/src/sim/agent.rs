@@ -11,6 +11,10 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use bytes::Bytes;
 
+use alloc::string::String;
+use core::time::Duration;
+
+use super::check::Failure;
 use super::trace::Fingerprint;
 use crate::client::{Client, Output, RequestError, RequestId, RequestOptions, Requester};
 use crate::command::Request;
@@ -70,6 +74,18 @@ pub trait Workload {
     fn lease_timing(&self) -> Option<super::workload::Timing> {
         None
     }
+    /// The user's own invariants for one run: called once per run (a campaign runs many),
+    /// they see every report with global time and judge the run at its end. See
+    /// [`Check`](super::Check). Default: none.
+    fn checks(&mut self) -> Vec<Box<dyn super::Check>> {
+        Vec::new()
+    }
+    /// Node `node` crashes now, at global time `at` (its agent is dropped right after
+    /// [`Agent::in_doubt_at_crash`]; [`Workload::agent`] builds the next incarnation when it
+    /// restarts). For workloads that keep state across nodes. Default: nothing.
+    fn crashed(&mut self, node: usize, at: core::time::Duration) {
+        let _ = (node, at);
+    }
 }
 
 impl<W: Workload + ?Sized> Workload for Box<W> {
@@ -87,6 +103,14 @@ impl<W: Workload + ?Sized> Workload for Box<W> {
 
     fn lease_timing(&self) -> Option<super::workload::Timing> {
         (**self).lease_timing()
+    }
+
+    fn checks(&mut self) -> Vec<Box<dyn super::Check>> {
+        (**self).checks()
+    }
+
+    fn crashed(&mut self, node: usize, at: core::time::Duration) {
+        (**self).crashed(node, at)
     }
 
     fn liveness_bound(&self) -> Option<core::time::Duration> {
@@ -174,6 +198,17 @@ pub enum Report {
         /// node crashed), so it may overwrite a later edit's increment.
         may_still_land: bool,
     },
+    /// A fact of the user's own, for a [`Check`](super::Check) to judge (the built-in
+    /// checkers ignore it): `tag` says what it is, `value` carries a number (a counter read,
+    /// an item id...). It is traced and hashed like every report.
+    Custom {
+        /// The key the fact is about.
+        key: Bytes,
+        /// What the fact is (say `"read"` or `"wrote"`).
+        tag: &'static str,
+        /// Its value.
+        value: u64,
+    },
 }
 
 /// Outcome of a fenced write.
@@ -192,6 +227,14 @@ pub enum WriteOutcome {
 }
 
 impl Report {
+    /// The value of a [`Report::Custom`] tagged `tag`; `None` for any other report.
+    pub fn custom(&self, tag: &str) -> Option<u64> {
+        match self {
+            Report::Custom { tag: t, value, .. } if *t == tag => Some(*value),
+            _ => None,
+        }
+    }
+
     /// The key the report is about.
     pub fn key(&self) -> &Bytes {
         match self {
@@ -204,6 +247,7 @@ impl Report {
             | Report::Deposed { key }
             | Report::EditCommitted { key }
             | Report::EditUnknown { key, .. }
+            | Report::Custom { key, .. }
             | Report::SafeUntilLowered { key, .. } => key,
         }
     }
@@ -264,6 +308,11 @@ impl Report {
                 h.u64(10);
                 h.u64(safe_until.as_nanos());
             }
+            Report::Custom { tag, value, .. } => {
+                h.u64(11);
+                h.bytes(tag.as_bytes());
+                h.u64(*value);
+            }
         }
     }
 }
@@ -323,27 +372,57 @@ impl Requester for TrackedRequester<'_> {
 /// Everything an agent may touch during one call.
 pub struct Ctx<'a> {
     pub(crate) now: Now,
+    pub(crate) global: Duration,
     pub(crate) node: usize,
     pub(crate) requester: TrackedRequester<'a>,
     pub(crate) reports: &'a mut Vec<(u32, Report)>,
+    pub(crate) failed: &'a mut Option<Failure>,
+    pub(crate) rng: &'a mut Rng,
+}
+
+/// What a [`Ctx`] is built from: the world's parts the agent may touch.
+pub(crate) struct CtxParts<'a> {
+    pub(crate) now: Now,
+    pub(crate) global: Duration,
+    pub(crate) node: usize,
+    pub(crate) client: &'a mut Client,
+    pub(crate) issued: &'a mut BTreeSet<RequestId>,
+    pub(crate) reports: &'a mut Vec<(u32, Report)>,
+    pub(crate) failed: &'a mut Option<Failure>,
     pub(crate) rng: &'a mut Rng,
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(
-        now: Now,
-        node: usize,
-        client: &'a mut Client,
-        issued: &'a mut BTreeSet<RequestId>,
-        reports: &'a mut Vec<(u32, Report)>,
-        rng: &'a mut Rng,
-    ) -> Self {
+    pub(crate) fn new(p: CtxParts<'a>) -> Self {
         Ctx {
-            now,
-            node,
-            requester: TrackedRequester { client, issued },
-            reports,
-            rng,
+            now: p.now,
+            global: p.global,
+            node: p.node,
+            requester: TrackedRequester {
+                client: p.client,
+                issued: p.issued,
+            },
+            reports: p.reports,
+            failed: p.failed,
+            rng: p.rng,
+        }
+    }
+
+    /// Global (true) time since the start of the run: the same on every node, so facts of
+    /// different nodes can be compared (the node's own clocks are [`Ctx::now`]).
+    pub fn global_now(&self) -> Duration {
+        self.global
+    }
+
+    /// Fails the run now: the run stops with a [`Violation`](super::Violation) of
+    /// [`Invariant::Custom`](super::Invariant::Custom)`(invariant)` carrying `message`, the
+    /// seed, this event's index and the trace. The first failure of a call wins.
+    pub fn fail(&mut self, invariant: &'static str, message: impl Into<String>) {
+        if self.failed.is_none() {
+            *self.failed = Some(Failure {
+                invariant: super::Invariant::Custom(invariant),
+                message: message.into(),
+            });
         }
     }
 

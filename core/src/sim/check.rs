@@ -39,8 +39,14 @@ pub enum Invariant {
     Leak,
     /// A shared counter edited under a lock ends equal to the number of committed edits.
     Counter,
-    /// The run could not be set up (invalid configuration).
+    /// The run could not be set up (invalid configuration, or a workload that contradicts
+    /// itself, such as a lease key reported but not declared in [`Workload::lease_keys`]).
+    ///
+    /// [`Workload::lease_keys`]: super::Workload::lease_keys
     Setup,
+    /// A rule of the user's own: a [`Check`](super::Check) of that name, or
+    /// [`Ctx::fail`](super::Ctx::fail) with that name.
+    Custom(&'static str),
 }
 
 impl fmt::Display for Invariant {
@@ -57,6 +63,7 @@ impl fmt::Display for Invariant {
             Invariant::Leak => "no leaked request, timer or store entry",
             Invariant::Counter => "counter equals committed edits",
             Invariant::Setup => "valid configuration",
+            Invariant::Custom(name) => return write!(f, "{name} (custom invariant)"),
         })
     }
 }
@@ -107,14 +114,19 @@ pub struct CheckStats {
     pub edits: u64,
     /// Elections won.
     pub elections: u64,
+    /// Facts of the user's own ([`Report::Custom`]).
+    pub custom: u64,
 }
 
 /// Who reports: a node, and which of its holders (0: the node's only one; otherwise the `n`
 /// of a `clientId:h<n>` holder value, one per handle of a connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Who {
-    pub(crate) node: usize,
-    pub(crate) holder: u32,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Who {
+    /// The node's index.
+    pub node: usize,
+    /// The holder on that node: 0 for [`Ctx::report`](super::Ctx::report), `n` for
+    /// [`Ctx::report_as`](super::Ctx::report_as)`(n, ..)`.
+    pub holder: u32,
 }
 
 impl Who {
@@ -379,6 +391,7 @@ impl Checker {
                 self.stats.edits += 1;
                 *self.commits.entry(key).or_default() += 1;
             }
+            Report::Custom { .. } => self.stats.custom += 1,
             Report::EditUnknown { may_still_land, .. } => {
                 if *may_still_land {
                     *self.stray_edits.entry(key.clone()).or_default() += 1;

@@ -136,6 +136,27 @@ pub struct FaultMix {
 }
 
 impl FaultMix {
+    /// Message loss only. Combine classes with `|`: `FaultMix::PAUSE | FaultMix::CRASH`.
+    pub const DROP: FaultMix = FaultMix::from_bits(1 << 0);
+    /// Duplicated delivery only. Combine classes with `|`: `FaultMix::PAUSE | FaultMix::CRASH`.
+    pub const DUPLICATE: FaultMix = FaultMix::from_bits(1 << 1);
+    /// Reordering (with heavy-tail delays) only. Combine classes with `|`: `FaultMix::PAUSE | FaultMix::CRASH`.
+    pub const REORDER: FaultMix = FaultMix::from_bits(1 << 2);
+    /// Lost notifications only. Combine classes with `|`: `FaultMix::PAUSE | FaultMix::CRASH`.
+    pub const NOTIFICATION_LOSS: FaultMix = FaultMix::from_bits(1 << 3);
+    /// Replies after the timeout only. Combine classes with `|`: `FaultMix::PAUSE | FaultMix::CRASH`.
+    pub const LATE_REPLY: FaultMix = FaultMix::from_bits(1 << 4);
+    /// Partitions only. Combine classes with `|`: `FaultMix::PAUSE | FaultMix::CRASH`.
+    pub const PARTITION: FaultMix = FaultMix::from_bits(1 << 5);
+    /// Broker disconnects only. Combine classes with `|`: `FaultMix::PAUSE | FaultMix::CRASH`.
+    pub const DISCONNECT: FaultMix = FaultMix::from_bits(1 << 6);
+    /// Process pauses longer than the lease only. Combine classes with `|`: `FaultMix::PAUSE | FaultMix::CRASH`.
+    pub const PAUSE: FaultMix = FaultMix::from_bits(1 << 7);
+    /// Crashes and restarts only. Combine classes with `|`: `FaultMix::PAUSE | FaultMix::CRASH`.
+    pub const CRASH: FaultMix = FaultMix::from_bits(1 << 8);
+    /// Late store expiry only. Combine classes with `|`: `FaultMix::PAUSE | FaultMix::CRASH`.
+    pub const LATE_EXPIRY: FaultMix = FaultMix::from_bits(1 << 9);
+
     /// Every fault class on.
     pub const ALL: FaultMix = FaultMix {
         drop: true,
@@ -184,19 +205,18 @@ impl FaultMix {
     }
 
     /// The inverse of [`FaultMix::bits`] (unknown bits are ignored).
-    pub fn from_bits(bits: u16) -> FaultMix {
-        let on = |i: u16| bits & (1 << i) != 0;
+    pub const fn from_bits(bits: u16) -> FaultMix {
         FaultMix {
-            drop: on(0),
-            duplicate: on(1),
-            reorder: on(2),
-            notification_loss: on(3),
-            late_reply: on(4),
-            partition: on(5),
-            disconnect: on(6),
-            pause: on(7),
-            crash: on(8),
-            late_expiry: on(9),
+            drop: bits & 1 != 0,
+            duplicate: bits & (1 << 1) != 0,
+            reorder: bits & (1 << 2) != 0,
+            notification_loss: bits & (1 << 3) != 0,
+            late_reply: bits & (1 << 4) != 0,
+            partition: bits & (1 << 5) != 0,
+            disconnect: bits & (1 << 6) != 0,
+            pause: bits & (1 << 7) != 0,
+            crash: bits & (1 << 8) != 0,
+            late_expiry: bits & (1 << 9) != 0,
         }
     }
 
@@ -236,9 +256,46 @@ impl FaultMix {
     }
 }
 
+impl core::ops::BitOr for FaultMix {
+    type Output = FaultMix;
+
+    /// Both mixes' classes.
+    fn bitor(self, other: FaultMix) -> FaultMix {
+        FaultMix::from_bits(self.bits() | other.bits())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_constants_are_one_switch_each_and_combine() {
+        assert_eq!(
+            FaultMix::PAUSE,
+            FaultMix {
+                pause: true,
+                ..FaultMix::NONE
+            }
+        );
+        assert_eq!((FaultMix::DROP | FaultMix::LATE_EXPIRY).bits(), 1 | 1 << 9);
+        let all = [
+            FaultMix::DROP,
+            FaultMix::DUPLICATE,
+            FaultMix::REORDER,
+            FaultMix::NOTIFICATION_LOSS,
+            FaultMix::LATE_REPLY,
+            FaultMix::PARTITION,
+            FaultMix::DISCONNECT,
+            FaultMix::PAUSE,
+            FaultMix::CRASH,
+            FaultMix::LATE_EXPIRY,
+        ];
+        assert_eq!(
+            all.into_iter().fold(FaultMix::NONE, |a, b| a | b),
+            FaultMix::ALL
+        );
+    }
 
     #[test]
     fn bits_round_trip() {

@@ -61,19 +61,51 @@
 //! assert!(summary.checks.acquisitions > 0);
 //! ```
 //!
-//! ## Add a workload (your own code)
+//! ## Test your own code
 //!
-//! Implement [`Agent`] for your code: the world hands it exactly what an adapter would (every
-//! client output except publishes and subscriptions, its own timer, a start and a stop) and a
-//! [`Ctx`] with the node's clock, its [`TrackedRequester`] (pass it to the machines) and its
-//! seeded generator. Tell the checkers what your code believes with [`Ctx::report`]: every
-//! [`Report::Acquired`], [`Report::Renewed`], [`Report::Lost`] and [`Report::Released`] of a
-//! lease, and the outcome of every fenced write ([`Report::Write`]). Then implement
-//! [`Workload`]: one agent per node (and a fresh one after each crash), the lease keys to
-//! follow, and the liveness settings. `tests/sim/tests/user_example.rs` in the repository is a
-//! complete, tested example: a singleton job on a lease, explored with proptest over seeds,
-//! node counts and fault mixes, plus a careless variant of the same job that the fencing
-//! checker catches. Ready-made workloads on the library's own machines live in [`workload`];
+//! The shortest way: write the code under test as an async worker on a [`Node`] (the node's
+//! connection: [`Node::lock`], [`Node::get`], [`Node::set`], [`Node::request`],
+//! [`Node::sleep`]...) and run it as an [`AsyncWorkload`] on a deterministic executor over the
+//! node's client host. Its locks report to the checkers by themselves; add invariants of your
+//! own with a [`Check`] ([`check_fn`]) or [`Node::fail`]. `docs/simulation.md` in the
+//! repository walks through a complete race test (48 lines, tested in CI).
+//!
+//! ```
+//! use std::time::Duration;
+//! use leasedlock_core::sim::{workload::Timing, AsyncWorkload, FaultMix, Node, Sim, SimConfig};
+//!
+//! async fn worker(node: Node) {
+//!     loop {
+//!         if let Ok(lock) = node.lock("lock", Duration::from_secs(2)).await {
+//!             if lock.is_safe() {
+//!                 let _ = node.set("data", "mine", Some(lock.token())).await;
+//!             }
+//!             lock.unlock().await;
+//!         }
+//!         node.sleep_random(Duration::from_secs(1)).await;
+//!     }
+//! }
+//!
+//! let timing = Timing::new(Duration::from_secs(2), Duration::from_millis(500));
+//! let config = SimConfig::new(7, 3, Duration::from_secs(20))
+//!     .with_faults(FaultMix::PAUSE | FaultMix::DROP, timing.lease);
+//! let workload = AsyncWorkload::new(timing, worker).leases(["lock"]);
+//! let summary = Sim::new(config, workload).run().unwrap_or_else(|v| panic!("{v}"));
+//! assert!(summary.checks.acquisitions > 0);
+//! ```
+//!
+//! Closer to the machines: implement [`Agent`] for your code: the world hands it exactly what
+//! an adapter would (every client output except publishes and subscriptions, its own timer, a
+//! start and a stop) and a [`Ctx`] with the node's clock, [`Ctx::global_now`], its
+//! [`TrackedRequester`] (pass it to the machines), its seeded generator and [`Ctx::fail`].
+//! Tell the checkers what your code believes with [`Ctx::report`]: every [`Report::Acquired`],
+//! [`Report::Renewed`], [`Report::Lost`] and [`Report::Released`] of a lease, and the outcome
+//! of every fenced write ([`Report::Write`]). Then implement [`Workload`]: one agent per node
+//! (and a fresh one after each crash), the lease keys to follow, the liveness settings, and
+//! optionally [`Workload::checks`] and [`Workload::crashed`]. A [`HostWorker`] run by a
+//! [`HostAgent`] sits in between: it drives the client host and gets its outputs (answers,
+//! statuses, replies). `tests/sim/tests/user_example.rs` in the repository is a complete
+//! agent example. Ready-made workloads on the library's own machines live in [`workload`];
 //! their [`workload::Tamper`] hooks break a machine from the outside.
 //!
 //! ## Switch faults
@@ -85,6 +117,13 @@
 //! [`ClockConfig`] the clock rate error and wall-clock skew. A [`StoreHook`] rewrites requests
 //! before the store sees them (a deliberately broken store).
 //!
+//! ## Scripted faults and stepping
+//!
+//! [`SimConfig::with_script`] adds faults at chosen times on chosen nodes ([`Scripted`]:
+//! "pause node 0 at 12 s for 3 s", "partition nodes 1 and 2 from 20 s to 25 s").
+//! [`Sim::start`] returns a [`Running`] run to step ([`Running::step`],
+//! [`Running::run_until`]) and look at between events.
+//!
 //! ## Replay a seed
 //!
 //! A run is a function of its configuration: the same [`SimConfig`] and workload give the
@@ -92,8 +131,10 @@
 //! [`SimConfig::report_lines`] trace lines; set [`SimConfig::trace_capacity`] to `usize::MAX`
 //! to keep every record. For the ready-made workloads a [`Scenario`] is the whole run in one
 //! printable line: [`Scenario::from_seed`] derives one from a seed and [`Sim::replay`] /
-//! [`Sim::replay_scenario`] rerun it with its full trace. In the repository's race tests,
-//! `LEASEDLOCK_SEED=<u64>` (or `LEASEDLOCK_SCENARIO="<line>"`) replays one run:
+//! [`Sim::replay_scenario`] rerun it with its full trace. For any workload, a [`SimConfig`]
+//! prints as one line and parses back; [`sweep`] runs seeds until a violation and prints
+//! `LEASEDLOCK_REPLAY="<line>"`, which [`env`](mod@env) reads back (with `LEASEDLOCK_SEED` and
+//! `LEASEDLOCK_SCENARIO`). In the repository's race tests:
 //!
 //! ```text
 //! LEASEDLOCK_SEED=42 cargo test -p leasedlock-sim-tests --test races replay -- --nocapture
@@ -120,12 +161,21 @@ mod check;
 mod clock;
 mod command;
 mod config;
+mod config_line;
+mod custom;
+pub mod env;
+mod host_agent;
 mod queue;
 mod scenario;
+mod script;
+mod sweep;
+mod task;
 mod trace;
 pub mod workload;
 mod world;
 
+#[cfg(test)]
+mod extension_tests;
 #[cfg(test)]
 mod tests;
 
@@ -133,10 +183,16 @@ use alloc::boxed::Box;
 use core::time::Duration;
 
 pub use agent::{Agent, Ctx, Report, TrackedRequester, Workload, WriteOutcome};
-pub use check::{CheckStats, Invariant};
+pub use check::{CheckStats, Invariant, Who};
 pub use clock::{NodeClock, BASE_WALL_MS};
 pub use config::{ClockConfig, FaultConfig, FaultMix, NetworkConfig, Recurring};
+pub use config_line::ConfigParseError;
+pub use custom::{check_fn, Check, CheckFn};
+pub use host_agent::{host_agent, HostAgent, HostIo, HostWorker};
 pub use scenario::{Replay, Scenario, ScenarioParseError, WorkloadKind};
+pub use script::{ScriptParseError, Scripted, ScriptedKind};
+pub use sweep::{sweep, SweepFailure, SweepReport};
+pub use task::{AsyncWorkload, Held, Node};
 pub use trace::{Dir, Loss, PayloadPrefix, TraceEntry, TraceKind, PAYLOAD_PREFIX};
 pub use world::{Probe, StoreHook, Summary, Violation};
 
@@ -178,6 +234,8 @@ pub struct SimConfig {
     pub trace_capacity: usize,
     /// Trace lines included in a [`Violation`].
     pub report_lines: usize,
+    /// Faults at chosen times on chosen nodes ([`Scripted`]), on top of the random ones.
+    pub script: alloc::vec::Vec<Scripted>,
 }
 
 impl SimConfig {
@@ -198,7 +256,21 @@ impl SimConfig {
             max_events: 50_000_000,
             trace_capacity: 256,
             report_lines: 64,
+            script: alloc::vec::Vec::new(),
         }
+    }
+
+    /// Sets the random faults from `mix`, scaled to leases of `lease` over this run's nodes
+    /// and length ([`FaultMix::config`]).
+    pub fn with_faults(mut self, mix: FaultMix, lease: Duration) -> SimConfig {
+        self.faults = mix.config(lease, self.clients, self.run_for);
+        self
+    }
+
+    /// Adds scripted faults: `config.with_script([Scripted::pause(0, secs(12), secs(3))])`.
+    pub fn with_script(mut self, faults: impl IntoIterator<Item = Scripted>) -> SimConfig {
+        self.script.extend(faults);
+        self
     }
 }
 
@@ -211,6 +283,8 @@ pub struct Sim {
     /// How the modelled commands are stopped (S6): the CLI supervisor's policy, or in tests
     /// one that must be caught.
     kill_policy: command::Policy,
+    /// Invariants of the user's own, on top of the workload's.
+    checks: alloc::vec::Vec<Box<dyn Check>>,
 }
 
 impl Sim {
@@ -222,6 +296,7 @@ impl Sim {
             hook: None,
             store: None,
             kill_policy: command::Policy::SUPERVISOR,
+            checks: alloc::vec::Vec::new(),
         }
     }
 
@@ -236,6 +311,13 @@ impl Sim {
     /// Rewrites requests before the store sees them (for deliberately broken stores).
     pub fn with_store_hook(mut self, hook: impl StoreHook + 'static) -> Sim {
         self.hook = Some(Box::new(hook));
+        self
+    }
+
+    /// Adds an invariant of the user's own (on top of the workload's
+    /// [`Workload::checks`]).
+    pub fn with_check(mut self, check: impl Check + 'static) -> Sim {
+        self.checks.push(Box::new(check));
         self
     }
 
@@ -256,15 +338,33 @@ impl Sim {
         self.run_inner(Some(probe))
     }
 
-    fn run_inner(self, probe: Option<&mut dyn Probe>) -> Result<Summary, Box<Violation>> {
+    /// Starts the run without running it, for tests that look at it between events:
+    /// [`Running::run_until`], [`Running::step`], then [`Running::finish`]. Stepping changes
+    /// nothing: the events, and so the trace hash, are those of [`Sim::run`].
+    pub fn start(self) -> Result<Running, Box<Violation>> {
+        let mut world = self.build(None)?;
+        world.begin();
+        Ok(Running { world })
+    }
+
+    /// The configuration of the run.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    fn build<'p>(
+        self,
+        probe: Option<&'p mut dyn Probe>,
+    ) -> Result<world::World<'p>, Box<Violation>> {
         let seed = self.config.seed;
-        let world = world::World::new(
+        world::World::new(
             self.config,
             self.workload,
             self.hook,
             probe,
             self.store,
             self.kill_policy,
+            self.checks,
         )
         .map_err(|message| {
             Box::new(Violation {
@@ -275,7 +375,63 @@ impl Sim {
                 time: Duration::ZERO,
                 trace: alloc::vec::Vec::new(),
             })
-        })?;
-        world.run()
+        })
+    }
+
+    fn run_inner(self, probe: Option<&mut dyn Probe>) -> Result<Summary, Box<Violation>> {
+        self.build(probe)?.run()
+    }
+}
+
+/// A run in progress ([`Sim::start`]): step it, look at it, finish it.
+pub struct Running {
+    world: world::World<'static>,
+}
+
+impl Running {
+    /// Processes one event. `Ok(false)`: the run is over; call [`Running::finish`] for the
+    /// end-of-run checks and the summary.
+    pub fn step(&mut self) -> Result<bool, Box<Violation>> {
+        self.world.step()
+    }
+
+    /// Processes every event due at or before global time `t`.
+    pub fn run_until(&mut self, t: Duration) -> Result<(), Box<Violation>> {
+        while self.world.next_at().is_some_and(|next| next <= t) {
+            if !self.world.step()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Global time of the last event processed.
+    pub fn now(&self) -> Duration {
+        self.world.now()
+    }
+
+    /// Events processed so far.
+    pub fn events(&self) -> u64 {
+        self.world.events()
+    }
+
+    /// The store as it is now (keys, values, versions).
+    pub fn store(&self) -> &crate::server::Store {
+        self.world.store()
+    }
+
+    /// What the checkers saw so far.
+    pub fn checks(&self) -> CheckStats {
+        self.world.stats()
+    }
+
+    /// The last `n` trace lines.
+    pub fn trace_lines(&self, n: usize) -> alloc::vec::Vec<alloc::string::String> {
+        self.world.trace_lines(n)
+    }
+
+    /// Runs the rest and the end-of-run checks.
+    pub fn finish(self) -> Result<Summary, Box<Violation>> {
+        self.world.finish()
     }
 }

@@ -110,6 +110,21 @@ impl<E> EventQueue<E> {
         }
     }
 
+    /// When the earliest event or timer is due.
+    pub(crate) fn peek_time(&self) -> Option<u64> {
+        let event = self.heap.peek().map(|e| e.time);
+        let timer = self
+            .tree
+            .get(1)
+            .copied()
+            .filter(|t| *t != DISARMED)
+            .map(|t| t.0);
+        match (event, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The earliest event or timer (a popped timer is disarmed).
     pub(crate) fn pop_due(&mut self) -> Option<(u64, Due<E>)> {
         let event = self.heap.peek().map(|e| (e.time, e.seq));

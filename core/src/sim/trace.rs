@@ -101,7 +101,9 @@ pub enum TraceKind {
         /// Whether it produced a reply.
         ok: bool,
     },
-    /// A node reported something to the checkers (boxed: reports are rare and large).
+    /// A node reported something to the checkers (boxed: reports are rare and large). Its
+    /// `safe_until`, if it has one, is in global time (converted through the node's clock),
+    /// so it compares with the trace's times.
     Report(Box<Report>),
     /// A partition began (`to_store`, `to_client`: which directions are cut).
     PartitionStart {
@@ -239,8 +241,51 @@ impl fmt::Display for TraceEntry {
                 }
                 write_payload(f, payload)
             }
+            TraceKind::Delivered { dir, corr } => {
+                let arrow = if *dir == Dir::ToStore {
+                    "->store"
+                } else {
+                    "<-store"
+                };
+                write!(f, "deliver {arrow} corr={corr:08x}")
+            }
+            TraceKind::Report(r) => write_report(f, r),
             other => write!(f, "{other:?}"),
         }
+    }
+}
+
+/// A global instant as the trace prints times.
+fn write_global(f: &mut fmt::Formatter<'_>, ns: u64) -> fmt::Result {
+    write!(f, "{}.{:03}ms", ns / 1_000_000, (ns / 1_000) % 1_000)
+}
+
+/// A report, with its `safe_until` (global time) printed like the trace's times.
+fn write_report(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
+    match r {
+        Report::Acquired {
+            key,
+            token,
+            safe_until,
+            renewing,
+        } => {
+            write!(f, "report Acquired key={key:?} token={token} safe_until=")?;
+            write_global(f, safe_until.as_nanos())?;
+            write!(f, " renewing={renewing}")
+        }
+        Report::Renewed {
+            key,
+            token,
+            safe_until,
+        } => {
+            write!(f, "report Renewed key={key:?} token={token} safe_until=")?;
+            write_global(f, safe_until.as_nanos())
+        }
+        Report::SafeUntilLowered { key, safe_until } => {
+            write!(f, "report SafeUntilLowered key={key:?} safe_until=")?;
+            write_global(f, safe_until.as_nanos())
+        }
+        other => write!(f, "report {other:?}"),
     }
 }
 

@@ -10,12 +10,14 @@ use bytes::Bytes;
 use core::fmt;
 use core::time::Duration;
 
-use super::agent::{Agent, Ctx, Report, Workload};
+use super::agent::{Agent, Ctx, CtxParts, Report, Workload};
 use super::check::{fail, CheckStats, Checker, Failure, Invariant, Quiet, Who};
 use super::clock::NodeClock;
 use super::command::{Commands, Policy};
 use super::config::{FaultConfig, Recurring};
+use super::custom::Check;
 use super::queue::{Due, EventQueue};
+use super::script::ScriptedKind;
 use super::trace::{Dir, Loss, Trace, TraceEntry, TraceKind};
 use super::SimConfig;
 use crate::client::{Client, ClientConfig, Output, RequestId};
@@ -102,6 +104,9 @@ pub struct Summary {
     pub truncated: bool,
     /// The retained trace records (all of them when the capacity allows).
     pub trace: Vec<TraceEntry>,
+    /// Things that are not violations but suggest the run tested less than intended (no
+    /// report at all, say). [`sweep`](super::sweep) prints them.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -140,6 +145,8 @@ enum Ev {
         to_store: bool,
         to_client: bool,
         len: u64,
+        /// Scripted: happens after the heal too, and the heal does not end it.
+        forced: bool,
     },
     PartitionEnd {
         node: usize,
@@ -149,6 +156,7 @@ enum Ev {
         node: usize,
         session_lost: bool,
         len: u64,
+        forced: bool,
     },
     Pause {
         node: usize,
@@ -160,6 +168,7 @@ enum Ev {
     Crash {
         node: usize,
         len: u64,
+        forced: bool,
     },
     Restart {
         node: usize,
@@ -211,6 +220,8 @@ struct Node {
     storm: (u64, u32),
     cut_to_store: bool,
     cut_to_client: bool,
+    /// The current partition is scripted (the heal leaves it to its end).
+    cut_forced: bool,
     partition_gen: u64,
     fifo_to_store: u64,
     fifo_to_client: u64,
@@ -246,8 +257,19 @@ pub(crate) struct World<'p> {
     commands: Commands,
     /// Reports of the agent being run, with the holder number each is made as.
     reports: Vec<(u32, Report)>,
+    /// Reports accepted so far (none at all: a warning in the summary).
+    reported: u64,
+    /// A failure the agent being run declared ([`Ctx::fail`]).
+    failed: Option<Failure>,
+    /// The user's own invariants.
+    checks: Vec<Box<dyn Check>>,
     faults_on: bool,
     stopping: bool,
+    /// No event is left to process (the run ended, was truncated or failed).
+    over: bool,
+    truncated: bool,
+    /// The invariant that broke: the run cannot go on.
+    failed_run: Option<Box<Violation>>,
     heal_effective: u64,
     messages: u64,
     /// Boxes of delivered messages, refilled by the next ones sent: otherwise a box per
@@ -276,7 +298,14 @@ impl<'p> World<'p> {
         probe: Option<&'p mut dyn Probe>,
         store_config: Option<StoreConfig>,
         kill_policy: Policy,
+        extra_checks: Vec<Box<dyn Check>>,
     ) -> Result<World<'p>, String> {
+        if let Some(x) = cfg.script.iter().find(|x| x.node >= cfg.clients) {
+            return Err(format!(
+                "scripted fault {x} names node {}, but the run has {} nodes (0..{})",
+                x.node, cfg.clients, cfg.clients
+            ));
+        }
         let mut rng = Rng::new(cfg.seed);
         let mut store_config = store_config.unwrap_or_default();
         store_config.hash_seed = derive(cfg.seed, 1);
@@ -323,6 +352,7 @@ impl<'p> World<'p> {
                 storm: (0, 0),
                 cut_to_store: false,
                 cut_to_client: false,
+                cut_forced: false,
                 partition_gen: 0,
                 fifo_to_store: 0,
                 fifo_to_client: 0,
@@ -330,6 +360,8 @@ impl<'p> World<'p> {
             });
         }
         let lease_keys = workload.lease_keys();
+        let mut checks = workload.checks();
+        checks.extend(extra_checks);
         let counters = workload
             .counter_keys()
             .into_iter()
@@ -365,8 +397,14 @@ impl<'p> World<'p> {
             checker: Checker::default(),
             commands: Commands::new(kill_policy, grace),
             reports: Vec::new(),
+            reported: 0,
+            failed: None,
+            checks,
             faults_on: true,
             stopping: false,
+            over: false,
+            truncated: false,
+            failed_run: None,
             heal_effective: 0,
             messages: 0,
             spare: Vec::new(),
@@ -408,30 +446,103 @@ impl<'p> World<'p> {
     }
 
     pub(crate) fn run(mut self) -> Result<Summary, Box<Violation>> {
+        self.begin();
+        while self.step()? {}
+        self.finish()
+    }
+
+    /// Schedules the start of the nodes, the faults and the stop.
+    pub(crate) fn begin(&mut self) {
         self.schedule_start();
+    }
+
+    /// Global time of the last event processed.
+    pub(crate) fn now(&self) -> Duration {
+        Duration::from_nanos(self.now)
+    }
+
+    /// Events processed so far.
+    pub(crate) fn events(&self) -> u64 {
+        self.event
+    }
+
+    /// When the next event is due, if the run goes on.
+    pub(crate) fn next_at(&self) -> Option<Duration> {
+        if self.over {
+            return None;
+        }
+        self.queue.peek_time().map(Duration::from_nanos)
+    }
+
+    /// The store as it is now.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// What the checkers saw so far.
+    pub(crate) fn stats(&self) -> CheckStats {
+        self.checker.stats
+    }
+
+    /// The last `n` trace lines.
+    pub(crate) fn trace_lines(&self, n: usize) -> Vec<String> {
+        self.trace.last_lines(n)
+    }
+
+    /// Processes one event; `false` once the run is over (the end-of-run checks are then
+    /// [`World::finish`]'s).
+    pub(crate) fn step(&mut self) -> Result<bool, Box<Violation>> {
+        if self.over {
+            return Ok(false);
+        }
         let end = nanos(self.cfg.run_for.saturating_add(self.cfg.drain));
         let hard_end = end.saturating_add(nanos(self.cfg.settle));
-        let mut truncated = false;
-        while let Some((t, due)) = self.queue.pop_due() {
-            let ev = match due {
-                Due::Event(ev) => ev,
-                Due::Timer(slot) if slot < self.nodes.len() => Ev::Timer { node: slot },
-                Due::Timer(_) => Ev::StoreTimer,
-            };
-            if t > end && (t > hard_end || self.settled()) {
-                break;
-            }
-            if self.event >= self.cfg.max_events {
-                truncated = true;
-                break;
-            }
-            self.now = t;
-            self.event += 1;
-            if let Err(f) = self.dispatch(ev) {
-                return Err(self.violation(f));
-            }
+        let Some((t, due)) = self.queue.pop_due() else {
+            self.over = true;
+            return Ok(false);
+        };
+        let ev = match due {
+            Due::Event(ev) => ev,
+            Due::Timer(slot) if slot < self.nodes.len() => Ev::Timer { node: slot },
+            Due::Timer(_) => Ev::StoreTimer,
+        };
+        if t > end && (t > hard_end || self.settled()) {
+            self.over = true;
+            return Ok(false);
         }
-        if !truncated {
+        if self.event >= self.cfg.max_events {
+            self.over = true;
+            self.truncated = true;
+            return Ok(false);
+        }
+        self.now = t;
+        self.event += 1;
+        if let Err(f) = self.dispatch(ev) {
+            self.over = true;
+            let v = self.violation(f);
+            self.failed_run = Some(v.clone());
+            return Err(v);
+        }
+        Ok(true)
+    }
+
+    /// What is suspicious about a run that kept every invariant.
+    fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.reported == 0 {
+            w.push(String::from("no agent reported anything (Ctx::report): the built-in checkers had nothing to check; a workload under test must report what it believes (Acquired, Released, Write...)"));
+        }
+        w
+    }
+
+    /// Runs what is left, then the end-of-run checks.
+    pub(crate) fn finish(mut self) -> Result<Summary, Box<Violation>> {
+        if let Some(v) = self.failed_run.take() {
+            return Err(v);
+        }
+        while self.step()? {}
+        let end = nanos(self.cfg.run_for.saturating_add(self.cfg.drain));
+        if !self.truncated {
             self.now = self.now.max(end);
             if let Err(f) = self.final_checks() {
                 return Err(self.violation(f));
@@ -445,8 +556,9 @@ impl<'p> World<'p> {
             messages: self.messages,
             store_requests: self.store.stats().requests,
             checks: self.checker.stats,
-            truncated,
+            truncated: self.truncated,
             trace: self.trace.entries().cloned().collect(),
+            warnings: self.warnings(),
         })
     }
 
@@ -489,19 +601,55 @@ impl<'p> World<'p> {
                             to_store: kind != 1,
                             to_client: kind != 0,
                             len,
+                            forced: false,
                         }
                     }
                     1 => Ev::Disconnect {
                         node,
                         session_lost: frng.unit_f64() < faults.session_loss,
                         len,
+                        forced: false,
                     },
                     2 => Ev::Pause { node, len },
-                    _ => Ev::Crash { node, len },
+                    _ => Ev::Crash {
+                        node,
+                        len,
+                        forced: false,
+                    },
                 };
                 self.queue.push(t, ev);
                 t = t.saturating_add(1 + frng.below(2 * gap));
             }
+        }
+        for x in self.cfg.script.clone() {
+            let (at, len) = (nanos(x.at), nanos(x.len));
+            latest = latest.max(at.saturating_add(len));
+            let node = x.node;
+            let ev = match x.kind {
+                ScriptedKind::Pause => Ev::Pause { node, len },
+                ScriptedKind::Crash => Ev::Crash {
+                    node,
+                    len,
+                    forced: true,
+                },
+                ScriptedKind::Partition {
+                    to_store,
+                    to_client,
+                } => Ev::Partition {
+                    node,
+                    to_store,
+                    to_client,
+                    len,
+                    forced: true,
+                },
+                ScriptedKind::Disconnect { session_lost } => Ev::Disconnect {
+                    node,
+                    session_lost,
+                    len,
+                    forced: true,
+                },
+            };
+            self.queue.push(at, ev);
         }
         // Partitions end at the heal; the rest end on their own. A message given a heavy-tail
         // delay just before the heal lands up to `tail_delay` later, and on a FIFO link every
@@ -591,13 +739,15 @@ impl<'p> World<'p> {
                 to_store,
                 to_client,
                 len,
+                forced,
             } => {
-                if !self.faults_on {
+                if !self.faults_on && !forced {
                     return Ok(());
                 }
                 let nd = &mut self.nodes[node];
                 nd.cut_to_store = to_store;
                 nd.cut_to_client = to_client;
+                nd.cut_forced = forced;
                 nd.partition_gen += 1;
                 let gen = nd.partition_gen;
                 self.disturb(node);
@@ -626,7 +776,8 @@ impl<'p> World<'p> {
                 node,
                 session_lost,
                 len,
-            } => self.disconnect(node, session_lost, len),
+                forced,
+            } => self.disconnect(node, session_lost, len, forced),
             Ev::Pause { node, len } => {
                 let nd = &mut self.nodes[node];
                 if !nd.alive {
@@ -651,14 +802,14 @@ impl<'p> World<'p> {
                 }
                 Ok(())
             }
-            Ev::Crash { node, len } => self.crash(node, len),
+            Ev::Crash { node, len, forced } => self.crash(node, len, forced),
             Ev::Restart { node } => self.restart(node),
             Ev::Heal => {
                 self.faults_on = false;
                 self.record(None, TraceKind::Healed);
                 for n in 0..self.nodes.len() {
                     let nd = &mut self.nodes[n];
-                    if nd.cut_to_store || nd.cut_to_client {
+                    if (nd.cut_to_store || nd.cut_to_client) && !nd.cut_forced {
                         nd.cut_to_store = false;
                         nd.cut_to_client = false;
                         self.record(Some(n), TraceKind::PartitionEnd);
@@ -724,9 +875,15 @@ impl<'p> World<'p> {
         self.reschedule(node)
     }
 
-    fn disconnect(&mut self, node: usize, session_lost: bool, len: u64) -> Result<(), Failure> {
+    fn disconnect(
+        &mut self,
+        node: usize,
+        session_lost: bool,
+        len: u64,
+        forced: bool,
+    ) -> Result<(), Failure> {
         let nd = &mut self.nodes[node];
-        if !self.faults_on || !nd.alive || !nd.connected {
+        if (!self.faults_on && !forced) || !nd.alive || !nd.connected {
             return Ok(());
         }
         nd.connected = false;
@@ -759,9 +916,9 @@ impl<'p> World<'p> {
         Ok(())
     }
 
-    fn crash(&mut self, node: usize, len: u64) -> Result<(), Failure> {
+    fn crash(&mut self, node: usize, len: u64, forced: bool) -> Result<(), Failure> {
         let nd = &mut self.nodes[node];
-        if !self.faults_on || !nd.alive {
+        if (!self.faults_on && !forced) || !nd.alive {
             return Ok(());
         }
         // What the dying incarnation leaves in doubt still counts (an applied edit whose
@@ -771,6 +928,7 @@ impl<'p> World<'p> {
             self.reports.extend(doubt.into_iter().map(|r| (0, r)));
             self.take_reports(node)?;
         }
+        self.workload.crashed(node, Duration::from_nanos(self.now));
         let nd = &mut self.nodes[node];
         nd.alive = false;
         nd.connected = false;
@@ -891,17 +1049,22 @@ impl<'p> World<'p> {
         let nd = &mut self.nodes[node];
         let now = nd.clock.now(self.now);
         {
-            let mut ctx = Ctx::new(
+            let mut ctx = Ctx::new(CtxParts {
                 now,
+                global: Duration::from_nanos(self.now),
                 node,
-                &mut nd.client,
-                &mut nd.issued,
-                &mut self.reports,
-                &mut nd.rng,
-            );
+                client: &mut nd.client,
+                issued: &mut nd.issued,
+                reports: &mut self.reports,
+                failed: &mut self.failed,
+                rng: &mut nd.rng,
+            });
             f(nd.agent.as_mut(), &mut ctx);
         }
         self.take_reports(node)?;
+        if let Some(f) = self.failed.take() {
+            return Err(f);
+        }
         self.drain_node(node)
     }
 
@@ -927,11 +1090,34 @@ impl<'p> World<'p> {
                 | Report::SafeUntilLowered { safe_until, .. } => Some(clock.global_at(*safe_until)),
                 _ => None,
             };
-            self.record(Some(node), TraceKind::Report(Box::new(r.clone())));
+            if let (Report::Acquired { key, .. } | Report::Renewed { key, .. }, false) =
+                (r, self.lease_keys.contains(r.key()))
+            {
+                result = fail(
+                    Invariant::Setup,
+                    format!("{who} reported holding {key:?}, which the workload does not declare in Workload::lease_keys() ({:?}): declare every lease key so the store's grants of it are recorded and checked", self.lease_keys),
+                );
+                break;
+            }
+            self.reported += 1;
+            self.record(
+                Some(node),
+                TraceKind::Report(Box::new(global_safe_until(r, safe_until))),
+            );
             result = self
                 .checker
                 .report(who, self.now, r, safe_until, &quiet)
                 .and_then(|()| self.commands.report(who, self.now, clock, r));
+            let at = Duration::from_nanos(self.now);
+            for c in self.checks.iter_mut() {
+                if result.is_err() {
+                    break;
+                }
+                result = c.on_report(at, who, r).map_err(|message| Failure {
+                    invariant: Invariant::Custom(c.name()),
+                    message,
+                });
+            }
             if result.is_err() {
                 break;
             }
@@ -1486,8 +1672,32 @@ impl<'p> World<'p> {
         self.checker.counters(|key| {
             let info = store.get(key)?;
             core::str::from_utf8(&info.value).ok()?.parse().ok()
-        })
+        })?;
+        let at = Duration::from_nanos(self.now);
+        for c in self.checks.iter_mut() {
+            c.at_end(at, &self.store).map_err(|message| Failure {
+                invariant: Invariant::Custom(c.name()),
+                message,
+            })?;
+        }
+        Ok(())
     }
+}
+
+/// `r` as the trace keeps it: its `safe_until` (when it has one) converted to global time,
+/// `safe_until_g`, so it compares with the trace's times.
+fn global_safe_until(r: &Report, safe_until_g: Option<u64>) -> Report {
+    let mut r = r.clone();
+    if let (
+        Report::Acquired { safe_until, .. }
+        | Report::Renewed { safe_until, .. }
+        | Report::SafeUntilLowered { safe_until, .. },
+        Some(g),
+    ) = (&mut r, safe_until_g)
+    {
+        *safe_until = Instant::from_nanos(g);
+    }
+    r
 }
 
 /// A message's Message Expiry in nanoseconds (none: forever).

@@ -175,8 +175,12 @@ fn tampered<'x, 'a>(
     }
 }
 
-/// Feeds a client output to a machine, as an adapter's router does.
-fn route(m: &mut dyn Machine, out: &Output, r: &mut dyn Requester, now: Now) {
+/// Feeds a client output to a machine, as an adapter's router does (for an [`Agent`] that
+/// drives a machine directly; [`HostAgent`](super::HostAgent) does this for every machine of
+/// a host).
+///
+/// [`Agent`]: super::Agent
+pub fn route(m: &mut dyn Machine, out: &Output, r: &mut dyn Requester, now: Now) {
     match out {
         Output::Completion(c) => {
             m.on_completion(c, r, now);
@@ -193,12 +197,15 @@ fn route(m: &mut dyn Machine, out: &Output, r: &mut dyn Requester, now: Now) {
     }
 }
 
-fn later(now: Now, rng: &mut crate::rng::Rng, upto: Duration) -> crate::time::Instant {
+/// A random instant from `now` up to `upto` later on the node's monotonic clock (think times,
+/// hold times), drawn from `rng` (the node's [`Ctx::rng`](super::Ctx::rng)).
+pub fn later(now: Now, rng: &mut crate::rng::Rng, upto: Duration) -> crate::time::Instant {
     let ns = u64::try_from(upto.as_nanos()).unwrap_or(u64::MAX);
     now.mono + Duration::from_nanos(rng.below(ns.max(1)))
 }
 
-fn min_opt(
+/// The earlier of two optional deadlines (`None` is "no deadline").
+pub fn min_opt(
     a: Option<crate::time::Instant>,
     b: Option<crate::time::Instant>,
 ) -> Option<crate::time::Instant> {
