@@ -107,6 +107,11 @@ fn former_findings_hold() {
         // The fuzz lines of `fuzz_findings_hold`, with the scenarios' own faults.
         "seed=3103719485 workload=edit clients=1 lease_ms=200 renew_ms=66 faults=0x000 run_secs=2",
         "seed=10633888858964726538 workload=leader clients=4 lease_ms=209 renew_ms=34 faults=0x000 run_secs=5",
+        // A KEYNOTIFY STOP lost in a partition left a registration behind (the client now
+        // sends it again): handles dropped mid-wait on a shared connection.
+        "seed=13996022009952725630 workload=shared clients=25 lease_ms=2941 renew_ms=980 faults=0x160 run_secs=16",
+        "seed=13014971851135294957 workload=shared clients=22 lease_ms=3524 renew_ms=881 faults=0x279 run_secs=11",
+        "seed=4608455260046464171 workload=shared clients=18 lease_ms=3689 renew_ms=1229 faults=0x3a8 run_secs=20",
     ] {
         let s: Scenario = line.parse().expect("scenario line");
         if let Err(v) = s.run() {
