@@ -242,6 +242,64 @@ pub trait Requester {
     fn client_id(&self) -> &str;
 }
 
+/// A [`Requester`] that passes every request on to `inner` and hands the id of each one that
+/// leaves to `record`: to route its completion back to whoever sent it (the client host), or to
+/// check that it ends exactly once (the simulator and the fuzz targets).
+pub struct Recording<'a, F> {
+    inner: &'a mut dyn Requester,
+    record: F,
+}
+
+impl<'a, F: FnMut(RequestId)> Recording<'a, F> {
+    /// Requests go to `inner`; `record` sees the id of each one sent.
+    pub fn new(inner: &'a mut dyn Requester, record: F) -> Recording<'a, F> {
+        Recording { inner, record }
+    }
+
+    fn note(&mut self, sent: Result<RequestId, RequestError>) -> Result<RequestId, RequestError> {
+        if let Ok(id) = sent {
+            (self.record)(id);
+        }
+        sent
+    }
+}
+
+impl<F: FnMut(RequestId)> Requester for Recording<'_, F> {
+    fn request(
+        &mut self,
+        request: Request,
+        options: RequestOptions,
+        now: Now,
+    ) -> Result<RequestId, RequestError> {
+        let sent = self.inner.request(request, options, now);
+        self.note(sent)
+    }
+
+    fn observe(
+        &mut self,
+        key: Bytes,
+        options: RequestOptions,
+        now: Now,
+    ) -> Result<RequestId, RequestError> {
+        let sent = self.inner.observe(key, options, now);
+        self.note(sent)
+    }
+
+    fn unobserve(
+        &mut self,
+        key: Bytes,
+        options: RequestOptions,
+        now: Now,
+    ) -> Result<RequestId, RequestError> {
+        let sent = self.inner.unobserve(key, options, now);
+        self.note(sent)
+    }
+
+    fn client_id(&self) -> &str {
+        self.inner.client_id()
+    }
+}
+
 /// Who waits for the outcome of a table entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {

@@ -16,7 +16,7 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use core::time::Duration;
 use leasedlock_core::client::{
-    Client, ClientConfig, Completion, Output, RequestError, RequestId, RequestOptions, Requester,
+    Client, ClientConfig, Completion, Output, Recording, RequestId, RequestOptions,
 };
 use leasedlock_core::command::NotifyPayload;
 use leasedlock_core::command::{Request, RequestKind, SetCondition};
@@ -278,46 +278,14 @@ pub enum Op {
     Close,
 }
 
-/// Records every id handed out through the [`Requester`] interface.
-struct Tracked<'a> {
+/// The client, recording every id it hands out (each exactly once).
+fn tracked<'a>(
     client: &'a mut Client,
     issued: &'a mut BTreeSet<RequestId>,
-}
-
-impl Requester for Tracked<'_> {
-    fn request(
-        &mut self,
-        request: Request,
-        options: RequestOptions,
-        now: Now,
-    ) -> Result<RequestId, RequestError> {
-        let id = self.client.request(request, options, now)?;
-        assert!(self.issued.insert(id), "request id {id:?} handed out twice");
-        Ok(id)
-    }
-    fn observe(
-        &mut self,
-        key: Bytes,
-        options: RequestOptions,
-        now: Now,
-    ) -> Result<RequestId, RequestError> {
-        let id = self.client.observe(key, options, now)?;
-        assert!(self.issued.insert(id), "request id {id:?} handed out twice");
-        Ok(id)
-    }
-    fn unobserve(
-        &mut self,
-        key: Bytes,
-        options: RequestOptions,
-        now: Now,
-    ) -> Result<RequestId, RequestError> {
-        let id = self.client.unobserve(key, options, now)?;
-        assert!(self.issued.insert(id), "request id {id:?} handed out twice");
-        Ok(id)
-    }
-    fn client_id(&self) -> &str {
-        self.client.client_id()
-    }
+) -> Recording<'a, impl FnMut(RequestId) + 'a> {
+    Recording::new(client, move |id| {
+        assert!(issued.insert(id), "request id {id:?} handed out twice");
+    })
 }
 
 /// A published request the store may answer.
@@ -437,11 +405,12 @@ impl World {
             HandleSel::Edit => return handle,
         };
         let now = self.now;
-        let mut t = Tracked {
-            client: &mut self.client,
-            issued: &mut self.issued,
-        };
-        self.host.create(handle, create, &mut t, now);
+        self.host.create(
+            handle,
+            create,
+            &mut tracked(&mut self.client, &mut self.issued),
+            now,
+        );
         handle
     }
 
@@ -453,11 +422,13 @@ impl World {
         self.open_calls.insert((handle, call));
         self.latest.insert(handle, call);
         let now = self.now;
-        let mut t = Tracked {
-            client: &mut self.client,
-            issued: &mut self.issued,
-        };
-        self.host.op(handle, call, op, &mut t, now);
+        self.host.op(
+            handle,
+            call,
+            op,
+            &mut tracked(&mut self.client, &mut self.issued),
+            now,
+        );
     }
 
     fn lease_options(
@@ -579,32 +550,35 @@ impl World {
                 self.next_call += 1;
                 let call = CallId(self.next_call);
                 self.open_requests.insert(call);
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                self.host.request(call, request, options, &mut t, now);
+                self.host.request(
+                    call,
+                    request,
+                    options,
+                    &mut tracked(&mut self.client, &mut self.issued),
+                    now,
+                );
             }
             Op::Observe(id, key) => {
                 let id = id % 4;
                 if let std::collections::btree_map::Entry::Vacant(e) = self.streams.entry(id) {
                     let key = key.bytes();
                     e.insert(key.clone());
-                    let mut t = Tracked {
-                        client: &mut self.client,
-                        issued: &mut self.issued,
-                    };
-                    self.host.observe(StreamId(id.into()), key, &mut t, now);
+                    self.host.observe(
+                        StreamId(id.into()),
+                        key,
+                        &mut tracked(&mut self.client, &mut self.issued),
+                        now,
+                    );
                 }
             }
             Op::Unobserve(id) => {
                 if let Some(key) = self.streams.remove(&(id % 4)) {
-                    let mut t = Tracked {
-                        client: &mut self.client,
-                        issued: &mut self.issued,
-                    };
-                    self.host
-                        .unobserve(StreamId((id % 4).into()), &key, &mut t, now);
+                    self.host.unobserve(
+                        StreamId((id % 4).into()),
+                        &key,
+                        &mut tracked(&mut self.client, &mut self.issued),
+                        now,
+                    );
                 }
             }
             Op::LeaseAcquire {
@@ -661,11 +635,12 @@ impl World {
                     duration,
                     options: Box::default(),
                 };
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                self.host.create(handle, create, &mut t, now);
+                self.host.create(
+                    handle,
+                    create,
+                    &mut tracked(&mut self.client, &mut self.issued),
+                    now,
+                );
             }
             Op::EditDecide(decision) => {
                 let decision = match decision {
@@ -707,22 +682,20 @@ impl World {
                         if self.open_calls.remove(&(handle, call)) {
                             self.abandoned.insert((handle, call));
                         }
-                        let mut t = Tracked {
-                            client: &mut self.client,
-                            issued: &mut self.issued,
-                        };
-                        self.host.abandon(handle, call, &mut t, now);
+                        self.host.abandon(
+                            handle,
+                            call,
+                            &mut tracked(&mut self.client, &mut self.issued),
+                            now,
+                        );
                     }
                 }
             }
             Op::DropHandle { handle, detach } => self.drop_handle(*handle, *detach),
             Op::Close => {
                 self.closed = true;
-                let mut t = Tracked {
-                    client: &mut self.client,
-                    issued: &mut self.issued,
-                };
-                self.host.close(&mut t, now);
+                self.host
+                    .close(&mut tracked(&mut self.client, &mut self.issued), now);
             }
         }
         self.drain();
@@ -741,11 +714,12 @@ impl World {
     fn drop_handle(&mut self, sel: HandleSel, detach: bool) {
         if let Some(handle) = self.handles.remove(&sel) {
             let now = self.now;
-            let mut t = Tracked {
-                client: &mut self.client,
-                issued: &mut self.issued,
-            };
-            self.host.drop_handle(handle, !detach, &mut t, now);
+            self.host.drop_handle(
+                handle,
+                !detach,
+                &mut tracked(&mut self.client, &mut self.issued),
+                now,
+            );
         }
     }
 
@@ -813,11 +787,8 @@ impl World {
             );
         }
         self.drain();
-        let mut t = Tracked {
-            client: &mut self.client,
-            issued: &mut self.issued,
-        };
-        self.host.handle_timeout(&mut t, now);
+        self.host
+            .handle_timeout(&mut tracked(&mut self.client, &mut self.issued), now);
         self.drain();
         if let Some(t) = self.host.poll_timeout() {
             assert!(
@@ -843,11 +814,11 @@ impl World {
                     Output::Subscribe(filter) => self.pending_subs.push(filter),
                     Output::Unsubscribe(_) => {}
                     other => {
-                        let mut t = Tracked {
-                            client: &mut self.client,
-                            issued: &mut self.issued,
-                        };
-                        self.host.handle_output(other, &mut t, now);
+                        self.host.handle_output(
+                            other,
+                            &mut tracked(&mut self.client, &mut self.issued),
+                            now,
+                        );
                     }
                 }
             }

@@ -32,7 +32,9 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use core::time::Duration;
 
-use crate::client::{Completion, Output, RequestError, RequestId, RequestOptions, Requester};
+use crate::client::{
+    Completion, Output, Recording, RequestError, RequestId, RequestOptions, Requester,
+};
 use crate::command::Request;
 use crate::edit::{EditDecision, EditEvent};
 use crate::hlc::Hlc;
@@ -329,56 +331,15 @@ enum Owner {
     Discard,
 }
 
-/// A requester that records the owner of every request it sends.
-struct Tagged<'a> {
+/// A requester that records `owner` as the owner of every request it sends.
+fn tagged<'a>(
     inner: &'a mut dyn Requester,
     routes: &'a mut BTreeMap<RequestId, Owner>,
     owner: Owner,
-}
-
-impl Tagged<'_> {
-    fn record(&mut self, sent: Result<RequestId, RequestError>) -> Result<RequestId, RequestError> {
-        if let Ok(id) = sent {
-            self.routes.insert(id, self.owner.clone());
-        }
-        sent
-    }
-}
-
-impl Requester for Tagged<'_> {
-    fn request(
-        &mut self,
-        request: Request,
-        options: RequestOptions,
-        now: Now,
-    ) -> Result<RequestId, RequestError> {
-        let sent = self.inner.request(request, options, now);
-        self.record(sent)
-    }
-
-    fn observe(
-        &mut self,
-        key: Bytes,
-        options: RequestOptions,
-        now: Now,
-    ) -> Result<RequestId, RequestError> {
-        let sent = self.inner.observe(key, options, now);
-        self.record(sent)
-    }
-
-    fn unobserve(
-        &mut self,
-        key: Bytes,
-        options: RequestOptions,
-        now: Now,
-    ) -> Result<RequestId, RequestError> {
-        let sent = self.inner.unobserve(key, options, now);
-        self.record(sent)
-    }
-
-    fn client_id(&self) -> &str {
-        self.inner.client_id()
-    }
+) -> Recording<'a, impl FnMut(RequestId) + 'a> {
+    Recording::new(inner, move |id| {
+        routes.insert(id, owner.clone());
+    })
 }
 
 /// The host; see the module documentation.
@@ -434,12 +395,13 @@ impl Host {
             return;
         }
         let seed = self.config.seed ^ handle.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut tagged = Tagged {
-            inner: r,
-            routes: &mut self.routes,
-            owner: Owner::Handle(handle),
-        };
-        match Slot::new(create, seed, &mut tagged, now) {
+        let made = Slot::new(
+            create,
+            seed,
+            &mut tagged(r, &mut self.routes, Owner::Handle(handle)),
+            now,
+        );
+        match made {
             Ok(slot) => {
                 self.by_key
                     .entry(slot.key().clone())
@@ -510,11 +472,7 @@ impl Host {
                 .push_back(HostOutput::Refused(Refused::Request(call)));
             return;
         }
-        let mut tagged = Tagged {
-            inner: r,
-            routes: &mut self.routes,
-            owner: Owner::Call(call),
-        };
+        let mut tagged = tagged(r, &mut self.routes, Owner::Call(call));
         if let Err(e) = tagged.request(request, options, now) {
             self.outputs.push_back(HostOutput::Reply {
                 call,
@@ -680,16 +638,12 @@ impl Host {
         &mut self,
         handle: HandleId,
         r: &mut dyn Requester,
-        f: impl FnOnce(&mut Slot, &mut Tagged<'_>, &mut Emit<'_>),
+        f: impl FnOnce(&mut Slot, &mut dyn Requester, &mut Emit<'_>),
     ) -> bool {
         let Some(slot) = self.slots.get_mut(&handle) else {
             return false;
         };
-        let mut tagged = Tagged {
-            inner: r,
-            routes: &mut self.routes,
-            owner: Owner::Handle(handle),
-        };
+        let mut tagged = tagged(r, &mut self.routes, Owner::Handle(handle));
         let mut emit = Emit {
             handle,
             outputs: &mut self.outputs,
@@ -746,11 +700,7 @@ impl Host {
         while let Some(send) = self.streams.next_send(&mut self.outputs, failure.as_ref()) {
             let (owner, sent) = match send {
                 streams::Send::Register(key) => {
-                    let mut tagged = Tagged {
-                        inner: r,
-                        routes: &mut self.routes,
-                        owner: Owner::Register(key.clone()),
-                    };
+                    let mut tagged = tagged(r, &mut self.routes, Owner::Register(key.clone()));
                     match tagged.observe(key.clone(), RequestOptions::default(), now) {
                         Ok(_) => {}
                         Err(e) => {
@@ -767,11 +717,7 @@ impl Host {
                 }
                 streams::Send::Resync(key) => (Owner::Resync(key.clone()), Ok(key)),
             };
-            let mut tagged = Tagged {
-                inner: r,
-                routes: &mut self.routes,
-                owner,
-            };
+            let mut tagged = tagged(r, &mut self.routes, owner);
             // Fire and forget: a STOP or a re-read that cannot start leaves nothing to undo.
             let _ = match sent {
                 Err(stop) => tagged.unobserve(stop, options.clone(), now),
@@ -788,11 +734,7 @@ impl Host {
             let Some(slot) = self.slots.get_mut(&handle) else {
                 continue;
             };
-            let mut tagged = Tagged {
-                inner: r,
-                routes: &mut self.routes,
-                owner: Owner::Handle(handle),
-            };
+            let mut tagged = tagged(r, &mut self.routes, Owner::Handle(handle));
             let mut emit = Emit {
                 handle,
                 outputs: &mut self.outputs,
