@@ -5,12 +5,14 @@ mod common;
 mod connect;
 mod demo;
 mod demo_board;
+mod demo_timeline;
 mod hold_events;
 mod kv;
 mod lease_ops;
 mod run_locked;
 mod serve;
 mod stack;
+mod svg;
 
 use clap::CommandFactory;
 
