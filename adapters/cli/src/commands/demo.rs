@@ -307,12 +307,20 @@ async fn hold(lock: &Lock, shared: &Shared, who: usize) {
         tokio::time::sleep_until(until.min(now + every)).await;
         let safe_until = lock.safe_until();
         if let (Some(new), Some(old)) = (safe_until, last) {
-            if new > old {
+            if is_renewal(old, new, shared.ttl) {
                 shared.board().renewed(who, new, Instant::now());
             }
         }
         last = safe_until.or(last);
     }
+}
+
+/// Whether the safe end moving from `old` to `new` is a renewal. The lock converts its safe end
+/// to `Instant` at each call (it is kept on a clock that counts through suspend), so it wobbles
+/// by microseconds between calls; a renewal moves it by its interval, a sizeable part of the
+/// lease, so anything under a twentieth of the lease is taken for that wobble.
+fn is_renewal(old: Instant, new: Instant, ttl: Duration) -> bool {
+    new.saturating_duration_since(old) > ttl / 20
 }
 
 async fn fenced_write(
@@ -609,6 +617,16 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renewal_is_a_safe_end_moved_by_more_than_a_wobble() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(1);
+        assert!(is_renewal(t0, t0 + Duration::from_millis(333), ttl));
+        assert!(!is_renewal(t0, t0 + Duration::from_micros(40), ttl));
+        assert!(!is_renewal(t0, t0, ttl));
+        assert!(!is_renewal(t0 + Duration::from_millis(300), t0, ttl));
+    }
 
     #[test]
     fn the_live_table_has_a_row_per_contender_with_state_token_and_time_left() {

@@ -635,8 +635,4 @@ fn millis(d: Duration) -> u128 {
 }
 
 #[cfg(test)]
-#[path = "../../tests/common/well_formed.rs"]
-mod well_formed;
-
-#[cfg(test)]
 mod tests;

@@ -14,6 +14,11 @@ mod serve;
 mod stack;
 mod svg;
 
+// The XML check the tests of the binary use too.
+#[cfg(test)]
+#[path = "../../tests/common/well_formed.rs"]
+mod well_formed;
+
 use clap::CommandFactory;
 
 use crate::args::{Cli, Command};

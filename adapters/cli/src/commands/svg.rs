@@ -109,12 +109,9 @@ fn escape_into(out: &mut String, text: &str) {
 }
 
 #[cfg(test)]
-#[path = "../../tests/common/well_formed.rs"]
-mod well_formed;
-
-#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::well_formed;
 
     #[test]
     fn markup_in_text_and_attributes_stays_text() {

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::commands::well_formed;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
