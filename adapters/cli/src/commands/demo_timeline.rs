@@ -175,7 +175,8 @@ pub fn render(timeline: &Timeline) -> String {
     }
 
     // Token labels go above or below their bar, where they do not cover the previous label of
-    // the lane (the label overhangs a short bar); a label with no room is left to the tooltip.
+    // the lane (the label overhangs a short bar) and do not run off the picture; a label with no
+    // room is left to the tooltip.
     let mut label_ends = vec![[f64::NEG_INFINITY; 2]; lanes];
     for hold in &holds {
         let x0 = scale.x(hold.start);
@@ -237,7 +238,8 @@ pub fn render(timeline: &Timeline) -> String {
         let label_width = hold.token.chars().count() as f64 * CHAR_WIDTH;
         let rows = [y - 3.0, y + BAR_HEIGHT + FONT_SIZE + 1.0];
         let ends = &mut label_ends[hold.lane];
-        if let Some(row) = (0..2).find(|&r| ends[r] + 4.0 <= x0) {
+        let fits_the_picture = x0 + label_width <= LEFT + PLOT_WIDTH + RIGHT;
+        if let Some(row) = (0..2).find(|&r| fits_the_picture && ends[r] + 4.0 <= x0) {
             ends[row] = x0 + label_width;
             svg.text(
                 "text",

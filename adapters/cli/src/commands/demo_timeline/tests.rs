@@ -194,6 +194,26 @@ fn crowded_labels_give_way_to_tooltips() {
 }
 
 #[test]
+fn a_label_that_would_run_off_the_picture_is_left_to_the_tooltip() {
+    let timeline = Timeline {
+        title: "t".into(),
+        lanes: vec!["a".into()],
+        end: ms(10_000),
+        marks: vec![
+            acquired(9_000, 0, "1796615872004:0", None),
+            mark(9_100, 0, MarkKind::Released),
+            acquired(9_950, 0, "1796615872108:0", None),
+        ],
+    };
+    let doc = render(&timeline);
+    // At 9 s the label (15 characters, 90 px) ends at 1180 px, inside the 1220 px picture; at
+    // 9.95 s it would end at 1274.5 px.
+    assert!(doc.contains(">1796615872004:0</text>"), "{doc}");
+    assert!(!doc.contains(">1796615872108:0</text>"), "{doc}");
+    assert!(doc.contains("<title>a held 1796615872108:0 from 9.950 s to 10.000 s</title>"));
+}
+
+#[test]
 fn markup_in_names_and_tokens_is_escaped() {
     let mut timeline = run();
     timeline.lanes[0] = "<script>&\"'".into();
