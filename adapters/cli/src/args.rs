@@ -388,6 +388,10 @@ pub struct DemoArgs {
     /// How long each holder keeps the lock for its fenced writes
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "20ms")]
     pub hold: Duration,
+    /// Also write a timeline of the run to FILE as an SVG picture (one lane per contender:
+    /// holds with their tokens, renewals, the kill, the failover gap, refused writes)
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<PathBuf>,
 }
 
 /// `bench`.

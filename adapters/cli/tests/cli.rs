@@ -4,6 +4,8 @@
 //! with a deadline, and every run of the binary has a time limit.
 
 mod common;
+#[path = "common/well_formed.rs"]
+mod well_formed;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -565,6 +567,91 @@ fn demo_passes_in_five_seconds() {
         assert!(json[field].as_f64().is_some(), "{field} missing: {json}");
     }
     assert_eq!(json["stale_write_rejected"], true);
+}
+
+#[test]
+fn demo_draws_its_timeline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svg = dir.path().join("out.svg");
+    let mut demo = Command::new(BIN);
+    demo.args([
+        "demo",
+        "--seconds",
+        "5",
+        "--clients",
+        "3",
+        "--json",
+        "--timeline",
+    ])
+    .arg(&svg);
+    let out = run_within(demo, LIMIT);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    let doc = std::fs::read_to_string(&svg).expect("the timeline was written");
+    assert_eq!(well_formed::check(&doc), Ok(()));
+    assert_eq!(
+        doc.matches("class=\"lane\"").count(),
+        3,
+        "one lane per contender"
+    );
+    for who in 0..3 {
+        assert!(doc.contains(&format!("data-contender=\"demo-{who}\"")));
+    }
+    assert_eq!(doc.matches("class=\"kill\"").count(), 1);
+    assert_eq!(doc.matches("class=\"failover-gap\"").count(), 1);
+    // The annotation's kill-to-acquisition time is the summary's failover time.
+    let failover = json["failover_ms"].as_f64().expect("failover_ms");
+    let drawn: f64 = doc
+        .split_once("acquiring: ")
+        .and_then(|(_, rest)| rest.split_once(" ms)"))
+        .and_then(|(n, _)| n.parse().ok())
+        .expect("kill-to-acquisition time in the annotation");
+    assert!(
+        (drawn - failover).abs() <= 1.0,
+        "drawn {drawn} ms, summary {failover} ms"
+    );
+    assert!(doc.contains(">failover gap "), "no gap annotation");
+    // The killed holder's token was refused after the run, and that is drawn.
+    assert!(doc.matches("class=\"refused\"").count() >= 1);
+    assert!(doc.matches("class=\"hold\"").count() >= 2);
+}
+
+#[test]
+fn demo_refuses_a_timeline_it_cannot_create_before_running() {
+    let mut demo = Command::new(BIN);
+    demo.args([
+        "demo",
+        "--seconds",
+        "3600",
+        "--timeline",
+        "/nonexistent-dir/out.svg",
+    ]);
+    let out = run_within(demo, LIMIT);
+    assert_eq!(code(&out), 2, "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent-dir/out.svg"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn demo_live_view_off_a_terminal_is_plain_lines_per_contender() {
+    let mut demo = Command::new(BIN);
+    demo.args(["demo", "--seconds", "3", "--clients", "2"]);
+    let out = run_within(demo, LIMIT);
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains('\x1b'), "ANSI codes off a terminal: {err:?}");
+    assert!(err.contains("contender  state"), "no table: {err}");
+    for who in 0..2 {
+        assert!(
+            err.lines()
+                .any(|l| l.trim_start().starts_with(&format!("demo-{who} "))),
+            "no row for demo-{who}: {err}"
+        );
+    }
 }
 
 #[test]

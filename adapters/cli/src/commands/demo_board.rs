@@ -1,12 +1,59 @@
-//! The demo's scoreboard: every contender reports what it believes (acquired, releasing,
-//! crashed) and the board checks the invariants from those beliefs, in one process with one
-//! monotonic clock.
+//! The demo's scoreboard: every contender reports what it believes (acquired, renewed,
+//! releasing, crashed) and the board checks the invariants from those beliefs, in one process
+//! with one monotonic clock. It also keeps each contender's state for the live view and every
+//! mark for the timeline picture.
 
 use std::time::{Duration, Instant};
 
 use leasedlock_tokio::Hlc;
 
+use crate::commands::demo_timeline::{Mark, MarkKind, Timeline};
 use crate::stats::Samples;
+
+/// What a contender is doing, as the live view shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting in `lock()`.
+    Waiting,
+    /// Holding the lock.
+    Holding,
+    /// Released, resting before it waits again.
+    Resting,
+    /// Killed while holding.
+    Killed,
+    /// Stopped at the end of the run.
+    Done,
+}
+
+impl Phase {
+    /// The word the live view shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Waiting => "waiting",
+            Phase::Holding => "holding",
+            Phase::Resting => "resting",
+            Phase::Killed => "KILLED",
+            Phase::Done => "done",
+        }
+    }
+}
+
+/// One contender's state.
+#[derive(Debug, Clone)]
+pub struct Contender {
+    /// What it is doing.
+    pub phase: Phase,
+    /// Its token while holding (and, once killed, the token it died with).
+    pub token: Option<Hlc>,
+    /// Until when it may act as the holder (kept after a kill: the lease runs out on the store).
+    pub safe_until: Option<Instant>,
+}
+
+/// How a token is shown: milliseconds and counter identify it; the node id would only widen
+/// every line it appears on.
+pub fn short_token(token: &Hlc) -> String {
+    format!("{}:{}", token.millis, token.counter)
+}
 
 /// What the live view shows and the summary reports.
 #[derive(Debug, Clone)]
@@ -38,6 +85,10 @@ pub struct Board {
     pub fenced_writes: u64,
     /// Fenced writes of a holder the store refused (must stay 0).
     pub fenced_rejected: u64,
+    /// Every contender's state, by index.
+    pub contenders: Vec<Contender>,
+    /// What happened when, for the timeline.
+    marks: Vec<Mark>,
 }
 
 /// A notable moment, for the live view's log.
@@ -70,9 +121,16 @@ pub enum Event {
 }
 
 impl Board {
-    /// An empty board; `started` is the demo's time zero.
-    pub fn new(started: Instant) -> Board {
+    /// An empty board for `clients` contenders, all waiting; `started` is the demo's time zero.
+    pub fn new(started: Instant, clients: usize) -> Board {
+        let waiting = Contender {
+            phase: Phase::Waiting,
+            token: None,
+            safe_until: None,
+        };
         Board {
+            contenders: vec![waiting; clients],
+            marks: Vec::new(),
             started,
             holder: None,
             token: None,
@@ -97,8 +155,14 @@ impl Board {
         now.saturating_duration_since(self.started)
     }
 
-    /// Contender `who` returned from `lock()` with `token` at `at`.
-    pub fn acquired(&mut self, who: usize, token: Hlc, at: Instant) -> Vec<Event> {
+    /// Contender `who` returned from `lock()` with `token` at `at`, safe until `safe_until`.
+    pub fn acquired(
+        &mut self,
+        who: usize,
+        token: Hlc,
+        safe_until: Option<Instant>,
+        at: Instant,
+    ) -> Vec<Event> {
         let mut events = Vec::new();
         if let Some(other) = self.holder {
             self.overlaps += 1;
@@ -127,6 +191,21 @@ impl Board {
                 events.push(Event::FailedOver { who, after });
             }
         }
+        self.mark(
+            who,
+            at,
+            MarkKind::Acquired {
+                token: short_token(&token),
+                safe_until: safe_until.map(|s| self.elapsed(s)),
+            },
+        );
+        if let Some(c) = self.contenders.get_mut(who) {
+            *c = Contender {
+                phase: Phase::Holding,
+                token: Some(token.clone()),
+                safe_until,
+            };
+        }
         self.holder = Some(who);
         self.last_holder = Some(who);
         self.token = Some(token.clone());
@@ -134,8 +213,37 @@ impl Board {
         events
     }
 
+    /// A renewal of `who`'s hold moved its safe end to `safe_until`.
+    pub fn renewed(&mut self, who: usize, safe_until: Instant, at: Instant) {
+        if let Some(c) = self.contenders.get_mut(who) {
+            c.safe_until = Some(safe_until);
+        }
+        self.mark(who, at, MarkKind::Renewed);
+    }
+
+    /// Contender `who` starts waiting in `lock()`.
+    pub fn waiting(&mut self, who: usize) {
+        self.set_phase(who, Phase::Waiting);
+    }
+
+    /// Contender `who` stopped at the end of the run.
+    pub fn done(&mut self, who: usize) {
+        self.set_phase(who, Phase::Done);
+    }
+
+    /// The store refused a write of `who` as stale at `at`: a holder's own write
+    /// (`stale_probe` false: a violation) or the probe with the killed holder's token.
+    pub fn write_refused(&mut self, who: usize, stale_probe: bool, at: Instant) {
+        if !stale_probe {
+            self.fenced_rejected += 1;
+        }
+        self.mark(who, at, MarkKind::WriteRefused { stale_probe });
+    }
+
     /// Contender `who` is about to unlock (it stops acting as the holder now).
     pub fn releasing(&mut self, who: usize, at: Instant) {
+        self.mark(who, at, MarkKind::Released);
+        self.set_phase(who, Phase::Resting);
         if self.holder == Some(who) {
             self.holder = None;
             self.token = None;
@@ -148,6 +256,13 @@ impl Board {
         if let (Some(token), true) = (&self.token, self.holder == Some(who)) {
             self.crashed = Some((who, token.clone()));
         }
+        let could_act_until = self
+            .contenders
+            .get(who)
+            .and_then(|c| c.safe_until)
+            .map(|s| self.elapsed(s));
+        self.mark(who, at, MarkKind::Killed { could_act_until });
+        self.set_phase(who, Phase::Killed);
         if self.holder == Some(who) {
             self.holder = None;
             self.token = None;
@@ -155,6 +270,36 @@ impl Board {
         self.last_release = None;
         self.crash = Some((who, at));
         vec![Event::Crashed { who }]
+    }
+
+    /// The picture of the run so far, with `title` and the contenders named by `name`.
+    pub fn timeline(
+        &self,
+        title: String,
+        name: impl Fn(usize) -> String,
+        now: Instant,
+    ) -> Timeline {
+        Timeline {
+            title,
+            lanes: (0..self.contenders.len()).map(name).collect(),
+            end: self.elapsed(now),
+            marks: self.marks.clone(),
+        }
+    }
+
+    fn mark(&mut self, who: usize, at: Instant, kind: MarkKind) {
+        let at = self.elapsed(at);
+        self.marks.push(Mark { at, who, kind });
+    }
+
+    fn set_phase(&mut self, who: usize, phase: Phase) {
+        if let Some(c) = self.contenders.get_mut(who) {
+            c.phase = phase;
+            if phase != Phase::Killed {
+                c.token = None;
+                c.safe_until = None;
+            }
+        }
     }
 
     /// The token of the latest acquisition.
@@ -180,13 +325,13 @@ mod tests {
     fn clean_handovers_and_a_failover() {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
-        let mut b = Board::new(t0);
-        assert!(b.acquired(0, token(1), ms(0)).is_empty());
+        let mut b = Board::new(t0, 3);
+        assert!(b.acquired(0, token(1), None, ms(0)).is_empty());
         b.releasing(0, ms(10));
-        assert!(b.acquired(1, token(2), ms(12)).is_empty());
+        assert!(b.acquired(1, token(2), None, ms(12)).is_empty());
         assert_eq!(b.crashing(1, ms(20)), vec![Event::Crashed { who: 1 }]);
         assert_eq!(b.crashed, Some((1, token(2))));
-        let events = b.acquired(2, token(3), ms(1020));
+        let events = b.acquired(2, token(3), None, ms(1020));
         assert_eq!(
             events,
             vec![Event::FailedOver {
@@ -203,9 +348,9 @@ mod tests {
     #[test]
     fn overlap_and_stale_token_are_caught() {
         let t0 = Instant::now();
-        let mut b = Board::new(t0);
-        b.acquired(0, token(5), t0);
-        let events = b.acquired(1, token(5), t0);
+        let mut b = Board::new(t0, 3);
+        b.acquired(0, token(5), None, t0);
+        let events = b.acquired(1, token(5), None, t0);
         assert!(events.contains(&Event::Overlap { who: 1, other: 0 }));
         assert!(events.contains(&Event::TokenNotIncreasing { who: 1 }));
         assert_eq!(b.overlaps, 1);
@@ -216,11 +361,79 @@ mod tests {
     #[test]
     fn reacquiring_by_the_same_contender_is_not_a_handover() {
         let t0 = Instant::now();
-        let mut b = Board::new(t0);
-        b.acquired(0, token(1), t0);
+        let mut b = Board::new(t0, 3);
+        b.acquired(0, token(1), None, t0);
         b.releasing(0, t0);
-        b.acquired(0, token(2), t0);
+        b.acquired(0, token(2), None, t0);
         assert_eq!(b.handovers, 0);
         assert!(b.handover_latency.is_empty());
+    }
+
+    #[test]
+    fn contenders_states_and_the_timeline_follow_the_run() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut b = Board::new(t0, 2);
+        assert!(b.contenders.iter().all(|c| c.phase == Phase::Waiting));
+        b.acquired(0, token(1), Some(ms(950)), ms(0));
+        assert_eq!(b.contenders[0].phase, Phase::Holding);
+        assert_eq!(b.contenders[0].token, Some(token(1)));
+        b.renewed(0, ms(1_300), ms(350));
+        assert_eq!(b.contenders[0].safe_until, Some(ms(1_300)));
+        b.crashing(0, ms(400));
+        // Killed keeps its token and safe end: the lease still runs out on the store.
+        assert_eq!(b.contenders[0].phase, Phase::Killed);
+        assert_eq!(b.contenders[0].safe_until, Some(ms(1_300)));
+        b.acquired(1, token(2), Some(ms(2_350)), ms(1_400));
+        b.write_refused(1, false, ms(1_500));
+        b.write_refused(0, true, ms(1_600));
+        assert_eq!(b.fenced_rejected, 1, "the probe is not a holder's write");
+        b.releasing(1, ms(1_700));
+        assert_eq!(b.contenders[1].phase, Phase::Resting);
+        assert_eq!(b.contenders[1].token, None);
+        b.done(1);
+        assert_eq!(b.contenders[1].phase, Phase::Done);
+
+        let timeline = b.timeline("t".into(), |i| format!("c{i}"), ms(2_000));
+        assert_eq!(timeline.lanes, vec!["c0".to_string(), "c1".to_string()]);
+        assert_eq!(timeline.end, Duration::from_millis(2_000));
+        let kinds: Vec<(u64, usize, MarkKind)> = timeline
+            .marks
+            .iter()
+            .map(|m| (m.at.as_millis() as u64, m.who, m.kind.clone()))
+            .collect();
+        let d = Duration::from_millis;
+        assert_eq!(
+            kinds,
+            vec![
+                (
+                    0,
+                    0,
+                    MarkKind::Acquired {
+                        token: "1700000000000:1".into(),
+                        safe_until: Some(d(950))
+                    }
+                ),
+                (350, 0, MarkKind::Renewed),
+                (
+                    400,
+                    0,
+                    MarkKind::Killed {
+                        could_act_until: Some(d(1_300))
+                    }
+                ),
+                (
+                    1_400,
+                    1,
+                    MarkKind::Acquired {
+                        token: "1700000000000:2".into(),
+                        safe_until: Some(d(2_350))
+                    }
+                ),
+                (1_500, 1, MarkKind::WriteRefused { stale_probe: false }),
+                (1_600, 0, MarkKind::WriteRefused { stale_probe: true }),
+                (1_700, 1, MarkKind::Released),
+            ]
+        );
     }
 }

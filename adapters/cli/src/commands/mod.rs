@@ -5,12 +5,19 @@ mod common;
 mod connect;
 mod demo;
 mod demo_board;
+mod demo_timeline;
 mod hold_events;
 mod kv;
 mod lease_ops;
 mod run_locked;
 mod serve;
 mod stack;
+mod svg;
+
+// The XML check the tests of the binary use too.
+#[cfg(test)]
+#[path = "../../tests/common/well_formed.rs"]
+mod well_formed;
 
 use clap::CommandFactory;
 
