@@ -11,6 +11,7 @@
 
 pub mod echo;
 pub mod measure;
+pub mod official;
 pub mod process;
 pub mod sides;
 pub mod world;
