@@ -14,6 +14,7 @@ pub mod measure;
 pub mod official;
 pub mod process;
 pub mod sides;
+pub mod wire;
 pub mod world;
 
 /// The repository README's Rust code, compiled by `cargo test --doc -p leasedlock-adapter-bench`
