@@ -7,10 +7,12 @@
 //!   attempt is still in flight is remembered, so it is not lost.
 //! - Herd control: on a DELETE each waiter waits a seeded random jitter in `[0, J)` before
 //!   attempting, and drops that pending attempt when it first sees someone else's SET. `J` is
-//!   per wait: it starts at [`DEFAULT_MIN_JITTER`] (a lone waiter takes over at once) and
-//!   doubles, up to [`LockOptions::max_jitter`], whenever a jittered attempt lost to someone
-//!   else's SET (refused, or cancelled by the winner's notification): that is contention, and
-//!   the attempts per handover are about `1 + waiters × notification delay / J`.
+//!   per wait: it starts at zero (herd control costs nothing until there is a herd: a lone
+//!   waiter attempts as soon as it sees the DELETE), becomes [`DEFAULT_MIN_JITTER`] the first
+//!   time an attempt after a DELETE lost to someone else's SET (refused, or cancelled by the
+//!   winner's notification: that is contention) and doubles, up to
+//!   [`LockOptions::max_jitter`], each time after that. The attempts per handover are about
+//!   `1 + waiters × notification delay / J`.
 //! - After a reconnect the machine re-checks with GET (free, or our own value: attempt).
 //! - A fallback timer attempts again after [`LockOptions::fallback`] (plus a random spread of
 //!   up to half of it, so that waiters refused together do not poll together) without news;
@@ -39,7 +41,8 @@ use crate::time::{Instant, Now};
 /// default is the smaller of this and half the lease duration).
 pub const DEFAULT_MAX_JITTER: Duration = Duration::from_secs(1);
 
-/// The jitter window a wait starts with (it doubles under contention).
+/// The jitter window after a wait's first contention (a wait starts without jitter; the window
+/// doubles under further contention).
 pub const DEFAULT_MIN_JITTER: Duration = Duration::from_millis(1);
 
 /// Default delay before retrying after a transient failure (plus jitter).
@@ -56,8 +59,9 @@ pub struct LockOptions {
     /// it); `None` means the lease duration.
     pub fallback: Option<Duration>,
     /// Cap of the adaptive jitter window before attempting after a DELETE (the window starts
-    /// at [`DEFAULT_MIN_JITTER`], or at the cap when that is smaller); `None` means the
-    /// smaller of [`DEFAULT_MAX_JITTER`] and half the lease duration.
+    /// at zero, becomes [`DEFAULT_MIN_JITTER`] (or the cap when that is smaller) at the first
+    /// contention and doubles at each further one); `None` means the smaller of
+    /// [`DEFAULT_MAX_JITTER`] and half the lease duration.
     pub max_jitter: Option<Duration>,
     /// Delay before retrying after a transient failure; `None` means [`DEFAULT_RETRY_DELAY`].
     pub retry_delay: Option<Duration>,
@@ -263,11 +267,7 @@ impl Lock {
             duration: timing.duration,
             options: options.clone(),
             fallback: options.fallback.unwrap_or(timing.duration),
-            jitter: if DEFAULT_MIN_JITTER < max_jitter {
-                DEFAULT_MIN_JITTER
-            } else {
-                max_jitter
-            },
+            jitter: Duration::ZERO,
             max_jitter,
             jittered: false,
             deadline: options.wait_timeout.map(|t| now.mono + t),
@@ -478,10 +478,15 @@ impl Lock {
         self.wait.as_ref().map_or(Duration::ZERO, |w| w.jitter)
     }
 
-    /// A jittered attempt lost to someone else's SET: widen the window (up to its cap).
+    /// A jittered attempt lost to someone else's SET: open the window, or widen it (up to its
+    /// cap).
     fn widen(&mut self) {
         if let Some(w) = self.wait.as_mut() {
-            let doubled = w.jitter.saturating_mul(2);
+            let doubled = if w.jitter.is_zero() {
+                DEFAULT_MIN_JITTER
+            } else {
+                w.jitter.saturating_mul(2)
+            };
             w.jitter = if doubled < w.max_jitter {
                 doubled
             } else {

@@ -80,7 +80,8 @@ impl LockOptions {
         self.fallback = Some(fallback);
         self
     }
-    /// Upper bound of the random delay before attempting after a release (herd control).
+    /// Upper bound of the random delay before attempting after a release (herd control: a
+    /// waiter pays no delay until one of its attempts after a release lost to another waiter).
     pub fn max_jitter(mut self, jitter: Duration) -> LockOptions {
         self.max_jitter = Some(jitter);
         self

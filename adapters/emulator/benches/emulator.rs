@@ -1,9 +1,10 @@
 //! Emulator benchmark over a real broker (Mosquitto on loopback):
 //!
-//! - SET and GET throughput and p50/p99 latency with 1 and 16 concurrent closed-loop clients,
+//! - SET and GET throughput and p50/p99 latency with 1, 16 and 64 concurrent closed-loop clients,
 //!   against a plain MQTT request/reply echo over the same broker in the same run (the ceiling);
 //! - how late expiry `DELETE` notifications arrive after the key's deadline;
-//! - the emulator's resident memory with 100,000 keys of 32-byte values.
+//! - the emulator's resident memory per key at 100,000 and 1,000,000 keys of 32-byte values
+//!   (`BENCH_KEYS`, comma-separated checkpoints, default `100000,1000000`).
 //!
 //! The emulator and the echo responder run as separate processes (the release binary and this
 //! benchmark re-executed with `--echo-server`), like a real deployment.
@@ -329,7 +330,7 @@ async fn bench() {
         "{:<8} {:>7} {:>12} {:>10} {:>10} {:>12}",
         "op", "clients", "req/s", "p50 µs", "p99 µs", "vs echo"
     );
-    for clients in [1usize, 16] {
+    for clients in [1usize, 16, 64] {
         let mut conns = Vec::new();
         for i in 0..clients {
             conns.push(Conn::open(format!("bench-{}-{clients}-{i}", std::process::id())).await);
@@ -409,10 +410,15 @@ async fn bench() {
             .unwrap_or(f64::NAN)
     );
 
-    // Resident memory with 100,000 keys of 32-byte values (16-byte keys), loaded by 16 clients
-    // into a fresh emulator process (so memory freed by the runs above cannot be reused and
-    // flatter the figure). Requests carry a 1 s timeout, so the reply cache holds about one
-    // second of replies, as it would for clients with 1 s timeouts.
+    // Resident memory with 100,000 (then 1,000,000) keys of 32-byte values (16-byte keys),
+    // loaded by 16 clients into a fresh emulator process (so memory freed by the runs above
+    // cannot be reused and flatter the figure). Requests carry a 1 s timeout, so the reply cache
+    // holds about one second of replies, as it would for clients with 1 s timeouts.
+    let checkpoints: Vec<usize> = std::env::var("BENCH_KEYS")
+        .unwrap_or_else(|_| "100000,1000000".into())
+        .split(',')
+        .map(|n| n.trim().parse().expect("BENCH_KEYS: key counts"))
+        .collect();
     drop(emulator);
     let emulator = Killed(spawn(
         Command::new(env!("CARGO_BIN_EXE_leasedlock-emulator"))
@@ -430,43 +436,50 @@ async fn bench() {
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let rss_before = rss_kib(pid);
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (n, mut c) in conns.into_iter().enumerate() {
-        tasks.push(tokio::spawn(async move {
-            for i in (n..100_000).step_by(16) {
-                let key = format!("mem-key-{i:08}");
-                c.call(
-                    envelope::REQUEST_TOPIC,
-                    &[b"SET", key.as_bytes(), &[b'x'; 32]],
-                )
-                .await;
-            }
-            c
-        }));
+    let mut loaded = 0usize;
+    for target in checkpoints {
+        let mut tasks = Vec::new();
+        for (n, mut c) in conns.into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                for i in (loaded + n..target).step_by(16) {
+                    let key = format!("mem-key-{i:08}");
+                    c.call(
+                        envelope::REQUEST_TOPIC,
+                        &[b"SET", key.as_bytes(), &[b'x'; 32]],
+                    )
+                    .await;
+                }
+                c
+            }));
+        }
+        conns = Vec::new();
+        for t in tasks {
+            conns.push(t.await.unwrap());
+        }
+        // The next round's ranges start here; each client took every 16th key.
+        loaded = target;
+        let load_secs = started.elapsed().as_secs_f64();
+        // Let the last second of cached replies expire (a GET purges them).
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        conns[0]
+            .call(envelope::REQUEST_TOPIC, &[b"GET", b"mem-key-00000000"])
+            .await;
+        let rss_after = rss_kib(pid);
+        let raw = target * (16 + 32);
+        let delta = (rss_after.saturating_sub(rss_before)) * 1024;
+        println!(
+            "\nmemory (fresh emulator): RSS idle {} KiB, after {} keys {} KiB (loaded in {:.1} s); \
+             growth {:.1} MB for {:.1} MB of raw key+value bytes = {:.2}x, {:.0} B per key",
+            rss_before,
+            target,
+            rss_after,
+            load_secs,
+            delta as f64 / 1e6,
+            raw as f64 / 1e6,
+            delta as f64 / raw as f64,
+            delta as f64 / target as f64
+        );
     }
-    let mut conns = Vec::new();
-    for t in tasks {
-        conns.push(t.await.unwrap());
-    }
-    let load_secs = started.elapsed().as_secs_f64();
-    // Let the last second of cached replies expire (a GET purges them).
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    conns[0]
-        .call(envelope::REQUEST_TOPIC, &[b"GET", b"mem-key-00000000"])
-        .await;
-    let rss_after = rss_kib(pid);
-    let raw = 100_000 * (16 + 32);
-    let delta = (rss_after.saturating_sub(rss_before)) * 1024;
-    println!(
-        "\nmemory (fresh emulator): RSS idle {} KiB, after 100,000 keys {} KiB (loaded in {:.1} s); \
-         growth {:.1} MB for {:.1} MB of raw key+value bytes = {:.2}x",
-        rss_before,
-        rss_after,
-        load_secs,
-        delta as f64 / 1e6,
-        raw as f64 / 1e6,
-        delta as f64 / raw as f64
-    );
     drop(echo);
     drop(emulator);
 }

@@ -9,6 +9,12 @@
 //! became a millisecond or two of handover latency. The timer therefore waits on tokio's wheel
 //! only until [`PRECISE`] before the deadline, and sleeps the rest on a blocking-pool thread
 //! (`nanosleep`, tens of µs of slack) so it fires close to the deadline itself.
+//!
+//! That hand-off costs two thread switches. A busy connection (thousands of auto-renewed leases)
+//! has a deadline every few hundred microseconds and would pay it for nearly every one, and for
+//! every turn of the driver's loop that drops a pending wait; there the wheel's rounding costs
+//! nothing (deadlines that come due together run in one batch). So at most one precise sleep
+//! starts per [`PRECISE_EVERY`]; the others wait on the wheel.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -19,11 +25,19 @@ use tokio::time::{Instant, Sleep};
 /// one tick of the wheel, whose rounding it absorbs.
 pub(crate) const PRECISE: Duration = Duration::from_millis(1);
 
+/// At most one precise sleep starts per this long: an idle connection always gets one, a busy
+/// one uses the wheel.
+pub(crate) const PRECISE_EVERY: Duration = Duration::from_millis(10);
+
 /// A timer armed for at most one deadline.
 #[derive(Debug)]
 pub(crate) struct Timer {
     sleep: Pin<Box<Sleep>>,
     armed: Option<Instant>,
+    /// When the last precise sleep started.
+    last_precise: Option<std::time::Instant>,
+    /// Precise sleeps started so far (read by the tests).
+    precise_sleeps: u64,
 }
 
 impl Timer {
@@ -32,6 +46,8 @@ impl Timer {
         Timer {
             sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
             armed: None,
+            last_precise: None,
+            precise_sleeps: 0,
         }
     }
 
@@ -54,7 +70,10 @@ impl Timer {
         let Some(at) = self.armed else {
             return std::future::pending::<()>().await;
         };
-        if at.saturating_duration_since(Instant::now()) > PRECISE {
+        let precise = self
+            .last_precise
+            .is_none_or(|t| t.elapsed() >= PRECISE_EVERY);
+        if !precise || at.saturating_duration_since(Instant::now()) > PRECISE {
             self.sleep.as_mut().await;
         }
         // What is left in real time; beyond one tick only if tokio's clock is not the real one
@@ -62,9 +81,14 @@ impl Timer {
         let left = at
             .into_std()
             .saturating_duration_since(std::time::Instant::now());
-        if left > PRECISE {
-            tokio::time::sleep_until(at).await;
+        if left > PRECISE || (!precise && !left.is_zero()) {
+            // The wheel entry, moved to the deadline itself (cancel-safe: a later call waits
+            // on it again).
+            self.sleep.as_mut().reset(at);
+            self.sleep.as_mut().await;
         } else if !left.is_zero() {
+            self.last_precise = Some(std::time::Instant::now());
+            self.precise_sleeps += 1;
             tracing::trace!(target: leasedlock_api::driver::HOP, left = ?left, "precise sleep");
             // A dropped wait leaves this sleep to finish on its own: at most one tick.
             let _ = tokio::task::spawn_blocking(move || std::thread::sleep(left)).await;
@@ -129,5 +153,28 @@ mod tests {
             t.fired().await;
             assert!(Instant::now() >= at, "never early ({micros} µs)");
         }
+    }
+
+    /// A busy timer (deadlines a fraction of a millisecond apart, as thousands of renewals
+    /// make) must not hand every one to the blocking pool: at most one precise sleep per
+    /// `PRECISE_EVERY` of the time it ran, yet it never fires early.
+    #[tokio::test]
+    async fn a_busy_timer_starts_few_precise_sleeps() {
+        let mut t = Timer::new();
+        let start = std::time::Instant::now();
+        let rounds = 40;
+        for _ in 0..rounds {
+            let at = Instant::now() + Duration::from_micros(300);
+            t.set(Some(at));
+            t.fired().await;
+            assert!(Instant::now() >= at, "never early");
+        }
+        let allowed = 1 + (start.elapsed().as_millis() / PRECISE_EVERY.as_millis()) as u64;
+        assert!(
+            t.precise_sleeps <= allowed,
+            "{} precise sleeps for {rounds} deadlines in {:?}",
+            t.precise_sleeps,
+            start.elapsed()
+        );
     }
 }

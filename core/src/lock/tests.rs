@@ -109,19 +109,46 @@ fn held_lock_reports_locked_and_stops_observing() {
     );
 }
 
+/// Herd control costs nothing until there is a herd: a waiter none of whose attempts has lost
+/// to someone else's SET attempts as soon as it sees the DELETE, without a jitter timer.
 #[test]
-fn delete_wakes_a_waiter_after_jitter() {
+fn delete_wakes_a_lone_waiter_at_once() {
     let (mut l, mut r) = setup();
     waiting(&mut l, &mut r, &opts(false));
     let fallback = l.poll_timeout().unwrap();
     assert!(fallback >= Instant::from_millis(1002) && fallback < Instant::from_millis(1502));
     l.handle_notification(&note_del(NAME, tok(2)), &mut r, at(100));
-    assert_eq!(r.count(RequestKind::Set), 1);
-    // The window starts small: a lone waiter attempts within a millisecond.
-    let due = l.poll_timeout().unwrap();
-    assert!(due >= Instant::from_millis(100) && due < Instant::from_millis(101));
-    l.handle_timeout(&mut r, at_mono(due));
     assert_eq!(r.count(RequestKind::Set), 2);
+}
+
+/// A DELETE at `t`: the attempt it schedules (at once, or after the jitter) is sent and refused
+/// (someone else's SET won). Returns when the refusal was handled.
+fn lose_after_delete(l: &mut Lock, r: &mut FakeRequester, t: u64, token: u64) -> u64 {
+    let sets = r.count(RequestKind::Set);
+    l.handle_notification(&note_del(NAME, tok(token)), r, at(t));
+    let mut now = Instant::from_millis(t);
+    if r.count(RequestKind::Set) == sets {
+        now = l.poll_timeout().unwrap();
+        l.handle_timeout(r, at_mono(now));
+    }
+    assert_eq!(r.count(RequestKind::Set), sets + 1);
+    let set = r.last_of(RequestKind::Set);
+    let done = now.as_nanos() / 1_000_000 + 1;
+    answer(l, r, &set, refused_set(), Some(tok(token + 1)), done);
+    done
+}
+
+/// Once an attempt lost to someone else's SET, the next DELETE is followed by a jitter.
+#[test]
+fn delete_after_contention_waits_a_jitter() {
+    let (mut l, mut r) = setup();
+    waiting(&mut l, &mut r, &opts(false));
+    lose_after_delete(&mut l, &mut r, 100, 2);
+    l.handle_notification(&note_del(NAME, tok(4)), &mut r, at(200));
+    let due = l.poll_timeout().unwrap();
+    assert!(due >= Instant::from_millis(200) && due < Instant::from_millis(201));
+    l.handle_timeout(&mut r, at_mono(due));
+    assert_eq!(r.count(RequestKind::Set), 3);
 }
 
 #[test]
@@ -130,14 +157,16 @@ fn someone_elses_set_cancels_the_jittered_attempt() {
     let mut o = opts(false);
     o.max_jitter = Some(Duration::from_millis(500));
     waiting(&mut l, &mut r, &o);
-    l.handle_notification(&note_del(NAME, tok(2)), &mut r, at(100));
+    // Contention opens the jitter window.
+    lose_after_delete(&mut l, &mut r, 50, 2);
+    l.handle_notification(&note_del(NAME, tok(4)), &mut r, at(100));
     let due = l.poll_timeout().unwrap();
-    l.handle_notification(&note_set(NAME, b"other", tok(3)), &mut r, at(100));
+    l.handle_notification(&note_set(NAME, b"other", tok(5)), &mut r, at(100));
     // Only the fallback remains, pushed back by the news.
     let fallback = l.poll_timeout().unwrap();
     assert!(fallback >= Instant::from_millis(1100) && fallback < Instant::from_millis(1600));
     l.handle_timeout(&mut r, at_mono(due));
-    assert_eq!(r.count(RequestKind::Set), 1);
+    assert_eq!(r.count(RequestKind::Set), 2);
 }
 
 #[test]
@@ -168,29 +197,25 @@ fn window(l: &Lock) -> Duration {
     l.wait.as_ref().map(|w| w.jitter).unwrap()
 }
 
-/// The jitter window starts at `DEFAULT_MIN_JITTER`, doubles when a jittered attempt loses to
-/// someone else's SET (cancelled by its notification, or refused), stops at `max_jitter`, and
-/// starts small again with the next `lock()`.
+/// The jitter window starts at zero, opens at `DEFAULT_MIN_JITTER` and then doubles when an
+/// attempt after a DELETE loses to someone else's SET (cancelled by its notification, or
+/// refused), stops at `max_jitter`, and starts at zero again with the next `lock()`.
 #[test]
 fn jitter_window_adapts_to_contention() {
     let (mut l, mut r) = setup();
     let o = opts(false);
     waiting(&mut l, &mut r, &o);
-    // The first refusal followed no jitter: no contention signal.
-    assert_eq!(window(&l), DEFAULT_MIN_JITTER);
+    // The first refusal followed no DELETE: no contention signal.
+    assert_eq!(window(&l), Duration::ZERO);
     let mut t = 100;
-    // Cancelled by the winner's SET notification.
-    l.handle_notification(&note_del(NAME, tok(2)), &mut r, at(t));
-    l.handle_notification(&note_set(NAME, b"other", tok(3)), &mut r, at(t));
-    assert_eq!(window(&l), DEFAULT_MIN_JITTER * 2);
-    // Refused after the jitter.
+    // Refused right after the DELETE.
+    lose_after_delete(&mut l, &mut r, t, 2);
+    assert_eq!(window(&l), DEFAULT_MIN_JITTER);
+    // Cancelled by the winner's SET notification before it was sent.
     t += 100;
     l.handle_notification(&note_del(NAME, tok(4)), &mut r, at(t));
-    let due = l.poll_timeout().unwrap();
-    l.handle_timeout(&mut r, at_mono(due));
-    let set = r.last_of(RequestKind::Set);
-    answer(&mut l, &mut r, &set, refused_set(), Some(tok(5)), t + 1);
-    assert_eq!(window(&l), DEFAULT_MIN_JITTER * 4);
+    l.handle_notification(&note_set(NAME, b"other", tok(5)), &mut r, at(t));
+    assert_eq!(window(&l), DEFAULT_MIN_JITTER * 2);
     for i in 0..10 {
         t += 100;
         l.handle_notification(&note_del(NAME, tok(10 + 2 * i)), &mut r, at(t));
@@ -205,7 +230,18 @@ fn jitter_window_adapts_to_contention() {
     assert_eq!(window(&l), Duration::from_millis(50));
     assert!(l.cancel(&mut r, at(3_001)));
     l.lock(DUR, &o, &mut r, at(3_002)).unwrap();
-    assert_eq!(window(&l), DEFAULT_MIN_JITTER);
+    assert_eq!(window(&l), Duration::ZERO);
+}
+
+/// A cap below `DEFAULT_MIN_JITTER` bounds the first window too.
+#[test]
+fn first_window_respects_a_small_cap() {
+    let (mut l, mut r) = setup();
+    let mut o = opts(false);
+    o.max_jitter = Some(Duration::from_micros(300));
+    waiting(&mut l, &mut r, &o);
+    lose_after_delete(&mut l, &mut r, 100, 2);
+    assert_eq!(window(&l), Duration::from_micros(300));
 }
 
 /// Without `max_jitter` the cap is half the lease, at most `DEFAULT_MAX_JITTER`; a
@@ -233,9 +269,7 @@ fn delete_seen_during_an_attempt_is_not_lost() {
     // The holder releases after the store refused us but before we read the refusal.
     l.handle_notification(&note_del(NAME, tok(2)), &mut r, at(3));
     answer(&mut l, &mut r, &set, refused_set(), Some(tok(1)), 4);
-    let due = l.poll_timeout().unwrap();
-    assert!(due < Instant::from_millis(60));
-    l.handle_timeout(&mut r, at_mono(due));
+    // No contention seen yet, so no jitter: the next attempt leaves at once.
     assert_eq!(r.count(RequestKind::Set), 2);
 }
 
@@ -409,9 +443,6 @@ fn observation_reregistered_after_reconnect() {
     let g = r.last();
     assert_eq!(g.kind, RequestKind::Get);
     answer(&mut l, &mut r, &g, get(None), None, 103);
-    let due = l.poll_timeout().unwrap();
-    assert!(due < Instant::from_millis(160));
-    l.handle_timeout(&mut r, at_mono(due));
     assert_eq!(r.count(RequestKind::Set), 2);
 }
 

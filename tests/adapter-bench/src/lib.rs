@@ -11,7 +11,10 @@
 
 pub mod echo;
 pub mod measure;
+pub mod official;
+pub mod process;
 pub mod sides;
+pub mod wire;
 pub mod world;
 
 /// The repository README's Rust code, compiled by `cargo test --doc -p leasedlock-adapter-bench`

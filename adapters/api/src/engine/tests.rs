@@ -197,6 +197,11 @@ impl World {
             if let Poll::Ready(v) = poll_once(fut.as_mut()) {
                 return v;
             }
+            // Commands the future just sent are handled now, as a driver would, before virtual
+            // time jumps to the next deadline.
+            if self.peers.iter().any(|p| !p.commands.rx.is_empty()) {
+                continue;
+            }
             let spent = Duration::from_millis(self.ms - start);
             assert!(spent < limit, "future still pending after {spent:?}");
             if !self.advance(limit - spent) {
