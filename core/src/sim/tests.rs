@@ -603,9 +603,9 @@ fn scenario_sim(seed: u64) -> Sim {
 }
 
 /// Seeds whose scenario ([`Scenario::from_seed`]) lets a command stopped by [`LATE_KILL`] run
-/// on after the store granted its lease to another client (found by running seeds 0–39: 16
+/// on after the store granted its lease to another client (found by running seeds 0–39: 19
 /// of them fail so; the set moves whenever a change alters the runs' random draws).
-const LATE_KILL_CAUGHT: [u64; 6] = [5, 7, 13, 14, 17, 18];
+const LATE_KILL_CAUGHT: [u64; 6] = [3, 4, 7, 13, 14, 17];
 
 #[test]
 fn a_late_kill_policy_breaks_s6() {
