@@ -16,7 +16,9 @@ use core::time::Duration;
 
 use super::check::Failure;
 use super::trace::Fingerprint;
-use crate::client::{Client, Output, RequestError, RequestId, RequestOptions, Requester};
+use crate::client::{
+    Client, Output, Recording, RequestError, RequestId, RequestOptions, Requester,
+};
 use crate::command::Request;
 use crate::hlc::Hlc;
 use crate::rng::Rng;
@@ -325,11 +327,12 @@ pub struct TrackedRequester<'a> {
 }
 
 impl TrackedRequester<'_> {
-    fn track(&mut self, r: Result<RequestId, RequestError>) -> Result<RequestId, RequestError> {
-        if let Ok(id) = r {
-            self.issued.insert(id);
-        }
-        r
+    /// The client, recording into `issued` what it sends.
+    fn recording(&mut self) -> Recording<'_, impl FnMut(RequestId) + '_> {
+        let issued = &mut *self.issued;
+        Recording::new(&mut *self.client, move |id| {
+            issued.insert(id);
+        })
     }
 }
 
@@ -340,8 +343,7 @@ impl Requester for TrackedRequester<'_> {
         options: RequestOptions,
         now: Now,
     ) -> Result<RequestId, RequestError> {
-        let r = self.client.request(request, options, now);
-        self.track(r)
+        self.recording().request(request, options, now)
     }
 
     fn observe(
@@ -350,8 +352,7 @@ impl Requester for TrackedRequester<'_> {
         options: RequestOptions,
         now: Now,
     ) -> Result<RequestId, RequestError> {
-        let r = self.client.observe(key, options, now);
-        self.track(r)
+        self.recording().observe(key, options, now)
     }
 
     fn unobserve(
@@ -360,8 +361,7 @@ impl Requester for TrackedRequester<'_> {
         options: RequestOptions,
         now: Now,
     ) -> Result<RequestId, RequestError> {
-        let r = self.client.unobserve(key, options, now);
-        self.track(r)
+        self.recording().unobserve(key, options, now)
     }
 
     fn client_id(&self) -> &str {

@@ -533,6 +533,36 @@ mod tests {
     }
 
     #[test]
+    fn two_handles_of_one_node_holding_at_once_break_s1() {
+        // Each handle of a connection is a holder of its own: the same node is no excuse.
+        let one = Who { node: 0, holder: 1 };
+        let two = Who { node: 0, holder: 2 };
+        let mut c = Checker::default();
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
+        c.grant(&key(), &t(2), 2_000, 0).unwrap();
+        c.report(one, 10, &acquired(t(1), false), Some(900), &NOISY)
+            .unwrap();
+        let e = c
+            .report(two, 500, &acquired(t(2), false), Some(1_900), &NOISY)
+            .unwrap_err();
+        assert_eq!(e.invariant, Invariant::S1SingleHolder);
+        assert!(
+            e.message.contains("c0:h2") && e.message.contains("c0:h1"),
+            "{}",
+            e.message
+        );
+        // A crash of the node ends the holds of all its handles.
+        let mut c = Checker::default();
+        c.grant(&key(), &t(1), 1_000, 0).unwrap();
+        c.grant(&key(), &t(2), 2_000, 0).unwrap();
+        c.report(one, 10, &acquired(t(1), false), Some(900), &NOISY)
+            .unwrap();
+        c.crashed(0);
+        c.report(two, 500, &acquired(t(2), false), Some(1_900), &NOISY)
+            .unwrap();
+    }
+
+    #[test]
     fn two_holders_at_once_break_s1() {
         let mut c = Checker::default();
         c.grant(&key(), &t(1), 1_000, 0).unwrap();

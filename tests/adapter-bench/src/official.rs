@@ -2,14 +2,11 @@
 //! adapters: a lease on one connection and a lock two connections contend for. It runs on
 //! tokio (the SDK needs it), on the runtime that calls [`Official::start`].
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use azure_iot_operations_mqtt::aio::connection_settings::MqttConnectionSettingsBuilder;
-use azure_iot_operations_mqtt::session::{Session, SessionExitHandle, SessionOptionsBuilder};
-use azure_iot_operations_protocol::application::ApplicationContextBuilder;
 use azure_iot_operations_services::leased_lock::{lease, lock};
-use azure_iot_operations_services::state_store;
+
+use leasedlock_interop_tests::OfficialSession;
 
 use crate::world::{client_id, World};
 
@@ -19,62 +16,22 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DURATION: Duration = Duration::from_secs(10);
 
 /// One official client: its running MQTT session and its state-store client.
-struct Client {
-    store: Arc<state_store::Client>,
-    id: String,
-    exit: SessionExitHandle,
-    session: tokio::task::JoinHandle<()>,
-}
+struct Client(OfficialSession);
 
 impl Client {
     fn connect(world: &World, prefix: &str) -> Client {
         // The SDK uses the client id as the holder name: no characters beyond a plain id.
         let id = client_id(prefix).replace(['.', ':'], "-");
-        let connection = MqttConnectionSettingsBuilder::default()
-            .client_id(id.clone())
-            .hostname(world.host().to_string())
-            .tcp_port(world.port())
-            .keep_alive(Duration::from_secs(60))
-            .use_tls(false)
-            .build()
-            .expect("connection settings");
-        let options = SessionOptionsBuilder::default()
-            .connection_settings(connection)
-            .build()
-            .expect("session options");
-        let session = Session::new(options).expect("a session");
-        let context = ApplicationContextBuilder::default()
-            .build()
-            .expect("an application context");
-        let store = Arc::new(
-            state_store::Client::new(
-                context,
-                session.create_managed_client(),
-                session.create_session_monitor(),
-                state_store::ClientOptionsBuilder::default()
-                    .build()
-                    .expect("client options"),
-            )
-            .expect("a state store client"),
-        );
-        let exit = session.create_exit_handle();
-        let session = tokio::spawn(async move {
-            if let Err(e) = session.run().await {
-                eprintln!("official client session ended: {e}");
-            }
-        });
-        Client {
-            store,
+        Client(OfficialSession::connect(
             id,
-            exit,
-            session,
-        }
+            world.host(),
+            world.port(),
+            Duration::from_secs(60),
+        ))
     }
 
     async fn close(self) {
-        let _ = self.store.shutdown().await;
-        let _ = self.exit.try_exit();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.session).await;
+        self.0.close().await;
     }
 }
 
@@ -91,7 +48,7 @@ impl std::fmt::Debug for Official {
         f.debug_struct("Official")
             .field(
                 "clients",
-                &self.clients.iter().map(|c| &c.id).collect::<Vec<_>>(),
+                &self.clients.iter().map(|c| &c.0.id).collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -105,21 +62,21 @@ impl Official {
         let lease_name = client_id("bench-official-lease");
         let lock_name = client_id("bench-official-lock");
         let lease = lease::Client::new(
-            holder.store.clone(),
+            holder.0.store.clone(),
             lease_name.into_bytes(),
-            holder.id.clone().into_bytes(),
+            holder.0.id.clone().into_bytes(),
         )
         .expect("a lease client");
         let holder_lock = lock::Client::new(
-            holder.store.clone(),
+            holder.0.store.clone(),
             lock_name.clone().into_bytes(),
-            holder.id.clone().into_bytes(),
+            holder.0.id.clone().into_bytes(),
         )
         .expect("a lock client");
         let waiter_lock = lock::Client::new(
-            waiter.store.clone(),
+            waiter.0.store.clone(),
             lock_name.into_bytes(),
-            waiter.id.clone().into_bytes(),
+            waiter.0.id.clone().into_bytes(),
         )
         .expect("a lock client");
         let official = Official {
@@ -133,6 +90,7 @@ impl Official {
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
                 let got = client
+                    .0
                     .store
                     .get(b"bench-official-probe".to_vec(), Duration::from_secs(1))
                     .await;

@@ -68,32 +68,26 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// One official client: its MQTT session (running), its state-store client, and a lease and
-/// lock client on `lease_name` held as its client id.
-pub struct Official {
-    /// The client id (also the lease holder name).
+/// One official client's running MQTT session and its state-store client: the one way this
+/// repository connects the official SDK (the interop tests and the side-by-side benches).
+pub struct OfficialSession {
+    /// The client id (also the holder name of its leases and locks).
     pub id: String,
     /// The state-store client.
     pub store: Arc<state_store::Client>,
-    /// A lease client.
-    pub lease: lease::Client,
-    /// A lock client.
-    pub lock: lock::Client,
     exit: SessionExitHandle,
     session: tokio::task::JoinHandle<Result<(), String>>,
 }
 
-impl Official {
-    /// Connects a new official client (the session runs on the caller's runtime).
-    pub fn connect(prefix: &str, lease_name: &str) -> Official {
-        start_emulator();
-        let id = unique(prefix);
-        let (host, port) = broker();
+impl OfficialSession {
+    /// Connects client `id` to the broker at `host:port` (no TLS) with `keep_alive`; the
+    /// session runs on the caller's runtime.
+    pub fn connect(id: String, host: &str, port: u16, keep_alive: Duration) -> OfficialSession {
         let connection = MqttConnectionSettingsBuilder::default()
             .client_id(id.clone())
-            .hostname(host)
+            .hostname(host.to_string())
             .tcp_port(port)
-            .keep_alive(Duration::from_secs(5))
+            .keep_alive(keep_alive)
             .use_tls(false)
             .build()
             .expect("connection settings");
@@ -116,26 +110,59 @@ impl Official {
             )
             .expect("a state store client"),
         );
+        let exit = session.create_exit_handle();
+        let session = tokio::spawn(async move { session.run().await.map_err(|e| e.to_string()) });
+        OfficialSession {
+            id,
+            store,
+            exit,
+            session,
+        }
+    }
+
+    /// Shuts the client down and waits (at most 5 s) for its session to end.
+    pub async fn close(self) {
+        let _ = self.store.shutdown().await;
+        let _ = self.exit.try_exit();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.session).await;
+    }
+}
+
+/// One official client and a lease and lock client on `lease_name` held as its client id.
+pub struct Official {
+    /// The client id (also the lease holder name).
+    pub id: String,
+    /// The state-store client.
+    pub store: Arc<state_store::Client>,
+    /// A lease client.
+    pub lease: lease::Client,
+    /// A lock client.
+    pub lock: lock::Client,
+    session: OfficialSession,
+}
+
+impl Official {
+    /// Connects a new official client (the session runs on the caller's runtime).
+    pub fn connect(prefix: &str, lease_name: &str) -> Official {
+        start_emulator();
+        let (host, port) = broker();
+        let session = OfficialSession::connect(unique(prefix), &host, port, Duration::from_secs(5));
+        let (id, store) = (session.id.clone(), session.store.clone());
         let lease = lease::Client::new(store.clone(), lease_name.into(), id.clone().into())
             .expect("a lease client");
         let lock = lock::Client::new(store.clone(), lease_name.into(), id.clone().into())
             .expect("a lock client");
-        let exit = session.create_exit_handle();
-        let session = tokio::spawn(async move { session.run().await.map_err(|e| e.to_string()) });
         Official {
             id,
             store,
             lease,
             lock,
-            exit,
             session,
         }
     }
 
     /// Shuts the client down and waits for its session to end.
     pub async fn close(self) {
-        let _ = self.store.shutdown().await;
-        let _ = self.exit.try_exit();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.session).await;
+        self.session.close().await;
     }
 }
