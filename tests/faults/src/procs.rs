@@ -464,6 +464,9 @@ pub struct ContenderSpec {
     pub keep_alive: Duration,
     /// It gives up (exit status 3) after this long in all.
     pub deadline: Duration,
+    /// How many lock handles of its one connection contend side by side (each records as
+    /// `id.i` when there are several).
+    pub handles: u32,
 }
 
 impl ContenderSpec {
@@ -479,6 +482,7 @@ impl ContenderSpec {
             rounds: 1,
             keep_alive: Duration::from_secs(5),
             deadline: Duration::from_secs(60),
+            handles: 1,
         }
     }
 }
@@ -549,7 +553,8 @@ impl World {
             .args(["--hold-ms", &ms(spec.hold)])
             .args(["--rounds", &spec.rounds.to_string()])
             .args(["--keep-alive-ms", &ms(spec.keep_alive)])
-            .args(["--deadline-ms", &ms(spec.deadline)]);
+            .args(["--deadline-ms", &ms(spec.deadline)])
+            .args(["--handles", &spec.handles.to_string()]);
         Proc::spawn(&spec.id, command, self.dir())
     }
 

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use leasedlock_faults::clock::now_ns;
 use leasedlock_faults::procs::{ContenderSpec, Proc, Runtime, World, START_TIMEOUT};
 use leasedlock_faults::proxy::{Fault, FaultProxy};
+use leasedlock_faults::record::{Record, WriteOutcome};
 use leasedlock_faults::scenario::{
     applied_write_by, expect_exit, holds_by, judge, note_by, run, Stale, EXIT_TIMEOUT,
     FAULT_TIMEOUT,
@@ -139,6 +141,70 @@ fn holder_reset(runtime: Runtime) -> Result<(), String> {
     Ok(())
 }
 
+/// Two lock handles of one connection in each process (`a.0`, `a.1` on `runtime` behind a
+/// proxy, `b.0`, `b.1` on the other runtime, direct), all taking turns on the one lock. `a`'s
+/// connection is reset a few times, then black-holed until a handle of `b` has written. Each
+/// handle must exclude the other handle of its own connection exactly as it excludes the other
+/// process's: no two of the four holds overlap, and tokens increase across all of them.
+fn two_handles_per_connection(runtime: Runtime) -> Result<(), String> {
+    let world = world()?;
+    let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
+    let spec = |id: &str, runtime: Runtime, port: u16| {
+        let mut spec = ContenderSpec::new(id, runtime, port);
+        spec.handles = 2;
+        spec.rounds = 4;
+        spec.hold = Duration::from_millis(300);
+        spec
+    };
+    let mut a = world.contender(&spec("a", runtime, proxy.addr().port()))?;
+    let any_hold_by_a = |r: &Record| matches!(r, Record::Held { who, .. } if who.starts_with("a."));
+    world.wait_record(
+        START_TIMEOUT,
+        "a handle of a to hold",
+        &mut [&mut a],
+        any_hold_by_a,
+    )?;
+    let mut b = world.contender(&spec("b", runtime.other(), world.broker.port()))?;
+    world.wait_record(
+        START_TIMEOUT,
+        "b to connect",
+        &mut [&mut a, &mut b],
+        note_by("b", "ready"),
+    )?;
+
+    proxy.set(Fault::Reset);
+    leasedlock_faults::procs::wait_until(FAULT_TIMEOUT, "three resets", || proxy.resets() >= 3)
+        .map_err(|e| format!("{e}\n{}", world.dump(&[&a, &b])))?;
+    proxy.set(Fault::Pass);
+
+    let cut_at = now_ns();
+    proxy.set(Fault::BlackHole);
+    world.wait_record(
+        FAULT_TIMEOUT,
+        "a handle of b to write while a is cut off",
+        &mut [&mut b],
+        |r| {
+            matches!(r, Record::Write { who, start, outcome: WriteOutcome::Applied, stale: false, .. }
+                if who.starts_with("b.") && *start > cut_at)
+        },
+    )?;
+    proxy.set(Fault::Pass);
+
+    expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
+    expect_exit(&world, &mut a, 0, EXIT_TIMEOUT)?;
+    let a_lost = world
+        .records()
+        .iter()
+        .any(|r| matches!(r, Record::Note { who, text, .. } if who.starts_with("a.") && text.starts_with("lost")));
+    let stale = if a_lost {
+        Stale::Refused
+    } else {
+        Stale::Optional
+    };
+    judge(&world, &["a.0", "a.1", "b.0", "b.1"], stale)?;
+    Ok(())
+}
+
 macro_rules! on_both_runtimes {
     ($($tokio:ident, $async_std:ident => $scenario:expr;)*) => {$(
         #[test]
@@ -166,4 +232,6 @@ on_both_runtimes! {
         |rt| holder_signalled(rt, Signal::SIGSTOP, Some(Signal::SIGCONT));
     kill_9_tokio, kill_9_async_std =>
         |rt| holder_signalled(rt, Signal::SIGKILL, None);
+    two_handles_per_connection_tokio, two_handles_per_connection_async_std =>
+        two_handles_per_connection;
 }

@@ -1,5 +1,5 @@
 //! `leasedlock-faults-contender RUNTIME --port P --id ID --lock NAME --key KEY --log FILE
-//! --ttl-ms T --hold-ms H --rounds N --keep-alive-ms K --deadline-ms D`
+//! --ttl-ms T --hold-ms H --rounds N --keep-alive-ms K --deadline-ms D [--handles M]`
 //!
 //! A library client of the suite, on `tokio` or `async-std`: N times it takes the lock, and for
 //! H ms it records a `HELD` heartbeat whenever its handle says the lock is held and makes a
@@ -7,10 +7,16 @@
 //! waits until another holder has written KEY and makes one more write fenced with its lost
 //! token (a `STALE` record), which the store must refuse. Exit status 0 when every round ran,
 //! 3 when the deadline passed first, 2 on bad arguments.
+//!
+//! With `--handles M` (default 1), M lock handles of the one connection do all that side by
+//! side, each recording as `ID.i`: two handles of one connection must exclude each other exactly
+//! as two processes do.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
@@ -38,6 +44,7 @@ struct Args {
     rounds: u32,
     keep_alive: Duration,
     deadline: Duration,
+    handles: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -76,6 +83,13 @@ fn parse_args() -> Result<Args, String> {
             .map_err(|_| "--rounds too large")?,
         keep_alive: ms("keep-alive-ms", take("keep-alive-ms")?)?,
         deadline: ms("deadline-ms", take("deadline-ms")?)?,
+        handles: match flags.remove("handles") {
+            None => 1,
+            Some(text) => u32::try_from(number("handles", text)?)
+                .ok()
+                .filter(|n| (1..=16).contains(n))
+                .ok_or("--handles must be 1 to 16")?,
+        },
         runtime,
     };
     if let Some(extra) = flags.keys().next() {
@@ -119,6 +133,55 @@ impl Args {
 /// Ran out of time.
 struct DeadlinePassed;
 
+/// One handle's rounds, boxed so several can be polled side by side.
+type Rounds<'a> = Pin<Box<dyn Future<Output = Result<(), DeadlinePassed>> + 'a>>;
+
+/// Every handle's rounds side by side on the one connection: handle `i` records as `ID.i` when
+/// there are several, as `ID` when there is one.
+async fn contend_all<S, F>(
+    conn: &leasedlock_api::Connection,
+    args: &Args,
+    sleep: S,
+) -> Result<(), DeadlinePassed>
+where
+    S: Fn(Duration) -> F,
+    F: Future<Output = ()>,
+{
+    if args.handles == 1 {
+        return contend(conn, args, &sleep).await;
+    }
+    let per_handle: Vec<Args> = (0..args.handles)
+        .map(|i| Args {
+            id: format!("{}.{i}", args.id),
+            ..args.clone()
+        })
+        .collect();
+    let mut rounds: Vec<Option<Rounds<'_>>> = per_handle
+        .iter()
+        .map(|a| Some(Box::pin(contend(conn, a, &sleep)) as Rounds<'_>))
+        .collect();
+    let mut result = Ok(());
+    std::future::poll_fn(|cx| {
+        for slot in rounds.iter_mut() {
+            if let Some(round) = slot {
+                if let Poll::Ready(r) = round.as_mut().poll(cx) {
+                    if r.is_err() {
+                        result = Err(DeadlinePassed);
+                    }
+                    *slot = None;
+                }
+            }
+        }
+        if rounds.iter().all(Option::is_none) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    result
+}
+
 fn outcome_of(result: &Result<leasedlock_api::SetResult, StoreError>) -> WriteOutcome {
     match result {
         Ok(r) if r.applied => WriteOutcome::Applied,
@@ -133,7 +196,7 @@ fn outcome_of(result: &Result<leasedlock_api::SetResult, StoreError>) -> WriteOu
 async fn contend<S, F>(
     conn: &leasedlock_api::Connection,
     args: &Args,
-    sleep: S,
+    sleep: &S,
 ) -> Result<(), DeadlinePassed>
 where
     S: Fn(Duration) -> F,
@@ -241,7 +304,7 @@ where
         }
         drop(lock);
         if let Some(token) = last {
-            stale_write(&store, args, token, &sleep, deadline).await?;
+            stale_write(&store, args, token, sleep, deadline).await?;
         }
     }
     Ok(())
@@ -318,7 +381,7 @@ fn run_tokio(args: &Args) -> Result<Result<(), DeadlinePassed>, String> {
             .await
             .map_err(|e| format!("connect: {e}"))?;
         args.note("ready (tokio)");
-        let result = contend(conn.as_api(), args, tokio::time::sleep).await;
+        let result = contend_all(conn.as_api(), args, tokio::time::sleep).await;
         conn.close().await;
         Ok(result)
     })
@@ -330,7 +393,7 @@ fn run_async_std(args: &Args) -> Result<Result<(), DeadlinePassed>, String> {
             .await
             .map_err(|e| format!("connect: {e}"))?;
         args.note("ready (async-std)");
-        let result = contend(conn.as_api(), args, async_std::task::sleep).await;
+        let result = contend_all(conn.as_api(), args, async_std::task::sleep).await;
         conn.close().await;
         Ok(result)
     })
