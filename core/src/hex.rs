@@ -34,6 +34,8 @@ impl core::fmt::Display for HexError {
     }
 }
 
+impl core::error::Error for HexError {}
+
 /// Appends the upper-case hex form of `bytes` to `out`.
 pub fn encode_upper_into(bytes: &[u8], out: &mut Vec<u8>) {
     out.reserve(bytes.len() * 2);

@@ -49,6 +49,8 @@ impl fmt::Display for HlcError {
     }
 }
 
+impl core::error::Error for HlcError {}
+
 /// A hybrid logical clock value. Ordered by milliseconds, then counter, then node id compared
 /// byte-wise (the Go and .NET order); "equal" means all three fields match.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -17,6 +17,8 @@ pub mod leader;
 pub mod lease;
 pub mod lock;
 mod options;
+#[cfg(feature = "session")]
+pub mod session;
 mod shared;
 pub mod state_store;
 mod view;

@@ -19,10 +19,10 @@ use leasedlock_api::{
 use tracing::Instrument;
 
 use leasedlock_api::driver::Driver;
+use leasedlock_api::session::SessionLink;
 
 use crate::deadline::Deadline;
-use crate::driver::MqttLink;
-use crate::mqtt::Mqtt;
+use crate::runtime::AsyncIo;
 use crate::spawn::{Spawn, Spawner};
 
 /// How much longer than the engine's own closing grace (the request timeout, for requests
@@ -83,7 +83,12 @@ impl Connection {
     fn start_on(options: ConnectionOptions, spawner: Spawner) -> Result<Connection, ConnectError> {
         let clock = Clock::new();
         let (engine, inner, commands) = Engine::new(&options, clock)?;
-        let mqtt = Mqtt::new(&options, engine.seed(), clock, spawner.clone())?;
+        let link = SessionLink::new(
+            &options,
+            engine.seed(),
+            clock,
+            AsyncIo::new(spawner.clone()),
+        )?;
         if let Err(e) = spawner.ready() {
             // Only the default spawner can fail here (no thread for its executor); without
             // a task nothing would ever answer, so the connection is refused.
@@ -92,7 +97,6 @@ impl Connection {
         }
         let span = tracing::info_span!("leasedlock", client_id = %options.client_id());
         let id = options.client_id().to_string();
-        let link = MqttLink::new(mqtt);
         let last_refusal = link.last_refusal();
         let driver = Driver::new(engine, commands, clock, link, Deadline::default(), id);
         let (abort, aborted) = async_channel::bounded::<()>(1);

@@ -50,6 +50,16 @@ impl Deadline {
     }
 }
 
+impl leasedlock_api::driver::Timer for Deadline {
+    fn arm(&mut self, at: Instant) {
+        Deadline::arm(self, Some(at));
+    }
+
+    fn fired(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        Deadline::fired(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,11 +4,8 @@
 
 mod connection;
 mod deadline;
-mod driver;
-mod link;
-mod mqtt;
+mod runtime;
 pub mod spawn;
-mod transport;
 
 pub use connection::{Connection, CLOSE_GRACE};
 pub use leasedlock_api::adapter::exports::*;

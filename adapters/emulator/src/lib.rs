@@ -29,7 +29,9 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{
     AsyncClient, ClientError, ConnectionError, Event, EventLoop, MqttOptions, Request,
 };
-use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
+use rumqttc::NetworkOptions;
+#[cfg(feature = "tls")]
+use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -124,6 +126,8 @@ pub enum EmulatorError {
     Persist(persist::PersistError),
     /// A TLS file could not be read.
     Tls(std::io::Error),
+    /// TLS was asked for, but this build has no TLS (the `tls` feature is off).
+    TlsUnavailable,
     /// The broker did not accept the connection and subscription in time.
     NotReady(String),
 }
@@ -134,12 +138,24 @@ impl std::fmt::Display for EmulatorError {
             EmulatorError::Store(e) => write!(f, "store configuration: {e}"),
             EmulatorError::Persist(e) => write!(f, "data directory: {e}"),
             EmulatorError::Tls(e) => write!(f, "TLS files: {e}"),
+            EmulatorError::TlsUnavailable => {
+                f.write_str("TLS to the broker needs the emulator built with its `tls` feature")
+            }
             EmulatorError::NotReady(e) => write!(f, "broker connection: {e}"),
         }
     }
 }
 
-impl std::error::Error for EmulatorError {}
+impl std::error::Error for EmulatorError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EmulatorError::Store(e) => Some(e),
+            EmulatorError::Persist(e) => Some(e),
+            EmulatorError::Tls(e) => Some(e),
+            EmulatorError::TlsUnavailable | EmulatorError::NotReady(_) => None,
+        }
+    }
+}
 
 /// A snapshot of the running store, for tests and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -316,6 +332,21 @@ fn mqtt_options(config: &EmulatorConfig) -> Result<MqttOptions, EmulatorError> {
         o.set_credentials(user.clone(), pass.clone());
     }
     if let Some(tls) = &config.tls {
+        tls_transport(&mut o, tls)?;
+    }
+    Ok(o)
+}
+
+/// Without the `tls` feature there is no TLS transport.
+#[cfg(not(feature = "tls"))]
+fn tls_transport(_o: &mut MqttOptions, _tls: &TlsOptions) -> Result<(), EmulatorError> {
+    Err(EmulatorError::TlsUnavailable)
+}
+
+/// rumqttc's TLS transport (feature `tls`).
+#[cfg(feature = "tls")]
+fn tls_transport(o: &mut MqttOptions, tls: &TlsOptions) -> Result<(), EmulatorError> {
+    {
         let transport = match &tls.ca_file {
             None => Transport::tls_with_default_config(),
             Some(ca) => {
@@ -336,7 +367,7 @@ fn mqtt_options(config: &EmulatorConfig) -> Result<MqttOptions, EmulatorError> {
         };
         o.set_transport(transport);
     }
-    Ok(o)
+    Ok(())
 }
 
 type PollFuture = Pin<Box<dyn Future<Output = (EventLoop, Result<Event, ConnectionError>)> + Send>>;
@@ -583,4 +614,38 @@ impl Server {
 struct Ctx {
     snapshot: Mutex<Snapshot>,
     verbose: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the `tls` feature, asking for TLS is an error before any connection, never a
+    /// plain-text connection to a broker that was meant to be reached over TLS.
+    #[cfg(not(feature = "tls"))]
+    #[tokio::test]
+    async fn tls_without_the_feature_is_refused_not_downgraded() {
+        let mut config = EmulatorConfig::new("127.0.0.1", 1);
+        config.tls = Some(TlsOptions::default());
+        let err = Emulator::start(config).await.err();
+        assert!(matches!(err, Some(EmulatorError::TlsUnavailable)), "{err:?}");
+    }
+
+    /// With it, the TLS files are read when the emulator starts: a missing CA file is a typed
+    /// error that keeps its cause.
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn a_missing_ca_file_is_a_typed_error() {
+        let mut config = EmulatorConfig::new("127.0.0.1", 1);
+        config.tls = Some(TlsOptions {
+            ca_file: Some("/nonexistent/leasedlock-ca.pem".into()),
+            ..TlsOptions::default()
+        });
+        let err = Emulator::start(config).await.err();
+        let Some(EmulatorError::Tls(cause)) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(cause.kind(), std::io::ErrorKind::NotFound);
+        assert!(std::error::Error::source(err.as_ref().unwrap()).is_some());
+    }
 }

@@ -36,7 +36,7 @@ struct Args {
     /// File holding the password (trailing newline ignored).
     #[arg(long)]
     password_file: Option<PathBuf>,
-    /// Connect with TLS.
+    /// Connect with TLS (needs a build with the `tls` feature; otherwise refused with an error).
     #[arg(long)]
     tls: bool,
     /// PEM CA certificate(s) to trust (implies --tls; default: the platform's roots).

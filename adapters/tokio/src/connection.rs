@@ -13,16 +13,18 @@ use leasedlock_api::{
 use tracing::Instrument;
 
 use leasedlock_api::driver::Driver;
+use leasedlock_api::session::SessionLink;
 
-use crate::link::RumqttcLink;
+use crate::runtime::Tokio;
 use crate::timer::Timer;
 
 /// Aborts the driver task when the last [`Connection`] clone that owns it is told to.
 #[derive(Debug)]
 struct Task(tokio::task::AbortHandle);
 
-/// A connection to the broker: one MQTT client whose event loop, timers and the engine (the
-/// core's state-store client and machines) run in a tokio task. Clone it freely; every clone
+/// A connection to the broker: one sans-IO MQTT session over a tokio socket
+/// ([`leasedlock_api::session`], the transport both adapters share) and the engine (the core's
+/// state-store client and machines), driven by one tokio task. Clone it freely; every clone
 /// (and every handle made from it) talks to the same task. The task ends when
 /// [`Connection::close`] is called or the last handle is dropped.
 ///
@@ -62,12 +64,11 @@ impl Connection {
 
     /// [`Connection::start`], also returning where the driver records CONNACK refusals.
     async fn spawn(options: ConnectionOptions) -> Result<(Connection, LastRefusal), ConnectError> {
-        let mqtt = crate::options::to_mqtt(&options).await?;
         let clock = Clock::new();
         let (engine, inner, commands) = Engine::new(&options, clock)?;
         let span = tracing::info_span!("leasedlock", client_id = %options.client_id());
-        let link = RumqttcLink::new(mqtt, &options, engine.seed());
-        let id = link.id().to_string();
+        let link = SessionLink::new(&options, engine.seed(), clock, Tokio::current())?;
+        let id = options.client_id().to_string();
         let refusal = link.last_refusal();
         let driver = Driver::new(engine, commands, clock, link, Timer::new(), id);
         let task = tokio::spawn(driver.run().instrument(span)).abort_handle();

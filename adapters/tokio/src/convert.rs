@@ -6,9 +6,8 @@
 //! field in an outgoing message is a typed error instead of a lossy conversion.
 
 use bytes::Bytes;
-use leasedlock_api::ConnackRefusal;
 use leasedlock_core::envelope::{Message, QoS};
-use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS as MqttQoS;
 
 /// A PUBLISH ready for `AsyncClient::try_publish_with_properties`.
@@ -105,37 +104,6 @@ pub(crate) fn from_publish(publish: Publish) -> Message {
             .collect();
     }
     msg
-}
-
-/// The refusal a CONNACK's return code stands for (MQTT 3 codes as their MQTT 5 equivalents).
-pub(crate) fn refusal(code: ConnectReturnCode) -> ConnackRefusal {
-    use ConnectReturnCode as C;
-    match code {
-        // Not a refusal; rumqttc never reports it as one.
-        C::Success | C::UnspecifiedError => ConnackRefusal::UnspecifiedError,
-        C::MalformedPacket => ConnackRefusal::MalformedPacket,
-        C::ProtocolError => ConnackRefusal::ProtocolError,
-        C::ImplementationSpecificError => ConnackRefusal::ImplementationSpecificError,
-        C::RefusedProtocolVersion | C::UnsupportedProtocolVersion => {
-            ConnackRefusal::UnsupportedProtocolVersion
-        }
-        C::BadClientId | C::ClientIdentifierNotValid => ConnackRefusal::ClientIdentifierNotValid,
-        C::BadUserNamePassword => ConnackRefusal::BadUserNameOrPassword,
-        C::NotAuthorized => ConnackRefusal::NotAuthorized,
-        C::ServiceUnavailable | C::ServerUnavailable => ConnackRefusal::ServerUnavailable,
-        C::ServerBusy => ConnackRefusal::ServerBusy,
-        C::Banned => ConnackRefusal::Banned,
-        C::BadAuthenticationMethod => ConnackRefusal::BadAuthenticationMethod,
-        C::TopicNameInvalid => ConnackRefusal::TopicNameInvalid,
-        C::PacketTooLarge => ConnackRefusal::PacketTooLarge,
-        C::QuotaExceeded => ConnackRefusal::QuotaExceeded,
-        C::PayloadFormatInvalid => ConnackRefusal::PayloadFormatInvalid,
-        C::RetainNotSupported => ConnackRefusal::RetainNotSupported,
-        C::QoSNotSupported => ConnackRefusal::QosNotSupported,
-        C::UseAnotherServer => ConnackRefusal::UseAnotherServer,
-        C::ServerMoved => ConnackRefusal::ServerMoved,
-        C::ConnectionRateExceeded => ConnackRefusal::ConnectionRateExceeded,
-    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,9 @@
 mod attach;
 mod connection;
 mod convert;
-mod link;
-mod options;
 mod outbox;
+mod runtime;
 mod shared_subscriptions;
-mod subscriptions;
 mod timer;
 
 pub use attach::{attach, AttachOptions, Attached};

@@ -40,6 +40,12 @@ pub(crate) struct Timer {
     precise_sleeps: u64,
 }
 
+impl Default for Timer {
+    fn default() -> Timer {
+        Timer::new()
+    }
+}
+
 impl Timer {
     /// A disarmed timer.
     pub(crate) fn new() -> Timer {

@@ -132,6 +132,15 @@ impl core::fmt::Display for StoreError {
     }
 }
 
+impl core::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            StoreError::BadNodeId(e) => Some(e),
+            StoreError::QuotaExceeded | StoreError::BadRecord => None,
+        }
+    }
+}
+
 /// A key as written to durable storage (`aio-persistence: true`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersistedKey {

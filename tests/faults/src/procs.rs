@@ -470,7 +470,7 @@ pub struct ContenderSpec {
 }
 
 impl ContenderSpec {
-    /// A contender with the suite's defaults: TTL 1.5 s, one hold of 1 s, keep-alive 5 s (the tokio adapter's minimum),
+    /// A contender with the suite's defaults: TTL 1.5 s, one hold of 1 s, keep-alive 5 s,
     /// deadline 60 s.
     pub fn new(id: &str, runtime: Runtime, port: u16) -> ContenderSpec {
         ContenderSpec {

@@ -6,13 +6,12 @@
 
 use std::time::Duration;
 
-use async_io::Timer;
 use bytes::{Buf, BytesMut};
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use crate::spawn::Spawner;
-use crate::transport::{ByteStream, Transport};
+use super::transport::{ByteStream, Transport};
+use super::Runtime;
 
 /// Bytes queued for the socket beyond which the connection is presumed stuck and dropped.
 const MAX_PENDING_WRITE: usize = 32 * 1024 * 1024;
@@ -83,20 +82,19 @@ impl Writer {
     }
 }
 
-/// An open connection's two sides and its socket.
-pub(crate) struct Link {
+/// An open connection's two sides.
+pub(crate) struct ByteLink<R: Runtime> {
     pub(crate) reader: Reader,
     pub(crate) writer: Writer,
-    socket: async_net::TcpStream,
     /// Runs the last writes when the link is dropped.
-    spawner: Spawner,
+    runtime: R,
 }
 
-impl Link {
+impl<R: Runtime> ByteLink<R> {
     /// Takes over the transport.
-    pub(crate) fn start(transport: Transport, spawner: Spawner) -> Link {
-        let (reader, writer) = futures_lite::io::split(transport.stream);
-        Link {
+    pub(crate) fn start(transport: Transport, runtime: R) -> ByteLink<R> {
+        let (reader, writer) = futures_lite::io::split(transport);
+        ByteLink {
             reader: Reader {
                 half: reader,
                 buf: vec![0u8; READ_CHUNK],
@@ -106,32 +104,28 @@ impl Link {
                 out: BytesMut::new(),
                 needs_flush: false,
             },
-            socket: transport.socket,
-            spawner,
+            runtime,
         }
     }
 }
 
-impl Drop for Link {
+impl<R: Runtime> Drop for ByteLink<R> {
     fn drop(&mut self) {
-        let socket = self.socket.clone();
         let mut last = Writer {
             half: self.writer.half.take(),
             out: std::mem::take(&mut self.writer.out),
             needs_flush: self.writer.needs_flush,
         };
-        // Bounded: a peer that stopped reading cannot keep the socket open.
-        self.spawner.spawn(async move {
+        // Bounded: a peer that stopped reading cannot keep the socket open. The reader half
+        // is gone with the link; dropping the writer half then closes the stream.
+        let linger = self.runtime.sleep(LINGER);
+        self.runtime.spawn(Box::pin(async move {
             let written = async {
                 let _ = last.drain().await;
             };
-            let expired = async {
-                Timer::after(LINGER).await;
-            };
-            future::or(written, expired).await;
+            future::or(written, linger).await;
             drop(last);
-            Transport::shutdown(&socket);
-        });
+        }));
     }
 }
 
@@ -139,8 +133,8 @@ impl Drop for Link {
 mod tests {
     use super::*;
 
-    #[async_std::test]
-    async fn a_peer_that_stops_reading_is_detected_not_buffered_forever() {
+    #[test]
+    fn a_peer_that_stops_reading_is_detected_not_buffered_forever() {
         let mut w = Writer {
             half: None,
             out: BytesMut::new(),
@@ -153,7 +147,7 @@ mod tests {
         }
         assert!(!w.send(&[0]), "past 32 MiB the link reports a stall");
         assert!(w.has_pending());
-        let err = w.drain().await.unwrap_err();
+        let err = futures_lite::future::block_on(w.drain()).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotConnected);
     }
 }

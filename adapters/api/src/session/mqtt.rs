@@ -1,5 +1,5 @@
 //! The byte-moving half of the driver: the sans-IO MQTT session of `leasedlock-mqtt-session`
-//! over a [`Link`], connection attempts (TCP/TLS, secrets read before each), reconnect
+//! over a [`ByteLink`], connection attempts (TCP/TLS, secrets read before each), reconnect
 //! back-off, in-band re-authentication when a K8S-SAT token file rotates, and the session's
 //! timers. It knows nothing of the state store: what it reports is [`MqttEvent`]s, and what it
 //! is given is messages to publish and filters to (un)subscribe.
@@ -13,7 +13,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
 use bytes::Bytes;
 use futures_lite::future;
 use leasedlock_core::envelope::{Message, QoS};
@@ -23,15 +22,14 @@ use leasedlock_mqtt_session::{
 };
 use tracing::{debug, info, warn};
 
-use leasedlock_api::{
+use super::link::ByteLink;
+use super::transport::{self, Transport};
+use super::Runtime;
+use crate::driver::Timer as _;
+use crate::{
     Authentication, Backoff, Clock, ConnackRefusal, ConnectionOptions, OptionsError, Secret,
     K8S_SAT_METHOD,
 };
-
-use crate::deadline::Deadline;
-use crate::link::Link;
-use crate::spawn::Spawner;
-use crate::transport::{self, Transport};
 
 /// How often a K8S-SAT token file is checked for a rotated token while connected.
 const TOKEN_CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -84,11 +82,11 @@ pub(crate) struct Secrets {
 type Attempt = Pin<Box<dyn Future<Output = Result<(Transport, Secrets), String>> + Send>>;
 
 /// The MQTT client: session, link, attempts, back-off and credentials.
-pub(crate) struct Mqtt {
+pub(crate) struct Mqtt<R: Runtime> {
     options: ConnectionOptions,
     clock: Clock,
     session: Session,
-    link: Option<Link>,
+    link: Option<ByteLink<R>>,
     attempt: Option<Attempt>,
     retry_at: Option<Instant>,
     backoff: Backoff,
@@ -96,12 +94,12 @@ pub(crate) struct Mqtt {
     token: Option<Bytes>,
     token_check_at: Option<Instant>,
     events: VecDeque<MqttEvent>,
-    timer: Deadline,
+    timer: R::Timer,
     /// The I/O error that ended the link, kept for the `Disconnected` text it causes (a TLS
     /// alert from the broker, say, is the only word on why it dropped us).
     link_error: Option<String>,
-    /// Runs a closing link's last writes.
-    spawner: Spawner,
+    /// Connects, sleeps, reads secrets, runs a closing link's last writes.
+    runtime: R,
 }
 
 /// The session's configuration for these options.
@@ -127,15 +125,15 @@ fn session_config(options: &ConnectionOptions) -> SessionConfig {
     config
 }
 
-impl Mqtt {
+impl<R: Runtime> Mqtt<R> {
     /// A disconnected client whose first attempt starts at once. `seed` seeds the back-off
     /// jitter.
     pub(crate) fn new(
         options: &ConnectionOptions,
         seed: u64,
         clock: Clock,
-        spawner: Spawner,
-    ) -> Result<Mqtt, OptionsError> {
+        runtime: R,
+    ) -> Result<Mqtt<R>, OptionsError> {
         // The options passed the api's validation (which already refuses an unusable
         // username); what is left is what only MQTT refuses (a NUL in the client id, say).
         let session = Session::new(session_config(options)).map_err(|e| match e {
@@ -161,8 +159,8 @@ impl Mqtt {
             token_check_at: None,
             events: VecDeque::new(),
             link_error: None,
-            timer: Deadline::default(),
-            spawner,
+            timer: R::Timer::default(),
+            runtime,
         };
         mqtt.attempt = Some(mqtt.start_attempt());
         Ok(mqtt)
@@ -170,17 +168,20 @@ impl Mqtt {
 
     fn start_attempt(&self) -> Attempt {
         let options = self.options.clone();
-        let timeout = options.get_connect_timeout();
+        let runtime = self.runtime.clone();
+        let expired = self.runtime.sleep(options.get_connect_timeout());
         Box::pin(async move {
             let connect = async {
-                let secrets = load_secrets(options.get_authentication())
+                let secrets = load_secrets(options.get_authentication(), &runtime)
                     .await
                     .map_err(|e| e.to_string())?;
-                let transport = transport::open(&options).await.map_err(|e| e.to_string())?;
+                let transport = transport::open(&options, &runtime)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok((transport, secrets))
             };
             let expire = async {
-                Timer::after(timeout).await;
+                expired.await;
                 Err(String::from("connection attempt timed out"))
             };
             future::or(connect, expire).await
@@ -203,7 +204,9 @@ impl Mqtt {
     /// Waits for the next input: bytes or the end of the stream, a finished connection
     /// attempt, or a deadline. Cancel-safe: nothing is lost when the future is dropped.
     pub(crate) async fn wait(&mut self) -> Input {
-        self.timer.arm(self.deadline());
+        if let Some(at) = self.deadline() {
+            self.timer.arm(at);
+        }
         let (link, attempt, timer) = (&mut self.link, &mut self.attempt, &mut self.timer);
         let (reader, writer) = match link {
             Some(l) => (Some(&mut l.reader), Some(&mut l.writer)),
@@ -247,7 +250,7 @@ impl Mqtt {
             Input::Attempt(Ok((transport, secrets))) => {
                 self.attempt = None;
                 self.apply_secrets(secrets);
-                self.link = Some(Link::start(transport, self.spawner.clone()));
+                self.link = Some(ByteLink::start(transport, self.runtime.clone()));
                 self.link_error = None;
                 self.session.handle_connection_opened(now.mono);
                 self.token_check_at = Some(Instant::now() + TOKEN_CHECK_INTERVAL);
@@ -424,7 +427,9 @@ impl Mqtt {
         else {
             return;
         };
-        let Ok(token) = read_secret(&Secret::File(token_file.clone()), "token").await else {
+        let Ok(token) =
+            read_secret(&Secret::File(token_file.clone()), "token", &self.runtime).await
+        else {
             return;
         };
         let token = Bytes::from(token);
@@ -437,24 +442,33 @@ impl Mqtt {
     }
 }
 
-/// A secret's text, read on `blocking`'s thread pool so the driver's thread never waits on
-/// the file system.
-async fn read_secret(secret: &Secret, what: &'static str) -> Result<String, OptionsError> {
+/// A secret's text, read by the runtime off the driver's thread, so the driver never waits
+/// on the file system.
+async fn read_secret<R: Runtime>(
+    secret: &Secret,
+    what: &'static str,
+    runtime: &R,
+) -> Result<String, OptionsError> {
     secret
-        .load(what, |path| blocking::unblock(move || std::fs::read(path)))
+        .load(what, |path| runtime.read_file(path.to_path_buf()))
         .await
 }
 
-async fn load_secrets(auth: &Authentication) -> Result<Secrets, OptionsError> {
+async fn load_secrets<R: Runtime>(
+    auth: &Authentication,
+    runtime: &R,
+) -> Result<Secrets, OptionsError> {
     Ok(match auth {
         Authentication::UsernamePassword { password, .. } => Secrets {
-            password: Some(Bytes::from(read_secret(password, "password").await?)),
+            password: Some(Bytes::from(
+                read_secret(password, "password", runtime).await?,
+            )),
             token: None,
         },
         Authentication::K8sServiceAccountToken { token_file } => Secrets {
             password: None,
             token: Some(Bytes::from(
-                read_secret(&Secret::File(token_file.clone()), "token").await?,
+                read_secret(&Secret::File(token_file.clone()), "token", runtime).await?,
             )),
         },
         _ => Secrets::default(),
@@ -495,16 +509,17 @@ fn describe(reason: &DisconnectReason, link_error: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::test_runtime::Offline;
 
     /// Was `OptionsError::Tls("MQTT CONNECT cannot carry …")`, a TLS error for a username.
     #[test]
     fn a_username_mqtt_cannot_carry_is_unencodable_not_tls() {
         // `Mqtt::new` does not rely on the api's validation having run.
         let options = ConnectionOptions::new("h", 1, "c1").credentials("a\0b", "pw");
-        let err = Mqtt::new(&options, 1, Clock::new(), Spawner::Default).err();
+        let err = Mqtt::new(&options, 1, Clock::new(), Offline).err();
         assert_eq!(err, Some(OptionsError::Unencodable("username")));
         let options = ConnectionOptions::new("h", 1, "c1").credentials("u".repeat(65_536), "pw");
-        let err = Mqtt::new(&options, 1, Clock::new(), Spawner::Default).err();
+        let err = Mqtt::new(&options, 1, Clock::new(), Offline).err();
         assert_eq!(err, Some(OptionsError::Unencodable("username")));
     }
 
@@ -539,12 +554,18 @@ mod tests {
         assert!(c.validate().is_ok());
     }
 
-    #[async_std::test]
-    async fn an_unreadable_secret_fails_the_attempt_not_the_driver() {
+    #[test]
+    fn an_unreadable_secret_fails_the_attempt_not_the_driver() {
+        futures_lite::future::block_on(
+            an_unreadable_secret_fails_the_attempt_not_the_driver_async(),
+        );
+    }
+
+    async fn an_unreadable_secret_fails_the_attempt_not_the_driver_async() {
         let auth = Authentication::K8sServiceAccountToken {
             token_file: "/nonexistent/leasedlock-token".into(),
         };
-        let err = load_secrets(&auth).await.unwrap_err();
+        let err = load_secrets(&auth, &Offline).await.unwrap_err();
         assert!(
             matches!(err, OptionsError::ReadFile { what: "token", .. }),
             "{err:?}"
@@ -554,7 +575,7 @@ mod tests {
             &ConnectionOptions::new("127.0.0.1", 1, "c1").authentication(auth),
             7,
             clock,
-            Spawner::Default,
+            Offline,
         )
         .unwrap();
         let input = mqtt.wait().await;
@@ -590,7 +611,7 @@ mod tests {
                 return Ok(());
             }
             let nul_in_id = options.client_id().contains('\0');
-            match Mqtt::new(&options, 1, Clock::new(), Spawner::Default) {
+            match Mqtt::new(&options, 1, Clock::new(), Offline) {
                 Ok(mqtt) => {
                     proptest::prop_assert!(session_config(&options).validate().is_ok());
                     proptest::prop_assert!(mqtt.attempt.is_some(), "the first attempt starts at once");
