@@ -628,7 +628,10 @@ mod tests {
         let mut config = EmulatorConfig::new("127.0.0.1", 1);
         config.tls = Some(TlsOptions::default());
         let err = Emulator::start(config).await.err();
-        assert!(matches!(err, Some(EmulatorError::TlsUnavailable)), "{err:?}");
+        assert!(
+            matches!(err, Some(EmulatorError::TlsUnavailable)),
+            "{err:?}"
+        );
     }
 
     /// With it, the TLS files are read when the emulator starts: a missing CA file is a typed

@@ -467,6 +467,9 @@ pub struct ContenderSpec {
     /// How many lock handles of its one connection contend side by side (each records as
     /// `id.i` when there are several).
     pub handles: u32,
+    /// Instead of its rounds: one hold as a lease without auto-renew, re-acquired for this
+    /// long once the trigger file `LOG.shorten` exists ([`World::trigger_shortening`]).
+    pub shorten_to: Option<Duration>,
 }
 
 impl ContenderSpec {
@@ -483,6 +486,7 @@ impl ContenderSpec {
             keep_alive: Duration::from_secs(5),
             deadline: Duration::from_secs(60),
             handles: 1,
+            shorten_to: None,
         }
     }
 }
@@ -555,7 +559,16 @@ impl World {
             .args(["--keep-alive-ms", &ms(spec.keep_alive)])
             .args(["--deadline-ms", &ms(spec.deadline)])
             .args(["--handles", &spec.handles.to_string()]);
+        if let Some(shorter) = spec.shorten_to {
+            command.args(["--shorten-to-ms", &ms(shorter)]);
+        }
         Proc::spawn(&spec.id, command, self.dir())
+    }
+
+    /// Tells the contender started with [`ContenderSpec::shorten_to`] to re-acquire now.
+    pub fn trigger_shortening(&self) -> Result<(), String> {
+        let path = format!("{}.shorten", self.log.path().display());
+        std::fs::write(&path, b"now").map_err(|e| format!("{path}: {e}"))
     }
 
     /// Starts `leasedlock SUBCOMMAND [LOCK] ARGS -- sh -c SCRIPT` as client `id` through

@@ -205,6 +205,62 @@ fn two_handles_per_connection(runtime: Runtime) -> Result<(), String> {
     Ok(())
 }
 
+/// `a` holds the lock as a lease for 4 s with no auto-renew, behind a proxy; `b` waits on a
+/// direct connection. The proxy goes half-open (requests arrive, no reply comes back) and `a`
+/// re-acquires its held lease for only 1.2 s: the store applies the shorter PX, so the lock
+/// passes to `b` about 1.2 s later, long before `a`'s 4 s grant would end. `a` never hears the
+/// outcome, so its `safe_until` must already have come down to the shorter lease when the SET
+/// left (issue 18, item 3).
+fn shorter_reacquire_with_no_reply(runtime: Runtime) -> Result<(), String> {
+    let world = world()?;
+    let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
+    let mut a_spec = ContenderSpec::new("a", runtime, proxy.addr().port());
+    a_spec.ttl = Duration::from_secs(4);
+    a_spec.shorten_to = Some(Duration::from_millis(1200));
+    let mut a = world.contender(&a_spec)?;
+    world.wait_record(START_TIMEOUT, "a to hold", &mut [&mut a], holds_by("a"))?;
+    let mut b = world.contender(&ContenderSpec::new(
+        "b",
+        runtime.other(),
+        world.broker.port(),
+    ))?;
+    world.wait_record(
+        START_TIMEOUT,
+        "b to connect",
+        &mut [&mut a, &mut b],
+        note_by("b", "ready"),
+    )?;
+
+    proxy.set(Fault::HalfOpen);
+    world.trigger_shortening()?;
+    world.wait_record(
+        FAULT_TIMEOUT,
+        "b to take over and write",
+        &mut [&mut b],
+        applied_write_by("b"),
+    )?;
+    proxy.set(Fault::Pass);
+
+    expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
+    expect_exit(&world, &mut a, 0, EXIT_TIMEOUT)?;
+    let holds = judge(&world, &["a", "b"], Stale::Refused)?;
+    // The lock passed on because the shorter lease ran out, not the 4 s one.
+    let (Some(a_hold), Some(b_hold)) = (
+        holds.iter().find(|h| h.who == "a"),
+        holds.iter().find(|h| h.who == "b"),
+    ) else {
+        return Err(format!("missing holds: {holds:?}"));
+    };
+    let passed_after = Duration::from_nanos(b_hold.from.saturating_sub(a_hold.from));
+    if passed_after >= Duration::from_millis(3500) {
+        return Err(format!(
+            "b took over {passed_after:?} after a's hold began: the shorter SET did not apply\n{}",
+            world.dump(&[])
+        ));
+    }
+    Ok(())
+}
+
 macro_rules! on_both_runtimes {
     ($($tokio:ident, $async_std:ident => $scenario:expr;)*) => {$(
         #[test]
@@ -234,4 +290,6 @@ on_both_runtimes! {
         |rt| holder_signalled(rt, Signal::SIGKILL, None);
     two_handles_per_connection_tokio, two_handles_per_connection_async_std =>
         two_handles_per_connection;
+    shorter_reacquire_with_no_reply_tokio, shorter_reacquire_with_no_reply_async_std =>
+        shorter_reacquire_with_no_reply;
 }

@@ -8,6 +8,12 @@
 //! token (a `STALE` record), which the store must refuse. Exit status 0 when every round ran,
 //! 3 when the deadline passed first, 2 on bad arguments.
 //!
+//! With `--shorten-to-ms S`, it instead takes the lock once as a plain lease with no
+//! auto-renew, records heartbeats and fenced writes while its handle says held, and as soon as
+//! the file `LOG.shorten` exists re-acquires the held lease for only S ms (a manual renewal with
+//! a shorter duration, whose reply the scenario keeps from coming back). Then, as above, one
+//! stale write after a loss.
+//!
 //! With `--handles M` (default 1), M lock handles of the one connection do all that side by
 //! side, each recording as `ID.i`: two handles of one connection must exclude each other exactly
 //! as two processes do.
@@ -45,6 +51,7 @@ struct Args {
     keep_alive: Duration,
     deadline: Duration,
     handles: u32,
+    shorten_to: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -90,6 +97,10 @@ fn parse_args() -> Result<Args, String> {
                 .filter(|n| (1..=16).contains(n))
                 .ok_or("--handles must be 1 to 16")?,
         },
+        shorten_to: flags
+            .remove("shorten-to-ms")
+            .map(|text| ms("shorten-to-ms", text))
+            .transpose()?,
         runtime,
     };
     if let Some(extra) = flags.keys().next() {
@@ -147,6 +158,9 @@ where
     S: Fn(Duration) -> F,
     F: Future<Output = ()>,
 {
+    if let Some(shorter) = args.shorten_to {
+        return shorten(conn, args, shorter, &sleep).await;
+    }
     if args.handles == 1 {
         return contend(conn, args, &sleep).await;
     }
@@ -308,6 +322,102 @@ where
         }
     }
     Ok(())
+}
+
+/// The `--shorten-to-ms` mode (see the crate docs): one hold as a lease without auto-renew,
+/// re-acquired with a shorter duration when the trigger file appears.
+async fn shorten<S, F>(
+    conn: &leasedlock_api::Connection,
+    args: &Args,
+    shorter: Duration,
+    sleep: &S,
+) -> Result<(), DeadlinePassed>
+where
+    S: Fn(Duration) -> F,
+    F: Future<Output = ()>,
+{
+    let deadline = Instant::now() + args.deadline;
+    let store = conn.state_store();
+    let lease = conn.lease(args.lock.clone()).map_err(|e| {
+        args.note(format!("lease handle: {e}"));
+        DeadlinePassed
+    })?;
+    let once = AcquireOptions::new().timeout(args.request_timeout());
+    loop {
+        if Instant::now() >= deadline {
+            return Err(DeadlinePassed);
+        }
+        match lease.acquire(args.ttl, &once).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => args.note(format!("acquire failed: {e}")),
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    args.note(format!("acquired for {} ms", args.ttl.as_millis()));
+    let trigger = std::path::PathBuf::from(format!("{}.shorten", args.log.path().display()));
+    let beats = async {
+        let mut last = None;
+        while let Ok(token) = lease.token() {
+            args.record(Record::Held {
+                at: now_ns(),
+                who: args.id.clone(),
+                session: "0".into(),
+                token: token.clone(),
+                group: None,
+            });
+            last = Some(token);
+            if Instant::now() >= deadline {
+                break;
+            }
+            sleep(BEAT).await;
+        }
+        args.note("lost round 0");
+        last
+    };
+    let shorten = async {
+        while !trigger.exists() {
+            if lease.token().is_err() {
+                return;
+            }
+            sleep(BEAT).await;
+        }
+        args.note(format!("re-acquiring for {} ms", shorter.as_millis()));
+        let outcome = lease.acquire(shorter, &once).await;
+        args.note(format!("re-acquire: {outcome:?}"));
+    };
+    let writes = async {
+        let mut writes = 0u64;
+        while let Ok(token) = lease.token() {
+            writes += 1;
+            let start = now_ns();
+            let result = store
+                .set(
+                    args.key.clone(),
+                    format!("{}:0:{writes}", args.id),
+                    &SetOptions::new()
+                        .fencing_token(token.clone())
+                        .persist()
+                        .timeout(args.request_timeout()),
+                )
+                .await;
+            args.record(Record::Write {
+                start,
+                end: now_ns(),
+                who: args.id.clone(),
+                token,
+                outcome: outcome_of(&result),
+                stale: false,
+            });
+            sleep(WRITE_EVERY).await;
+        }
+    };
+    let (last, ((), ())) = future::zip(beats, future::zip(shorten, writes)).await;
+    drop(lease);
+    match last {
+        Some(token) => stale_write(&store, args, token, sleep, deadline).await,
+        None => Ok(()),
+    }
 }
 
 /// After a loss: waits until another holder has written the key, then writes it fenced with the
