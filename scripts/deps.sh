@@ -8,8 +8,12 @@ missing=()
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   missing+=(mosquitto)
 fi
+# `dpkg -s` succeeds for a removed package whose configuration files remain: ask for the state.
+installed() {
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
 for pkg in libssl-dev pkg-config; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  installed "$pkg" || missing+=("$pkg")
 done
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
