@@ -212,6 +212,22 @@ pub enum ConfigError {
     ZeroTimeout,
 }
 
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ConfigError::BadClientId => {
+                "client id is empty or has characters a topic level cannot carry"
+            }
+            ConfigError::BadNodeId => "HLC node id is invalid",
+            ConfigError::ZeroCapacity => "max_in_flight and max_observed must be at least 1",
+            ConfigError::CapacityTooLarge => "max_in_flight or max_observed is too large",
+            ConfigError::ZeroTimeout => "default_timeout must not be zero",
+        })
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
 /// What a lease, lock or leader machine needs from a state-store client: a way to start
 /// requests and (un)observe keys. [`Client`] implements it; machine tests may use a recording
 /// fake. Completions and notifications are routed back to the machines by the driver, matching

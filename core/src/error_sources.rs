@@ -84,3 +84,41 @@ impl Error for LeaderError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every public error type of the crate is an `Error` with a `Display`, so an adapter can
+    /// wrap it as a `source()` (this fails to compile when a new one is not).
+    #[test]
+    fn every_public_error_type_is_an_error() {
+        fn error<E: Error + 'static>() {}
+        error::<crate::client::ConfigError>();
+        error::<crate::client::RequestError>();
+        error::<crate::command::NotifyPayloadError>();
+        error::<crate::command::ReplyError>();
+        error::<crate::command::RequestParseError>();
+        error::<crate::command::ServiceError>();
+        error::<crate::envelope::EnvelopeError>();
+        error::<crate::envelope::IncomingRequestError>();
+        error::<crate::hex::HexError>();
+        error::<crate::hlc::HlcError>();
+        error::<crate::resp3::Resp3Error>();
+        error::<crate::server::StoreError>();
+        error::<EditError>();
+        error::<LeaderError>();
+        error::<LeaseError>();
+        error::<LockError>();
+    }
+
+    #[test]
+    fn a_store_error_keeps_its_cause() {
+        let e = crate::server::StoreError::BadNodeId(crate::hlc::HlcError::BadNode);
+        let cause = e.source().map(alloc::string::ToString::to_string);
+        assert_eq!(
+            cause.as_deref(),
+            Some("HLC node id is not valid UTF-8 or is too long")
+        );
+    }
+}
