@@ -28,9 +28,18 @@ fn holder_behind_a_proxy(
     runtime: Runtime,
     hold: Duration,
 ) -> Result<(FaultProxy, Proc, Proc), String> {
+    holder_behind_a_proxy_as(world, runtime, |a| a.hold = hold)
+}
+
+/// [`holder_behind_a_proxy`], with `a`'s spec set by `configure`.
+fn holder_behind_a_proxy_as(
+    world: &World,
+    runtime: Runtime,
+    configure: impl FnOnce(&mut ContenderSpec),
+) -> Result<(FaultProxy, Proc, Proc), String> {
     let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
     let mut a_spec = ContenderSpec::new("a", runtime, proxy.addr().port());
-    a_spec.hold = hold;
+    configure(&mut a_spec);
     let mut a = world.contender(&a_spec)?;
     world.wait_record(START_TIMEOUT, "a to hold", &mut [&mut a], holds_by("a"))?;
     let mut b = world.contender(&ContenderSpec::new(
@@ -56,18 +65,29 @@ fn holder_cut_off(runtime: Runtime, fault: Fault) -> Result<(), String> {
     let (proxy, mut a, mut b) = holder_behind_a_proxy(&world, runtime, Duration::from_secs(120))?;
 
     proxy.set(fault);
+    cut_off_until_b_took_over(&world, &proxy, &mut a, &mut b)?;
+    Ok(())
+}
+
+/// With `a` cut off by `proxy`: waits for `b` to take over and write, heals the network, waits
+/// for both to finish, and judges the log (`a` lost the lock, so its stale write must have been
+/// refused). Returns the holds.
+fn cut_off_until_b_took_over(
+    world: &World,
+    proxy: &FaultProxy,
+    a: &mut Proc,
+    b: &mut Proc,
+) -> Result<Vec<leasedlock_faults::record::Hold>, String> {
     world.wait_record(
         FAULT_TIMEOUT,
         "b to take over and write",
-        &mut [&mut b],
+        &mut [&mut *b],
         applied_write_by("b"),
     )?;
     proxy.set(Fault::Pass);
-
-    expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
-    expect_exit(&world, &mut a, 0, EXIT_TIMEOUT)?;
-    judge(&world, &["a", "b"], Stale::Refused)?;
-    Ok(())
+    expect_exit(world, b, 0, EXIT_TIMEOUT)?;
+    expect_exit(world, a, 0, EXIT_TIMEOUT)?;
+    judge(world, &["a", "b"], Stale::Refused)
 }
 
 /// `a` holds on a direct connection, `b` waits; `signal` hits `a` (then `after`, if any, once
@@ -213,37 +233,14 @@ fn two_handles_per_connection(runtime: Runtime) -> Result<(), String> {
 /// left (issue 18, item 3).
 fn shorter_reacquire_with_no_reply(runtime: Runtime) -> Result<(), String> {
     let world = world()?;
-    let proxy = FaultProxy::start(world.broker.addr()).map_err(|e| format!("proxy: {e}"))?;
-    let mut a_spec = ContenderSpec::new("a", runtime, proxy.addr().port());
-    a_spec.ttl = Duration::from_secs(4);
-    a_spec.shorten_to = Some(Duration::from_millis(1200));
-    let mut a = world.contender(&a_spec)?;
-    world.wait_record(START_TIMEOUT, "a to hold", &mut [&mut a], holds_by("a"))?;
-    let mut b = world.contender(&ContenderSpec::new(
-        "b",
-        runtime.other(),
-        world.broker.port(),
-    ))?;
-    world.wait_record(
-        START_TIMEOUT,
-        "b to connect",
-        &mut [&mut a, &mut b],
-        note_by("b", "ready"),
-    )?;
+    let (proxy, mut a, mut b) = holder_behind_a_proxy_as(&world, runtime, |a| {
+        a.ttl = Duration::from_secs(4);
+        a.shorten_to = Some(Duration::from_millis(1200));
+    })?;
 
     proxy.set(Fault::HalfOpen);
     world.trigger_shortening()?;
-    world.wait_record(
-        FAULT_TIMEOUT,
-        "b to take over and write",
-        &mut [&mut b],
-        applied_write_by("b"),
-    )?;
-    proxy.set(Fault::Pass);
-
-    expect_exit(&world, &mut b, 0, EXIT_TIMEOUT)?;
-    expect_exit(&world, &mut a, 0, EXIT_TIMEOUT)?;
-    let holds = judge(&world, &["a", "b"], Stale::Refused)?;
+    let holds = cut_off_until_b_took_over(&world, &proxy, &mut a, &mut b)?;
     // The lock passed on because the shorter lease ran out, not the 4 s one.
     let (Some(a_hold), Some(b_hold)) = (
         holds.iter().find(|h| h.who == "a"),

@@ -279,35 +279,7 @@ where
                 sleep(BEAT).await;
             }
         };
-        let writes = async {
-            let mut writes = 0u64;
-            while let Ok(token) = lock.token() {
-                if Instant::now() >= hold_until {
-                    break;
-                }
-                writes += 1;
-                let start = now_ns();
-                let result = store
-                    .set(
-                        args.key.clone(),
-                        format!("{}:{round}:{writes}", args.id),
-                        &SetOptions::new()
-                            .fencing_token(token.clone())
-                            .persist()
-                            .timeout(args.request_timeout()),
-                    )
-                    .await;
-                args.record(Record::Write {
-                    start,
-                    end: now_ns(),
-                    who: args.id.clone(),
-                    token,
-                    outcome: outcome_of(&result),
-                    stale: false,
-                });
-                sleep(WRITE_EVERY).await;
-            }
-        };
+        let writes = fenced_writes(&store, args, round, || lock.token(), hold_until, sleep);
         let ((lost, last), ()) = future::zip(beats, writes).await;
         if !lost {
             match lock.unlock().await {
@@ -322,6 +294,64 @@ where
         }
     }
     Ok(())
+}
+
+/// One write of `value` to the protected key fenced with `token`, recorded with its outcome
+/// (`stale`: made on purpose with a lost token).
+async fn fenced_write(
+    store: &leasedlock_api::StateStore,
+    args: &Args,
+    value: String,
+    token: Hlc,
+    stale: bool,
+) -> WriteOutcome {
+    let start = now_ns();
+    let result = store
+        .set(
+            args.key.clone(),
+            value,
+            &SetOptions::new()
+                .fencing_token(token.clone())
+                .persist()
+                .timeout(args.request_timeout()),
+        )
+        .await;
+    let outcome = outcome_of(&result);
+    args.record(Record::Write {
+        start,
+        end: now_ns(),
+        who: args.id.clone(),
+        token,
+        outcome: outcome.clone(),
+        stale,
+    });
+    outcome
+}
+
+/// Fenced writes to the protected key, one every [`WRITE_EVERY`], with the current token, as
+/// long as `token` gives one and `until` has not passed; each recorded with its outcome.
+async fn fenced_writes<S, F, T>(
+    store: &leasedlock_api::StateStore,
+    args: &Args,
+    round: u32,
+    token: T,
+    until: Instant,
+    sleep: &S,
+) where
+    S: Fn(Duration) -> F,
+    F: Future<Output = ()>,
+    T: Fn() -> Result<Hlc, leasedlock_api::LeaseError>,
+{
+    let mut writes = 0u64;
+    while let Ok(token) = token() {
+        if Instant::now() >= until {
+            break;
+        }
+        writes += 1;
+        let value = format!("{}:{round}:{writes}", args.id);
+        fenced_write(store, args, value, token, false).await;
+        sleep(WRITE_EVERY).await;
+    }
 }
 
 /// The `--shorten-to-ms` mode (see the crate docs): one hold as a lease without auto-renew,
@@ -386,32 +416,7 @@ where
         let outcome = lease.acquire(shorter, &once).await;
         args.note(format!("re-acquire: {outcome:?}"));
     };
-    let writes = async {
-        let mut writes = 0u64;
-        while let Ok(token) = lease.token() {
-            writes += 1;
-            let start = now_ns();
-            let result = store
-                .set(
-                    args.key.clone(),
-                    format!("{}:0:{writes}", args.id),
-                    &SetOptions::new()
-                        .fencing_token(token.clone())
-                        .persist()
-                        .timeout(args.request_timeout()),
-                )
-                .await;
-            args.record(Record::Write {
-                start,
-                end: now_ns(),
-                who: args.id.clone(),
-                token,
-                outcome: outcome_of(&result),
-                stale: false,
-            });
-            sleep(WRITE_EVERY).await;
-        }
-    };
+    let writes = fenced_writes(&store, args, 0, || lease.token(), deadline, sleep);
     let (last, ((), ())) = future::zip(beats, future::zip(shorten, writes)).await;
     drop(lease);
     match last {
@@ -450,26 +455,8 @@ where
         sleep(Duration::from_millis(50)).await;
     }
     loop {
-        let start = now_ns();
-        let result = store
-            .set(
-                args.key.clone(),
-                format!("{}:stale", args.id),
-                &SetOptions::new()
-                    .fencing_token(token.clone())
-                    .persist()
-                    .timeout(args.request_timeout()),
-            )
-            .await;
-        let outcome = outcome_of(&result);
-        args.record(Record::Write {
-            start,
-            end: now_ns(),
-            who: args.id.clone(),
-            token: token.clone(),
-            outcome: outcome.clone(),
-            stale: true,
-        });
+        let value = format!("{}:stale", args.id);
+        let outcome = fenced_write(store, args, value, token.clone(), true).await;
         if !matches!(outcome, WriteOutcome::Unknown(_)) {
             return Ok(());
         }
