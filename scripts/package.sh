@@ -14,6 +14,11 @@ published=(
   leasedlock-emulator
   leasedlock-cli
 )
+# Cargo unpacks the packages it verifies against into its registry cache, in a directory named
+# after this run's temporary registry, and never unpacks the same name and version there again:
+# a second run from the same checkout would verify against the first run's sources (seen: a
+# module added since was "not found"). Forget those unpacked copies first.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/leasedlock-*
 args=()
 for p in "${published[@]}"; do args+=(-p "$p"); done
 cargo package --locked "${args[@]}" "$@"

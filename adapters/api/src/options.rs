@@ -154,8 +154,9 @@ pub enum Authentication {
     /// Kubernetes service-account token (`K8S-SAT` enhanced authentication), read from the
     /// file before every connection attempt.
     ///
-    /// Whether a changed token is re-sent in-band (MQTT AUTH) or only on the next connection
-    /// depends on the adapter's MQTT client; see the adapter's documentation.
+    /// A token that changes while connected is sent in-band (MQTT AUTH) by the session
+    /// transport both adapters run (the file is checked every 10 s). With the tokio adapter's
+    /// `attach`, authentication is the application's own MQTT client's business.
     K8sServiceAccountToken {
         /// The projected token file.
         token_file: PathBuf,

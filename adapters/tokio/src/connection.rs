@@ -129,3 +129,50 @@ impl Connection {
     // lock_with_session, leader, as_api: the same under every adapter.
     leasedlock_api::forward_connection_methods!(inner);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasedlock_api::OptionsError;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn invalid_options_fail_before_spawning() {
+        let err = Connection::start(ConnectionOptions::new("h", 1, ""))
+            .await
+            .unwrap_err();
+        assert_eq!(err, ConnectError::Options(OptionsError::BadClientId));
+        let err = Connection::start(ConnectionOptions::new("", 1, "c"))
+            .await
+            .unwrap_err();
+        assert_eq!(err, ConnectError::Options(OptionsError::EmptyHost));
+        let err = Connection::start(ConnectionOptions::new("h", 1, "c").credentials("a\0b", "pw"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ConnectError::Options(OptionsError::Unencodable("username"))
+        );
+        let err = Connection::start(
+            ConnectionOptions::new("h", 1, "c").credentials("u", "p".repeat(65_536)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ConnectError::Options(OptionsError::Unencodable("password"))
+        );
+    }
+
+    /// The session transport has no 5 s floor on the keep-alive (rumqttc had one, refused as
+    /// `OptionsError::KeepAlive`): one second is MQTT's smallest and is accepted.
+    #[tokio::test]
+    async fn a_one_second_keep_alive_is_accepted() {
+        let conn = Connection::start(
+            ConnectionOptions::new("127.0.0.1", 1, "c").keep_alive(Duration::from_secs(1)),
+        )
+        .await
+        .expect("started");
+        conn.abort();
+    }
+}

@@ -454,7 +454,26 @@ async fn read_secret<R: Runtime>(
         .await
 }
 
+/// The longest binary field MQTT can carry (password, authentication data).
+const MQTT_MAX_BINARY: usize = u16::MAX as usize;
+
+/// The secrets the next attempt presents. A file whose content MQTT cannot carry fails the
+/// attempt with a typed error (the api validates only inline secrets: files are read here), so
+/// a connection never goes out without the credentials it was configured with.
 async fn load_secrets<R: Runtime>(
+    auth: &Authentication,
+    runtime: &R,
+) -> Result<Secrets, OptionsError> {
+    let secrets = read_secrets(auth, runtime).await?;
+    for (field, value) in [("password", &secrets.password), ("token", &secrets.token)] {
+        if value.as_ref().is_some_and(|v| v.len() > MQTT_MAX_BINARY) {
+            return Err(OptionsError::Unencodable(field));
+        }
+    }
+    Ok(secrets)
+}
+
+async fn read_secrets<R: Runtime>(
     auth: &Authentication,
     runtime: &R,
 ) -> Result<Secrets, OptionsError> {
@@ -587,6 +606,35 @@ mod tests {
         mqtt.flush(clock.now());
         assert!(mqtt.retry_at.is_some());
         assert!(mqtt.attempt.is_none());
+    }
+
+    #[test]
+    fn secret_files_mqtt_cannot_carry_fail_the_attempt() {
+        let dir = std::env::temp_dir().join(format!("leasedlock-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big");
+        std::fs::write(&big, "x".repeat(MQTT_MAX_BINARY + 1)).unwrap();
+        let fits = dir.join("fits");
+        std::fs::write(&fits, "x".repeat(MQTT_MAX_BINARY)).unwrap();
+        let load = |auth| futures_lite::future::block_on(load_secrets(&auth, &Offline));
+        let password = |path: &std::path::Path| Authentication::UsernamePassword {
+            username: "u".into(),
+            password: Secret::File(path.to_path_buf()),
+        };
+        assert_eq!(
+            load(password(&big)).err(),
+            Some(OptionsError::Unencodable("password"))
+        );
+        assert_eq!(
+            load(Authentication::K8sServiceAccountToken {
+                token_file: big.clone()
+            })
+            .err(),
+            Some(OptionsError::Unencodable("token"))
+        );
+        let loaded = load(password(&fits)).unwrap();
+        assert_eq!(loaded.password.map(|p| p.len()), Some(MQTT_MAX_BINARY));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     proptest::proptest! {
