@@ -136,6 +136,8 @@ mod tests {
     use leasedlock_api::OptionsError;
     use std::time::Duration;
 
+    /// The async-std adapter's test of the same name covers what only MQTT refuses; these are
+    /// the api's own checks, through this adapter's `start`.
     #[tokio::test]
     async fn invalid_options_fail_before_spawning() {
         let err = Connection::start(ConnectionOptions::new("h", 1, ""))
@@ -146,13 +148,6 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err, ConnectError::Options(OptionsError::EmptyHost));
-        let err = Connection::start(ConnectionOptions::new("h", 1, "c").credentials("a\0b", "pw"))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err,
-            ConnectError::Options(OptionsError::Unencodable("username"))
-        );
         let err = Connection::start(
             ConnectionOptions::new("h", 1, "c").credentials("u", "p".repeat(65_536)),
         )
