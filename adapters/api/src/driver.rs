@@ -3,9 +3,9 @@
 //! events and transmissions between the link and the engine until nothing moves, and stop once
 //! the engine is done closing.
 //!
-//! A runtime adapter provides two small pieces: a [`Link`] (its MQTT transport: rumqttc for
-//! tokio, the sans-IO session over futures-io for async-std and smol) and a [`Timer`] (its
-//! runtime's timer). Everything else — when deadlines run, how the timer is capped across a
+//! A runtime adapter provides two small pieces: a [`Link`] (its MQTT transport: both adapters use
+//! `session::SessionLink`, the sans-IO session over the runtime's sockets; the tokio adapter's
+//! `attach` rides an application's rumqttc client) and a [`Timer`] (its runtime's timer). Everything else — when deadlines run, how the timer is capped across a
 //! suspend ([`WakeCap`]), the order of events and transmissions, the bounded close — is written
 //! once, here.
 

@@ -26,8 +26,7 @@ pub enum OptionsError {
     EmptyHost,
     /// The client id is empty or has characters that cannot appear in a topic level.
     BadClientId,
-    /// Keep-alive must be whole seconds between 1 s and 65 535 s (an adapter's MQTT client
-    /// may raise the minimum: rumqttc's is 5 s).
+    /// Keep-alive must be whole seconds between 1 s and 65 535 s.
     KeepAlive,
     /// The session expiry does not fit the protocol's 32-bit seconds.
     SessionExpiry,
@@ -385,7 +384,7 @@ impl ConnectionOptions {
         self
     }
 
-    /// MQTT keep-alive (5 s to 65 535 s).
+    /// MQTT keep-alive: whole seconds, 1 s to 65 535 s.
     pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
         self.keep_alive = keep_alive;
         self
