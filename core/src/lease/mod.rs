@@ -779,10 +779,18 @@ impl Lease {
     /// Until when an earlier release of ours may still be applied, if it may be now.
     fn release_pending(&self, now: Instant) -> Option<Instant> {
         let mut until = None;
-        let in_flight = self.ignored.iter().filter_map(|i| match i.what {
-            Abandoned::Vdel { issued, timeout } => Some(apply_bound(issued, timeout, issued)),
-            _ => None,
-        });
+        // An abandoned VDEL still waiting for its reply past its apply bound can no longer be
+        // applied (a copy published again is covered by `self.vdel` below): counting it would
+        // refuse every acquire with an `until` already in the past, and a lock retrying at
+        // that `until` would spin.
+        let in_flight = self
+            .ignored
+            .iter()
+            .filter_map(|i| match i.what {
+                Abandoned::Vdel { issued, timeout } => Some(apply_bound(issued, timeout, issued)),
+                _ => None,
+            })
+            .filter(|bound| *bound > now);
         for bound in in_flight {
             until = Some(until.map_or(bound, |u| later(u, bound)));
         }

@@ -1047,11 +1047,18 @@ fn run(ops: Vec<Op>) {
             Op::Advance(ms) => {
                 t += u64::from(ms);
                 let now = at(t);
-                // Deliver every due timeout, the way a driver would.
+                // Deliver every due timeout, the way a driver would; a timer that fires without
+                // moving on fails here instead of hanging the test.
+                let mut fired = 0u32;
                 while let Some(due) = l.poll_timeout() {
                     if due > now.mono {
                         break;
                     }
+                    fired += 1;
+                    assert!(
+                        fired < 1_000,
+                        "a timer keeps firing at {due:?} without moving on"
+                    );
                     l.handle_timeout(&mut r, at_mono(due));
                     ck.events(&mut l);
                     ck.safety(&l, due);
@@ -1224,6 +1231,35 @@ fn cleanup_vdel_in_flight_blocks_reacquire() {
     let c = r.answer(cleanup.id, vdel(VdelOutcome::Deleted), None);
     l.handle_completion(&c, &mut r, at(250));
     l.acquire(DUR, &opts(false), &mut r, at(260)).unwrap();
+}
+
+/// An abandoned VDEL whose reply never comes stops blocking once it is past its apply bound:
+/// it can no longer land. Counting it refused every acquire with an `until` in the past, and
+/// the lock machine, retrying at that `until`, spun on one instant (found by the lock
+/// proptest in CI).
+#[test]
+fn unanswered_vdel_past_its_apply_bound_no_longer_blocks() {
+    let (mut l, mut r) = setup();
+    hold(&mut l, &mut r, 0, true, 1);
+    l.handle_timeout(&mut r, at(200));
+    let renew = r.last_of(RequestKind::Set);
+    l.release(&opts(false), &mut r, at(210)).unwrap();
+    let v = r.last_of(RequestKind::Vdel);
+    let c = r.answer(v.id, vdel(VdelOutcome::Deleted), None);
+    l.handle_completion(&c, &mut r, at(220));
+    let c = r.answer(renew.id, ok_set(), Some(tok(2)));
+    l.handle_completion(&c, &mut r, at(230));
+    let cleanup = r.last_of(RequestKind::Vdel);
+    // Sent at 230 with a 300 ms timeout: it may land until 530 + 1 s + slack.
+    let until = match l.acquire(DUR, &opts(false), &mut r, at(240)) {
+        Err(LeaseError::ReleasePending { until }) => until,
+        other => panic!("{other:?}"),
+    };
+    assert!(until > Instant::from_millis(530), "{until:?}");
+    // Never answered, and past that bound: the acquire goes out.
+    l.acquire(DUR, &opts(false), &mut r, at_mono(until))
+        .unwrap();
+    assert!(r.open_sent().iter().any(|s| s.id == cleanup.id));
 }
 
 /// A reconnect may publish a copy of an answered release again: a grant made since is lost,

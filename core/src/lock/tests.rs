@@ -650,10 +650,18 @@ fn run(ops: Vec<Op>) {
             }
             Op::Advance(ms) => {
                 t += u64::from(ms);
+                // A timer that fires without moving on would spin here forever: bound it, so a
+                // livelock fails the test instead of hanging it.
+                let mut fired = 0u32;
                 while let Some(due) = l.poll_timeout() {
                     if due > at(t).mono {
                         break;
                     }
+                    fired += 1;
+                    assert!(
+                        fired < 1_000,
+                        "a timer keeps firing at {due:?} without moving on"
+                    );
                     l.handle_timeout(&mut r, at_mono(due));
                     ck.events(&mut l, due);
                 }
@@ -728,6 +736,31 @@ proptest! {
     fn lock_machine_is_safe_under_arbitrary_inputs(ops in proptest::collection::vec(op_strategy(), 0..60)) {
         run(ops);
     }
+}
+
+/// An unanswered cleanup VDEL past its apply bound made every attempt fail with a
+/// `ReleasePending` in the past, and the wait retried at that same instant forever (the
+/// proptest above hung CI on this sequence).
+#[test]
+fn a_stale_release_bound_does_not_spin_the_wait() {
+    run(vec![
+        Op::Lock {
+            renew: false,
+            deadline: false,
+        },
+        Op::Reply { pick: 0, kind: 0 },
+        Op::Cancel,
+        Op::Reply { pick: 104, kind: 0 },
+        Op::Reply { pick: 0, kind: 0 },
+        Op::Reply { pick: 0, kind: 169 },
+        Op::Advance(311),
+        Op::Lock {
+            renew: false,
+            deadline: false,
+        },
+        Op::Reply { pick: 1, kind: 0 },
+        Op::Advance(1089),
+    ]);
 }
 
 /// Sim finding 1 at the lock level: after an unlock whose VDEL timed out, the next lock
