@@ -1206,22 +1206,28 @@ fn late_release_vdel_blocks_reacquire_until_it_can_no_longer_land() {
     assert_eq!(r.count(RequestKind::Set), 2);
 }
 
-/// A cleanup VDEL (after an abandoned renewal succeeded) blocks re-acquiring while in flight.
-#[test]
-fn cleanup_vdel_in_flight_blocks_reacquire() {
+/// Holds, lets the renewal leave at 200 ms, releases at 210 (abandoning the renewal), and
+/// answers the release; the abandoned renewal is then applied at 230, after the VDEL, so a
+/// cleanup VDEL goes out (sent at 230, left unanswered).
+fn abandoned_renewal_applied_after_release() -> (Lease, FakeRequester) {
     let (mut l, mut r) = setup();
     hold(&mut l, &mut r, 0, true, 1);
-    // The renewal leaves at 200; the release abandons it.
     l.handle_timeout(&mut r, at(200));
     let renew = r.last_of(RequestKind::Set);
     l.release(&opts(false), &mut r, at(210)).unwrap();
     let v = r.last_of(RequestKind::Vdel);
     let c = r.answer(v.id, vdel(VdelOutcome::Deleted), None);
     l.handle_completion(&c, &mut r, at(220));
-    // The abandoned renewal was applied after the VDEL: a cleanup VDEL follows.
     let c = r.answer(renew.id, ok_set(), Some(tok(2)));
     l.handle_completion(&c, &mut r, at(230));
-    assert_eq!(r.count(RequestKind::Vdel), 2);
+    assert_eq!(r.count(RequestKind::Vdel), 2, "a cleanup VDEL follows");
+    (l, r)
+}
+
+/// A cleanup VDEL (after an abandoned renewal succeeded) blocks re-acquiring while in flight.
+#[test]
+fn cleanup_vdel_in_flight_blocks_reacquire() {
+    let (mut l, mut r) = abandoned_renewal_applied_after_release();
     assert!(matches!(
         l.acquire(DUR, &opts(false), &mut r, at(240)),
         Err(LeaseError::ReleasePending { .. })
@@ -1239,16 +1245,7 @@ fn cleanup_vdel_in_flight_blocks_reacquire() {
 /// proptest in CI).
 #[test]
 fn unanswered_vdel_past_its_apply_bound_no_longer_blocks() {
-    let (mut l, mut r) = setup();
-    hold(&mut l, &mut r, 0, true, 1);
-    l.handle_timeout(&mut r, at(200));
-    let renew = r.last_of(RequestKind::Set);
-    l.release(&opts(false), &mut r, at(210)).unwrap();
-    let v = r.last_of(RequestKind::Vdel);
-    let c = r.answer(v.id, vdel(VdelOutcome::Deleted), None);
-    l.handle_completion(&c, &mut r, at(220));
-    let c = r.answer(renew.id, ok_set(), Some(tok(2)));
-    l.handle_completion(&c, &mut r, at(230));
+    let (mut l, mut r) = abandoned_renewal_applied_after_release();
     let cleanup = r.last_of(RequestKind::Vdel);
     // Sent at 230 with a 300 ms timeout: it may land until 530 + 1 s + slack.
     let until = match l.acquire(DUR, &opts(false), &mut r, at(240)) {
