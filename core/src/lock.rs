@@ -218,6 +218,11 @@ impl Lock {
         &self.lease
     }
 
+    /// See [`Lease::handle_unregistration_timeout`].
+    pub fn handle_unregistration_timeout<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        self.lease.handle_unregistration_timeout(r, now);
+    }
+
     /// Whether a wait is active.
     pub fn is_waiting(&self) -> bool {
         self.wait.is_some()

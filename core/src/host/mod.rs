@@ -442,8 +442,8 @@ impl Host {
     }
 
     /// The handle is gone: release what it holds (`release`), or leave it to expire
-    /// (detached). Its machine stays until nothing is left in flight, then
-    /// [`HostOutput::Gone`] follows.
+    /// (detached). Its machine stays until nothing is left in flight (detached: until no
+    /// KEYNOTIFY of its own can be left registered), then [`HostOutput::Gone`] follows.
     pub fn drop_handle(
         &mut self,
         handle: HandleId,

@@ -203,7 +203,9 @@ impl LeaseSlot {
     }
 
     fn idle(&self, now: Now) -> bool {
-        !self.m.is_observing() && matches!(self.m.state(now.mono), LeaseState::Idle)
+        !self.m.is_observing()
+            && !self.m.unregistration_pending()
+            && matches!(self.m.state(now.mono), LeaseState::Idle)
     }
 }
 
@@ -295,6 +297,7 @@ impl LockSlot {
     fn idle(&self, now: Now) -> bool {
         !self.m.is_waiting()
             && !self.m.lease().is_observing()
+            && !self.m.lease().unregistration_pending()
             && matches!(self.m.lease().state(now.mono), LeaseState::Idle)
     }
 }
@@ -633,8 +636,10 @@ impl Slot {
         match &self.kind {
             Kind::Edit(s) => s.done && s.failed.is_none() && outstanding == 0,
             _ if !self.dropping => false,
-            // A detached lease keeps no timer: renewals stop, the store lets it expire.
-            _ if self.detached => true,
+            // A detached lease runs no timer of its own (renewals stop, the store lets it
+            // expire); it stays only while a KEYNOTIFY of its wait may still land and need
+            // its STOP, or the store keeps that registration for the connection's lifetime.
+            _ if self.detached => !self.unregistration_pending(),
             Kind::Lease(s) => outstanding == 0 && s.idle(now),
             Kind::Lock(s) => outstanding == 0 && s.idle(now),
             Kind::Leader(s) => outstanding == 0 && s.stopped,
@@ -684,6 +689,14 @@ impl Slot {
     }
 
     pub(super) fn on_timeout(&mut self, r: &mut dyn Requester, now: Now) {
+        if self.detached {
+            match &mut self.kind {
+                Kind::Lease(s) => s.m.handle_unregistration_timeout(r, now),
+                Kind::Lock(s) => s.m.handle_unregistration_timeout(r, now),
+                Kind::Edit(_) | Kind::Leader(_) => {}
+            }
+            return;
+        }
         let m = self.machine();
         if m.next_timeout().is_some_and(|t| t <= now.mono) {
             m.on_timeout(r, now);
@@ -700,10 +713,24 @@ impl Slot {
         self.armed = None;
     }
 
-    /// Reads the machine's deadline for the timer table (a detached machine keeps none).
+    /// A detached lease's or lock's cleanup STOP is still to come (see [`Slot::finished`]).
+    fn unregistration_pending(&self) -> bool {
+        match &self.kind {
+            Kind::Lease(s) => s.m.unregistration_pending(),
+            Kind::Lock(s) => s.m.lease().unregistration_pending(),
+            Kind::Edit(_) | Kind::Leader(_) => false,
+        }
+    }
+
+    /// Reads the machine's deadline for the timer table (a detached machine keeps only its
+    /// cleanup STOP's).
     pub(super) fn arm(&mut self) -> Option<Instant> {
         self.armed = if self.detached {
-            None
+            match &self.kind {
+                Kind::Lease(s) => s.m.unregistration_at(),
+                Kind::Lock(s) => s.m.lease().unregistration_at(),
+                Kind::Edit(_) | Kind::Leader(_) => None,
+            }
         } else {
             self.machine().next_timeout()
         };

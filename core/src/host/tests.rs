@@ -188,6 +188,65 @@ fn dropping_a_holding_handle_releases_and_the_machine_goes_after_the_vdel() {
     assert_eq!(h.poll_timeout(), None, "no timer of a gone machine is left");
 }
 
+/// Observes, lets the KEYNOTIFY time out (it may still land later), answers the STOP that
+/// follows at once, then drops the handle: the machine must stay until the cleanup STOP that
+/// waits for that KEYNOTIFY to be unable to land has gone out and been answered, or the store
+/// keeps the registration for the connection's lifetime (found by the simulator's `shared`
+/// workload: "the store still holds 1 KEYNOTIFY registrations after every node stopped").
+fn a_dropped_handle_stays_for_its_cleanup_stop(release: bool) {
+    use crate::command::Response;
+    let (mut h, mut r) = host();
+    h.create(
+        HandleId(1),
+        Create::Lease { name: name(b"a") },
+        &mut r,
+        at(0),
+    );
+    h.op(HandleId(1), CallId(1), Op::Observe, &mut r, at(0));
+    let keynotify = r.last();
+    assert_eq!(keynotify.kind, RequestKind::KeyNotify);
+    let timed_out = Err(RequestError::Timeout { sent: true });
+    complete(&mut h, &mut r, keynotify.id, timed_out, None, 1_000);
+    let stop = r.last();
+    assert_eq!(stop.kind, RequestKind::KeyNotifyStop);
+    let not_registered = Ok(Response::KeyNotifyStop(false));
+    complete(&mut h, &mut r, stop.id, not_registered.clone(), None, 1_001);
+    outputs(&mut h);
+    h.drop_handle(HandleId(1), release, &mut r, at(1_002));
+    let gone = HostOutput::Gone {
+        handle: HandleId(1),
+    };
+    assert!(!outputs(&mut h).contains(&gone), "gone before its cleanup");
+    let due = h.poll_timeout().expect("the cleanup STOP is scheduled");
+    assert!(
+        due > at(2_000).mono,
+        "not before the KEYNOTIFY can no longer land: {due:?}"
+    );
+    let ms = due.as_nanos() / 1_000_000 + 1;
+    h.handle_timeout(&mut r, at(ms));
+    let sweep = r.last();
+    assert_eq!(sweep.kind, RequestKind::KeyNotifyStop);
+    assert_ne!(sweep.id, stop.id);
+    assert!(
+        !outputs(&mut h).contains(&gone),
+        "gone before the STOP's answer"
+    );
+    complete(&mut h, &mut r, sweep.id, not_registered, None, ms + 1);
+    assert!(outputs(&mut h).contains(&gone));
+    assert!(h.is_idle());
+    assert_eq!(h.poll_timeout(), None, "no timer of a gone machine is left");
+}
+
+#[test]
+fn a_released_handle_stays_for_its_cleanup_stop() {
+    a_dropped_handle_stays_for_its_cleanup_stop(true);
+}
+
+#[test]
+fn a_detached_handle_stays_for_its_cleanup_stop() {
+    a_dropped_handle_stays_for_its_cleanup_stop(false);
+}
+
 #[test]
 fn an_abandoned_acquire_gives_back_the_lease_it_took() {
     let (mut h, mut r) = host();

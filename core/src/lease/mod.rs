@@ -193,14 +193,23 @@ enum Abandoned {
 
 /// The `KEYNOTIFY STOP` that makes sure the store keeps no registration of ours once we stop
 /// observing: it must be issued after every KEYNOTIFY of ours can no longer be applied, and
-/// repeated until the store answers it.
+/// repeated until the store answers it (at most [`SWEEP_ATTEMPTS`] failures in a row).
 #[derive(Debug, Clone, Copy, Default)]
 struct Sweep {
     /// A STOP is needed, not before this instant.
     due: Option<Instant>,
     /// The sweep STOP in flight and when it was issued.
     in_flight: Option<(RequestId, Instant)>,
+    /// STOPs of ours that failed in a row without reaching the store.
+    failures: u8,
 }
+
+/// How many STOPs in a row may fail without reaching the store before the machine stops
+/// repeating them. The client keeps re-sending a STOP that may be lost, with back-off, while
+/// connected, and a new connection without a session drops every registration; repeating
+/// forever here would only keep the machine of a dropped handle alive while the store is
+/// unreachable.
+const SWEEP_ATTEMPTS: u8 = 8;
 
 /// SETs of ours that may still reach the store. One that lands at `t` leaves the store's TTL
 /// at `t + its duration`, possibly shorter than the grant we hold (a re-acquire with a smaller
@@ -574,6 +583,7 @@ impl Lease {
         self.notify_timeout = timeout;
         // The new registration is wanted: no sweep STOP may remove it.
         self.sweep.due = None;
+        self.sweep.failures = 0;
         self.observe = Observe::Starting {
             id,
             op,
@@ -631,6 +641,31 @@ impl Lease {
         let op = self.next_op();
         self.stops.push((id, op, now.mono));
         Ok(op)
+    }
+
+    /// Whether a KEYNOTIFY of ours may still be registered at the store without being wanted:
+    /// a cleanup STOP is due (it waits until that KEYNOTIFY can no longer land), in flight,
+    /// or waits for the outcome of an abandoned KEYNOTIFY. A driver keeps the machine (and
+    /// its timer) until this is false, or the registration outlives it.
+    pub fn unregistration_pending(&self) -> bool {
+        self.sweep.due.is_some()
+            || self.sweep.in_flight.is_some()
+            || self
+                .ignored
+                .iter()
+                .any(|i| matches!(i.what, Abandoned::KeyNotify { .. }))
+    }
+
+    /// When the cleanup STOP of [`Lease::unregistration_pending`] may leave (`None`: it waits
+    /// for a reply, or none is due).
+    pub fn unregistration_at(&self) -> Option<Instant> {
+        self.sweep_at()
+    }
+
+    /// Sends the cleanup STOP if it is due, and does nothing else: no renewal, no loss. What a
+    /// driver calls for a machine whose handle is gone and whose lease is left to expire.
+    pub fn handle_unregistration_timeout<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
+        self.start_sweep(r, now);
     }
 
     /// Whether KEYNOTIFY is registered or being registered.
@@ -753,7 +788,8 @@ impl Lease {
                 self.sweep.in_flight = Some((id, now.mono));
             }
             Err(e) if classify(&e).transient => {
-                self.sweep.due = Some(now.mono + MAX_RENEW_RETRY);
+                self.sweep.due = None;
+                self.sweep_failed(now.mono);
             }
             Err(_) => self.sweep.due = None,
         }
@@ -768,11 +804,24 @@ impl Lease {
         now: Instant,
     ) {
         match result {
-            Ok(_) if issued >= self.notify.until() => {}
-            Ok(_) => self.sweep_needed(self.notify.until()),
-            Err(e) if classify(e).transient => self.sweep_needed(now + MAX_RENEW_RETRY),
+            Ok(_) => {
+                self.sweep.failures = 0;
+                if issued < self.notify.until() {
+                    self.sweep_needed(self.notify.until());
+                }
+            }
+            Err(e) if classify(e).transient => self.sweep_failed(now),
             // Refused for good: retrying cannot help.
             Err(_) => {}
+        }
+    }
+
+    /// A STOP of ours did not reach the store: another one after a pause, up to
+    /// [`SWEEP_ATTEMPTS`] in a row.
+    fn sweep_failed(&mut self, now: Instant) {
+        self.sweep.failures = self.sweep.failures.saturating_add(1);
+        if self.sweep.failures < SWEEP_ATTEMPTS {
+            self.sweep_needed(now + MAX_RENEW_RETRY);
         }
     }
 

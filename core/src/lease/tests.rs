@@ -1337,6 +1337,36 @@ fn lost_stop_is_repeated_until_answered() {
     assert_eq!(l.poll_timeout(), None);
 }
 
+/// A STOP that never reaches the store is repeated a bounded number of times: the client
+/// re-sends a STOP that may be lost by itself, and an endless repeat would keep the machine
+/// of a dropped handle alive for as long as the store is unreachable.
+#[test]
+fn a_stop_that_keeps_failing_is_repeated_a_bounded_number_of_times() {
+    let (mut l, mut r) = setup();
+    l.observe_start(None, &mut r, at(0)).unwrap();
+    let kn = r.last();
+    let c = r.answer(kn.id, Ok(Response::KeyNotify), None);
+    l.handle_completion(&c, &mut r, at(10));
+    l.observe_stop(Some(Duration::from_millis(300)), &mut r, at(20))
+        .unwrap();
+    let mut now = at(320);
+    loop {
+        let stop = r.last();
+        assert_eq!(stop.kind, RequestKind::KeyNotifyStop);
+        let c = r.answer(stop.id, timed_out(), None);
+        l.handle_completion(&c, &mut r, now);
+        let Some(retry) = l.poll_timeout() else { break };
+        l.handle_timeout(&mut r, at_mono(retry));
+        now = at_mono(retry + Duration::from_millis(300));
+    }
+    assert_eq!(
+        r.count(RequestKind::KeyNotifyStop),
+        usize::from(SWEEP_ATTEMPTS)
+    );
+    assert!(!l.unregistration_pending());
+    assert_eq!(l.outstanding(), 0);
+}
+
 /// Observing again cancels a pending final STOP: it would remove the new registration.
 #[test]
 fn observing_again_cancels_the_final_stop() {

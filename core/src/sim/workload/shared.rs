@@ -65,6 +65,9 @@ struct HandleSlot {
     phase: Phase,
     /// The last safe end its status showed.
     safe_until: Option<Instant>,
+    /// After a loss, the command of the lost hold is being stopped until at most this (its
+    /// last safe end): the handle does nothing that could delete the key before then.
+    stopping_until: Option<Instant>,
 }
 
 struct SharedAgent {
@@ -100,6 +103,15 @@ impl SharedAgent {
         let roll = ctx.rng().below(100);
         let phase = self.slots[i].phase.clone();
         let handle = self.slots[i].handle;
+        // The CLI's supervisor releases only after the command is dead (S6): after a loss,
+        // that is when SIGKILL has gone out, at most the last safe end. Until then a handle
+        // whose hold was lost neither locks again (an attempt abandoned later is VDELed with
+        // the same holder value, which deletes the old grant) nor is dropped or closed (a
+        // release VDELs it as well): the old grant keeps others out while the command stops.
+        let stopping = |s: &HandleSlot| s.stopping_until.is_some_and(|t| now.mono < t);
+        if stopping(&self.slots[i]) || (roll >= 95 && self.slots.iter().any(stopping)) {
+            return;
+        }
         match phase {
             Phase::Empty => {
                 self.next_handle += 1;
@@ -111,6 +123,7 @@ impl SharedAgent {
                     holder: self.next_holder,
                     phase: Phase::Idle,
                     safe_until: None,
+                    stopping_until: None,
                 };
                 self.host
                     .create(handle, Create::Lock { name }, ctx.requester(), now);
@@ -205,6 +218,7 @@ impl SharedAgent {
                     }
                     (Status::NotHeld(_), Phase::Held { .. }) => {
                         self.slots[i].phase = Phase::Idle;
+                        self.slots[i].stopping_until = self.slots[i].safe_until;
                         ctx.report_as(holder, Report::Lost { key });
                     }
                     _ => {}
@@ -327,6 +341,7 @@ impl Workload for SharedConnection {
             holder: 0,
             phase: Phase::Empty,
             safe_until: None,
+            stopping_until: None,
         };
         Box::new(SharedAgent {
             w: self.clone(),
