@@ -405,6 +405,10 @@ impl Lock {
         self.pump(r, now);
         self.check_timers(r, now);
         self.pump(r, now);
+        // A wait that ended just now stopped its observation after the lease's own timers
+        // ran; a cleanup STOP that became due with it goes now, so no deadline is left due
+        // when this returns (found by the `client_machines` fuzz target).
+        self.lease.handle_unregistration_timeout(r, now);
     }
 
     /// A completion; returns whether it was ours.

@@ -237,6 +237,62 @@ fn a_dropped_handle_stays_for_its_cleanup_stop(release: bool) {
     assert_eq!(h.poll_timeout(), None, "no timer of a gone machine is left");
 }
 
+/// A KEYNOTIFY on its way when the connection dropped may be published again by a reconnect
+/// that keeps the session, after the STOP of a handle dropped meanwhile: the machine stays
+/// through the reconnect and sends one more STOP once that copy can no longer land (found by
+/// the `sim_faults` fuzz target: a registration left behind after a nine-second disconnect).
+#[test]
+fn a_dropped_handle_stays_for_a_keynotify_the_reconnect_may_publish_again() {
+    use crate::command::Response;
+    let (mut h, mut r) = host();
+    h.create(
+        HandleId(1),
+        Create::Lease { name: name(b"a") },
+        &mut r,
+        at(0),
+    );
+    h.op(HandleId(1), CallId(1), Op::Observe, &mut r, at(0));
+    let keynotify = r.last();
+    complete(
+        &mut h,
+        &mut r,
+        keynotify.id,
+        Ok(Response::KeyNotify),
+        None,
+        10,
+    );
+    h.handle_output(Output::Disconnected, &mut r, at(15));
+    h.drop_handle(HandleId(1), true, &mut r, at(20));
+    let stop = r.last();
+    assert_eq!(stop.kind, RequestKind::KeyNotifyStop);
+    let registered = Ok(Response::KeyNotifyStop(true));
+    complete(&mut h, &mut r, stop.id, registered.clone(), None, 30);
+    let gone = HostOutput::Gone {
+        handle: HandleId(1),
+    };
+    assert!(
+        !outputs(&mut h).contains(&gone),
+        "gone before the reconnect"
+    );
+    h.handle_output(
+        Output::Connected {
+            session_present: true,
+        },
+        &mut r,
+        at(5_000),
+    );
+    let due = h.poll_timeout().expect("a STOP after the republished copy");
+    assert!(due > at(6_000).mono, "{due:?}");
+    let ms = due.as_nanos() / 1_000_000 + 1;
+    h.handle_timeout(&mut r, at(ms));
+    let sweep = r.last();
+    assert_eq!(sweep.kind, RequestKind::KeyNotifyStop);
+    assert_ne!(sweep.id, stop.id);
+    complete(&mut h, &mut r, sweep.id, registered, None, ms + 1);
+    assert!(outputs(&mut h).contains(&gone));
+    assert!(h.is_idle());
+}
+
 #[test]
 fn a_released_handle_stays_for_its_cleanup_stop() {
     a_dropped_handle_stays_for_its_cleanup_stop(true);

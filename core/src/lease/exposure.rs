@@ -112,6 +112,12 @@ impl Exposure {
         true
     }
 
+    /// Whether a copy was on its way at a reported disconnect: the next reconnect that keeps
+    /// the session may publish it again.
+    pub(crate) fn held_for_reconnect(&self) -> bool {
+        self.held
+    }
+
     /// Whether a request of this kind may still be applied at `now`.
     pub(crate) fn blocks(&self, now: Instant) -> bool {
         now < self.until

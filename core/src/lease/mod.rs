@@ -645,11 +645,14 @@ impl Lease {
 
     /// Whether a KEYNOTIFY of ours may still be registered at the store without being wanted:
     /// a cleanup STOP is due (it waits until that KEYNOTIFY can no longer land), in flight,
-    /// or waits for the outcome of an abandoned KEYNOTIFY. A driver keeps the machine (and
-    /// its timer) until this is false, or the registration outlives it.
+    /// or waits for the outcome of an abandoned KEYNOTIFY; or a KEYNOTIFY was on its way when
+    /// the connection dropped, and the reconnect may publish it again (the machine then
+    /// schedules that STOP at the reconnect). A driver keeps the machine (and its timer) until
+    /// this is false, or the registration outlives it.
     pub fn unregistration_pending(&self) -> bool {
         self.sweep.due.is_some()
             || self.sweep.in_flight.is_some()
+            || self.notify.held_for_reconnect()
             || self
                 .ignored
                 .iter()

@@ -481,6 +481,37 @@ fn lock_wait_has_timeout() {
     assert_eq!(r.last().call, Call::Observe);
 }
 
+/// A wait that times out while the client refuses its STOP: the cleanup STOP it needs goes in
+/// the same `handle_timeout`, and no deadline is left due (found by the `client_machines` fuzz
+/// target: the host's deadline was still due after its `handle_timeout`).
+#[test]
+fn a_wait_ending_with_a_refused_stop_leaves_no_deadline_due() {
+    let (mut l, mut r) = setup();
+    let mut o = opts(false);
+    o.wait_timeout = Some(Duration::from_millis(700));
+    waiting(&mut l, &mut r, &o);
+    let stops = r.count(RequestKind::KeyNotifyStop);
+    r.fail_next = Some(RequestError::Busy);
+    l.handle_timeout(&mut r, at(700));
+    assert_eq!(
+        drain(&mut l),
+        vec![LockEvent::LockFailed {
+            error: LockError::Timeout
+        }]
+    );
+    assert!(
+        l.poll_timeout()
+            .is_none_or(|t| t > Instant::from_millis(700)),
+        "{:?} still due",
+        l.poll_timeout()
+    );
+    assert_eq!(
+        r.count(RequestKind::KeyNotifyStop),
+        stops + 1,
+        "the STOP went"
+    );
+}
+
 /// Rust 5 / .NET 6: a failing final unobserve is not a lock failure.
 #[test]
 fn unobserve_failure_not_reported_as_lock_failure() {
