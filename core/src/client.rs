@@ -316,6 +316,10 @@ impl<F: FnMut(RequestId)> Requester for Recording<'_, F> {
     }
 }
 
+/// Slack on a Message Expiry bound: the broker counts it on its own clock (the lease machines
+/// use the same).
+const EXPIRY_SLACK: Duration = Duration::from_millis(100);
+
 /// Who waits for the outcome of a table entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
@@ -386,6 +390,11 @@ pub struct Client {
     /// store would otherwise keep the registration, and its notifications, until the
     /// connection ends.
     unregistrations: BTreeMap<Bytes, Retry>,
+    /// Keys no longer observed for which a KEYNOTIFY this client re-sent by itself was on its
+    /// way when the key was unobserved, with when that copy can no longer be applied: it may
+    /// land after the STOP, so another STOP follows then, or the store keeps the registration
+    /// until the connection ends.
+    stale_registrations: BTreeMap<Bytes, Instant>,
     /// The monotonic time of the latest input (when a failed re-registration is retried is
     /// counted from it).
     last_now: Instant,
@@ -513,6 +522,7 @@ impl Client {
             max_observed: config.max_observed,
             retries: BTreeMap::new(),
             unregistrations: BTreeMap::new(),
+            stale_registrations: BTreeMap::new(),
             last_now: Instant::ZERO,
             default_timeout: config.default_timeout,
             slots,
@@ -581,6 +591,7 @@ impl Client {
         self.check_capacity()?;
         // Observed again: a STOP still to be retried would now unregister it.
         self.unregistrations.remove(&key);
+        self.stale_registrations.remove(&key);
         self.observed.insert(key, 1);
         Ok(self.start(request, options, now))
     }
@@ -614,6 +625,7 @@ impl Client {
         self.unregistrations.remove(&key);
         if self.observed.remove(&key).is_some() {
             self.retries.remove(&key);
+            self.note_stale_registrations(&key, now.mono);
             self.drop_reregistrations(&key);
         }
         Ok(self.start(request, options, now))
@@ -664,6 +676,18 @@ impl Client {
         // store dropped every registration with the old connection: nothing left to stop.
         self.retries.clear();
         self.unregistrations.clear();
+        if session_present {
+            // The session publishes unacknowledged copies again, each with its full Message
+            // Expiry from now.
+            let again = now.mono
+                + Duration::from_secs(u64::from(envelope::expiry_secs(self.default_timeout)))
+                + EXPIRY_SLACK;
+            for until in self.stale_registrations.values_mut() {
+                *until = (*until).max(again);
+            }
+        } else {
+            self.stale_registrations.clear();
+        }
         self.reregister_observed(now);
         self.flush(now);
     }
@@ -750,6 +774,7 @@ impl Client {
                 .values()
                 .chain(self.unregistrations.values())
                 .filter_map(|r| r.due)
+                .chain(self.stale_registrations.values().copied())
                 .min()
         } else {
             None
@@ -810,6 +835,23 @@ impl Client {
     fn retry_unregistrations(&mut self, now: Now) {
         if !self.connected {
             return;
+        }
+        let stale: Vec<Bytes> = self
+            .stale_registrations
+            .iter()
+            .filter(|(_, until)| **until <= now.mono)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            self.stale_registrations.remove(&key);
+            if !self.observed.contains_key(&key) {
+                // Sent right below, and sent again like any STOP that may not have arrived.
+                let retry = self.unregistrations.entry(key).or_insert(Retry {
+                    failures: 0,
+                    due: None,
+                });
+                retry.due = Some(now.mono);
+            }
         }
         let due: Vec<Bytes> = self
             .unregistrations
@@ -1172,6 +1214,28 @@ impl Client {
     }
 
     /// Silently forgets the re-registrations of `key`, keeping at most one per observed key.
+    /// `key` is no longer observed at `now`: a re-registration of it already published may be
+    /// applied after the STOP that follows, until its Message Expiry has passed.
+    fn note_stale_registrations(&mut self, key: &Bytes, now: Instant) {
+        let latest = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|e| matches!(e.origin, Origin::Reregistration) && e.request.key() == key)
+            .filter_map(|e| {
+                // Like the lease machines' bound: it reached the broker by its deadline, and
+                // the broker drops it once its Message Expiry has passed.
+                let sent = e.sent_at?;
+                let expiry = envelope::expiry_secs(e.deadline.saturating_duration_since(sent));
+                Some(e.deadline + Duration::from_secs(u64::from(expiry)) + EXPIRY_SLACK)
+            })
+            .max();
+        if let Some(until) = latest.filter(|until| *until > now) {
+            let entry = self.stale_registrations.entry(key.clone()).or_insert(until);
+            *entry = (*entry).max(until);
+        }
+    }
+
     fn drop_reregistrations(&mut self, key: &Bytes) {
         // Every KEYNOTIFY STOP gets here; without a re-registration in flight (the usual case)
         // there is nothing to find in the table.
@@ -2284,6 +2348,49 @@ mod tests {
     }
 
     #[test]
+    fn a_reregistration_on_its_way_when_the_key_is_unobserved_is_stopped_again_later() {
+        // Found by the `sim_faults` fuzz target: the client's own re-registration was delayed
+        // past the STOP of the key's last observer, landed after it, and the store kept the
+        // registration until the connection ended.
+        let mut c = ready_client(config());
+        let mut now = t0();
+        observed_keys_registered(&mut c, &["k"], now);
+        c.handle_disconnected(now);
+        c.handle_connected(true, now);
+        let again = publishes(&drain(&mut c));
+        assert_eq!(
+            again.iter().map(|m| m.payload.clone()).collect::<Vec<_>>(),
+            vec![encoded(&Request::KeyNotify { key: b("k") })],
+            "the re-registration is on its way"
+        );
+        c.unobserve(b("k"), RequestOptions::default(), now).unwrap();
+        let stop = publishes(&drain(&mut c));
+        assert_eq!(stop.len(), 1);
+        c.handle_publish(reply(&stop[0], b":1\r\n", None), now);
+        drain(&mut c);
+        // The re-registration may still land after that STOP: one more STOP follows, once it
+        // can no longer be applied (its deadline, its Message Expiry, and the slack).
+        let due = c
+            .poll_timeout()
+            .expect("a STOP after the re-registration's expiry");
+        let timeout = config().default_timeout;
+        let bound = now.mono + timeout * 2 + EXPIRY_SLACK;
+        assert!(due >= bound, "{due:?} before {bound:?}");
+        now = now.advanced(due.saturating_duration_since(now.mono));
+        c.handle_timeout(now);
+        let sent = publishes(&drain(&mut c));
+        assert_eq!(
+            sent.iter().map(|m| m.payload.clone()).collect::<Vec<_>>(),
+            vec![encoded(&Request::KeyNotifyStop { key: b("k") })]
+        );
+        c.handle_publish(reply(&sent[0], b":1\r\n", None), now);
+        drain(&mut c);
+        assert_eq!(c.poll_timeout(), None);
+        // Observing the key again before then would have cancelled it.
+        observed_keys_registered(&mut c, &["k"], now);
+    }
+
+    #[test]
     fn a_stop_that_may_not_have_reached_the_store_is_sent_again() {
         // Found by the simulator: a lock wait dropped during a partition lost its STOP, and
         // the store kept the registration (and sent its notifications) until the connection
@@ -2698,6 +2805,7 @@ mod tests {
                     .values()
                     .chain(h.client.unregistrations.values())
                     .filter_map(|r| r.due)
+                    .chain(h.client.stale_registrations.values().copied())
                     .filter(|_| h.client.connected)
                     .min();
                 let expected = match (table, retries) {
@@ -2706,8 +2814,10 @@ mod tests {
                 };
                 prop_assert_eq!(h.client.poll_timeout(), expected);
                 if let Some(deadline) = h.client.poll_timeout() {
-                    // Deadlines are never further than the longest timeout or back-off.
-                    prop_assert!(deadline <= h.now.mono + RETRY_MAX.max(Duration::from_secs(5)));
+                    // Deadlines are never further than the longest timeout or back-off, or a
+                    // re-registration's Message Expiry after its deadline (plus slack).
+                    let expiry = Duration::from_secs(5) + EXPIRY_SLACK;
+                    prop_assert!(deadline <= h.now.mono + RETRY_MAX.max(Duration::from_secs(5)) + expiry);
                 }
             }
             let end = h.now.advanced(Duration::from_secs(6));
@@ -2720,9 +2830,14 @@ mod tests {
             // Only the retries of failed re-registrations of still observed keys are left...
             prop_assert!(h.client.reregistrations_in_flight() <= h.client.reregistrations_failing());
             prop_assert!(h.client.retries.keys().all(|k| h.client.observed.contains_key(k)));
-            // And the STOPs to retry of keys no longer observed.
+            // And the STOPs to retry of keys no longer observed, or to send once a
+            // re-registration of a key no longer observed can no longer land.
             prop_assert!(h.client.unregistrations.keys().all(|k| !h.client.observed.contains_key(k)));
-            if h.client.reregistrations_failing() == 0 && h.client.unregistrations_pending() == 0 {
+            prop_assert!(h.client.stale_registrations.keys().all(|k| !h.client.observed.contains_key(k)));
+            if h.client.reregistrations_failing() == 0
+                && h.client.unregistrations_pending() == 0
+                && h.client.stale_registrations.is_empty()
+            {
                 prop_assert_eq!(h.client.poll_timeout(), None);
             }
         }

@@ -189,7 +189,29 @@ fn fuzz_findings_hold() {
         Duration::from_millis(9_626),
         Duration::from_millis(9_636),
     ));
-    for (s, mut c) in [(edit, c), (leader, d), (shared, e)] {
+    // The client's own re-registration of a key was delayed past the STOP of its last
+    // observer and landed after it: the client now sends one more STOP once it cannot land.
+    let rereg: Scenario =
+        "seed=317 workload=shared clients=2 lease_ms=1325 renew_ms=441 faults=0x000 run_secs=5"
+            .parse()
+            .expect("scenario line");
+    let mut g = rereg.config();
+    g.clocks.max_rate_ppm = 1_535;
+    g.clocks.max_wall_skew = Duration::from_millis(5_535);
+    let f = &mut g.faults;
+    f.drop = p(255);
+    f.duplicate = p(255);
+    f.reorder = true;
+    f.tail = p(255);
+    f.tail_delay = Duration::from_millis(535);
+    f.notification_loss = p(255) * 4.0;
+    f.late_reply = p(255);
+    let ms = Duration::from_millis;
+    f.partition = Some(Recurring::new(ms(65_535), ms(5_679), ms(11_354)));
+    f.disconnect = Some(Recurring::new(ms(15_677), ms(5_661), ms(6_426)));
+    f.session_loss = p(45) * 4.0;
+    f.crash = Some(Recurring::new(ms(49_981), ms(61), ms(61)));
+    for (s, mut c) in [(edit, c), (leader, d), (shared, e), (rereg, g)] {
         c.max_events = 200_000;
         let sim = s.sim_with(c).unwrap_or_else(|v| panic!("{s}\n{v}"));
         if let Err(v) = sim.run() {
