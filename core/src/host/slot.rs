@@ -267,6 +267,8 @@ impl LockSlot {
         } else if release && !matches!(self.m.lease().state(now.mono), LeaseState::Idle) {
             let _ = self.m.unlock(&release_options(timeout), r, now);
         }
+        // A holder watch outlives the hold (`LockOptions::watch_holder`): nobody reads it now.
+        self.m.stop_watching(Some(timeout), r, now);
     }
 
     fn collect(&mut self, r: &mut dyn Requester, now: Now, timeout: Duration, out: &mut Emit<'_>) {
@@ -577,8 +579,11 @@ impl Slot {
                 Kind::Lease(s) if s.m.is_observing() => {
                     let _ = s.m.observe_stop(Some(timeout), r, now);
                 }
-                Kind::Lock(s) if s.m.is_waiting() => {
-                    s.m.cancel(r, now);
+                Kind::Lock(s) => {
+                    if s.m.is_waiting() {
+                        s.m.cancel(r, now);
+                    }
+                    s.m.stop_watching(Some(timeout), r, now);
                 }
                 _ => {}
             }

@@ -293,6 +293,76 @@ fn a_dropped_handle_stays_for_a_keynotify_the_reconnect_may_publish_again() {
     assert!(h.is_idle());
 }
 
+/// A lock watching its holder (`LockOptions::watch_holder`) keeps its observation after its
+/// hold ends; dropping the handle stops it, or the machine never goes (found by the
+/// `client_machines` fuzz target: "a machine outlived its handle").
+#[test]
+fn dropping_a_lock_that_watches_its_holder_stops_the_watch() {
+    use crate::command::Response;
+    for release in [true, false] {
+        let (mut h, mut r) = host();
+        h.create(
+            HandleId(1),
+            Create::Lock { name: name(b"l") },
+            &mut r,
+            at(0),
+        );
+        let options = LockOptions {
+            lease: LeaseOptions {
+                timeout: Some(TIMEOUT),
+                renew: None,
+                session_id: None,
+                margin: None,
+            },
+            watch_holder: true,
+            ..LockOptions::default()
+        };
+        let lock = Op::Lock {
+            duration: Duration::from_secs(2),
+            options,
+        };
+        h.op(HandleId(1), CallId(1), lock, &mut r, at(0));
+        let keynotify = r.last();
+        assert_eq!(keynotify.kind, RequestKind::KeyNotify);
+        complete(
+            &mut h,
+            &mut r,
+            keynotify.id,
+            Ok(Response::KeyNotify),
+            None,
+            1,
+        );
+        let set = r.last_of(RequestKind::Set);
+        complete(&mut h, &mut r, set.id, ok_set(), Some(tok(1)), 2);
+        // Not renewed: the hold ends at its safe end; the watch goes on.
+        let ms = h.poll_timeout().expect("the hold's end").as_nanos() / 1_000_000 + 1;
+        h.handle_timeout(&mut r, at(ms));
+        outputs(&mut h);
+        let stops = r.count(RequestKind::KeyNotifyStop);
+        h.drop_handle(HandleId(1), release, &mut r, at(ms + 1));
+        assert_eq!(
+            r.count(RequestKind::KeyNotifyStop),
+            stops + 1,
+            "release: {release}"
+        );
+        // Whatever else the drop sent (the release of a hold that may remain) is answered too.
+        for sent in r.open_sent() {
+            let result = match sent.kind {
+                RequestKind::KeyNotifyStop => Ok(Response::KeyNotifyStop(true)),
+                _ => vdel(VdelOutcome::Deleted),
+            };
+            complete(&mut h, &mut r, sent.id, result, None, ms + 2);
+        }
+        assert!(
+            outputs(&mut h).contains(&HostOutput::Gone {
+                handle: HandleId(1)
+            }),
+            "release: {release}"
+        );
+        assert!(h.is_idle());
+    }
+}
+
 #[test]
 fn a_released_handle_stays_for_its_cleanup_stop() {
     a_dropped_handle_stays_for_its_cleanup_stop(true);

@@ -247,6 +247,10 @@ pub(crate) struct World<'p> {
     lease_keys: Vec<Bytes>,
     /// Counter keys and the version of each last seen in the store.
     counters: Vec<(Bytes, Option<crate::hlc::Hlc>)>,
+    /// The requests (response topic, correlation) that wrote a counter: a copy of one that the
+    /// store runs again (a reconnect that kept the session published it again once its reply
+    /// was no longer cached) is the same update, not another.
+    counter_writers: BTreeSet<(Bytes, Bytes)>,
     queue: EventQueue<Ev>,
     rng: Rng,
     now: u64,
@@ -391,6 +395,7 @@ impl<'p> World<'p> {
             by_hex_id,
             lease_keys,
             counters,
+            counter_writers: BTreeSet::new(),
             queue: EventQueue::new(slots),
             now: 0,
             event: 0,
@@ -1361,6 +1366,7 @@ impl<'p> World<'p> {
     /// Routes the store's outputs and re-arms its timer.
     fn drain_store(&mut self) -> Result<(), Failure> {
         let mut granted = false;
+        let mut replied = Vec::new();
         while let Some(out) = self.store.poll_output() {
             let StoreOutput::Publish(msg) = out else {
                 continue;
@@ -1368,13 +1374,24 @@ impl<'p> World<'p> {
             if msg.payload.as_ref() == b"+OK\r\n" {
                 granted = true;
             }
+            if let Some(correlation) = &msg.correlation_data {
+                if self.response_topics.contains(&msg.topic) {
+                    replied.push((msg.topic.clone(), correlation.clone()));
+                }
+            }
             self.send_to_client(msg);
         }
-        // A request runs at most one write: a new version of a counter is one applied write.
+        // A request runs at most one write: a new version of a counter is one applied write,
+        // unless the request that made it had written before (the same update run again).
         for (key, seen) in &mut self.counters {
             let version = self.store.get(key).map(|i| i.version);
             if version.is_some() && version != *seen {
-                self.checker.counter_written(key);
+                let again =
+                    !replied.is_empty() && replied.iter().all(|r| self.counter_writers.contains(r));
+                if !again {
+                    self.checker.counter_written(key);
+                    self.counter_writers.extend(replied.iter().cloned());
+                }
             }
             *seen = version;
         }
