@@ -188,13 +188,8 @@ fn dropping_a_holding_handle_releases_and_the_machine_goes_after_the_vdel() {
     assert_eq!(h.poll_timeout(), None, "no timer of a gone machine is left");
 }
 
-/// Observes, lets the KEYNOTIFY time out (it may still land later), answers the STOP that
-/// follows at once, then drops the handle: the machine must stay until the cleanup STOP that
-/// waits for that KEYNOTIFY to be unable to land has gone out and been answered, or the store
-/// keeps the registration for the connection's lifetime (found by the simulator's `shared`
-/// workload: "the store still holds 1 KEYNOTIFY registrations after every node stopped").
-fn a_dropped_handle_stays_for_its_cleanup_stop(release: bool) {
-    use crate::command::Response;
+/// A host with one lease handle (1, on `a`) observing; the KEYNOTIFY it sent.
+fn observing_lease() -> (Host, FakeRequester, crate::testkit::Sent) {
     let (mut h, mut r) = host();
     h.create(
         HandleId(1),
@@ -205,36 +200,57 @@ fn a_dropped_handle_stays_for_its_cleanup_stop(release: bool) {
     h.op(HandleId(1), CallId(1), Op::Observe, &mut r, at(0));
     let keynotify = r.last();
     assert_eq!(keynotify.kind, RequestKind::KeyNotify);
+    (h, r, keynotify)
+}
+
+/// Handle 1 was dropped and its STOP `earlier` answered: its machine stays until one more
+/// STOP, not due before `not_before` ms, has gone out and been answered, and then goes.
+fn the_cleanup_stop_comes_before_the_machine_goes(
+    h: &mut Host,
+    r: &mut FakeRequester,
+    earlier: crate::client::RequestId,
+    not_before: u64,
+) {
+    use crate::command::Response;
+    let gone = HostOutput::Gone {
+        handle: HandleId(1),
+    };
+    assert!(!outputs(h).contains(&gone), "gone before its cleanup");
+    let due = h.poll_timeout().expect("the cleanup STOP is scheduled");
+    assert!(
+        due > at(not_before).mono,
+        "not before the KEYNOTIFY can no longer land: {due:?}"
+    );
+    let ms = due.as_nanos() / 1_000_000 + 1;
+    h.handle_timeout(r, at(ms));
+    let sweep = r.last();
+    assert_eq!(sweep.kind, RequestKind::KeyNotifyStop);
+    assert_ne!(sweep.id, earlier);
+    assert!(!outputs(h).contains(&gone), "gone before the STOP's answer");
+    let answer = Ok(Response::KeyNotifyStop(false));
+    complete(h, r, sweep.id, answer, None, ms + 1);
+    assert!(outputs(h).contains(&gone));
+    assert!(h.is_idle());
+    assert_eq!(h.poll_timeout(), None, "no timer of a gone machine is left");
+}
+
+/// Observes, lets the KEYNOTIFY time out (it may still land later), answers the STOP that
+/// follows at once, then drops the handle: the machine must stay until the cleanup STOP that
+/// waits for that KEYNOTIFY to be unable to land has gone out and been answered, or the store
+/// keeps the registration for the connection's lifetime (found by the simulator's `shared`
+/// workload: "the store still holds 1 KEYNOTIFY registrations after every node stopped").
+fn a_dropped_handle_stays_for_its_cleanup_stop(release: bool) {
+    use crate::command::Response;
+    let (mut h, mut r, keynotify) = observing_lease();
     let timed_out = Err(RequestError::Timeout { sent: true });
     complete(&mut h, &mut r, keynotify.id, timed_out, None, 1_000);
     let stop = r.last();
     assert_eq!(stop.kind, RequestKind::KeyNotifyStop);
     let not_registered = Ok(Response::KeyNotifyStop(false));
-    complete(&mut h, &mut r, stop.id, not_registered.clone(), None, 1_001);
+    complete(&mut h, &mut r, stop.id, not_registered, None, 1_001);
     outputs(&mut h);
     h.drop_handle(HandleId(1), release, &mut r, at(1_002));
-    let gone = HostOutput::Gone {
-        handle: HandleId(1),
-    };
-    assert!(!outputs(&mut h).contains(&gone), "gone before its cleanup");
-    let due = h.poll_timeout().expect("the cleanup STOP is scheduled");
-    assert!(
-        due > at(2_000).mono,
-        "not before the KEYNOTIFY can no longer land: {due:?}"
-    );
-    let ms = due.as_nanos() / 1_000_000 + 1;
-    h.handle_timeout(&mut r, at(ms));
-    let sweep = r.last();
-    assert_eq!(sweep.kind, RequestKind::KeyNotifyStop);
-    assert_ne!(sweep.id, stop.id);
-    assert!(
-        !outputs(&mut h).contains(&gone),
-        "gone before the STOP's answer"
-    );
-    complete(&mut h, &mut r, sweep.id, not_registered, None, ms + 1);
-    assert!(outputs(&mut h).contains(&gone));
-    assert!(h.is_idle());
-    assert_eq!(h.poll_timeout(), None, "no timer of a gone machine is left");
+    the_cleanup_stop_comes_before_the_machine_goes(&mut h, &mut r, stop.id, 2_000);
 }
 
 /// A KEYNOTIFY on its way when the connection dropped may be published again by a reconnect
@@ -244,53 +260,26 @@ fn a_dropped_handle_stays_for_its_cleanup_stop(release: bool) {
 #[test]
 fn a_dropped_handle_stays_for_a_keynotify_the_reconnect_may_publish_again() {
     use crate::command::Response;
-    let (mut h, mut r) = host();
-    h.create(
-        HandleId(1),
-        Create::Lease { name: name(b"a") },
-        &mut r,
-        at(0),
-    );
-    h.op(HandleId(1), CallId(1), Op::Observe, &mut r, at(0));
-    let keynotify = r.last();
-    complete(
-        &mut h,
-        &mut r,
-        keynotify.id,
-        Ok(Response::KeyNotify),
-        None,
-        10,
-    );
+    let (mut h, mut r, keynotify) = observing_lease();
+    let registered = Ok(Response::KeyNotify);
+    complete(&mut h, &mut r, keynotify.id, registered, None, 10);
     h.handle_output(Output::Disconnected, &mut r, at(15));
     h.drop_handle(HandleId(1), true, &mut r, at(20));
     let stop = r.last();
     assert_eq!(stop.kind, RequestKind::KeyNotifyStop);
-    let registered = Ok(Response::KeyNotifyStop(true));
-    complete(&mut h, &mut r, stop.id, registered.clone(), None, 30);
-    let gone = HostOutput::Gone {
-        handle: HandleId(1),
-    };
+    let unregistered = Ok(Response::KeyNotifyStop(true));
+    complete(&mut h, &mut r, stop.id, unregistered, None, 30);
     assert!(
-        !outputs(&mut h).contains(&gone),
+        !outputs(&mut h).contains(&HostOutput::Gone {
+            handle: HandleId(1)
+        }),
         "gone before the reconnect"
     );
-    h.handle_output(
-        Output::Connected {
-            session_present: true,
-        },
-        &mut r,
-        at(5_000),
-    );
-    let due = h.poll_timeout().expect("a STOP after the republished copy");
-    assert!(due > at(6_000).mono, "{due:?}");
-    let ms = due.as_nanos() / 1_000_000 + 1;
-    h.handle_timeout(&mut r, at(ms));
-    let sweep = r.last();
-    assert_eq!(sweep.kind, RequestKind::KeyNotifyStop);
-    assert_ne!(sweep.id, stop.id);
-    complete(&mut h, &mut r, sweep.id, registered, None, ms + 1);
-    assert!(outputs(&mut h).contains(&gone));
-    assert!(h.is_idle());
+    let reconnect = Output::Connected {
+        session_present: true,
+    };
+    h.handle_output(reconnect, &mut r, at(5_000));
+    the_cleanup_stop_comes_before_the_machine_goes(&mut h, &mut r, stop.id, 6_000);
 }
 
 /// A lock watching its holder (`LockOptions::watch_holder`) keeps its observation after its

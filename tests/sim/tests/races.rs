@@ -131,113 +131,145 @@ fn p(v: u8) -> f64 {
     f64::from(v) / 1024.0
 }
 
-/// `sim_faults` fuzz findings, replayed with the fuzzer's full configuration (its scenario
-/// line omits the fault fields it sets directly). The first two were a fault started before healing
-/// that outlasted the drain (a 7.7 s disconnect; a GET with the 10 s default timeout under
-/// loss): the lease's bounded clean-up (exposure window, sweep STOP) started only afterwards,
-/// and the leak check ran before it fired ("the agent still has a timer armed after
-/// stopping"). The world now runs on past the drain until every live node is at rest.
+/// The faults the `sim_faults` fuzz target sets directly (its scenario line omits them), in the
+/// units the target derives from its input: probabilities in 1/1024, times in ms, recurring
+/// faults as (gap, shortest, longest).
+#[derive(Default)]
+struct Fuzzed {
+    rate_ppm: u32,
+    skew_ms: u64,
+    drop: u8,
+    duplicate: u8,
+    reorder: bool,
+    tail: u8,
+    tail_delay_ms: u64,
+    notification_loss: u8,
+    late_reply: u8,
+    session_loss: u8,
+    partition: Option<(u64, u64, u64)>,
+    disconnect: Option<(u64, u64, u64)>,
+    crash: Option<(u64, u64, u64)>,
+}
+
+/// Runs the scenario `line` with the fuzz target's configuration `z`; panics on a violation.
+fn replay_fuzzed(line: &str, z: Fuzzed) {
+    let s: Scenario = line.parse().expect("scenario line");
+    let mut c = s.config();
+    let ms = Duration::from_millis;
+    let recurring = |r: Option<(u64, u64, u64)>| {
+        r.map(|(gap, min, max)| Recurring::new(ms(gap), ms(min), ms(max)))
+    };
+    c.clocks.max_rate_ppm = z.rate_ppm;
+    c.clocks.max_wall_skew = ms(z.skew_ms);
+    let f = &mut c.faults;
+    f.drop = p(z.drop);
+    f.duplicate = p(z.duplicate);
+    f.reorder = z.reorder;
+    f.tail = p(z.tail);
+    f.tail_delay = ms(z.tail_delay_ms);
+    f.notification_loss = p(z.notification_loss) * 4.0;
+    f.late_reply = p(z.late_reply);
+    f.session_loss = p(z.session_loss) * 4.0;
+    f.partition = recurring(z.partition);
+    f.disconnect = recurring(z.disconnect);
+    f.crash = recurring(z.crash);
+    c.max_events = 200_000;
+    let sim = s.sim_with(c).unwrap_or_else(|v| panic!("{s}\n{v}"));
+    if let Err(v) = sim.run() {
+        panic!("{s}\n{v}");
+    }
+}
+
+/// `sim_faults` fuzz findings, replayed with the fuzzer's full configuration.
 #[test]
 fn fuzz_findings_hold() {
-    let edit: Scenario =
-        "seed=3103719485 workload=edit clients=1 lease_ms=200 renew_ms=66 faults=0x000 run_secs=2"
-            .parse()
-            .expect("scenario line");
-    let mut c = edit.config();
-    c.clocks.max_rate_ppm = 0;
-    c.clocks.max_wall_skew = Duration::ZERO;
-    let len = Duration::from_millis(7_748);
-    c.faults.disconnect = Some(Recurring::new(Duration::from_millis(69), len, len));
-    let leader: Scenario = "seed=10633888858964726538 workload=leader clients=4 lease_ms=209 renew_ms=34 faults=0x000 run_secs=5"
-        .parse()
-        .expect("scenario line");
-    let mut d = leader.config();
-    d.clocks.max_rate_ppm = 93;
-    d.clocks.max_wall_skew = Duration::from_millis(27_648);
-    let f = &mut d.faults;
-    f.drop = p(147);
-    f.duplicate = p(147);
-    f.reorder = true;
-    f.tail = p(147);
-    f.tail_delay = Duration::from_millis(2_779);
-    f.notification_loss = p(147) * 4.0;
-    f.late_reply = p(147);
-    f.partition = Some(Recurring::new(
-        Duration::from_millis(37_779),
-        Duration::from_millis(7_779),
-        Duration::from_millis(15_558),
-    ));
+    // The first two: a fault started before healing outlasted the drain (a 7.7 s disconnect;
+    // a GET with the 10 s default timeout under loss): the lease's bounded clean-up (exposure
+    // window, sweep STOP) started only afterwards, and the leak check ran before it fired
+    // ("the agent still has a timer armed after stopping"). The world now runs on past the
+    // drain until every live node is at rest.
+    replay_fuzzed(
+        "seed=3103719485 workload=edit clients=1 lease_ms=200 renew_ms=66 faults=0x000 run_secs=2",
+        Fuzzed {
+            disconnect: Some((69, 7_748, 7_748)),
+            ..Fuzzed::default()
+        },
+    );
+    replay_fuzzed(
+        "seed=10633888858964726538 workload=leader clients=4 lease_ms=209 renew_ms=34 faults=0x000 run_secs=5",
+        Fuzzed {
+            rate_ppm: 93,
+            skew_ms: 27_648,
+            drop: 147,
+            duplicate: 147,
+            reorder: true,
+            tail: 147,
+            tail_delay_ms: 2_779,
+            notification_loss: 147,
+            late_reply: 147,
+            partition: Some((37_779, 7_779, 15_558)),
+            ..Fuzzed::default()
+        },
+    );
     // A KEYNOTIFY on its way when a 9.6 s disconnect began was published again at the
     // reconnect, after the STOP of the handle dropped meanwhile: that handle's machine had
     // gone, so nothing sent the STOP that has to follow it.
-    let shared: Scenario = "seed=795741901218906111 workload=shared clients=4 lease_ms=227 renew_ms=56 faults=0x000 run_secs=4"
-        .parse()
-        .expect("scenario line");
-    let mut e = shared.config();
-    e.clocks.max_rate_ppm = 61;
-    e.clocks.max_wall_skew = Duration::from_millis(4_861);
-    let f = &mut e.faults;
-    f.drop = p(61);
-    f.duplicate = p(60);
-    f.reorder = true;
-    f.tail = p(255);
-    f.tail_delay = Duration::from_millis(535);
-    f.notification_loss = p(31) * 4.0;
-    f.late_reply = p(1);
-    f.disconnect = Some(Recurring::new(
-        Duration::from_millis(317),
-        Duration::from_millis(9_626),
-        Duration::from_millis(9_636),
-    ));
+    replay_fuzzed(
+        "seed=795741901218906111 workload=shared clients=4 lease_ms=227 renew_ms=56 faults=0x000 run_secs=4",
+        Fuzzed {
+            rate_ppm: 61,
+            skew_ms: 4_861,
+            drop: 61,
+            duplicate: 60,
+            reorder: true,
+            tail: 255,
+            tail_delay_ms: 535,
+            notification_loss: 31,
+            late_reply: 1,
+            disconnect: Some((317, 9_626, 9_636)),
+            ..Fuzzed::default()
+        },
+    );
     // The client's own re-registration of a key was delayed past the STOP of its last
     // observer and landed after it: the client now sends one more STOP once it cannot land.
-    let rereg: Scenario =
-        "seed=317 workload=shared clients=2 lease_ms=1325 renew_ms=441 faults=0x000 run_secs=5"
-            .parse()
-            .expect("scenario line");
-    let mut g = rereg.config();
-    g.clocks.max_rate_ppm = 1_535;
-    g.clocks.max_wall_skew = Duration::from_millis(5_535);
-    let f = &mut g.faults;
-    f.drop = p(255);
-    f.duplicate = p(255);
-    f.reorder = true;
-    f.tail = p(255);
-    f.tail_delay = Duration::from_millis(535);
-    f.notification_loss = p(255) * 4.0;
-    f.late_reply = p(255);
-    let ms = Duration::from_millis;
-    f.partition = Some(Recurring::new(ms(65_535), ms(5_679), ms(11_354)));
-    f.disconnect = Some(Recurring::new(ms(15_677), ms(5_661), ms(6_426)));
-    f.session_loss = p(45) * 4.0;
-    f.crash = Some(Recurring::new(ms(49_981), ms(61), ms(61)));
+    replay_fuzzed(
+        "seed=317 workload=shared clients=2 lease_ms=1325 renew_ms=441 faults=0x000 run_secs=5",
+        Fuzzed {
+            rate_ppm: 1_535,
+            skew_ms: 5_535,
+            drop: 255,
+            duplicate: 255,
+            reorder: true,
+            tail: 255,
+            tail_delay_ms: 535,
+            notification_loss: 255,
+            late_reply: 255,
+            session_loss: 45,
+            partition: Some((65_535, 5_679, 11_354)),
+            disconnect: Some((15_677, 5_661, 6_426)),
+            crash: Some((49_981, 61, 61)),
+        },
+    );
     // A checker false alarm: a reconnect that kept the session published an edit's answered
     // write again 7.6 s later, and the store ran it a second time (same value, same fence).
     // That is the same update, not a fourth one: the counter check now counts a request once.
-    let again: Scenario = "seed=4484808137160736061 workload=edit clients=2 lease_ms=517 renew_ms=129 faults=0x000 run_secs=9"
-        .parse()
-        .expect("scenario line");
-    let mut h = again.config();
-    h.clocks.max_rate_ppm = 945;
-    h.clocks.max_wall_skew = Duration::from_millis(3_738);
-    let f = &mut h.faults;
-    f.drop = p(0);
-    f.duplicate = p(202);
-    f.reorder = true;
-    f.tail = p(53);
-    f.tail_delay = ms(535);
-    f.notification_loss = p(255) * 4.0;
-    f.late_reply = p(255);
-    f.partition = Some(Recurring::new(ms(65_535), ms(5_679), ms(7_004)));
-    f.disconnect = Some(Recurring::new(ms(317), ms(5_690), ms(12_347)));
-    f.session_loss = p(10) * 4.0;
-    for (s, mut c) in [(edit, c), (leader, d), (shared, e), (rereg, g), (again, h)] {
-        c.max_events = 200_000;
-        let sim = s.sim_with(c).unwrap_or_else(|v| panic!("{s}\n{v}"));
-        if let Err(v) = sim.run() {
-            panic!("{s}\n{v}");
-        }
-    }
+    replay_fuzzed(
+        "seed=4484808137160736061 workload=edit clients=2 lease_ms=517 renew_ms=129 faults=0x000 run_secs=9",
+        Fuzzed {
+            rate_ppm: 945,
+            skew_ms: 3_738,
+            duplicate: 202,
+            reorder: true,
+            tail: 53,
+            tail_delay_ms: 535,
+            notification_loss: 255,
+            late_reply: 255,
+            session_loss: 10,
+            partition: Some((65_535, 5_679, 7_004)),
+            disconnect: Some((317, 5_690, 12_347)),
+            ..Fuzzed::default()
+        },
+    );
 }
 
 #[test]
