@@ -218,6 +218,11 @@ impl Lock {
         &self.lease
     }
 
+    /// See [`Lease::stop_renewing`].
+    pub fn stop_renewing(&mut self) {
+        self.lease.stop_renewing();
+    }
+
     /// See [`Lease::handle_unregistration_timeout`].
     pub fn handle_unregistration_timeout<R: Requester + ?Sized>(&mut self, r: &mut R, now: Now) {
         self.lease.handle_unregistration_timeout(r, now);

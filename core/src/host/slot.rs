@@ -575,11 +575,17 @@ impl Slot {
             self.detached = true;
             // Detached: leave the lease to expire, but leave no wait and no registration
             // behind.
+            // The machine may stay for its cleanup STOP, through a reconnect: nothing of it
+            // may renew the lease meanwhile.
             match &mut self.kind {
-                Kind::Lease(s) if s.m.is_observing() => {
-                    let _ = s.m.observe_stop(Some(timeout), r, now);
+                Kind::Lease(s) => {
+                    s.m.stop_renewing();
+                    if s.m.is_observing() {
+                        let _ = s.m.observe_stop(Some(timeout), r, now);
+                    }
                 }
                 Kind::Lock(s) => {
+                    s.m.stop_renewing();
                     if s.m.is_waiting() {
                         s.m.cancel(r, now);
                     }

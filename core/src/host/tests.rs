@@ -282,6 +282,52 @@ fn a_dropped_handle_stays_for_a_keynotify_the_reconnect_may_publish_again() {
     the_cleanup_stop_comes_before_the_machine_goes(&mut h, &mut r, stop.id, 6_000);
 }
 
+/// A detached handle's machine may stay through a reconnect (for its cleanup STOP), but the
+/// lease it leaves to expire is not renewed by that reconnect, though a renewal had failed.
+#[test]
+fn a_detached_lease_kept_for_its_cleanup_is_not_renewed_by_a_reconnect() {
+    use crate::command::Response;
+    let (mut h, mut r, keynotify) = observing_lease();
+    complete(
+        &mut h,
+        &mut r,
+        keynotify.id,
+        Ok(Response::KeyNotify),
+        None,
+        1,
+    );
+    let renew = Some(Duration::from_millis(500));
+    h.op(HandleId(1), CallId(2), acquire("s", renew), &mut r, at(2));
+    let set = r.last_of(RequestKind::Set);
+    complete(&mut h, &mut r, set.id, ok_set(), Some(tok(1)), 3);
+    // The renewal leaves and fails: the next reconnect would retry it at once.
+    let due = h.poll_timeout().expect("a renewal").as_nanos() / 1_000_000 + 1;
+    h.handle_timeout(&mut r, at(due));
+    let renewal = r.last_of(RequestKind::Set);
+    assert_ne!(renewal.id, set.id);
+    let timed_out = Err(RequestError::Timeout { sent: true });
+    complete(&mut h, &mut r, renewal.id, timed_out, None, due + 100);
+    // The connection drops while the KEYNOTIFY may still be published again; then the handle
+    // is dropped, leaving the lease to expire.
+    h.handle_output(Output::Disconnected, &mut r, at(due + 200));
+    h.drop_handle(HandleId(1), false, &mut r, at(due + 300));
+    for sent in r.open_sent() {
+        let result = Ok(Response::KeyNotifyStop(true));
+        complete(&mut h, &mut r, sent.id, result, None, due + 400);
+    }
+    assert_eq!(h.machines(), 1, "kept for the reconnect");
+    let sets = r.count(RequestKind::Set);
+    let reconnect = Output::Connected {
+        session_present: true,
+    };
+    h.handle_output(reconnect, &mut r, at(due + 1_000));
+    assert_eq!(
+        r.count(RequestKind::Set),
+        sets,
+        "no renewal of a detached lease"
+    );
+}
+
 /// A lock watching its holder (`LockOptions::watch_holder`) keeps its observation after its
 /// hold ends; dropping the handle stops it, or the machine never goes (found by the
 /// `client_machines` fuzz target: "a machine outlived its handle").

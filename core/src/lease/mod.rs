@@ -659,6 +659,16 @@ impl Lease {
                 .any(|i| matches!(i.what, Abandoned::KeyNotify { .. }))
     }
 
+    /// Renews no more: the grant is left to expire at the store (a driver whose handle is gone
+    /// but whose machine stays for its cleanup STOP; a reconnect must not renew it either).
+    pub fn stop_renewing(&mut self) {
+        if let Phase::Held(g) = &mut self.phase {
+            g.timing.renew = None;
+            g.renew_at = None;
+            g.renew_failed = false;
+        }
+    }
+
     /// When the cleanup STOP of [`Lease::unregistration_pending`] may leave (`None`: it waits
     /// for a reply, or none is due).
     pub fn unregistration_at(&self) -> Option<Instant> {
